@@ -1,1 +1,31 @@
-fn main(){}
+use clap::Parser;
+use kamajid::config::{Cli, Command};
+use tokio::sync::watch;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,tower=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Serve(cfg) => {
+            let (tx, rx) = watch::channel(false);
+            tokio::spawn(async move {
+                kamajid::devenv::wait_for_signal().await;
+                let _ = tx.send(true);
+            });
+            kamajid::server::serve(cfg, rx).await.map_err(|e| e.to_string())
+        }
+        Command::Dev(cfg) => kamajid::devenv::run_dev(cfg).await.map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kamajid: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Command line and environment. Every flag has a `KAMAJID_*` environment fallback so the same
+//! binary is configured by a Deployment's env or by hand.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "kamajid", version, about = "The kamaji daemon")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the gRPC API and run background work.
+    Serve(ServeConfig),
+    /// Start a local, secured development environment (etcd state store, etcd datastores and
+    /// kamajid itself) and write what a client needs into a directory. Runs until interrupted.
+    Dev(DevConfig),
+}
+
+/// How to reach the etcd that holds kamajid's own records.
+#[derive(Debug, Clone, Args)]
+pub struct StateEtcdConfig {
+    /// Client URLs of the state etcd (comma-separated).
+    #[arg(long = "state-etcd-endpoints", env = "KAMAJID_STATE_ETCD_ENDPOINTS", value_delimiter = ',', required = true)]
+    pub endpoints: Vec<String>,
+    /// PEM CA that signed the state etcd's serving certificate.
+    #[arg(long = "state-etcd-ca-file", env = "KAMAJID_STATE_ETCD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for the state etcd.
+    #[arg(long = "state-etcd-cert-file", env = "KAMAJID_STATE_ETCD_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long = "state-etcd-key-file", env = "KAMAJID_STATE_ETCD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address the gRPC API listens on.
+    #[arg(long, env = "KAMAJID_LISTEN", default_value = "127.0.0.1:7443")]
+    pub listen: SocketAddr,
+    /// PEM serving certificate of the gRPC API.
+    #[arg(long, env = "KAMAJID_TLS_CERT_FILE")]
+    pub tls_cert_file: PathBuf,
+    /// PEM private key of the serving certificate.
+    #[arg(long, env = "KAMAJID_TLS_KEY_FILE")]
+    pub tls_key_file: PathBuf,
+    /// File of bearer tokens accepted by the API, one per line ('#' starts a comment).
+    #[arg(long, env = "KAMAJID_TOKENS_FILE")]
+    pub tokens_file: PathBuf,
+    /// File holding the key-encryption key (32 bytes, base64) that seals secrets in records.
+    #[arg(long, env = "KAMAJID_KEK_FILE")]
+    pub kek_file: PathBuf,
+    #[command(flatten)]
+    pub state_etcd: StateEtcdConfig,
+    /// Seconds between health probes of each datastore.
+    #[arg(long, env = "KAMAJID_HEALTH_INTERVAL", default_value_t = 15)]
+    pub health_interval_seconds: u64,
+    /// Seconds a datastore probe may take before the datastore counts as unreachable.
+    #[arg(long, env = "KAMAJID_PROBE_TIMEOUT", default_value_t = 5)]
+    pub probe_timeout_seconds: u64,
+    /// TTL of the leader lease: how long a crashed leader blocks background work.
+    #[arg(long, env = "KAMAJID_LEADER_LEASE_TTL", default_value_t = 15)]
+    pub leader_lease_seconds: i64,
+}
+
+impl ServeConfig {
+    pub fn health_interval(&self) -> Duration {
+        Duration::from_secs(self.health_interval_seconds.max(1))
+    }
+    pub fn probe_timeout(&self) -> Duration {
+        Duration::from_secs(self.probe_timeout_seconds.max(1))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DevConfig {
+    /// Directory for certificates, etcd data, logs and the generated client settings.
+    #[arg(long, env = "KAMAJID_DEV_DIR", default_value = ".demo")]
+    pub dir: PathBuf,
+    /// How many etcd datastores to start besides the state etcd.
+    #[arg(long, default_value_t = 2)]
+    pub datastores: usize,
+    /// Address the gRPC API listens on.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub listen: SocketAddr,
+    /// Seconds between health probes of each datastore.
+    #[arg(long, default_value_t = 5)]
+    pub health_interval_seconds: u64,
+}
