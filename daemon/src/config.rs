@@ -27,7 +27,12 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct StateEtcdConfig {
     /// Client URLs of the state etcd (comma-separated).
-    #[arg(long = "state-etcd-endpoints", env = "KAMAJID_STATE_ETCD_ENDPOINTS", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "state-etcd-endpoints",
+        env = "KAMAJID_STATE_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        required = true
+    )]
     pub endpoints: Vec<String>,
     /// PEM CA that signed the state etcd's serving certificate.
     #[arg(long = "state-etcd-ca-file", env = "KAMAJID_STATE_ETCD_CA_FILE")]

@@ -11,7 +11,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, UserAddOptions};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tracing::info;
@@ -25,11 +28,20 @@ pub enum DevError {
     #[error("generating dev certificates: {0}")]
     Pki(#[from] rcgen::Error),
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("starting etcd (is it installed? `apt-get install etcd-server etcd-client`): {0}")]
     Spawn(std::io::Error),
     #[error("etcd {name} did not become ready within {secs}s: {detail} (log: {log})")]
-    NotReady { name: String, secs: u64, detail: String, log: PathBuf },
+    NotReady {
+        name: String,
+        secs: u64,
+        detail: String,
+        log: PathBuf,
+    },
     #[error("enabling auth on etcd {name}: {detail}")]
     Auth { name: String, detail: String },
     #[error(transparent)]
@@ -64,8 +76,15 @@ pub fn new_ca(cn: &str) -> Result<Pem, rcgen::Error> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
     p.distinguished_name.push(DnType::CommonName, cn);
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    Ok(Pem { cert: p.self_signed(&key)?.pem(), key: key.serialize_pem() })
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(Pem {
+        cert: p.self_signed(&key)?.pem(),
+        key: key.serialize_pem(),
+    })
 }
 
 /// A leaf certificate signed by `ca`, valid for TLS server and client use.
@@ -74,9 +93,18 @@ pub fn issue(ca: &Pem, cn: &str, sans: &[&str]) -> Result<Pem, rcgen::Error> {
     let key = KeyPair::generate()?;
     let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
     p.distinguished_name.push(DnType::CommonName, cn);
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-    Ok(Pem { cert: p.signed_by(&key, &issuer)?.pem(), key: key.serialize_pem() })
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    Ok(Pem {
+        cert: p.signed_by(&key, &issuer)?.pem(),
+        key: key.serialize_pem(),
+    })
 }
 
 impl DevPki {
@@ -90,7 +118,11 @@ impl DevPki {
     /// Writes ca.crt/ca.key, server.crt/.key and root.crt/.key into `dir` (keys 0600).
     pub fn write(&self, dir: &Path) -> Result<(), DevError> {
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-        for (name, pem) in [("ca", &self.ca), ("server", &self.server), ("root", &self.root)] {
+        for (name, pem) in [
+            ("ca", &self.ca),
+            ("server", &self.server),
+            ("root", &self.root),
+        ] {
             write_file(&dir.join(format!("{name}.crt")), &pem.cert, false)?;
             write_file(&dir.join(format!("{name}.key")), &pem.key, true)?;
         }
@@ -102,14 +134,18 @@ pub fn write_file(path: &Path, content: &str, private: bool) -> Result<(), DevEr
     std::fs::write(path, content).map_err(io("writing", path))?;
     if private {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io("chmod", path))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io("chmod", path))?;
     }
     Ok(())
 }
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 /// How an etcd is secured. The default is what kamajid requires of a datastore.
@@ -121,7 +157,10 @@ pub struct EtcdSecurity {
 
 impl Default for EtcdSecurity {
     fn default() -> Self {
-        Self { client_cert_auth: true, auth: true }
+        Self {
+            client_cert_auth: true,
+            auth: true,
+        }
     }
 }
 
@@ -138,7 +177,12 @@ impl EtcdProcess {
     /// Starts etcd under `dir/<name>` serving with `pki.server`, trusting `pki.ca` for clients,
     /// and waits until it answers. With `security.auth`, creates a password-less root user
     /// (authenticated by the CN=root certificate) and enables auth.
-    pub async fn start(dir: &Path, name: &str, pki: &DevPki, security: EtcdSecurity) -> Result<Self, DevError> {
+    pub async fn start(
+        dir: &Path,
+        name: &str,
+        pki: &DevPki,
+        security: EtcdSecurity,
+    ) -> Result<Self, DevError> {
         let base = dir.join(name);
         let pki_dir = base.join("pki");
         pki.write(&pki_dir)?;
@@ -150,25 +194,49 @@ impl EtcdProcess {
         let log_file = std::fs::File::create(&log).map_err(io("creating", &log))?;
         let log_err = log_file.try_clone().map_err(io("opening", &log))?;
         let mut cmd = Command::new(std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into()));
-        cmd.arg("--name").arg(name)
-            .arg("--data-dir").arg(&data_dir)
-            .arg("--listen-client-urls").arg(&endpoint)
-            .arg("--advertise-client-urls").arg(&endpoint)
-            .arg("--listen-peer-urls").arg(&peer_url)
-            .arg("--initial-advertise-peer-urls").arg(&peer_url)
-            .arg("--initial-cluster").arg(format!("{name}={peer_url}"))
-            .arg("--cert-file").arg(pki_dir.join("server.crt"))
-            .arg("--key-file").arg(pki_dir.join("server.key"))
-            .arg("--logger").arg("zap")
-            .arg("--log-level").arg("warn");
+        cmd.arg("--name")
+            .arg(name)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--listen-client-urls")
+            .arg(&endpoint)
+            .arg("--advertise-client-urls")
+            .arg(&endpoint)
+            .arg("--listen-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-cluster")
+            .arg(format!("{name}={peer_url}"))
+            .arg("--cert-file")
+            .arg(pki_dir.join("server.crt"))
+            .arg("--key-file")
+            .arg(pki_dir.join("server.key"))
+            .arg("--logger")
+            .arg("zap")
+            .arg("--log-level")
+            .arg("warn");
         if security.client_cert_auth {
-            cmd.arg("--client-cert-auth").arg("--trusted-ca-file").arg(pki_dir.join("ca.crt"));
+            cmd.arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(pki_dir.join("ca.crt"));
         }
-        cmd.stdin(Stdio::null()).stdout(log_file).stderr(log_err).kill_on_drop(true);
+        cmd.stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .kill_on_drop(true);
         let child = cmd.spawn().map_err(DevError::Spawn)?;
-        let proc = Self { name: name.to_owned(), endpoint, data_dir, child };
+        let proc = Self {
+            name: name.to_owned(),
+            endpoint,
+            data_dir,
+            child,
+        };
 
-        let tls = EtcdTls { ca_pem: Some(pki.ca.cert.clone()), identity: Some((pki.root.cert.clone(), pki.root.key.clone())) };
+        let tls = EtcdTls {
+            ca_pem: Some(pki.ca.cert.clone()),
+            identity: Some((pki.root.cert.clone(), pki.root.key.clone())),
+        };
         let client = proc.wait_ready(&tls, &log).await?;
         if security.auth {
             enable_auth(client, name).await?;
@@ -181,7 +249,13 @@ impl EtcdProcess {
         let start = Instant::now();
         let mut last = String::new();
         while start.elapsed() < limit {
-            match connect(std::slice::from_ref(&self.endpoint), tls, Duration::from_secs(2)).await {
+            match connect(
+                std::slice::from_ref(&self.endpoint),
+                tls,
+                Duration::from_secs(2),
+            )
+            .await
+            {
                 Ok(mut c) => match c.status().await {
                     Ok(_) => return Ok(c),
                     Err(e) => last = error_chain(&e),
@@ -190,7 +264,12 @@ impl EtcdProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(DevError::NotReady { name: self.name.clone(), secs: limit.as_secs(), detail: last, log: log.to_owned() })
+        Err(DevError::NotReady {
+            name: self.name.clone(),
+            secs: limit.as_secs(),
+            detail: last,
+            log: log.to_owned(),
+        })
     }
 
     /// Stops the process and waits for it, e.g. to test what happens when a datastore dies.
@@ -200,8 +279,14 @@ impl EtcdProcess {
 }
 
 async fn enable_auth(mut client: Client, name: &str) -> Result<(), DevError> {
-    let err = |e: etcd_client::Error| DevError::Auth { name: name.to_owned(), detail: error_chain(&e) };
-    if let Err(e) = client.user_add("root", "", Some(UserAddOptions::new().with_no_pwd())).await {
+    let err = |e: etcd_client::Error| DevError::Auth {
+        name: name.to_owned(),
+        detail: error_chain(&e),
+    };
+    if let Err(e) = client
+        .user_add("root", "", Some(UserAddOptions::new().with_no_pwd()))
+        .await
+    {
         if !error_chain(&e).contains("already exists") {
             return Err(err(e));
         }
@@ -235,7 +320,15 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
     let state = EtcdProcess::start(&etcd_dir, "state", &pki, EtcdSecurity::default()).await?;
     let mut datastores = Vec::new();
     for i in 1..=cfg.datastores {
-        datastores.push(EtcdProcess::start(&etcd_dir, &format!("etcd-{i}"), &pki, EtcdSecurity::default()).await?);
+        datastores.push(
+            EtcdProcess::start(
+                &etcd_dir,
+                &format!("etcd-{i}"),
+                &pki,
+                EtcdSecurity::default(),
+            )
+            .await?,
+        );
     }
     let endpoint = format!("https://{}", cfg.listen);
     let tfvars = serde_json::json!({
@@ -243,7 +336,11 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
         "pki_dir": pki_dir,
         "datastore_endpoints": datastores.iter().map(|d| d.endpoint.clone()).collect::<Vec<_>>(),
     });
-    write_file(&dir.join("quickstart.tfvars.json"), &format!("{tfvars:#}\n"), false)?;
+    write_file(
+        &dir.join("quickstart.tfvars.json"),
+        &format!("{tfvars:#}\n"),
+        false,
+    )?;
     let env = format!(
         "export KAMAJI_ENDPOINT={endpoint}\nexport KAMAJI_TOKEN_FILE={}\nexport KAMAJI_CA_CERTIFICATE_FILE={}\n",
         token_path.display(),
@@ -271,7 +368,9 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
     let server = tokio::spawn(crate::server::serve(serve_cfg, stop_rx));
     // The listener binds right after the state store answers; wait for the port to accept.
     let start = Instant::now();
-    while tokio::net::TcpStream::connect(cfg.listen).await.is_err() && start.elapsed() < Duration::from_secs(30) {
+    while tokio::net::TcpStream::connect(cfg.listen).await.is_err()
+        && start.elapsed() < Duration::from_secs(30)
+    {
         if server.is_finished() {
             break;
         }

@@ -22,9 +22,18 @@ impl std::fmt::Debug for EtcdTls {
 }
 
 /// Connects with a per-request timeout so that no call on a dead cluster hangs.
-pub async fn connect(endpoints: &[String], tls: &EtcdTls, timeout: Duration) -> Result<Client, etcd_client::Error> {
-    let mut opts = ConnectOptions::new().with_connect_timeout(timeout).with_timeout(timeout);
-    if tls.ca_pem.is_some() || tls.identity.is_some() || endpoints.iter().any(|e| e.starts_with("https://")) {
+pub async fn connect(
+    endpoints: &[String],
+    tls: &EtcdTls,
+    timeout: Duration,
+) -> Result<Client, etcd_client::Error> {
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(timeout)
+        .with_timeout(timeout);
+    if tls.ca_pem.is_some()
+        || tls.identity.is_some()
+        || endpoints.iter().any(|e| e.starts_with("https://"))
+    {
         let mut t = TlsOptions::new();
         if let Some(ca) = &tls.ca_pem {
             t = t.ca_certificate(Certificate::from_pem(ca));

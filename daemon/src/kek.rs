@@ -17,7 +17,10 @@ const PREFIX: &str = "kek1:";
 #[derive(Debug, thiserror::Error)]
 pub enum KekError {
     #[error("reading the key-encryption key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the key-encryption key file {path} must hold 32 bytes, base64-encoded (generate one with `head -c32 /dev/urandom | base64`)")]
     Format { path: PathBuf },
     #[error("sealed value for {aad} is malformed or was sealed with another key-encryption key")]
@@ -38,14 +41,22 @@ impl std::fmt::Debug for Kek {
 
 impl Kek {
     pub fn from_bytes(key: &[u8; 32]) -> Self {
-        Self { cipher: Aes256Gcm::new(key.into()) }
+        Self {
+            cipher: Aes256Gcm::new(key.into()),
+        }
     }
 
     pub fn load(path: &Path) -> Result<Self, KekError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| KekError::Read { path: path.to_owned(), source })?;
-        let bytes = B64.decode(text.trim()).map_err(|_| KekError::Format { path: path.to_owned() })?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| KekError::Format { path: path.to_owned() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| KekError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let bytes = B64.decode(text.trim()).map_err(|_| KekError::Format {
+            path: path.to_owned(),
+        })?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| KekError::Format {
+            path: path.to_owned(),
+        })?;
         Ok(Self::from_bytes(&key))
     }
 
@@ -62,7 +73,13 @@ impl Kek {
         rand::thread_rng().fill_bytes(&mut nonce);
         let ct = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: aad.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
             .unwrap_or_default(); // AES-GCM encryption cannot fail for inputs under 64 GiB.
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
@@ -70,15 +87,25 @@ impl Kek {
     }
 
     pub fn open(&self, aad: &str, sealed: &str) -> Result<String, KekError> {
-        let err = || KekError::Open { aad: aad.to_owned() };
-        let raw = B64.decode(sealed.strip_prefix(PREFIX).ok_or_else(err)?).map_err(|_| err())?;
+        let err = || KekError::Open {
+            aad: aad.to_owned(),
+        };
+        let raw = B64
+            .decode(sealed.strip_prefix(PREFIX).ok_or_else(err)?)
+            .map_err(|_| err())?;
         if raw.len() < 12 {
             return Err(err());
         }
         let (nonce, ct) = raw.split_at(12);
         let pt = self
             .cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| err())?;
         String::from_utf8(pt).map_err(|_| err())
     }
@@ -93,11 +120,19 @@ mod tests {
         let kek = Kek::from_bytes(&[7; 32]);
         let sealed = kek.seal("/kamajid/v1/datastores/a", "-----BEGIN PRIVATE KEY-----");
         assert!(!sealed.contains("PRIVATE"));
-        assert_eq!(kek.open("/kamajid/v1/datastores/a", &sealed).unwrap(), "-----BEGIN PRIVATE KEY-----");
+        assert_eq!(
+            kek.open("/kamajid/v1/datastores/a", &sealed).unwrap(),
+            "-----BEGIN PRIVATE KEY-----"
+        );
         assert!(kek.open("/kamajid/v1/datastores/b", &sealed).is_err());
-        assert!(Kek::from_bytes(&[8; 32]).open("/kamajid/v1/datastores/a", &sealed).is_err());
+        assert!(Kek::from_bytes(&[8; 32])
+            .open("/kamajid/v1/datastores/a", &sealed)
+            .is_err());
         // Two seals of the same value differ (random nonce).
-        assert_ne!(sealed, kek.seal("/kamajid/v1/datastores/a", "-----BEGIN PRIVATE KEY-----"));
+        assert_ne!(
+            sealed,
+            kek.seal("/kamajid/v1/datastores/a", "-----BEGIN PRIVATE KEY-----")
+        );
     }
 
     #[test]

@@ -14,7 +14,13 @@ use tracing::{info, warn};
 use crate::store::leader_key;
 
 /// Campaigns until `shutdown`, publishing whether this replica leads on `leading`.
-pub async fn run(client: Client, id: String, ttl_seconds: i64, leading: watch::Sender<bool>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    client: Client,
+    id: String,
+    ttl_seconds: i64,
+    leading: watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let ttl = ttl_seconds.max(2);
     let renew = Duration::from_millis((ttl as u64 * 1000) / 3);
     let key = leader_key();
@@ -46,11 +52,20 @@ pub async fn run(client: Client, id: String, ttl_seconds: i64, leading: watch::S
 }
 
 /// Tries once to take the key; returns the lease held on success.
-async fn campaign(mut client: Client, key: &str, id: &str, ttl: i64) -> Result<Option<i64>, etcd_client::Error> {
+async fn campaign(
+    mut client: Client,
+    key: &str,
+    id: &str,
+    ttl: i64,
+) -> Result<Option<i64>, etcd_client::Error> {
     let lease = client.lease_grant(ttl, None).await?.id();
     let txn = Txn::new()
         .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(key, id, Some(PutOptions::new().with_lease(lease)))]);
+        .and_then([TxnOp::put(
+            key,
+            id,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
     if client.txn(txn).await?.succeeded() {
         Ok(Some(lease))
     } else {
@@ -60,7 +75,12 @@ async fn campaign(mut client: Client, key: &str, id: &str, ttl: i64) -> Result<O
 }
 
 /// Keeps the lease alive. Returns true when leadership was lost, false on shutdown.
-async fn hold(mut client: Client, lease: i64, renew: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+async fn hold(
+    mut client: Client,
+    lease: i64,
+    renew: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
     let Ok((mut keeper, mut responses)) = client.lease_keep_alive(lease).await else {
         return true;
     };

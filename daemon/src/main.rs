@@ -6,7 +6,8 @@ use tokio::sync::watch;
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,tower=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,h2=warn,tower=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -17,9 +18,13 @@ async fn main() -> std::process::ExitCode {
                 kamajid::devenv::wait_for_signal().await;
                 let _ = tx.send(true);
             });
-            kamajid::server::serve(cfg, rx).await.map_err(|e| e.to_string())
+            kamajid::server::serve(cfg, rx)
+                .await
+                .map_err(|e| e.to_string())
         }
-        Command::Dev(cfg) => kamajid::devenv::run_dev(cfg).await.map_err(|e| e.to_string()),
+        Command::Dev(cfg) => kamajid::devenv::run_dev(cfg)
+            .await
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -52,7 +52,10 @@ pub enum StoreError {
     #[error("{key} was changed or removed concurrently; retry")]
     Conflict { key: String },
     #[error("datastore {datastore} still holds tenants: {}", tenants.join(", "))]
-    HasTenants { datastore: String, tenants: Vec<String> },
+    HasTenants {
+        datastore: String,
+        tenants: Vec<String>,
+    },
 }
 
 /// A record and the revision it was read at, for compare-and-swap.
@@ -72,8 +75,10 @@ fn etcd(op: &'static str) -> impl FnOnce(etcd_client::Error) -> StoreError {
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(value)
-        .map_err(|source| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), source })
+    serde_json::from_slice(value).map_err(|source| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -90,15 +95,31 @@ impl Store {
         self.client.clone()
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>, StoreError> {
-        let resp = self.client.clone().get(key, None).await.map_err(etcd("get"))?;
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        let resp = self
+            .client
+            .clone()
+            .get(key, None)
+            .await
+            .map_err(etcd("get"))?;
         resp.kvs()
             .first()
-            .map(|kv| Ok(Versioned { value: decode(kv.key(), kv.value())?, mod_revision: kv.mod_revision() }))
+            .map(|kv| {
+                Ok(Versioned {
+                    value: decode(kv.key(), kv.value())?,
+                    mod_revision: kv.mod_revision(),
+                })
+            })
             .transpose()
     }
 
-    pub async fn list<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<Versioned<T>>, StoreError> {
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<Versioned<T>>, StoreError> {
         let resp = self
             .client
             .clone()
@@ -107,7 +128,12 @@ impl Store {
             .map_err(etcd("list"))?;
         resp.kvs()
             .iter()
-            .map(|kv| Ok(Versioned { value: decode(kv.key(), kv.value())?, mod_revision: kv.mod_revision() }))
+            .map(|kv| {
+                Ok(Versioned {
+                    value: decode(kv.key(), kv.value())?,
+                    mod_revision: kv.mod_revision(),
+                })
+            })
             .collect()
     }
 
@@ -116,7 +142,10 @@ impl Store {
         let resp = self
             .client
             .clone()
-            .get(prefix, Some(GetOptions::new().with_prefix().with_keys_only()))
+            .get(
+                prefix,
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
             .await
             .map_err(etcd("list keys"))?;
         Ok(resp
@@ -130,7 +159,10 @@ impl Store {
         let resp = self
             .client
             .clone()
-            .get(prefix, Some(GetOptions::new().with_prefix().with_count_only()))
+            .get(
+                prefix,
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
             .await
             .map_err(etcd("count"))?;
         Ok(u32::try_from(resp.count()).unwrap_or(u32::MAX))
@@ -138,20 +170,34 @@ impl Store {
 
     /// Writes `value` at `key` only if no record exists there; `also` are written in the same
     /// transaction.
-    pub async fn create<T: Serialize>(&self, key: &str, value: &T, also: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+    pub async fn create<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        also: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
         let mut ops = vec![TxnOp::put(key, encode(value), None)];
         ops.extend(also.into_iter().map(|(k, v)| TxnOp::put(k, v, None)));
-        let txn = Txn::new().when([Compare::create_revision(key, CompareOp::Equal, 0)]).and_then(ops);
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then(ops);
         let resp = self.client.clone().txn(txn).await.map_err(etcd("create"))?;
         if resp.succeeded() {
             Ok(())
         } else {
-            Err(StoreError::AlreadyExists { key: key.to_owned() })
+            Err(StoreError::AlreadyExists {
+                key: key.to_owned(),
+            })
         }
     }
 
     /// Replaces the record at `key` if it is still at `mod_revision`.
-    pub async fn update<T: Serialize>(&self, key: &str, value: &T, mod_revision: i64) -> Result<(), StoreError> {
+    pub async fn update<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        mod_revision: i64,
+    ) -> Result<(), StoreError> {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
             .and_then([TxnOp::put(key, encode(value), None)]);
@@ -159,17 +205,29 @@ impl Store {
         if resp.succeeded() {
             Ok(())
         } else {
-            Err(StoreError::Conflict { key: key.to_owned() })
+            Err(StoreError::Conflict {
+                key: key.to_owned(),
+            })
         }
     }
 
     /// Writes `value` at `key` only while the record at `owner` exists, so a status written by a
     /// slow probe never resurrects a deleted object.
-    pub async fn put_if_exists<T: Serialize>(&self, key: &str, value: &T, owner: &str) -> Result<bool, StoreError> {
+    pub async fn put_if_exists<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        owner: &str,
+    ) -> Result<bool, StoreError> {
         let txn = Txn::new()
             .when([Compare::create_revision(owner, CompareOp::Greater, 0)])
             .and_then([TxnOp::put(key, encode(value), None)]);
-        let resp = self.client.clone().txn(txn).await.map_err(etcd("put status"))?;
+        let resp = self
+            .client
+            .clone()
+            .txn(txn)
+            .await
+            .map_err(etcd("put status"))?;
         Ok(resp.succeeded())
     }
 
@@ -184,7 +242,10 @@ impl Store {
                 Compare::create_revision(placements.as_str(), CompareOp::Equal, 0)
                     .with_range(prefix_end(placements.as_bytes())),
             ])
-            .and_then([TxnOp::delete(key.as_str(), None), TxnOp::delete(datastore_status_key(name), None)]);
+            .and_then([
+                TxnOp::delete(key.as_str(), None),
+                TxnOp::delete(datastore_status_key(name), None),
+            ]);
         let resp = self.client.clone().txn(txn).await.map_err(etcd("delete"))?;
         if resp.succeeded() {
             return Ok(());
@@ -193,7 +254,10 @@ impl Store {
         if tenants.is_empty() {
             Err(StoreError::Conflict { key })
         } else {
-            Err(StoreError::HasTenants { datastore: name.to_owned(), tenants })
+            Err(StoreError::HasTenants {
+                datastore: name.to_owned(),
+                tenants,
+            })
         }
     }
 }

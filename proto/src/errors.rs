@@ -18,7 +18,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -30,7 +33,11 @@ impl std::fmt::Display for FieldError {
 
 /// Builds a status with `code` whose message lists every violation and whose details carry them.
 pub fn field_status(code: Code, errors: &[FieldError]) -> Status {
-    let summary = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    let summary = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
     let mut details = ErrorDetails::new();
     for e in errors {
         details.add_bad_request_violation(e.field.clone(), e.message.clone());
@@ -45,7 +52,10 @@ pub fn field_errors(status: &Status) -> Vec<FieldError> {
         .map(|br| {
             br.field_violations
                 .into_iter()
-                .map(|v| FieldError { field: v.field, message: v.description })
+                .map(|v| FieldError {
+                    field: v.field,
+                    message: v.description,
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -63,7 +73,9 @@ mod tests {
         ];
         let status = field_status(Code::InvalidArgument, &errs);
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains("network.port: must be between 1 and 65535"));
+        assert!(status
+            .message()
+            .contains("network.port: must be between 1 and 65535"));
         assert_eq!(field_errors(&status), errs);
         assert!(field_errors(&Status::internal("boom")).is_empty());
     }

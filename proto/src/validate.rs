@@ -21,7 +21,9 @@ type Check = Result<(), FieldError>;
 pub fn dns_label(field: &str, value: &str) -> Check {
     let ok = !value.is_empty()
         && value.len() <= 63
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !value.starts_with('-')
         && !value.ends_with('-');
     if ok {
@@ -41,12 +43,18 @@ pub fn dns_label(field: &str, value: &str) -> Check {
 /// plain http cannot carry.
 pub fn endpoints(field: &str, values: &[String]) -> Check {
     if values.is_empty() {
-        return Err(FieldError::new(field, "at least one etcd endpoint is required"));
+        return Err(FieldError::new(
+            field,
+            "at least one etcd endpoint is required",
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for v in values {
         let url = url::Url::parse(v).map_err(|e| {
-            FieldError::new(field, format!("{v:?} is not a URL ({e}); expected https://host:port"))
+            FieldError::new(
+                field,
+                format!("{v:?} is not a URL ({e}); expected https://host:port"),
+            )
         })?;
         if url.scheme() != "https" {
             return Err(FieldError::new(
@@ -59,12 +67,17 @@ pub fn endpoints(field: &str, values: &[String]) -> Check {
             ));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(FieldError::new(field, format!("{v:?} has no host; expected https://host:port")));
+            return Err(FieldError::new(
+                field,
+                format!("{v:?} has no host; expected https://host:port"),
+            ));
         }
         if url.port().is_none() {
             return Err(FieldError::new(
                 field,
-                format!("{v:?} has no port; etcd has no default https port, write https://host:2379"),
+                format!(
+                    "{v:?} has no port; etcd has no default https port, write https://host:2379"
+                ),
             ));
         }
         if !matches!(url.path(), "" | "/") || url.query().is_some() || !url.username().is_empty() {
@@ -84,13 +97,21 @@ pub fn endpoints(field: &str, values: &[String]) -> Check {
 pub fn certificates(field: &str, pem: &str) -> Result<Vec<CertificateDer<'static>>, FieldError> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| FieldError::new(field, format!("is not valid PEM ({e}); expected one or more CERTIFICATE blocks")))?;
+        .map_err(|e| {
+            FieldError::new(
+                field,
+                format!("is not valid PEM ({e}); expected one or more CERTIFICATE blocks"),
+            )
+        })?;
     if certs.is_empty() {
         return Err(FieldError::new(field, "contains no PEM CERTIFICATE block"));
     }
     for (i, der) in certs.iter().enumerate() {
         x509_parser::parse_x509_certificate(der).map_err(|e| {
-            FieldError::new(field, format!("certificate #{} does not parse as X.509: {e}", i + 1))
+            FieldError::new(
+                field,
+                format!("certificate #{} does not parse as X.509: {e}", i + 1),
+            )
         })?;
     }
     Ok(certs)
@@ -105,7 +126,10 @@ pub fn private_key(field: &str, pem: &str) -> Result<PrivateKeyDer<'static>, Fie
         )
     })?;
     rustls::crypto::ring::sign::any_supported_type(&key).map_err(|_| {
-        FieldError::new(field, "is a private key of an unsupported type; use ECDSA P-256/P-384, Ed25519 or RSA")
+        FieldError::new(
+            field,
+            "is a private key of an unsupported type; use ECDSA P-256/P-384, Ed25519 or RSA",
+        )
     })?;
     Ok(key)
 }
@@ -119,7 +143,10 @@ pub fn key_pair(cert_field: &str, cert_pem: &str, key_field: &str, key_pem: &str
     let signer = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|_| FieldError::new(key_field, "is a private key of an unsupported type"))?;
     CertifiedKey::new(certs, signer).keys_match().map_err(|_| {
-        FieldError::new(key_field, format!("is not the private key of the certificate in {cert_field}"))
+        FieldError::new(
+            key_field,
+            format!("is not the private key of the certificate in {cert_field}"),
+        )
     })
 }
 
@@ -156,9 +183,17 @@ pub fn ca_certificate(field: &str, pem: &str) -> Check {
 
 /// The subject CN of the first certificate in `pem`, which etcd takes as the user name.
 pub fn common_name(pem: &str) -> Option<String> {
-    let der = CertificateDer::pem_slice_iter(pem.as_bytes()).next()?.ok()?;
+    let der = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()?
+        .ok()?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_owned();
     Some(cn)
 }
 
@@ -166,7 +201,10 @@ pub fn quota_bytes(field: &str, value: i64) -> Check {
     if value > 0 {
         Ok(())
     } else {
-        Err(FieldError::new(field, format!("must be a positive number of bytes, got {value}")))
+        Err(FieldError::new(
+            field,
+            format!("must be a positive number of bytes, got {value}"),
+        ))
     }
 }
 
@@ -174,7 +212,10 @@ pub fn max_tenants(field: &str, value: i64) -> Check {
     if (1..=i64::from(u32::MAX)).contains(&value) {
         Ok(())
     } else {
-        Err(FieldError::new(field, format!("must be at least 1 when set, got {value}")))
+        Err(FieldError::new(
+            field,
+            format!("must be at least 1 when set, got {value}"),
+        ))
     }
 }
 
@@ -183,7 +224,8 @@ pub fn labels<'a>(field: &str, labels: impl IntoIterator<Item = (&'a str, &'a st
     fn name_ok(s: &str) -> bool {
         !s.is_empty()
             && s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
             && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
     }
@@ -224,12 +266,26 @@ pub fn datastore(name: &str, spec: &DatastoreSpec) -> Vec<FieldError> {
         dns_label("name", name),
         endpoints("endpoints", &spec.endpoints),
         certificates("ca_certificate", &spec.ca_certificate).map(drop),
-        key_pair("client_certificate", &spec.client_certificate, "client_key", &spec.client_key),
+        key_pair(
+            "client_certificate",
+            &spec.client_certificate,
+            "client_key",
+            &spec.client_key,
+        ),
         ca_certificate("client_ca_certificate", &spec.client_ca_certificate),
-        key_pair("client_ca_certificate", &spec.client_ca_certificate, "client_ca_key", &spec.client_ca_key),
+        key_pair(
+            "client_ca_certificate",
+            &spec.client_ca_certificate,
+            "client_ca_key",
+            &spec.client_ca_key,
+        ),
         quota_bytes("quota_bytes", spec.quota_bytes),
-        spec.max_tenants.map_or(Ok(()), |m| max_tenants("max_tenants", i64::from(m))),
-        labels("labels", spec.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        spec.max_tenants
+            .map_or(Ok(()), |m| max_tenants("max_tenants", i64::from(m))),
+        labels(
+            "labels",
+            spec.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ),
     ];
     let mut errors: Vec<FieldError> = Vec::new();
     for e in checks.into_iter().filter_map(Result::err) {
@@ -241,7 +297,10 @@ pub fn datastore(name: &str, spec: &DatastoreSpec) -> Vec<FieldError> {
 }
 
 /// Whether `selector` matches `labels` (every selector entry present with the same value).
-pub fn selector_matches(selector: &HashMap<String, String>, labels: &HashMap<String, String>) -> bool {
+pub fn selector_matches(
+    selector: &HashMap<String, String>,
+    labels: &HashMap<String, String>,
+) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
@@ -309,14 +368,34 @@ mod tests {
 
     #[test]
     fn endpoints_must_be_https_with_a_port() {
-        let check = |v: &[&str]| endpoints("endpoints", &v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let check = |v: &[&str]| {
+            endpoints(
+                "endpoints",
+                &v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        };
         assert!(check(&["https://10.0.0.1:2379", "https://etcd-b:2379/"]).is_ok());
         assert!(check(&[]).unwrap_err().message.contains("at least one"));
-        assert!(check(&["http://10.0.0.1:2379"]).unwrap_err().message.contains("only https"));
-        assert!(check(&["https://10.0.0.1"]).unwrap_err().message.contains("no port"));
-        assert!(check(&["not a url"]).unwrap_err().message.contains("not a URL"));
-        assert!(check(&["https://a:1/x"]).unwrap_err().message.contains("no path"));
-        assert!(check(&["https://a:1", "https://a:1"]).unwrap_err().message.contains("twice"));
+        assert!(check(&["http://10.0.0.1:2379"])
+            .unwrap_err()
+            .message
+            .contains("only https"));
+        assert!(check(&["https://10.0.0.1"])
+            .unwrap_err()
+            .message
+            .contains("no port"));
+        assert!(check(&["not a url"])
+            .unwrap_err()
+            .message
+            .contains("not a URL"));
+        assert!(check(&["https://a:1/x"])
+            .unwrap_err()
+            .message
+            .contains("no path"));
+        assert!(check(&["https://a:1", "https://a:1"])
+            .unwrap_err()
+            .message
+            .contains("twice"));
     }
 
     #[test]
@@ -325,7 +404,9 @@ mod tests {
         s.client_key = leaf().1;
         let errs = datastore("etcd-a", &s);
         assert_eq!(fields(errs.clone()), ["client_key"]);
-        assert!(errs[0].message.contains("not the private key of the certificate in client_certificate"));
+        assert!(errs[0]
+            .message
+            .contains("not the private key of the certificate in client_certificate"));
         // The message never carries the key itself.
         assert!(!errs[0].message.contains("PRIVATE KEY"));
     }
@@ -341,7 +422,14 @@ mod tests {
         assert_eq!(
             fields(datastore("etcd-a", &s)),
             // The old CA key no longer matches the replaced certificate: reported too.
-            ["ca_certificate", "client_ca_certificate", "client_ca_key", "quota_bytes", "max_tenants", "labels"]
+            [
+                "ca_certificate",
+                "client_ca_certificate",
+                "client_ca_key",
+                "quota_bytes",
+                "max_tenants",
+                "labels"
+            ]
         );
     }
 

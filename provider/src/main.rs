@@ -1,1 +1,41 @@
-fn main(){}
+//! terraform-provider-kamaji: Terraform/OpenTofu resources for kamaji datastores and tenant
+//! clusters, served over tfplugin6 and backed by kamajid's gRPC API.
+
+mod client;
+mod datastore_data_source;
+mod datastore_resource;
+mod datastores_data_source;
+mod provider;
+mod schema;
+
+fn main() -> std::process::ExitCode {
+    // tf-provider appends a Rust backtrace to every diagnostic when backtraces are enabled;
+    // users must never see one. RUST_LIB_BACKTRACE takes precedence over RUST_BACKTRACE.
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    let _ = rustls_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("terraform-provider-kamaji: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tf_provider::serve(
+        "kamaji",
+        provider::KamajiProvider::default(),
+    )) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("terraform-provider-kamaji: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Our client and tf-provider's plugin server both use rustls; pin the ring provider.
+fn rustls_provider() -> Result<(), std::sync::Arc<rustls::crypto::CryptoProvider>> {
+    rustls::crypto::ring::default_provider().install_default()
+}

@@ -13,7 +13,10 @@ use tonic::{Request, Status};
 #[derive(Debug, thiserror::Error)]
 pub enum TokensError {
     #[error("reading tokens file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("tokens file {path} holds no token; write one token per line")]
     Empty { path: PathBuf },
     #[error("tokens file {path}, line {line}: a token must be at least 16 characters")]
@@ -39,7 +42,10 @@ fn digest(token: &str) -> [u8; 32] {
 impl Tokens {
     /// One token per line; blank lines and lines starting with '#' are ignored.
     pub fn load(path: &Path) -> Result<Self, TokensError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TokensError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| TokensError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut digests = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let t = line.trim();
@@ -47,20 +53,30 @@ impl Tokens {
                 continue;
             }
             if t.len() < 16 {
-                return Err(TokensError::TooShort { path: path.to_owned(), line: i + 1 });
+                return Err(TokensError::TooShort {
+                    path: path.to_owned(),
+                    line: i + 1,
+                });
             }
             digests.push(digest(t));
         }
         if digests.is_empty() {
-            return Err(TokensError::Empty { path: path.to_owned() });
+            return Err(TokensError::Empty {
+                path: path.to_owned(),
+            });
         }
-        Ok(Self { digests: Arc::new(digests) })
+        Ok(Self {
+            digests: Arc::new(digests),
+        })
     }
 
     pub fn accepts(&self, presented: &str) -> bool {
         let d = digest(presented);
         // Visit every digest so timing does not reveal which one matched.
-        self.digests.iter().fold(subtle::Choice::from(0), |acc, known| acc | known.ct_eq(&d)).into()
+        self.digests
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, known| acc | known.ct_eq(&d))
+            .into()
     }
 
     /// A tonic interceptor that refuses calls without an accepted `authorization: Bearer` token.
@@ -105,20 +121,35 @@ mod tests {
     #[test]
     fn interceptor_refuses_missing_and_wrong_tokens() {
         let mut i = tokens("first-token-0123456789").unwrap().interceptor();
-        assert_eq!(i(Request::new(())).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            i(Request::new(())).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
         let mut wrong = Request::new(());
-        wrong.metadata_mut().insert("authorization", "Bearer nope-nope-nope-nope".parse().unwrap());
+        wrong.metadata_mut().insert(
+            "authorization",
+            "Bearer nope-nope-nope-nope".parse().unwrap(),
+        );
         let err = i(wrong).unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert!(!err.message().contains("nope"));
         let mut good = Request::new(());
-        good.metadata_mut().insert("authorization", "Bearer first-token-0123456789".parse().unwrap());
+        good.metadata_mut().insert(
+            "authorization",
+            "Bearer first-token-0123456789".parse().unwrap(),
+        );
         assert!(i(good).is_ok());
     }
 
     #[test]
     fn empty_or_short_token_files_are_refused() {
-        assert!(matches!(tokens("# nothing\n"), Err(TokensError::Empty { .. })));
-        assert!(matches!(tokens("short\n"), Err(TokensError::TooShort { line: 1, .. })));
+        assert!(matches!(
+            tokens("# nothing\n"),
+            Err(TokensError::Empty { .. })
+        ));
+        assert!(matches!(
+            tokens("short\n"),
+            Err(TokensError::TooShort { line: 1, .. })
+        ));
     }
 }

@@ -12,7 +12,9 @@ use super::store_status;
 use crate::datastore::probe::{ProbeReport, Prober};
 use crate::datastore::{now_unix, AdminCredentials, DatastoreRecord, DatastoreStatusRecord, Phase};
 use crate::kek::Kek;
-use crate::store::{datastore_key, datastore_status_key, placements_prefix, Store, StoreError, Versioned, ROOT};
+use crate::store::{
+    datastore_key, datastore_status_key, placements_prefix, Store, StoreError, Versioned, ROOT,
+};
 
 pub struct DatastoreApi<P> {
     pub store: Store,
@@ -32,12 +34,23 @@ fn ready_status(r: ProbeReport) -> DatastoreStatusRecord {
 }
 
 fn not_found(name: &str) -> Status {
-    field_status(Code::NotFound, &[FieldError::new("name", format!("datastore {name:?} does not exist"))])
+    field_status(
+        Code::NotFound,
+        &[FieldError::new(
+            "name",
+            format!("datastore {name:?} does not exist"),
+        )],
+    )
 }
 
 /// Parses the request's spec and applies the whole input contract.
 fn checked_spec(name: &str, spec: Option<v1::DatastoreSpec>) -> Result<v1::DatastoreSpec, Status> {
-    let spec = spec.ok_or_else(|| field_status(Code::InvalidArgument, &[FieldError::new("spec", "is required")]))?;
+    let spec = spec.ok_or_else(|| {
+        field_status(
+            Code::InvalidArgument,
+            &[FieldError::new("spec", "is required")],
+        )
+    })?;
     let errors = validate::datastore(name, &spec);
     if errors.is_empty() {
         Ok(spec)
@@ -51,17 +64,33 @@ impl<P: Prober> DatastoreApi<P> {
         self.prober
             .probe(&AdminCredentials::from_spec(spec))
             .await
-            .map_err(|e| field_status(Code::FailedPrecondition, &[FieldError::new(e.field(), e.to_string())]))
+            .map_err(|e| {
+                field_status(
+                    Code::FailedPrecondition,
+                    &[FieldError::new(e.field(), e.to_string())],
+                )
+            })
     }
 
     async fn get_record(&self, name: &str) -> Result<Versioned<DatastoreRecord>, Status> {
-        self.store.get(&datastore_key(name)).await.map_err(store_status)?.ok_or_else(|| not_found(name))
+        self.store
+            .get(&datastore_key(name))
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| not_found(name))
     }
 
     async fn view(&self, rec: &DatastoreRecord) -> Result<v1::Datastore, Status> {
-        let status: Option<Versioned<DatastoreStatusRecord>> =
-            self.store.get(&datastore_status_key(&rec.name)).await.map_err(store_status)?;
-        let tenants = self.store.count(&placements_prefix(&rec.name)).await.map_err(store_status)?;
+        let status: Option<Versioned<DatastoreStatusRecord>> = self
+            .store
+            .get(&datastore_status_key(&rec.name))
+            .await
+            .map_err(store_status)?;
+        let tenants = self
+            .store
+            .count(&placements_prefix(&rec.name))
+            .await
+            .map_err(store_status)?;
         let status = status.map(|s| s.value).unwrap_or_default();
         Ok(rec.to_proto(Some(status.to_proto(tenants))))
     }
@@ -69,7 +98,10 @@ impl<P: Prober> DatastoreApi<P> {
 
 #[tonic::async_trait]
 impl<P: Prober> Datastores for DatastoreApi<P> {
-    async fn create_datastore(&self, req: Request<v1::CreateDatastoreRequest>) -> Result<Response<v1::Datastore>, Status> {
+    async fn create_datastore(
+        &self,
+        req: Request<v1::CreateDatastoreRequest>,
+    ) -> Result<Response<v1::Datastore>, Status> {
         let req = req.into_inner();
         let spec = checked_spec(&req.name, req.spec)?;
         let key = datastore_key(&req.name);
@@ -82,13 +114,27 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
                 )],
             )
         };
-        if self.store.get::<DatastoreRecord>(&key).await.map_err(store_status)?.is_some() {
+        if self
+            .store
+            .get::<DatastoreRecord>(&key)
+            .await
+            .map_err(store_status)?
+            .is_some()
+        {
             return Err(exists(()));
         }
         let status = ready_status(self.probe(&spec).await?);
         let rec = DatastoreRecord::seal(&req.name, &spec, &self.kek, now_unix());
         let status_json = serde_json::to_vec(&status).unwrap_or_default();
-        match self.store.create(&key, &rec, vec![(datastore_status_key(&req.name), status_json)]).await {
+        match self
+            .store
+            .create(
+                &key,
+                &rec,
+                vec![(datastore_status_key(&req.name), status_json)],
+            )
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::AlreadyExists { .. }) => return Err(exists(())),
             Err(e) => return Err(store_status(e)),
@@ -97,18 +143,32 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
         Ok(Response::new(rec.to_proto(Some(status.to_proto(0)))))
     }
 
-    async fn get_datastore(&self, req: Request<v1::GetDatastoreRequest>) -> Result<Response<v1::Datastore>, Status> {
+    async fn get_datastore(
+        &self,
+        req: Request<v1::GetDatastoreRequest>,
+    ) -> Result<Response<v1::Datastore>, Status> {
         let rec = self.get_record(&req.into_inner().name).await?;
         Ok(Response::new(self.view(&rec.value).await?))
     }
 
-    async fn list_datastores(&self, req: Request<v1::ListDatastoresRequest>) -> Result<Response<v1::ListDatastoresResponse>, Status> {
+    async fn list_datastores(
+        &self,
+        req: Request<v1::ListDatastoresRequest>,
+    ) -> Result<Response<v1::ListDatastoresResponse>, Status> {
         let selector = req.into_inner().label_selector;
-        let records: Vec<Versioned<DatastoreRecord>> =
-            self.store.list(&format!("{ROOT}datastores/")).await.map_err(store_status)?;
+        let records: Vec<Versioned<DatastoreRecord>> = self
+            .store
+            .list(&format!("{ROOT}datastores/"))
+            .await
+            .map_err(store_status)?;
         let mut datastores = Vec::new();
         for r in records {
-            let labels = r.value.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let labels = r
+                .value
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             if selector_matches(&selector, &labels) {
                 datastores.push(self.view(&r.value).await?);
             }
@@ -116,7 +176,10 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
         Ok(Response::new(v1::ListDatastoresResponse { datastores }))
     }
 
-    async fn update_datastore(&self, req: Request<v1::UpdateDatastoreRequest>) -> Result<Response<v1::Datastore>, Status> {
+    async fn update_datastore(
+        &self,
+        req: Request<v1::UpdateDatastoreRequest>,
+    ) -> Result<Response<v1::Datastore>, Status> {
         let req = req.into_inner();
         let spec = checked_spec(&req.name, req.spec)?;
         let current = self.get_record(&req.name).await?;
@@ -130,12 +193,23 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
                 )],
             ));
         }
-        let probed = if current.value.connection_differs(&spec) { Some(ready_status(self.probe(&spec).await?)) } else { None };
+        let probed = if current.value.connection_differs(&spec) {
+            Some(ready_status(self.probe(&spec).await?))
+        } else {
+            None
+        };
         let rec = DatastoreRecord::seal(&req.name, &spec, &self.kek, current.value.create_time);
-        self.store.update(&datastore_key(&req.name), &rec, current.mod_revision).await.map_err(store_status)?;
+        self.store
+            .update(&datastore_key(&req.name), &rec, current.mod_revision)
+            .await
+            .map_err(store_status)?;
         if let Some(status) = &probed {
             self.store
-                .put_if_exists(&datastore_status_key(&req.name), status, &datastore_key(&req.name))
+                .put_if_exists(
+                    &datastore_status_key(&req.name),
+                    status,
+                    &datastore_key(&req.name),
+                )
                 .await
                 .map_err(store_status)?;
         }
@@ -143,7 +217,10 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
         Ok(Response::new(self.view(&rec).await?))
     }
 
-    async fn delete_datastore(&self, req: Request<v1::DeleteDatastoreRequest>) -> Result<Response<v1::DeleteDatastoreResponse>, Status> {
+    async fn delete_datastore(
+        &self,
+        req: Request<v1::DeleteDatastoreRequest>,
+    ) -> Result<Response<v1::DeleteDatastoreResponse>, Status> {
         let name = req.into_inner().name;
         let current = self.get_record(&name).await?;
         match self.store.delete_datastore(&name, current.mod_revision).await {

@@ -14,7 +14,9 @@ use crate::store::StoreError;
 /// The one place store errors become statuses.
 pub fn store_status(e: StoreError) -> Status {
     match e {
-        StoreError::Etcd { .. } => Status::unavailable(format!("kamajid's state store is unavailable: {e}")),
+        StoreError::Etcd { .. } => {
+            Status::unavailable(format!("kamajid's state store is unavailable: {e}"))
+        }
         StoreError::Corrupt { .. } => Status::internal(e.to_string()),
         StoreError::AlreadyExists { .. } => Status::already_exists(e.to_string()),
         StoreError::Conflict { .. } => Status::aborted(e.to_string()),

@@ -16,7 +16,12 @@ use crate::kek::Kek;
 use crate::store::{datastore_key, datastore_status_key, Store, StoreError, ROOT};
 
 /// Probes one datastore and records the outcome.
-pub async fn refresh<P: Prober>(store: &Store, kek: &Kek, prober: &P, rec: &DatastoreRecord) -> Result<DatastoreStatusRecord, StoreError> {
+pub async fn refresh<P: Prober>(
+    store: &Store,
+    kek: &Kek,
+    prober: &P,
+    rec: &DatastoreRecord,
+) -> Result<DatastoreStatusRecord, StoreError> {
     let status = match rec.admin_credentials(kek) {
         Err(e) => DatastoreStatusRecord {
             phase: Phase::Insecure,
@@ -41,7 +46,13 @@ pub async fn refresh<P: Prober>(store: &Store, kek: &Kek, prober: &P, rec: &Data
             },
         },
     };
-    store.put_if_exists(&datastore_status_key(&rec.name), &status, &datastore_key(&rec.name)).await?;
+    store
+        .put_if_exists(
+            &datastore_status_key(&rec.name),
+            &status,
+            &datastore_key(&rec.name),
+        )
+        .await?;
     Ok(status)
 }
 
@@ -68,18 +79,25 @@ pub async fn run<P: Prober>(
         if !*leader.borrow() {
             continue;
         }
-        let records = match store.list::<DatastoreRecord>(&format!("{ROOT}datastores/")).await {
+        let records = match store
+            .list::<DatastoreRecord>(&format!("{ROOT}datastores/"))
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 warn!(error = %e, "listing datastores for health probes");
                 continue;
             }
         };
-        let probes = records.iter().map(|r| refresh(&store, &kek, prober.as_ref(), &r.value));
+        let probes = records
+            .iter()
+            .map(|r| refresh(&store, &kek, prober.as_ref(), &r.value));
         for (rec, result) in records.iter().zip(futures::future::join_all(probes).await) {
             match result {
                 Ok(s) => debug!(datastore = %rec.value.name, phase = ?s.phase, "probed"),
-                Err(e) => warn!(datastore = %rec.value.name, error = %e, "recording datastore status"),
+                Err(e) => {
+                    warn!(datastore = %rec.value.name, error = %e, "recording datastore status")
+                }
             }
         }
     }

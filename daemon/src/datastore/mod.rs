@@ -49,7 +49,9 @@ pub struct AdminCredentials {
 
 impl std::fmt::Debug for AdminCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminCredentials").field("endpoints", &self.endpoints).finish_non_exhaustive()
+        f.debug_struct("AdminCredentials")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,7 +71,10 @@ pub fn now_unix() -> i64 {
 }
 
 pub fn timestamp(unix: i64) -> Option<prost_types::Timestamp> {
-    (unix > 0).then_some(prost_types::Timestamp { seconds: unix, nanos: 0 })
+    (unix > 0).then_some(prost_types::Timestamp {
+        seconds: unix,
+        nanos: 0,
+    })
 }
 
 impl DatastoreRecord {
@@ -88,7 +93,11 @@ impl DatastoreRecord {
             client_ca_key_sha256: pem_fingerprint(&spec.client_ca_key),
             quota_bytes: spec.quota_bytes,
             max_tenants: spec.max_tenants,
-            labels: spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            labels: spec
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             schedulable: spec.schedulable,
             create_time,
             update_time: now_unix(),
@@ -130,7 +139,11 @@ impl DatastoreRecord {
                 client_ca_key: String::new(),
                 quota_bytes: self.quota_bytes,
                 max_tenants: self.max_tenants,
-                labels: self.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                labels: self
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 schedulable: self.schedulable,
             }),
             client_key_sha256: self.client_key_sha256.clone(),

@@ -58,7 +58,10 @@ impl ProbeError {
 
 /// Probes a datastore. A trait so the API and the health loop do not care how.
 pub trait Prober: Send + Sync + 'static {
-    fn probe(&self, creds: &AdminCredentials) -> impl Future<Output = Result<ProbeReport, ProbeError>> + Send;
+    fn probe(
+        &self,
+        creds: &AdminCredentials,
+    ) -> impl Future<Output = Result<ProbeReport, ProbeError>> + Send;
 }
 
 /// Probes real etcd clusters.
@@ -71,7 +74,10 @@ pub struct EtcdProber {
 fn classify(endpoints: &[String], err: &etcd_client::Error) -> ProbeError {
     let detail = error_chain(err);
     let d = detail.to_ascii_lowercase();
-    if d.contains("unknownissuer") || d.contains("invalid peer certificate") || d.contains("notvalidforname") {
+    if d.contains("unknownissuer")
+        || d.contains("invalid peer certificate")
+        || d.contains("notvalidforname")
+    {
         ProbeError::UntrustedServer { detail }
     } else if d.contains("certificaterequired")
         || d.contains("badcertificate")
@@ -82,7 +88,10 @@ fn classify(endpoints: &[String], err: &etcd_client::Error) -> ProbeError {
     {
         ProbeError::CertificateRejected { detail }
     } else {
-        ProbeError::Unreachable { endpoints: endpoints.join(","), detail }
+        ProbeError::Unreachable {
+            endpoints: endpoints.join(","),
+            detail,
+        }
     }
 }
 
@@ -92,12 +101,17 @@ impl EtcdProber {
             ca_pem: Some(creds.ca_certificate.clone()),
             identity: Some((creds.client_certificate.clone(), creds.client_key.clone())),
         };
-        connect(&creds.endpoints, &tls, self.timeout).await.map_err(|e| classify(&creds.endpoints, &e))
+        connect(&creds.endpoints, &tls, self.timeout)
+            .await
+            .map_err(|e| classify(&creds.endpoints, &e))
     }
 
     /// Without a client certificate, a secured etcd must refuse even a status call.
     async fn accepts_anonymous(&self, creds: &AdminCredentials) -> bool {
-        let tls = EtcdTls { ca_pem: Some(creds.ca_certificate.clone()), identity: None };
+        let tls = EtcdTls {
+            ca_pem: Some(creds.ca_certificate.clone()),
+            identity: None,
+        };
         match connect(&creds.endpoints, &tls, self.timeout).await {
             Ok(mut c) => c.status().await.is_ok(),
             Err(_) => false,
@@ -106,26 +120,40 @@ impl EtcdProber {
 
     async fn run(&self, creds: &AdminCredentials) -> Result<ProbeReport, ProbeError> {
         let mut client = self.admin_client(creds).await?;
-        let status = client.status().await.map_err(|e| classify(&creds.endpoints, &e))?;
+        let status = client
+            .status()
+            .await
+            .map_err(|e| classify(&creds.endpoints, &e))?;
 
         if self.accepts_anonymous(creds).await {
             return Err(ProbeError::NoClientCertAuth);
         }
         // Authenticate is answered with "authentication is not enabled" only when auth is off.
-        if let Err(e) = client.auth_client().authenticate("kamajid-auth-probe".into(), "-".into()).await {
+        if let Err(e) = client
+            .auth_client()
+            .authenticate("kamajid-auth-probe".into(), "-".into())
+            .await
+        {
             if error_chain(&e).contains("authentication is not enabled") {
                 return Err(ProbeError::AuthDisabled);
             }
         }
         // Listing users needs the root role.
         if let Err(e) = client.user_list().await {
-            let cn = kamaji_proto::validate::common_name(&creds.client_certificate).unwrap_or_default();
+            let cn =
+                kamaji_proto::validate::common_name(&creds.client_certificate).unwrap_or_default();
             return Err(match classify(&creds.endpoints, &e) {
-                ProbeError::Unreachable { .. } => ProbeError::NotRoot { cn, detail: error_chain(&e) },
+                ProbeError::Unreachable { .. } => ProbeError::NotRoot {
+                    cn,
+                    detail: error_chain(&e),
+                },
                 other => other,
             });
         }
-        let members = client.member_list().await.map_err(|e| classify(&creds.endpoints, &e))?;
+        let members = client
+            .member_list()
+            .await
+            .map_err(|e| classify(&creds.endpoints, &e))?;
         Ok(ProbeReport {
             etcd_version: status.version().to_owned(),
             db_size_bytes: status.db_size(),

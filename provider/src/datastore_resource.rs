@@ -1,0 +1,587 @@
+//! Resource `kamaji_datastore`: registers an etcd cluster with kamajid as a home for tenants.
+//!
+//! - Plan: every input is checked locally (names, URLs, PEM, key/certificate pairs, quota,
+//!   labels); a datastore that already exists under the name is reported at plan, with the
+//!   import command. `name` and the client CA force replacement; everything else updates in place.
+//! - Keys are write-only: kamajid returns their SHA-256 only, kept in private state. Refresh
+//!   keeps the key in state while its fingerprint matches; after `terraform import` the keys are
+//!   unknown to state and the next apply records them (an in-place update, never a replacement).
+//! - A datastore removed outside Terraform reads as gone and is planned for creation.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use kamaji_proto::v1;
+use kamaji_proto::validate::{self, pem_fingerprint};
+use serde::{Deserialize, Serialize};
+use tf_provider::schema::{Block, Description, Schema};
+use tf_provider::value::{Value, ValueEmpty};
+use tf_provider::{AttributePath, Diagnostics, Resource};
+use tonic::Code;
+
+use crate::client::{report, Shared};
+use crate::schema::docs::*;
+use crate::schema::*;
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatastoreState {
+    pub id: Value<String>,
+    pub name: Value<String>,
+    pub endpoints: Value<Vec<Value<String>>>,
+    pub ca_certificate: Value<String>,
+    pub client_certificate: Value<String>,
+    pub client_key: Value<String>,
+    pub client_ca_certificate: Value<String>,
+    pub client_ca_key: Value<String>,
+    pub quota_bytes: Value<i64>,
+    pub max_tenants: Value<i64>,
+    pub labels: Value<BTreeMap<String, Value<String>>>,
+    pub schedulable: Value<bool>,
+    pub status: Value<String>,
+    pub status_message: Value<String>,
+    pub etcd_version: Value<String>,
+    pub db_size_bytes: Value<i64>,
+    pub tenant_count: Value<i64>,
+    pub members: Value<Vec<Value<String>>>,
+}
+
+/// Fingerprints of the keys kamajid holds, to tell whether the keys in state are still those.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyFingerprints {
+    #[serde(default)]
+    pub client_key_sha256: String,
+    #[serde(default)]
+    pub client_ca_key_sha256: String,
+}
+
+pub struct DatastoreResource {
+    pub client: Shared,
+}
+
+pub fn phase_name(p: i32) -> &'static str {
+    match v1::DatastorePhase::try_from(p).unwrap_or_default() {
+        v1::DatastorePhase::Ready => "Ready",
+        v1::DatastorePhase::Unreachable => "Unreachable",
+        v1::DatastorePhase::Insecure => "Insecure",
+        v1::DatastorePhase::Unspecified => "Unknown",
+    }
+}
+
+fn known_strings(v: &Value<Vec<Value<String>>>) -> Option<Vec<String>> {
+    let list = v.as_ref_option()?;
+    list.iter().map(|e| e.as_ref_option().cloned()).collect()
+}
+
+fn known_map(v: &Value<BTreeMap<String, Value<String>>>) -> Option<HashMap<String, String>> {
+    let m = v.as_ref_option()?;
+    m.iter()
+        .map(|(k, e)| e.as_ref_option().map(|e| (k.clone(), e.clone())))
+        .collect()
+}
+
+fn strings(v: &[String]) -> Value<Vec<Value<String>>> {
+    Value::Value(v.iter().cloned().map(Value::Value).collect())
+}
+
+fn err(diags: &mut Diagnostics, e: kamaji_proto::errors::FieldError) {
+    diags.error(
+        format!("Invalid {}", e.field),
+        e.message,
+        AttributePath::new(e.field),
+    );
+}
+
+impl DatastoreState {
+    /// Checks every known input; unknown values (from other resources) are checked at apply by
+    /// kamajid.
+    pub fn check(&self, diags: &mut Diagnostics) {
+        if let Value::Value(n) = &self.name {
+            if let Err(e) = validate::dns_label("name", n) {
+                err(diags, e);
+            }
+        }
+        if let Some(eps) = known_strings(&self.endpoints) {
+            if let Err(e) = validate::endpoints("endpoints", &eps) {
+                err(diags, e);
+            }
+        }
+        if let Value::Value(ca) = &self.ca_certificate {
+            if let Err(e) = validate::certificates("ca_certificate", ca) {
+                err(diags, e);
+            }
+        }
+        if let Value::Value(ca) = &self.client_ca_certificate {
+            if let Err(e) = validate::ca_certificate("client_ca_certificate", ca) {
+                err(diags, e);
+            }
+        }
+        for (cert_field, cert, key_field, key) in [
+            (
+                "client_certificate",
+                &self.client_certificate,
+                "client_key",
+                &self.client_key,
+            ),
+            (
+                "client_ca_certificate",
+                &self.client_ca_certificate,
+                "client_ca_key",
+                &self.client_ca_key,
+            ),
+        ] {
+            match (cert, key) {
+                (Value::Value(c), Value::Value(k)) => {
+                    if let Err(e) = validate::key_pair(cert_field, c, key_field, k) {
+                        if !diags
+                            .errors
+                            .iter()
+                            .any(|d| d.attribute == AttributePath::new(e.field.clone()))
+                        {
+                            err(diags, e);
+                        }
+                    }
+                }
+                (_, Value::Value(k)) => {
+                    if let Err(e) = validate::private_key(key_field, k) {
+                        err(diags, e);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Value::Value(q) = self.quota_bytes {
+            if let Err(e) = validate::quota_bytes("quota_bytes", q) {
+                err(diags, e);
+            } else if q > kamaji_proto::RECOMMENDED_MAX_QUOTA_BYTES {
+                diags.warning(
+                    "quota_bytes above etcd's recommended maximum",
+                    format!("{q} bytes is more than the 8 GiB etcd recommends; large databases slow down compaction and defragmentation."),
+                    AttributePath::new("quota_bytes"),
+                );
+            }
+        }
+        if let Value::Value(m) = self.max_tenants {
+            if let Err(e) = validate::max_tenants("max_tenants", m) {
+                err(diags, e);
+            }
+        }
+        if let Some(labels) = known_map(&self.labels) {
+            if let Err(e) = validate::labels(
+                "labels",
+                labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ) {
+                err(diags, e);
+            }
+        }
+    }
+
+    fn spec(&self) -> v1::DatastoreSpec {
+        let s = |v: &Value<String>| v.as_ref_option().cloned().unwrap_or_default();
+        v1::DatastoreSpec {
+            endpoints: known_strings(&self.endpoints).unwrap_or_default(),
+            ca_certificate: s(&self.ca_certificate),
+            client_certificate: s(&self.client_certificate),
+            client_key: s(&self.client_key),
+            client_ca_certificate: s(&self.client_ca_certificate),
+            client_ca_key: s(&self.client_ca_key),
+            quota_bytes: self
+                .quota_bytes
+                .as_ref_option()
+                .copied()
+                .unwrap_or(kamaji_proto::DEFAULT_QUOTA_BYTES),
+            max_tenants: self
+                .max_tenants
+                .as_ref_option()
+                .map(|m| u32::try_from(*m).unwrap_or(u32::MAX)),
+            labels: known_map(&self.labels).unwrap_or_default(),
+            schedulable: self.schedulable.as_ref_option().copied().unwrap_or(true),
+        }
+    }
+
+    /// Fills in defaults for unset optional attributes, as the plan must show them.
+    fn with_defaults(mut self) -> Self {
+        if self.quota_bytes.is_null() {
+            self.quota_bytes = Value::Value(kamaji_proto::DEFAULT_QUOTA_BYTES);
+        }
+        if self.schedulable.is_null() {
+            self.schedulable = Value::Value(true);
+        }
+        self
+    }
+
+    fn unknown_computed(mut self) -> Self {
+        self.status = Value::Unknown;
+        self.status_message = Value::Unknown;
+        self.etcd_version = Value::Unknown;
+        self.db_size_bytes = Value::Unknown;
+        self.tenant_count = Value::Unknown;
+        self.members = Value::Unknown;
+        self
+    }
+
+    /// The state for `ds` as kamajid reports it. Keys come from `keys_from` while their
+    /// fingerprints still match what kamajid holds; otherwise they are null.
+    pub fn from_proto(ds: &v1::Datastore, keys_from: &DatastoreState) -> Self {
+        let spec = ds.spec.clone().unwrap_or_default();
+        let status = ds.status.clone().unwrap_or_default();
+        let keep = |v: &Value<String>, sha: &str| match v {
+            Value::Value(k) if pem_fingerprint(k) == sha => Value::Value(k.clone()),
+            _ => Value::Null,
+        };
+        Self {
+            id: Value::Value(ds.name.clone()),
+            name: Value::Value(ds.name.clone()),
+            endpoints: strings(&spec.endpoints),
+            ca_certificate: Value::Value(spec.ca_certificate),
+            client_certificate: Value::Value(spec.client_certificate),
+            client_key: keep(&keys_from.client_key, &ds.client_key_sha256),
+            client_ca_certificate: Value::Value(spec.client_ca_certificate),
+            client_ca_key: keep(&keys_from.client_ca_key, &ds.client_ca_key_sha256),
+            quota_bytes: Value::Value(spec.quota_bytes),
+            max_tenants: spec.max_tenants.map(i64::from).into(),
+            labels: if spec.labels.is_empty() && keys_from.labels.is_null() {
+                Value::Null
+            } else {
+                Value::Value(
+                    spec.labels
+                        .into_iter()
+                        .map(|(k, v)| (k, Value::Value(v)))
+                        .collect(),
+                )
+            },
+            schedulable: Value::Value(spec.schedulable),
+            status: Value::Value(phase_name(status.phase).to_owned()),
+            status_message: Value::Value(status.message),
+            etcd_version: Value::Value(status.etcd_version),
+            db_size_bytes: Value::Value(status.db_size_bytes),
+            tenant_count: Value::Value(i64::from(status.tenant_count)),
+            members: Value::Value(
+                status
+                    .members
+                    .into_iter()
+                    .map(|m| Value::Value(m.name))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn fingerprints(ds: &v1::Datastore) -> KeyFingerprints {
+    KeyFingerprints {
+        client_key_sha256: ds.client_key_sha256.clone(),
+        client_ca_key_sha256: ds.client_ca_key_sha256.clone(),
+    }
+}
+
+/// Whether a key attribute really changes: after import the prior key is null, and the
+/// configured key is the same one kamajid holds when the fingerprints agree.
+fn key_changes(prior: &Value<String>, proposed: &Value<String>, stored_sha: &str) -> bool {
+    match (prior, proposed) {
+        (Value::Null, Value::Value(k)) => pem_fingerprint(k) != stored_sha,
+        (a, b) => a != b,
+    }
+}
+
+pub fn schema() -> Schema {
+    Schema {
+        version: 1,
+        block: Block {
+            version: 1,
+            description: Description::markdown(
+                "An etcd cluster registered with kamajid as a home for tenant clusters' state. kamajid checks, before \
+                 registering it, that it answers, requires client certificates, has auth enabled and accepts \
+                 `client_certificate` as root; then keeps its status current.",
+            ),
+            attributes: attributes([
+                ("id", computed(string(), "The datastore name.")),
+                ("name", required(string(), DS_NAME)),
+                ("endpoints", required(list_of_strings(), DS_ENDPOINTS)),
+                ("ca_certificate", required(string(), DS_CA)),
+                ("client_certificate", required(string(), DS_CLIENT_CERT)),
+                ("client_key", sensitive(required(string(), DS_CLIENT_KEY))),
+                ("client_ca_certificate", required(string(), DS_CLIENT_CA)),
+                ("client_ca_key", sensitive(required(string(), DS_CLIENT_CA_KEY))),
+                ("quota_bytes", optional_default(number(), DS_QUOTA)),
+                ("max_tenants", optional(number(), DS_MAX_TENANTS)),
+                ("labels", optional(map_of_strings(), DS_LABELS)),
+                ("schedulable", optional_default(boolean(), DS_SCHEDULABLE)),
+                ("status", computed(string(), DS_STATUS)),
+                ("status_message", computed(string(), DS_STATUS_MESSAGE)),
+                ("etcd_version", computed(string(), DS_VERSION)),
+                ("db_size_bytes", computed(number(), DS_DB_SIZE)),
+                ("tenant_count", computed(number(), DS_TENANTS)),
+                ("members", computed(list_of_strings(), DS_MEMBERS)),
+            ]),
+            ..Default::default()
+        },
+    }
+}
+
+impl DatastoreResource {
+    async fn get(&self, diags: &mut Diagnostics, name: &str) -> Option<Option<v1::Datastore>> {
+        let client = self.client.get(diags).await?;
+        match client
+            .datastores()
+            .get_datastore(v1::GetDatastoreRequest {
+                name: name.to_owned(),
+            })
+            .await
+        {
+            Ok(r) => Some(Some(r.into_inner())),
+            Err(s) if s.code() == Code::NotFound => Some(None),
+            Err(s) => {
+                report(
+                    diags,
+                    &format!("Reading datastore {name:?}"),
+                    &client.endpoint,
+                    &s,
+                );
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for DatastoreResource {
+    type State<'a> = DatastoreState;
+    type PrivateState<'a> = KeyFingerprints;
+    type ProviderMetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        Some(schema())
+    }
+
+    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
+        config.check(diags);
+        Some(())
+    }
+
+    async fn read<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        state: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let name = state
+            .name
+            .as_ref_option()
+            .or(state.id.as_ref_option())
+            .cloned()
+            .unwrap_or_default();
+        match self.get(diags, &name).await {
+            Some(Some(ds)) => Some((DatastoreState::from_proto(&ds, &state), fingerprints(&ds))),
+            // Deleted outside Terraform: report it gone so the plan re-creates it.
+            Some(None) => None,
+            // The read failed: keep what we had, with the error.
+            None => Some((state, Default::default())),
+        }
+    }
+
+    async fn plan_create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        proposed: Self::State<'a>,
+        config: Self::State<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        // Values from variables and functions are unknown during validation; check them now.
+        config.check(diags);
+        let mut planned = proposed.with_defaults().unknown_computed();
+        planned.id = planned.name.clone();
+        if let Value::Value(name) = &planned.name {
+            if let Some(Some(_)) = self.get(&mut Diagnostics::default(), name).await {
+                diags.error(
+                    "Datastore already exists",
+                    format!(
+                        "kamajid already has a datastore named {name:?}. Import it with \
+                         `terraform import <address> {name}` or choose another name."
+                    ),
+                    AttributePath::new("name"),
+                );
+            }
+        }
+        Some((planned, Default::default()))
+    }
+
+    async fn plan_update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        proposed: Self::State<'a>,
+        config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
+        config.check(diags);
+        let mut planned = proposed;
+        // Unset optional attributes go back to their defaults rather than keep old values.
+        if config.quota_bytes.is_null() {
+            planned.quota_bytes = Value::Null;
+        }
+        if config.schedulable.is_null() {
+            planned.schedulable = Value::Null;
+        }
+        planned = planned.with_defaults();
+        let mut replace = Vec::new();
+        if prior.name != planned.name {
+            replace.push(AttributePath::new("name"));
+        }
+        if prior.client_ca_certificate != planned.client_ca_certificate {
+            replace.push(AttributePath::new("client_ca_certificate"));
+        }
+        if key_changes(
+            &prior.client_ca_key,
+            &planned.client_ca_key,
+            &private.client_ca_key_sha256,
+        ) {
+            replace.push(AttributePath::new("client_ca_key"));
+        }
+        let spec_changed = prior.endpoints != planned.endpoints
+            || prior.ca_certificate != planned.ca_certificate
+            || prior.client_certificate != planned.client_certificate
+            || key_changes(
+                &prior.client_key,
+                &planned.client_key,
+                &private.client_key_sha256,
+            )
+            || prior.quota_bytes != planned.quota_bytes
+            || prior.max_tenants != planned.max_tenants
+            || prior.labels != planned.labels
+            || prior.schedulable != planned.schedulable
+            || !replace.is_empty();
+        if spec_changed {
+            planned = planned.unknown_computed();
+        }
+        Some((planned, private, replace))
+    }
+
+    async fn plan_destroy<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        _prior: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<Self::PrivateState<'a>> {
+        Some(private)
+    }
+
+    async fn create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let client = self.client.get(diags).await?;
+        let name = planned.name.as_ref_option().cloned().unwrap_or_default();
+        let req = v1::CreateDatastoreRequest {
+            name: name.clone(),
+            spec: Some(planned.spec()),
+        };
+        match client.datastores().create_datastore(req).await {
+            Ok(r) => {
+                let ds = r.into_inner();
+                Some((DatastoreState::from_proto(&ds, &planned), fingerprints(&ds)))
+            }
+            Err(s) => {
+                report(
+                    diags,
+                    &format!("Registering datastore {name:?}"),
+                    &client.endpoint,
+                    &s,
+                );
+                None
+            }
+        }
+    }
+
+    async fn update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let client = self.client.get(diags).await?;
+        let name = prior.name.as_ref_option().cloned().unwrap_or_default();
+        let req = v1::UpdateDatastoreRequest {
+            name: name.clone(),
+            spec: Some(planned.spec()),
+        };
+        match client.datastores().update_datastore(req).await {
+            Ok(r) => {
+                let ds = r.into_inner();
+                Some((DatastoreState::from_proto(&ds, &planned), fingerprints(&ds)))
+            }
+            Err(s) => {
+                report(
+                    diags,
+                    &format!("Updating datastore {name:?}"),
+                    &client.endpoint,
+                    &s,
+                );
+                None
+            }
+        }
+    }
+
+    async fn destroy<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<()> {
+        let client = self.client.get(diags).await?;
+        let name = prior.name.as_ref_option().cloned().unwrap_or_default();
+        match client
+            .datastores()
+            .delete_datastore(v1::DeleteDatastoreRequest { name: name.clone() })
+            .await
+        {
+            Ok(_) => Some(()),
+            Err(s) if s.code() == Code::NotFound => Some(()),
+            Err(s) => {
+                report(
+                    diags,
+                    &format!("Removing datastore {name:?}"),
+                    &client.endpoint,
+                    &s,
+                );
+                None
+            }
+        }
+    }
+
+    async fn import<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        id: String,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        if let Err(e) = validate::dns_label("name", &id) {
+            diags.root_error(
+                "Invalid import ID",
+                format!("the import ID is the datastore name: {}", e.message),
+            );
+            return None;
+        }
+        match self.get(diags, &id).await? {
+            Some(ds) => Some((
+                DatastoreState::from_proto(&ds, &DatastoreState::default()),
+                fingerprints(&ds),
+            )),
+            None => {
+                diags.root_error(
+                    "Cannot import datastore",
+                    format!("kamajid has no datastore named {id:?}."),
+                );
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Data source `kamaji_datastores`: every registered datastore, optionally filtered by labels.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use kamaji_proto::v1;
+use serde::{Deserialize, Serialize};
+use tf_provider::schema::{AttributeType, Block, Description, Schema};
+use tf_provider::value::{Value, ValueEmpty};
+use tf_provider::{AttributePath, DataSource, Diagnostics};
+
+use crate::client::{report, Shared};
+use crate::datastore_resource::phase_name;
+use crate::schema::docs::*;
+use crate::schema::*;
+
+pub struct DatastoresDataSource {
+    pub client: Shared,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub name: String,
+    pub endpoints: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub quota_bytes: i64,
+    pub schedulable: bool,
+    pub status: String,
+    pub etcd_version: String,
+    pub db_size_bytes: i64,
+    pub tenant_count: i64,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct DatastoresState {
+    pub id: Value<String>,
+    pub labels: Value<BTreeMap<String, Value<String>>>,
+    pub names: Value<Vec<String>>,
+    pub datastores: Value<Vec<Summary>>,
+}
+
+fn summary_type() -> AttributeType {
+    let fields = [
+        ("name", string()),
+        ("endpoints", list_of_strings()),
+        ("labels", map_of_strings()),
+        ("quota_bytes", number()),
+        ("schedulable", boolean()),
+        ("status", string()),
+        ("etcd_version", string()),
+        ("db_size_bytes", number()),
+        ("tenant_count", number()),
+    ];
+    AttributeType::List(Box::new(AttributeType::Object(
+        fields.into_iter().map(|(k, t)| (k.to_owned(), t)).collect(),
+    )))
+}
+
+#[async_trait]
+impl DataSource for DatastoresDataSource {
+    type State<'a> = DatastoresState;
+    type ProviderMetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        Some(Schema {
+            version: 1,
+            block: Block {
+                version: 1,
+                description: Description::markdown("Lists datastores registered with kamajid, optionally only those carrying all the given labels."),
+                attributes: attributes([
+                    ("id", computed(string(), "Identifier of this listing (the label filter).")),
+                    ("labels", optional(map_of_strings(), "Only datastores carrying every one of these labels.")),
+                    ("names", computed(list_of_strings(), "Names of the matching datastores, sorted.")),
+                    ("datastores", computed(summary_type(), &format!("The matching datastores, sorted by name. `status`: {DS_STATUS}"))),
+                ]),
+                ..Default::default()
+            },
+        })
+    }
+
+    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
+        if let Value::Value(labels) = &config.labels {
+            let known: Vec<(&str, &str)> = labels
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.as_ref_option()?.as_str())))
+                .collect();
+            if let Err(e) = kamaji_proto::validate::labels("labels", known) {
+                diags.error("Invalid labels", e.message, AttributePath::new("labels"));
+            }
+        }
+        Some(())
+    }
+
+    async fn read<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        config: Self::State<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<Self::State<'a>> {
+        let client = self.client.get(diags).await?;
+        let selector: HashMap<String, String> = config
+            .labels
+            .as_ref_option()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_ref_option()?.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let resp = match client
+            .datastores()
+            .list_datastores(v1::ListDatastoresRequest {
+                label_selector: selector.clone(),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                report(diags, "Listing datastores", &client.endpoint, &s);
+                return None;
+            }
+        };
+        let mut list: Vec<Summary> = resp
+            .datastores
+            .into_iter()
+            .map(|d| {
+                let spec = d.spec.unwrap_or_default();
+                let status = d.status.unwrap_or_default();
+                Summary {
+                    name: d.name,
+                    endpoints: spec.endpoints,
+                    labels: spec.labels.into_iter().collect(),
+                    quota_bytes: spec.quota_bytes,
+                    schedulable: spec.schedulable,
+                    status: phase_name(status.phase).to_owned(),
+                    etcd_version: status.etcd_version,
+                    db_size_bytes: status.db_size_bytes,
+                    tenant_count: i64::from(status.tenant_count),
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut sel: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        sel.sort();
+        Some(DatastoresState {
+            id: Value::Value(if sel.is_empty() {
+                "all".into()
+            } else {
+                sel.join(",")
+            }),
+            labels: config.labels,
+            names: Value::Value(list.iter().map(|s| s.name.clone()).collect()),
+            datastores: Value::Value(list),
+        })
+    }
+}
