@@ -70,8 +70,10 @@ pub struct EtcdProber {
     pub timeout: Duration,
 }
 
-/// Sorts a failed call into the reason a user can act on.
-fn classify(endpoints: &[String], err: &etcd_client::Error) -> ProbeError {
+/// Sorts a failed call into the reason a user can act on. `tcp_open` says whether a TCP
+/// connection to an endpoint succeeds: with TLS 1.3 a server that rejects our client
+/// certificate just closes the connection, so "closed after connecting" means "rejected".
+fn classify(endpoints: &[String], err: &etcd_client::Error, tcp_open: bool) -> ProbeError {
     let detail = error_chain(err);
     let d = detail.to_ascii_lowercase();
     if d.contains("unknownissuer")
@@ -79,12 +81,21 @@ fn classify(endpoints: &[String], err: &etcd_client::Error) -> ProbeError {
         || d.contains("notvalidforname")
     {
         ProbeError::UntrustedServer { detail }
-    } else if d.contains("certificaterequired")
-        || d.contains("badcertificate")
-        || d.contains("unknownca")
-        || d.contains("certificate required")
-        || d.contains("bad certificate")
-        || d.contains("unknown ca")
+    } else if tcp_open
+        && [
+            "certificaterequired",
+            "badcertificate",
+            "unknownca",
+            "certificate required",
+            "bad certificate",
+            "unknown ca",
+            "connection closed",
+            "canceled",
+            "connection reset",
+            "broken pipe",
+        ]
+        .iter()
+        .any(|n| d.contains(n))
     {
         ProbeError::CertificateRejected { detail }
     } else {
@@ -95,6 +106,21 @@ fn classify(endpoints: &[String], err: &etcd_client::Error) -> ProbeError {
     }
 }
 
+/// Whether any endpoint accepts a TCP connection within `timeout`.
+async fn tcp_open(endpoints: &[String], timeout: Duration) -> bool {
+    for e in endpoints {
+        let Some(hostport) = e.split("://").nth(1).map(|r| r.trim_end_matches('/')) else {
+            continue;
+        };
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(timeout, tokio::net::TcpStream::connect(hostport)).await
+        {
+            return true;
+        }
+    }
+    false
+}
+
 impl EtcdProber {
     async fn admin_client(&self, creds: &AdminCredentials) -> Result<Client, ProbeError> {
         let tls = EtcdTls {
@@ -103,7 +129,15 @@ impl EtcdProber {
         };
         connect(&creds.endpoints, &tls, self.timeout)
             .await
-            .map_err(|e| classify(&creds.endpoints, &e))
+            .map_err(|e| classify(&creds.endpoints, &e, false))
+    }
+
+    async fn fail(&self, creds: &AdminCredentials, e: &etcd_client::Error) -> ProbeError {
+        classify(
+            &creds.endpoints,
+            e,
+            tcp_open(&creds.endpoints, self.timeout).await,
+        )
     }
 
     /// Without a client certificate, a secured etcd must refuse even a status call.
@@ -120,10 +154,10 @@ impl EtcdProber {
 
     async fn run(&self, creds: &AdminCredentials) -> Result<ProbeReport, ProbeError> {
         let mut client = self.admin_client(creds).await?;
-        let status = client
-            .status()
-            .await
-            .map_err(|e| classify(&creds.endpoints, &e))?;
+        let status = match client.status().await {
+            Ok(s) => s,
+            Err(e) => return Err(self.fail(creds, &e).await),
+        };
 
         if self.accepts_anonymous(creds).await {
             return Err(ProbeError::NoClientCertAuth);
@@ -142,18 +176,16 @@ impl EtcdProber {
         if let Err(e) = client.user_list().await {
             let cn =
                 kamaji_proto::validate::common_name(&creds.client_certificate).unwrap_or_default();
-            return Err(match classify(&creds.endpoints, &e) {
-                ProbeError::Unreachable { .. } => ProbeError::NotRoot {
-                    cn,
-                    detail: error_chain(&e),
-                },
-                other => other,
+            // The connection already worked: a refusal now is about who we are.
+            return Err(ProbeError::NotRoot {
+                cn,
+                detail: error_chain(&e),
             });
         }
-        let members = client
-            .member_list()
-            .await
-            .map_err(|e| classify(&creds.endpoints, &e))?;
+        let members = match client.member_list().await {
+            Ok(m) => m,
+            Err(e) => return Err(self.fail(creds, &e).await),
+        };
         Ok(ProbeReport {
             etcd_version: status.version().to_owned(),
             db_size_bytes: status.db_size(),

@@ -1,0 +1,185 @@
+//! A real kamajid (in-process) on a real, secured state etcd, and helpers to start datastores.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kamaji_proto::v1::datastores_client::DatastoresClient;
+use kamaji_proto::v1::{self, DatastoreSpec};
+use kamajid::config::{ServeConfig, StateEtcdConfig};
+use kamajid::devenv::{free_port, write_file, DevPki, EtcdProcess, EtcdSecurity};
+use kamajid::etcd::{connect, EtcdTls};
+use kamajid::kek::Kek;
+use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub pki: DevPki,
+    pub state: EtcdProcess,
+    pub endpoint: String,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<Result<(), kamajid::server::ServeError>>,
+}
+
+pub type Client = DatastoresClient<InterceptedService<Channel, Bearer>>;
+
+#[derive(Clone)]
+pub struct Bearer(pub Option<String>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        Ok(req)
+    }
+}
+
+impl Env {
+    /// Starts a secured state etcd and kamajid with a fast health loop.
+    pub async fn start() -> Self {
+        kamajid::server::install_crypto();
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DevPki::generate().unwrap();
+        let pki_dir = dir.path().join("pki");
+        pki.write(&pki_dir).unwrap();
+        write_file(
+            &dir.path().join("tokens"),
+            &format!("# test\n{TOKEN}\n"),
+            true,
+        )
+        .unwrap();
+        write_file(&dir.path().join("kek"), &Kek::generate_encoded(), true).unwrap();
+        let state = EtcdProcess::start(dir.path(), "state", &pki, EtcdSecurity::default())
+            .await
+            .unwrap();
+        let port = free_port();
+        let cfg = ServeConfig {
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            tls_cert_file: pki_dir.join("server.crt"),
+            tls_key_file: pki_dir.join("server.key"),
+            tokens_file: dir.path().join("tokens"),
+            kek_file: dir.path().join("kek"),
+            state_etcd: StateEtcdConfig {
+                endpoints: vec![state.endpoint.clone()],
+                ca_file: Some(pki_dir.join("ca.crt")),
+                cert_file: Some(pki_dir.join("root.crt")),
+                key_file: Some(pki_dir.join("root.key")),
+            },
+            health_interval_seconds: 1,
+            probe_timeout_seconds: 2,
+            leader_lease_seconds: 3,
+        };
+        let (stop, rx) = watch::channel(false);
+        let server = tokio::spawn(kamajid::server::serve(cfg, rx));
+        let endpoint = format!("https://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            dir,
+            pki,
+            state,
+            endpoint,
+            stop,
+            server,
+        }
+    }
+
+    pub async fn client_with(&self, token: Option<&str>) -> Client {
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.pki.ca.cert));
+        let channel = Channel::from_shared(self.endpoint.clone())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        DatastoresClient::with_interceptor(channel, Bearer(token.map(str::to_owned)))
+    }
+
+    pub async fn client(&self) -> Client {
+        self.client_with(Some(TOKEN)).await
+    }
+
+    /// Starts a datastore etcd sharing the env's PKI.
+    pub async fn datastore(&self, name: &str, security: EtcdSecurity) -> EtcdProcess {
+        EtcdProcess::start(self.dir.path(), name, &self.pki, security)
+            .await
+            .unwrap()
+    }
+
+    /// The registration spec for an etcd of this env, with the env's root credentials.
+    pub fn spec(&self, etcd: &EtcdProcess) -> DatastoreSpec {
+        DatastoreSpec {
+            endpoints: vec![etcd.endpoint.clone()],
+            ca_certificate: self.pki.ca.cert.clone(),
+            client_certificate: self.pki.root.cert.clone(),
+            client_key: self.pki.root.key.clone(),
+            client_ca_certificate: self.pki.ca.cert.clone(),
+            client_ca_key: self.pki.ca.key.clone(),
+            quota_bytes: kamaji_proto::DEFAULT_QUOTA_BYTES,
+            max_tenants: None,
+            labels: [("tier".to_string(), "standard".to_string())].into(),
+            schedulable: true,
+        }
+    }
+
+    /// A raw client on the state etcd, as root, to look at what kamajid stored.
+    pub async fn state_client(&self) -> etcd_client::Client {
+        let tls = EtcdTls {
+            ca_pem: Some(self.pki.ca.cert.clone()),
+            identity: Some((self.pki.root.cert.clone(), self.pki.root.key.clone())),
+        };
+        connect(&[self.state.endpoint.clone()], &tls, Duration::from_secs(5))
+            .await
+            .unwrap()
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+    }
+}
+
+pub async fn create(
+    client: &mut Client,
+    name: &str,
+    spec: DatastoreSpec,
+) -> Result<v1::Datastore, tonic::Status> {
+    client
+        .create_datastore(v1::CreateDatastoreRequest {
+            name: name.into(),
+            spec: Some(spec),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub async fn names(client: &mut Client) -> Vec<String> {
+    client
+        .list_datastores(v1::ListDatastoresRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .datastores
+        .into_iter()
+        .map(|d| d.name)
+        .collect()
+}
