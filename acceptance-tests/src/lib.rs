@@ -1,1 +1,418 @@
+//! End-to-end harness: real etcd processes, a real `kamajid serve` process, and the real
+//! `terraform` CLI using the freshly built provider through `dev_overrides`.
+//!
+//! Each [`Harness`] owns a temp directory with its PKI, a secured state etcd and a kamajid on a
+//! random port; each [`Workdir`] is a Terraform root module with its own state. Tests check both
+//! what Terraform says (plan JSON, state JSON, diagnostics) and what kamajid holds.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use kamaji_proto::v1::datastores_client::DatastoresClient;
+use kamajid::devenv::write_file;
+pub use kamajid::devenv::{free_port, issue, new_ca, DevPki, EtcdProcess, EtcdSecurity, Pem};
+use kamajid::etcd::{connect, EtcdTls};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+pub const TOKEN: &str = "acceptance-token-0123456789abcdef";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}
+
+/// Where cargo puts the binaries under test.
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+        .join("debug")
+}
+
+/// Builds kamajid and the provider once per test binary, so tests never run stale binaries.
+fn ensure_built() {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace())
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "kamajid",
+                "-p",
+                "terraform-provider-kamaji",
+            ])
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building kamajid and the provider failed");
+    });
+}
+
+/// A secured state etcd and a kamajid process serving on a random loopback port.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub pki: DevPki,
+    pub endpoint: String,
+    state: EtcdProcess,
+    kamajid: Child,
+    cli_config: PathBuf,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.kamajid.kill();
+        let _ = self.kamajid.wait();
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        ensure_built();
+        kamajid::server::install_crypto();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = DevPki::generate().expect("dev pki");
+        let pki_dir = dir.path().join("pki");
+        pki.write(&pki_dir).expect("write pki");
+        write_file(&dir.path().join("tokens"), TOKEN, true).expect("tokens");
+        write_file(
+            &dir.path().join("kek"),
+            &kamajid::kek::Kek::generate_encoded(),
+            true,
+        )
+        .expect("kek");
+        let state = EtcdProcess::start(dir.path(), "state", &pki, EtcdSecurity::default())
+            .await
+            .expect("state etcd");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("kamajid.log")).expect("log");
+        let kamajid = Command::new(bin_dir().join("kamajid"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--tls-cert-file")
+            .arg(pki_dir.join("server.crt"))
+            .arg("--tls-key-file")
+            .arg(pki_dir.join("server.key"))
+            .arg("--tokens-file")
+            .arg(dir.path().join("tokens"))
+            .arg("--kek-file")
+            .arg(dir.path().join("kek"))
+            .arg("--state-etcd-endpoints")
+            .arg(&state.endpoint)
+            .arg("--state-etcd-ca-file")
+            .arg(pki_dir.join("ca.crt"))
+            .arg("--state-etcd-cert-file")
+            .arg(pki_dir.join("root.crt"))
+            .arg("--state-etcd-key-file")
+            .arg(pki_dir.join("root.key"))
+            .arg("--health-interval-seconds")
+            .arg("2")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting kamajid");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "kamajid did not listen; see {}/kamajid.log",
+                dir.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let cli_config = dir.path().join("terraformrc");
+        let rc = format!(
+            "provider_installation {{\n  dev_overrides {{\n    \"kamaji/kamaji\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+            bin_dir().display()
+        );
+        std::fs::write(&cli_config, rc).expect("terraformrc");
+        Self {
+            endpoint: format!("https://127.0.0.1:{port}"),
+            dir,
+            pki,
+            state,
+            kamajid,
+            cli_config,
+        }
+    }
+
+    /// A datastore etcd sharing the harness PKI (its CA signs servers and clients).
+    pub async fn etcd(&self, name: &str, security: EtcdSecurity) -> EtcdProcess {
+        EtcdProcess::start(self.dir.path(), name, &self.pki, security)
+            .await
+            .expect("datastore etcd")
+    }
+
+    /// A gRPC client to kamajid, to check what it holds independently of Terraform.
+    pub async fn client(
+        &self,
+    ) -> DatastoresClient<
+        tonic::service::interceptor::InterceptedService<
+            Channel,
+            impl tonic::service::Interceptor + Clone,
+        >,
+    > {
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.pki.ca.cert));
+        let channel = Channel::from_shared(self.endpoint.clone())
+            .expect("uri")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("connect kamajid");
+        let auth: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {TOKEN}").parse().expect("header");
+        DatastoresClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+            req.metadata_mut().insert("authorization", auth.clone());
+            Ok(req)
+        })
+    }
+
+    /// A raw root client on the state etcd.
+    pub async fn state_etcd(&self) -> etcd_client::Client {
+        let tls = EtcdTls {
+            ca_pem: Some(self.pki.ca.cert.clone()),
+            identity: Some((self.pki.root.cert.clone(), self.pki.root.key.clone())),
+        };
+        connect(&[self.state.endpoint.clone()], &tls, Duration::from_secs(5))
+            .await
+            .expect("state etcd client")
+    }
+
+    /// Names of the datastores kamajid holds.
+    pub async fn datastore_names(&self) -> Vec<String> {
+        let mut c = self.client().await;
+        let list = c
+            .list_datastores(kamaji_proto::v1::ListDatastoresRequest::default())
+            .await
+            .expect("list")
+            .into_inner();
+        let mut names: Vec<String> = list.datastores.into_iter().map(|d| d.name).collect();
+        names.sort();
+        names
+    }
+
+    /// A new Terraform root module with the harness PKI files in it (`ca.crt`, `ca.key`,
+    /// `root.crt`, `root.key`) and the provider configured through the environment.
+    pub fn workdir(&self, name: &str) -> Workdir {
+        let dir = self.dir.path().join("tf").join(name);
+        std::fs::create_dir_all(&dir).expect("workdir");
+        self.pki.write(&dir).expect("pki files");
+        Workdir {
+            dir,
+            env: vec![
+                (
+                    "TF_CLI_CONFIG_FILE".into(),
+                    self.cli_config.display().to_string(),
+                ),
+                ("KAMAJI_ENDPOINT".into(), self.endpoint.clone()),
+                ("KAMAJI_TOKEN".into(), TOKEN.into()),
+                (
+                    "KAMAJI_CA_CERTIFICATE_FILE".into(),
+                    self.dir.path().join("pki/ca.crt").display().to_string(),
+                ),
+                ("TF_IN_AUTOMATION".into(), "1".into()),
+                ("CHECKPOINT_DISABLE".into(), "1".into()),
+            ],
+        }
+    }
+}
+
+/// The outcome of one terraform command.
+#[derive(Debug)]
+pub struct Tf {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Tf {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+    pub fn output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl From<Output> for Tf {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// A Terraform root module.
+pub struct Workdir {
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Workdir {
+    pub fn write(&self, main_tf: &str) {
+        std::fs::write(self.dir.join("main.tf"), main_tf).expect("main.tf");
+    }
+
+    pub fn write_file(&self, name: &str, content: &str) {
+        std::fs::write(self.dir.join(name), content).expect("file");
+    }
+
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.into(), v.into()));
+        }
+    }
+
+    pub fn tf(&self, args: &[&str]) -> Tf {
+        let mut cmd = Command::new("terraform");
+        cmd.current_dir(&self.dir).args(args).arg("-no-color");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.env_remove("KAMAJI_TOKEN_FILE")
+            .env_remove("KAMAJI_CA_CERTIFICATE");
+        cmd.output().expect("running terraform").into()
+    }
+
+    pub fn apply(&self) -> Tf {
+        self.tf(&["apply", "-auto-approve", "-input=false"])
+    }
+
+    /// Applies and fails the test with terraform's output when it does not succeed.
+    pub fn must_apply(&self) {
+        let r = self.apply();
+        assert!(r.ok(), "terraform apply failed:\n{}", r.output());
+    }
+
+    /// `terraform plan -detailed-exitcode`: 0 no changes, 1 error, 2 changes.
+    pub fn plan_code(&self) -> Tf {
+        self.tf(&["plan", "-detailed-exitcode", "-input=false"])
+    }
+
+    /// The plan as JSON (`terraform show -json` of a saved plan).
+    pub fn plan_json(&self) -> serde_json::Value {
+        let r = self.tf(&["plan", "-input=false", "-out=tfplan"]);
+        assert!(r.ok(), "terraform plan failed:\n{}", r.output());
+        let show = self.tf(&["show", "-json", "tfplan"]);
+        serde_json::from_str(&show.stdout).expect("plan json")
+    }
+
+    /// The state as JSON.
+    pub fn state_json(&self) -> serde_json::Value {
+        let show = self.tf(&["show", "-json"]);
+        assert!(show.ok(), "terraform show failed:\n{}", show.output());
+        serde_json::from_str(&show.stdout).expect("state json")
+    }
+
+    /// The values of resource `address` in state.
+    pub fn resource(&self, address: &str) -> serde_json::Value {
+        let state = self.state_json();
+        find_resource(&state["values"]["root_module"], address)
+            .unwrap_or_else(|| panic!("{address} is not in state:\n{state:#}"))
+    }
+}
+
+fn find_resource(module: &serde_json::Value, address: &str) -> Option<serde_json::Value> {
+    module["resources"]
+        .as_array()?
+        .iter()
+        .find(|r| r["address"] == address)
+        .cloned()
+}
+
+/// The planned actions per resource address, e.g. `{"kamaji_datastore.a": ["update"]}`.
+pub fn planned_actions(
+    plan: &serde_json::Value,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    plan["resource_changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|rc| {
+            let actions = rc["change"]["actions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect();
+            (
+                rc["address"].as_str().unwrap_or_default().to_owned(),
+                actions,
+            )
+        })
+        .collect()
+}
+
+/// A certificate for `cn`, signed by `ca`, that expired yesterday.
+pub fn expired(ca: &Pem, cn: &str) -> Pem {
+    use rcgen::{CertificateParams, DnType, Issuer, KeyPair};
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert, KeyPair::from_pem(&ca.key).expect("ca key"))
+        .expect("issuer");
+    let key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.distinguished_name.push(DnType::CommonName, cn);
+    let now = time::OffsetDateTime::now_utc();
+    p.not_before = now - time::Duration::days(30);
+    p.not_after = now - time::Duration::days(1);
+    Pem {
+        cert: p.signed_by(&key, &issuer).expect("sign").pem(),
+        key: key.serialize_pem(),
+    }
+}
+
+/// HCL of one `kamaji_datastore` whose PEM attributes read the workdir's files by default.
+pub struct DatastoreHcl {
+    pub label: String,
+    pub name: String,
+    pub endpoints: Vec<String>,
+    pub ca_certificate: String,
+    pub client_certificate: String,
+    pub client_key: String,
+    pub client_ca_certificate: String,
+    pub client_ca_key: String,
+    /// Extra attribute lines.
+    pub extra: String,
+}
+
+impl DatastoreHcl {
+    pub fn new(label: &str, name: &str, endpoint: &str) -> Self {
+        Self {
+            label: label.into(),
+            name: format!("{name:?}"),
+            endpoints: vec![endpoint.into()],
+            ca_certificate: "file(\"ca.crt\")".into(),
+            client_certificate: "file(\"root.crt\")".into(),
+            client_key: "file(\"root.key\")".into(),
+            client_ca_certificate: "file(\"ca.crt\")".into(),
+            client_ca_key: "file(\"ca.key\")".into(),
+            extra: String::new(),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let eps = self
+            .endpoints
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "resource \"kamaji_datastore\" \"{}\" {{\n  name = {}\n  endpoints = [{eps}]\n  ca_certificate = {}\n  client_certificate = {}\n  client_key = {}\n  client_ca_certificate = {}\n  client_ca_key = {}\n{}\n}}\n",
+            self.label, self.name, self.ca_certificate, self.client_certificate, self.client_key, self.client_ca_certificate, self.client_ca_key, self.extra
+        )
+    }
+}
+
+pub const PROVIDER_HCL: &str =
+    "terraform {\n  required_providers {\n    kamaji = { source = \"kamaji/kamaji\" }\n  }\n}\n";

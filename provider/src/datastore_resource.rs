@@ -391,7 +391,8 @@ impl Resource for DatastoreResource {
         let mut planned = proposed.with_defaults().unknown_computed();
         planned.id = planned.name.clone();
         if let Value::Value(name) = &planned.name {
-            if let Some(Some(_)) = self.get(&mut Diagnostics::default(), name).await {
+            // Also surfaces a wrong token or an unreachable kamajid at plan rather than apply.
+            if let Some(Some(_)) = self.get(diags, name).await {
                 diags.error(
                     "Datastore already exists",
                     format!(
