@@ -34,24 +34,37 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// Builds kamajid and the provider once per test binary, so tests never run stale binaries.
-fn ensure_built() {
+pub fn ensure_built() {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let mut cmd = Command::new(cargo);
+        // cargo test sets CARGO_PKG_* and friends for the test; build scripts that watch them
+        // would rebuild under the outer cargo's feet.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR" {
+                cmd.env_remove(k);
+            }
+        }
+        let status = cmd
             .current_dir(workspace())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "kamajid",
-                "-p",
-                "terraform-provider-kamaji",
-            ])
+            // The same selection as `make build`, so features unify alike and nothing rebuilds.
+            .args(["build", "--quiet", "--workspace", "--bins"])
             .status()
             .expect("running cargo build");
         assert!(status.success(), "building kamajid and the provider failed");
     });
+}
+
+/// Writes a terraform CLI config that installs the freshly built provider via dev_overrides.
+pub fn write_cli_config(dir: &Path) -> PathBuf {
+    let path = dir.join("terraformrc");
+    let rc = format!(
+        "provider_installation {{\n  dev_overrides {{\n    \"kamaji/kamaji\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+        bin_dir().display()
+    );
+    std::fs::write(&path, rc).expect("terraformrc");
+    path
 }
 
 /// A secured state etcd and a kamajid process serving on a random loopback port.
@@ -127,12 +140,7 @@ impl Harness {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let cli_config = dir.path().join("terraformrc");
-        let rc = format!(
-            "provider_installation {{\n  dev_overrides {{\n    \"kamaji/kamaji\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
-            bin_dir().display()
-        );
-        std::fs::write(&cli_config, rc).expect("terraformrc");
+        let cli_config = write_cli_config(dir.path());
         Self {
             endpoint: format!("https://127.0.0.1:{port}"),
             dir,

@@ -5,10 +5,23 @@ mod client;
 mod datastore_data_source;
 mod datastore_resource;
 mod datastores_data_source;
+mod docs;
 mod provider;
 mod schema;
 
 fn main() -> std::process::ExitCode {
+    // `terraform-provider-kamaji docs <repo root>` writes the registry documentation.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("docs") {
+        let root = std::path::PathBuf::from(args.get(2).map(String::as_str).unwrap_or("."));
+        return match docs::generate(&root) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("terraform-provider-kamaji docs: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     // tf-provider appends a Rust backtrace to every diagnostic when backtraces are enabled;
     // users must never see one. RUST_LIB_BACKTRACE takes precedence over RUST_BACKTRACE.
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
