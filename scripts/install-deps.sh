@@ -25,6 +25,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "install-deps: installing kubernetes-validate (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate 2>&1 | grep -v "Running pip as the 'root' user" || true
+  command -v kubernetes-validate >/dev/null 2>&1 || { echo "install-deps: kubernetes-validate is not on PATH after pip install" >&2; exit 1; }
+fi
+
 if ! command -v terraform >/dev/null 2>&1; then
   echo "install-deps: the terraform CLI (>= 1.5) must be on PATH; see https://developer.hashicorp.com/terraform/install" >&2
   exit 1

@@ -189,9 +189,13 @@ impl Harness {
             ca_pem: Some(self.pki.ca.cert.clone()),
             identity: Some((self.pki.root.cert.clone(), self.pki.root.key.clone())),
         };
-        connect(&[self.state.endpoint.clone()], &tls, Duration::from_secs(5))
-            .await
-            .expect("state etcd client")
+        connect(
+            std::slice::from_ref(&self.state.endpoint),
+            &tls,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("state etcd client")
     }
 
     /// Names of the datastores kamajid holds.

@@ -24,9 +24,13 @@ async fn one_replica_leads_and_another_takes_over_when_it_stops() {
         ca_pem: Some(pki.ca.cert.clone()),
         identity: Some((pki.root.cert.clone(), pki.root.key.clone())),
     };
-    let client = connect(&[etcd.endpoint.clone()], &tls, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let client = connect(
+        std::slice::from_ref(&etcd.endpoint),
+        &tls,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
 
     let (a_tx, mut a_rx) = watch::channel(false);
     let (b_tx, mut b_rx) = watch::channel(false);

@@ -143,9 +143,13 @@ impl Env {
             ca_pem: Some(self.pki.ca.cert.clone()),
             identity: Some((self.pki.root.cert.clone(), self.pki.root.key.clone())),
         };
-        connect(&[self.state.endpoint.clone()], &tls, Duration::from_secs(5))
-            .await
-            .unwrap()
+        connect(
+            std::slice::from_ref(&self.state.endpoint),
+            &tls,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
     }
 
     pub fn path(&self) -> PathBuf {
