@@ -3,7 +3,9 @@
 //! Layout, inward to outward:
 //! - [`kek`], [`etcd`]: sealing secrets; connecting to etcd.
 //! - [`store`]: kamajid's own durable records in etcd, every write compare-and-swap.
-//! - [`datastore`]: the etcd shards tenants live on: records, probes, the health loop.
+//! - [`datastore`]: the etcd shards tenants live on: records, probes, the health loop, and
+//!   per-tenant isolation (user, role and key prefix).
+//! - [`placement`]: the pure choice of a datastore for a new tenant (capacity-aware).
 //! - [`leader`]: lease-held leadership so several replicas can run; background work runs on one.
 //! - [`api`]: the gRPC services (TLS, bearer tokens), translating requests into the above.
 //! - [`server`]: wiring; [`config`]: flags and environment; [`devenv`]: a local secured
@@ -16,5 +18,6 @@ pub mod devenv;
 pub mod etcd;
 pub mod kek;
 pub mod leader;
+pub mod placement;
 pub mod server;
 pub mod store;

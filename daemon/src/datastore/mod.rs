@@ -7,6 +7,7 @@
 //! - [`health`]: the leader's loop that re-probes every datastore and records its status.
 
 pub mod health;
+pub mod isolation;
 pub mod probe;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,113 @@
+//! Tenant isolation in a shared etcd, against a real etcd with TLS, client-certificate auth and
+//! auth enabled: each tenant's certificate reaches its own prefix and nothing else.
+
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions};
+use kamajid::datastore::isolation::{ensure, prefix, remove};
+use kamajid::devenv::{issue, DevPki, EtcdProcess, EtcdSecurity};
+use kamajid::etcd::{connect, error_chain, EtcdTls};
+
+async fn client_as(etcd: &EtcdProcess, pki: &DevPki, cert: &kamajid::devenv::Pem) -> Client {
+    let tls = EtcdTls {
+        ca_pem: Some(pki.ca.cert.clone()),
+        identity: Some((cert.cert.clone(), cert.key.clone())),
+    };
+    connect(
+        std::slice::from_ref(&etcd.endpoint),
+        &tls,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+}
+
+async fn denied<T>(r: Result<T, etcd_client::Error>) -> bool {
+    matches!(r, Err(e) if error_chain(&e).contains("permission denied"))
+}
+
+#[tokio::test]
+async fn a_tenant_reaches_its_prefix_and_nothing_else_and_removal_is_exact() {
+    kamajid::server::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::generate().unwrap();
+    let etcd = EtcdProcess::start(dir.path(), "shared", &pki, EtcdSecurity::default())
+        .await
+        .unwrap();
+    let mut admin = client_as(&etcd, &pki, &pki.root).await;
+    admin
+        .put("/kamajid/v1/datastores/x", "secret record", None)
+        .await
+        .unwrap();
+
+    for id in ["team", "team-a"] {
+        ensure(&admin, id).await.unwrap();
+        ensure(&admin, id).await.unwrap(); // idempotent: a resumed reconcile runs it again
+    }
+    let team_cert = issue(&pki.ca, "team", &[]).unwrap();
+    let team_a_cert = issue(&pki.ca, "team-a", &[]).unwrap();
+    let mut team = client_as(&etcd, &pki, &team_cert).await;
+    let mut team_a = client_as(&etcd, &pki, &team_a_cert).await;
+
+    team.put("/team/registry/pods/p1", "team data", None)
+        .await
+        .unwrap();
+    team_a
+        .put("/team-a/registry/pods/p1", "team-a data", None)
+        .await
+        .unwrap();
+    let own = team
+        .get("/team/", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    assert_eq!(own.kvs().len(), 1);
+
+    // The neighbour whose name starts the same, the bare name without the slash, kamajid's own
+    // records, and the whole keyspace are all out of reach.
+    assert!(denied(team.get("/team-a/registry/pods/p1", None).await).await);
+    assert!(denied(team.put("/team-a/registry/pods/evil", "x", None).await).await);
+    assert!(
+        denied(
+            team.get("/team", Some(GetOptions::new().with_prefix()))
+                .await
+        )
+        .await
+    );
+    assert!(denied(team.get("/kamajid/v1/datastores/x", None).await).await);
+    assert!(denied(team.get("", Some(GetOptions::new().with_all_keys())).await).await);
+    assert!(denied(team_a.get("/team/registry/pods/p1", None).await).await);
+    assert!(
+        denied(team.user_list().await).await,
+        "a tenant can administer etcd"
+    );
+
+    // Removing team-a leaves team untouched and nothing of team-a behind.
+    remove(&admin, "team-a").await.unwrap();
+    remove(&admin, "team-a").await.unwrap(); // idempotent
+    let left = admin
+        .get(prefix("team-a"), Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    assert!(left.kvs().is_empty(), "team-a keys left behind");
+    let users = admin.user_list().await.unwrap();
+    assert!(
+        !users.users().iter().any(|u| u == "team-a") && users.users().iter().any(|u| u == "team")
+    );
+    let roles = admin.role_list().await.unwrap();
+    assert!(
+        !roles.roles().iter().any(|r| r == "team-a") && roles.roles().iter().any(|r| r == "team")
+    );
+    let kept = admin.get("/team/registry/pods/p1", None).await.unwrap();
+    assert_eq!(kept.kvs()[0].value(), b"team data");
+    assert_eq!(
+        admin
+            .get("/kamajid/v1/datastores/x", None)
+            .await
+            .unwrap()
+            .kvs()
+            .len(),
+        1
+    );
+    // team-a's certificate no longer reaches anything.
+    assert!(team_a.get("/team-a/registry/pods/p1", None).await.is_err());
+}
