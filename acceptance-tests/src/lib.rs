@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use kamaji_proto::v1::datastores_client::DatastoresClient;
 use kamajid::devenv::write_file;
-pub use kamajid::devenv::{free_port, issue, new_ca, DevPki, EtcdProcess, EtcdSecurity, Pem};
+pub use kamajid::devenv::{free_port, DevPki, EtcdProcess, EtcdSecurity};
 use kamajid::etcd::{connect, EtcdTls};
+pub use kamajid::pki::{issue, new_ca, Pem};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 pub const TOKEN: &str = "acceptance-token-0123456789abcdef";

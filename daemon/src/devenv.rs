@@ -10,11 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::pki::{issue, new_ca, Pem, PkiError};
 use etcd_client::{Client, UserAddOptions};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tracing::info;
@@ -26,7 +23,7 @@ use crate::kek::Kek;
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
     #[error("generating dev certificates: {0}")]
-    Pki(#[from] rcgen::Error),
+    Pki(#[from] crate::pki::PkiError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -53,13 +50,6 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DevErro
     move |source| DevError::Io { what, path, source }
 }
 
-/// A certificate and its private key, PEM.
-#[derive(Clone)]
-pub struct Pem {
-    pub cert: String,
-    pub key: String,
-}
-
 /// The dev PKI: one CA that signs servers and clients, as a small etcd deployment often has.
 #[derive(Clone)]
 pub struct DevPki {
@@ -70,45 +60,8 @@ pub struct DevPki {
     pub root: Pem,
 }
 
-/// A fresh self-signed CA.
-pub fn new_ca(cn: &str) -> Result<Pem, rcgen::Error> {
-    let key = KeyPair::generate()?;
-    let mut p = CertificateParams::new(Vec::<String>::new())?;
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    Ok(Pem {
-        cert: p.self_signed(&key)?.pem(),
-        key: key.serialize_pem(),
-    })
-}
-
-/// A leaf certificate signed by `ca`, valid for TLS server and client use.
-pub fn issue(ca: &Pem, cn: &str, sans: &[&str]) -> Result<Pem, rcgen::Error> {
-    let issuer = Issuer::from_ca_cert_pem(&ca.cert, KeyPair::from_pem(&ca.key)?)?;
-    let key = KeyPair::generate()?;
-    let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    Ok(Pem {
-        cert: p.signed_by(&key, &issuer)?.pem(),
-        key: key.serialize_pem(),
-    })
-}
-
 impl DevPki {
-    pub fn generate() -> Result<Self, rcgen::Error> {
+    pub fn generate() -> Result<Self, PkiError> {
         let ca = new_ca("kamaji dev CA")?;
         let server = issue(&ca, "kamaji-dev-server", &["localhost", "127.0.0.1"])?;
         let root = issue(&ca, "root", &[])?;

@@ -18,6 +18,7 @@ pub mod devenv;
 pub mod etcd;
 pub mod kek;
 pub mod leader;
+pub mod pki;
 pub mod placement;
 pub mod server;
 pub mod store;

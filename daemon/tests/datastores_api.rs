@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use kamaji_proto::errors::field_errors;
 use kamaji_proto::v1::{self, DatastorePhase};
-use kamajid::devenv::{free_port, issue, new_ca, EtcdSecurity};
+use kamajid::devenv::{free_port, EtcdSecurity};
+use kamajid::pki::{issue, new_ca};
 use support::{create, names, Env};
 use tonic::Code;
 

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
 use kamajid::datastore::isolation::{ensure, prefix, remove};
-use kamajid::devenv::{issue, DevPki, EtcdProcess, EtcdSecurity};
+use kamajid::devenv::{DevPki, EtcdProcess, EtcdSecurity};
 use kamajid::etcd::{connect, error_chain, EtcdTls};
+use kamajid::pki::{issue, Pem};
 
-async fn client_as(etcd: &EtcdProcess, pki: &DevPki, cert: &kamajid::devenv::Pem) -> Client {
+async fn client_as(etcd: &EtcdProcess, pki: &DevPki, cert: &Pem) -> Client {
     let tls = EtcdTls {
         ca_pem: Some(pki.ca.cert.clone()),
         identity: Some((cert.cert.clone(), cert.key.clone())),

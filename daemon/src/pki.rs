@@ -1,0 +1,510 @@
+//! Certificates: the small signing primitives, and a tenant's whole PKI as Kubernetes expects it.
+//!
+//! Pure (no I/O): the same inputs give certificates with the same names, SANs and usages, which
+//! the tests read back with an X.509 parser. Keys are ECDSA P-256 everywhere Kubernetes accepts
+//! it (all of these): fast to generate, small to store.
+//!
+//! Names follow kubeadm, so a tenant cluster is no different from a kubeadm one to its users and
+//! to `kubeadm join`: CA `kubernetes`, apiserver `kube-apiserver` with the in-cluster names and
+//! the first service IP, `kube-apiserver-kubelet-client` and the admin in `system:masters`,
+//! components as `system:kube-controller-manager` and `system:kube-scheduler`, front proxy
+//! `front-proxy-client` under its own CA. The etcd client certificate's CN is the tenant id: that
+//! is the etcd user [`crate::datastore::isolation`] creates.
+
+use std::net::IpAddr;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("generating or signing a certificate: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("service CIDR {0:?} is not an IPv4 or IPv6 network (e.g. 10.96.0.0/12)")]
+    ServiceCidr(String),
+}
+
+/// A certificate and its private key, PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pem {
+    pub cert: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pem")
+            .field("cert_len", &self.cert.len())
+            .finish_non_exhaustive()
+    }
+}
+
+const CA_YEARS: i64 = 10;
+const LEAF_DAYS: i64 = 365;
+
+/// A new self-signed CA.
+pub fn new_ca(cn: &str) -> Result<Pem, PkiError> {
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::hours(1);
+    p.not_after = now + Duration::days(365 * CA_YEARS);
+    Ok(Pem {
+        cert: p.self_signed(&key)?.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// What a leaf certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    Server,
+    Client,
+    ServerAndClient,
+}
+
+/// A leaf certificate to sign.
+#[derive(Debug, Clone)]
+pub struct Leaf<'a> {
+    pub cn: &'a str,
+    pub orgs: &'a [&'a str],
+    /// DNS names and IP addresses (parsed as IPs when they are).
+    pub sans: &'a [String],
+    pub usage: Usage,
+}
+
+/// Signs `leaf` with `ca`; the leaf gets a fresh key.
+pub fn sign(ca: &Pem, leaf: &Leaf<'_>) -> Result<Pem, PkiError> {
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert, KeyPair::from_pem(&ca.key)?)?;
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(leaf.sans.to_vec())?;
+    p.distinguished_name.push(DnType::CommonName, leaf.cn);
+    for o in leaf.orgs {
+        p.distinguished_name.push(DnType::OrganizationName, *o);
+    }
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = match leaf.usage {
+        Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Usage::ServerAndClient => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    };
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::hours(1);
+    p.not_after = now + Duration::days(LEAF_DAYS);
+    Ok(Pem {
+        cert: p.signed_by(&key, &issuer)?.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// A certificate for TLS server and client use, without organisation: what dev etcd and
+/// kamajid serving certificates need.
+pub fn issue(ca: &Pem, cn: &str, sans: &[&str]) -> Result<Pem, PkiError> {
+    let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+    sign(
+        ca,
+        &Leaf {
+            cn,
+            orgs: &[],
+            sans: &sans,
+            usage: Usage::ServerAndClient,
+        },
+    )
+}
+
+/// The first address of a service CIDR: the in-cluster `kubernetes` Service IP.
+pub fn first_service_ip(cidr: &str) -> Result<IpAddr, PkiError> {
+    let err = || PkiError::ServiceCidr(cidr.to_owned());
+    let (net, bits) = cidr.split_once('/').ok_or_else(err)?;
+    let bits: u32 = bits.parse().map_err(|_| err())?;
+    match net.parse::<IpAddr>().map_err(|_| err())? {
+        IpAddr::V4(v4) if bits <= 30 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            Ok(IpAddr::V4(((u32::from(v4) & mask) + 1).into()))
+        }
+        IpAddr::V6(v6) if bits <= 126 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            Ok(IpAddr::V6(((u128::from(v6) & mask) + 1).into()))
+        }
+        _ => Err(err()),
+    }
+}
+
+/// What a tenant's PKI depends on.
+#[derive(Debug, Clone)]
+pub struct TenantPkiSpec {
+    /// Immutable tenant id: the etcd user and key prefix.
+    pub tenant_id: String,
+    pub service_cidr: String,
+    pub dns_domain: String,
+    /// Names and addresses the apiserver is reached by from outside (endpoint, extra SANs).
+    pub external_sans: Vec<String>,
+}
+
+/// Every certificate and key a tenant control plane needs.
+#[derive(Debug, Clone)]
+pub struct TenantPki {
+    pub ca: Pem,
+    pub apiserver: Pem,
+    pub apiserver_kubelet_client: Pem,
+    pub front_proxy_ca: Pem,
+    pub front_proxy_client: Pem,
+    /// Signs and verifies service-account tokens (ES256).
+    pub service_account_key: String,
+    pub service_account_pub: String,
+    /// For the datastore, signed by its client CA; CN is the tenant id.
+    pub etcd_client: Pem,
+    pub admin: Pem,
+    pub controller_manager: Pem,
+    pub scheduler: Pem,
+}
+
+/// The apiserver's SANs: in-cluster names, the first service IP, loopback (components in the
+/// same pod reach it there), and every external name.
+pub fn apiserver_sans(spec: &TenantPkiSpec) -> Result<Vec<String>, PkiError> {
+    let mut sans = vec![
+        "kubernetes".to_owned(),
+        "kubernetes.default".to_owned(),
+        "kubernetes.default.svc".to_owned(),
+        format!("kubernetes.default.svc.{}", spec.dns_domain),
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        first_service_ip(&spec.service_cidr)?.to_string(),
+    ];
+    for s in &spec.external_sans {
+        if !sans.contains(s) {
+            sans.push(s.clone());
+        }
+    }
+    Ok(sans)
+}
+
+/// Mints a tenant's whole PKI. `etcd_client_ca` is the datastore's client CA.
+pub fn mint(spec: &TenantPkiSpec, etcd_client_ca: &Pem) -> Result<TenantPki, PkiError> {
+    let ca = new_ca("kubernetes")?;
+    let front_proxy_ca = new_ca("front-proxy-ca")?;
+    let client = |ca: &Pem, cn: &str, orgs: &[&str]| {
+        sign(
+            ca,
+            &Leaf {
+                cn,
+                orgs,
+                sans: &[],
+                usage: Usage::Client,
+            },
+        )
+    };
+    let sa = KeyPair::generate()?;
+    Ok(TenantPki {
+        apiserver: sign(
+            &ca,
+            &Leaf {
+                cn: "kube-apiserver",
+                orgs: &[],
+                sans: &apiserver_sans(spec)?,
+                usage: Usage::Server,
+            },
+        )?,
+        apiserver_kubelet_client: client(
+            &ca,
+            "kube-apiserver-kubelet-client",
+            &["system:masters"],
+        )?,
+        front_proxy_client: client(&front_proxy_ca, "front-proxy-client", &[])?,
+        service_account_key: sa.serialize_pem(),
+        service_account_pub: sa.public_key_pem(),
+        etcd_client: client(etcd_client_ca, &spec.tenant_id, &[])?,
+        admin: client(&ca, "kubernetes-admin", &["system:masters"])?,
+        controller_manager: client(&ca, "system:kube-controller-manager", &[])?,
+        scheduler: client(&ca, "system:kube-scheduler", &[])?,
+        ca,
+        front_proxy_ca,
+    })
+}
+
+/// A kubeconfig for `user` with embedded credentials. Its `server` is the URL the holder uses.
+pub fn kubeconfig(cluster: &str, server: &str, ca_pem: &str, user: &str, creds: &Pem) -> String {
+    let b = |s: &str| B64.encode(s.as_bytes());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\n\
+         contexts:\n- name: {user}@{cluster}\n  context:\n    cluster: {cluster}\n    user: {user}\n\
+         current-context: {user}@{cluster}\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        b(ca_pem),
+        b(&creds.cert),
+        b(&creds.key)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::pem::parse_x509_pem;
+
+    struct Cert {
+        der: Vec<u8>,
+    }
+
+    impl Cert {
+        fn new(pem: &str) -> Self {
+            let (_, p) = parse_x509_pem(pem.as_bytes()).unwrap();
+            Self { der: p.contents }
+        }
+        fn with<R>(
+            &self,
+            f: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> R,
+        ) -> R {
+            let (_, c) = x509_parser::parse_x509_certificate(&self.der).unwrap();
+            f(&c)
+        }
+        fn cn(&self) -> String {
+            self.with(|c| {
+                c.subject()
+                    .iter_common_name()
+                    .next()
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+        }
+        fn orgs(&self) -> Vec<String> {
+            self.with(|c| {
+                c.subject()
+                    .iter_organization()
+                    .map(|o| o.as_str().unwrap().to_owned())
+                    .collect()
+            })
+        }
+        fn sans(&self) -> Vec<String> {
+            self.with(|c| {
+                c.subject_alternative_name()
+                    .unwrap()
+                    .map(|s| {
+                        s.value
+                            .general_names
+                            .iter()
+                            .map(|n| match n {
+                                GeneralName::DNSName(d) => d.to_string(),
+                                GeneralName::IPAddress(ip) if ip.len() == 4 => {
+                                    IpAddr::from(<[u8; 4]>::try_from(*ip).unwrap()).to_string()
+                                }
+                                other => format!("{other:?}"),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+        }
+        fn server_auth(&self) -> bool {
+            self.with(|c| {
+                c.extended_key_usage()
+                    .unwrap()
+                    .is_some_and(|e| e.value.server_auth)
+            })
+        }
+        fn client_auth(&self) -> bool {
+            self.with(|c| {
+                c.extended_key_usage()
+                    .unwrap()
+                    .is_some_and(|e| e.value.client_auth)
+            })
+        }
+        fn is_ca(&self) -> bool {
+            self.with(|c| c.basic_constraints().unwrap().is_some_and(|b| b.value.ca))
+        }
+        fn signed_by(&self, ca: &Cert) -> bool {
+            let (_, issuer) = x509_parser::parse_x509_certificate(&ca.der).unwrap();
+            self.with(|c| {
+                c.verify_signature(Some(issuer.public_key())).is_ok()
+                    && c.issuer() == issuer.subject()
+            })
+        }
+    }
+
+    fn spec() -> TenantPkiSpec {
+        TenantPkiSpec {
+            tenant_id: "acme-7f3k2".into(),
+            service_cidr: "10.96.0.0/12".into(),
+            dns_domain: "cluster.local".into(),
+            external_sans: vec!["203.0.113.10".into(), "api.acme.example".into()],
+        }
+    }
+
+    #[test]
+    fn every_certificate_chains_to_its_ca_with_the_names_kubernetes_expects() {
+        let etcd_ca = new_ca("etcd client CA").unwrap();
+        let pki = mint(&spec(), &etcd_ca).unwrap();
+        let ca = Cert::new(&pki.ca.cert);
+        let fp_ca = Cert::new(&pki.front_proxy_ca.cert);
+        let etcd = Cert::new(&etcd_ca.cert);
+        assert!(ca.is_ca() && fp_ca.is_ca());
+        assert_eq!(
+            (ca.cn(), fp_ca.cn()),
+            ("kubernetes".into(), "front-proxy-ca".into())
+        );
+
+        // (certificate, issuer, CN, O, server?, client?)
+        let table = [
+            (&pki.apiserver, &ca, "kube-apiserver", vec![], true, false),
+            (
+                &pki.apiserver_kubelet_client,
+                &ca,
+                "kube-apiserver-kubelet-client",
+                vec!["system:masters"],
+                false,
+                true,
+            ),
+            (
+                &pki.admin,
+                &ca,
+                "kubernetes-admin",
+                vec!["system:masters"],
+                false,
+                true,
+            ),
+            (
+                &pki.controller_manager,
+                &ca,
+                "system:kube-controller-manager",
+                vec![],
+                false,
+                true,
+            ),
+            (
+                &pki.scheduler,
+                &ca,
+                "system:kube-scheduler",
+                vec![],
+                false,
+                true,
+            ),
+            (
+                &pki.front_proxy_client,
+                &fp_ca,
+                "front-proxy-client",
+                vec![],
+                false,
+                true,
+            ),
+            (&pki.etcd_client, &etcd, "acme-7f3k2", vec![], false, true),
+        ];
+        for (pem, issuer, cn, orgs, server, client) in table {
+            let c = Cert::new(&pem.cert);
+            assert_eq!(c.cn(), cn);
+            assert_eq!(c.orgs(), orgs, "{cn}");
+            assert!(c.signed_by(issuer), "{cn} does not chain to its CA");
+            assert!(!c.is_ca(), "{cn} must not be a CA");
+            assert_eq!(
+                (c.server_auth(), c.client_auth()),
+                (server, client),
+                "{cn} usages"
+            );
+            // Each certificate has its own key, matching it.
+            kamaji_proto::validate::key_pair("cert", &pem.cert, "key", &pem.key).unwrap();
+        }
+        assert!(
+            !Cert::new(&pki.admin.cert).signed_by(&fp_ca),
+            "a front-proxy CA must not vouch for the admin"
+        );
+    }
+
+    #[test]
+    fn the_apiserver_certificate_covers_every_name_it_is_reached_by() {
+        let pki = mint(&spec(), &new_ca("etcd").unwrap()).unwrap();
+        let sans = Cert::new(&pki.apiserver.cert).sans();
+        for want in [
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+            "localhost",
+            "127.0.0.1",
+            "10.96.0.1",
+            "203.0.113.10",
+            "api.acme.example",
+        ] {
+            assert!(
+                sans.iter().any(|s| s == want),
+                "{want} missing from {sans:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn service_account_keys_pair_and_the_first_service_ip_is_computed() {
+        let pki = mint(&spec(), &new_ca("etcd").unwrap()).unwrap();
+        let key = KeyPair::from_pem(&pki.service_account_key).unwrap();
+        assert_eq!(key.public_key_pem(), pki.service_account_pub);
+        assert_eq!(
+            first_service_ip("10.96.0.0/12").unwrap().to_string(),
+            "10.96.0.1"
+        );
+        assert_eq!(
+            first_service_ip("10.100.7.0/24").unwrap().to_string(),
+            "10.100.7.1"
+        );
+        assert_eq!(
+            first_service_ip("fd00:10:96::/112").unwrap().to_string(),
+            "fd00:10:96::1"
+        );
+        assert!(first_service_ip("10.96.0.0").is_err());
+        assert!(first_service_ip("10.96.0.0/31").is_err());
+        assert!(first_service_ip("banana/12").is_err());
+    }
+
+    #[test]
+    fn kubeconfigs_embed_the_server_ca_and_credentials() {
+        let ca = new_ca("kubernetes").unwrap();
+        let admin = sign(
+            &ca,
+            &Leaf {
+                cn: "kubernetes-admin",
+                orgs: &["system:masters"],
+                sans: &[],
+                usage: Usage::Client,
+            },
+        )
+        .unwrap();
+        let kc = kubeconfig(
+            "acme",
+            "https://203.0.113.10:6443",
+            &ca.cert,
+            "kubernetes-admin",
+            &admin,
+        );
+        assert!(kc.contains("server: https://203.0.113.10:6443"));
+        assert!(kc.contains(&format!(
+            "certificate-authority-data: {}",
+            B64.encode(&ca.cert)
+        )));
+        assert!(kc.contains(&format!("client-key-data: {}", B64.encode(&admin.key))));
+        assert!(kc.contains("current-context: kubernetes-admin@acme"));
+    }
+}
