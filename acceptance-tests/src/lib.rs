@@ -68,11 +68,61 @@ pub fn write_cli_config(dir: &Path) -> PathBuf {
     path
 }
 
+/// Starts `kamajid serve` with the harness files in `dir` and waits until it listens.
+fn spawn_kamajid(dir: &Path, state_endpoint: &str, port: u16) -> Child {
+    let pki_dir = dir.join("pki");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("kamajid.log"))
+        .expect("log");
+    let child = Command::new(bin_dir().join("kamajid"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--tls-cert-file")
+        .arg(pki_dir.join("server.crt"))
+        .arg("--tls-key-file")
+        .arg(pki_dir.join("server.key"))
+        .arg("--tokens-file")
+        .arg(dir.join("tokens"))
+        .arg("--kek-file")
+        .arg(dir.join("kek"))
+        .arg("--state-etcd-endpoints")
+        .arg(state_endpoint)
+        .arg("--state-etcd-ca-file")
+        .arg(pki_dir.join("ca.crt"))
+        .arg("--state-etcd-cert-file")
+        .arg(pki_dir.join("root.crt"))
+        .arg("--state-etcd-key-file")
+        .arg(pki_dir.join("root.key"))
+        .arg("--health-interval-seconds")
+        .arg("2")
+        .arg("--leader-lease-seconds")
+        .arg("3")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("starting kamajid");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "kamajid did not listen; see {}/kamajid.log",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
 /// A secured state etcd and a kamajid process serving on a random loopback port.
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub pki: DevPki,
     pub endpoint: String,
+    port: u16,
     state: EtcdProcess,
     kamajid: Child,
     cli_config: PathBuf,
@@ -104,52 +154,25 @@ impl Harness {
             .await
             .expect("state etcd");
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("kamajid.log")).expect("log");
-        let kamajid = Command::new(bin_dir().join("kamajid"))
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--tls-cert-file")
-            .arg(pki_dir.join("server.crt"))
-            .arg("--tls-key-file")
-            .arg(pki_dir.join("server.key"))
-            .arg("--tokens-file")
-            .arg(dir.path().join("tokens"))
-            .arg("--kek-file")
-            .arg(dir.path().join("kek"))
-            .arg("--state-etcd-endpoints")
-            .arg(&state.endpoint)
-            .arg("--state-etcd-ca-file")
-            .arg(pki_dir.join("ca.crt"))
-            .arg("--state-etcd-cert-file")
-            .arg(pki_dir.join("root.crt"))
-            .arg("--state-etcd-key-file")
-            .arg(pki_dir.join("root.key"))
-            .arg("--health-interval-seconds")
-            .arg("2")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("starting kamajid");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "kamajid did not listen; see {}/kamajid.log",
-                dir.path().display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let kamajid = spawn_kamajid(dir.path(), &state.endpoint, port);
         let cli_config = write_cli_config(dir.path());
         Self {
             endpoint: format!("https://127.0.0.1:{port}"),
+            port,
             dir,
             pki,
             state,
             kamajid,
             cli_config,
         }
+    }
+
+    /// Kills kamajid (SIGKILL: no graceful shutdown) and starts it again on the same port and
+    /// state etcd, as a crash and a restart by the kubelet would.
+    pub fn restart_kamajid(&mut self) {
+        let _ = self.kamajid.kill();
+        let _ = self.kamajid.wait();
+        self.kamajid = spawn_kamajid(self.dir.path(), &self.state.endpoint, self.port);
     }
 
     /// A datastore etcd sharing the harness PKI (its CA signs servers and clients).

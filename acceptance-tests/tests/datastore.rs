@@ -153,6 +153,42 @@ output "a_status" { value = data.kamaji_datastore.a.status }
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn records_survive_a_kamajid_crash_and_the_new_process_keeps_probing() {
+    let mut h = Harness::start().await;
+    let mut etcd = h.etcd("etcd-r", EtcdSecurity::default()).await;
+    let w = h.workdir("restart");
+    w.write(&config(
+        &[DatastoreHcl::new("r", "shard-r", &etcd.endpoint).render()],
+        "",
+    ));
+    w.must_apply();
+    h.restart_kamajid();
+    let p = w.plan_code();
+    assert_eq!(
+        p.code,
+        0,
+        "plan after a kamajid restart is not empty:\n{}",
+        p.output()
+    );
+    // The restarted process takes leadership and its health loop sees the datastore die.
+    etcd.stop().await;
+    let mut status = String::new();
+    for _ in 0..60 {
+        let r = w.tf(&["apply", "-refresh-only", "-auto-approve", "-input=false"]);
+        assert!(r.ok(), "{}", r.output());
+        status = w.resource("kamaji_datastore.r")["values"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if status == "Unreachable" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(status, "Unreachable");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn destroy_is_refused_while_tenants_are_placed_on_the_datastore() {
     let h = Harness::start().await;
     let etcd = h.etcd("etcd-t", EtcdSecurity::default()).await;
