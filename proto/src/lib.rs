@@ -8,6 +8,7 @@
 //! The provider and the daemon depend on this crate and on nothing of each other.
 
 pub mod errors;
+pub mod tenant;
 pub mod validate;
 
 /// Generated code for package `kamaji.v1`.

@@ -1,0 +1,570 @@
+//! The input contract of tenant clusters: versions and how they may move, network settings,
+//! resources, flags. Pure, shared by the provider (at plan) and kamajid (on every write).
+
+use std::net::IpAddr;
+
+use crate::errors::FieldError;
+use crate::v1::{Network, ResourceRequirements, ServiceType, TenantClusterSpec};
+use crate::validate::{dns_label, labels};
+
+type Check = Result<(), FieldError>;
+
+/// Kubernetes minors kamajid runs control planes for.
+pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 30..=33;
+/// Longest tenant name: leaves room in the namespace (`tenant-<name>`) and generated names.
+pub const MAX_NAME_LEN: usize = 50;
+pub const MAX_REPLICAS: u32 = 9;
+
+/// A Kubernetes release, `1.<minor>.<patch>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "1.{}.{}", self.minor, self.patch)
+    }
+}
+
+fn supported() -> String {
+    format!(
+        "1.{}.x to 1.{}.x",
+        SUPPORTED_MINORS.start(),
+        SUPPORTED_MINORS.end()
+    )
+}
+
+/// Parses `1.31.4` (a leading `v` is accepted) and checks the minor is supported.
+pub fn version(field: &str, v: &str) -> Result<Version, FieldError> {
+    let bad = || {
+        FieldError::new(
+            field,
+            format!(
+                "{v:?} is not a Kubernetes version such as \"1.31.4\"; supported: {}",
+                supported()
+            ),
+        )
+    };
+    let parts: Vec<&str> = v.strip_prefix('v').unwrap_or(v).split('.').collect();
+    let [major, minor, patch] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let num = |s: &str| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|_| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let (Some(1), Some(minor), Some(patch)) = (num(major), num(minor), num(patch)) else {
+        return Err(bad());
+    };
+    if !SUPPORTED_MINORS.contains(&minor) {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "Kubernetes 1.{minor} is not supported; supported: {}",
+                supported()
+            ),
+        ));
+    }
+    Ok(Version { minor, patch })
+}
+
+/// An in-place version change: patch moves in either direction within a minor are refused
+/// downward, minors move up one at a time, as Kubernetes' version skew policy requires.
+pub fn upgrade(field: &str, from: Version, to: Version) -> Check {
+    if to < from {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "cannot downgrade from {from} to {to}; Kubernetes control planes only move forward"
+            ),
+        ));
+    }
+    if to.minor > from.minor + 1 {
+        return Err(FieldError::new(
+            field,
+            format!("cannot upgrade from {from} to {to} in one step; upgrade one minor at a time (next: 1.{}.x)", from.minor + 1),
+        ));
+    }
+    Ok(())
+}
+
+/// An IPv4 or IPv6 network in CIDR notation, with room for at least 16 addresses.
+pub fn cidr(field: &str, v: &str) -> Result<(IpAddr, u32), FieldError> {
+    let bad = || {
+        FieldError::new(
+            field,
+            format!("{v:?} is not a network in CIDR notation such as \"10.96.0.0/12\""),
+        )
+    };
+    let (ip, bits) = v.split_once('/').ok_or_else(bad)?;
+    let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+    let bits: u32 = bits.parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 28 } else { 124 };
+    if bits > max {
+        return Err(FieldError::new(
+            field,
+            format!("{v:?} is too small; use a prefix of /{max} or shorter"),
+        ));
+    }
+    let host_bits = if ip.is_ipv4() { 32 - bits } else { 128 - bits };
+    let host_part = match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)) & ((1u128 << host_bits) - 1),
+        IpAddr::V6(a) => u128::from(a) & ((1u128 << host_bits) - 1),
+    };
+    if host_part != 0 {
+        return Err(FieldError::new(
+            field,
+            format!("{v:?} has host bits set; write the network address"),
+        ));
+    }
+    Ok((ip, bits))
+}
+
+fn contains(net: (IpAddr, u32), ip: IpAddr) -> bool {
+    match (net.0, ip) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let mask = if net.1 == 0 {
+                0
+            } else {
+                u32::MAX << (32 - net.1)
+            };
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let mask = if net.1 == 0 {
+                0
+            } else {
+                u128::MAX << (128 - net.1)
+            };
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+fn overlap(a: (IpAddr, u32), b: (IpAddr, u32)) -> bool {
+    contains(a, b.0) || contains(b, a.0)
+}
+
+/// A DNS name or an IP address, as a certificate SAN or an endpoint host.
+pub fn host(field: &str, v: &str) -> Check {
+    if v.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.split('.')
+            .all(|l| dns_label("", &l.to_ascii_lowercase()).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("{v:?} is neither an IP address nor a DNS name"),
+        ))
+    }
+}
+
+/// A Kubernetes resource quantity such as `250m`, `1`, `1.5`, `512Mi`, `2G`.
+pub fn quantity(field: &str, v: &str) -> Check {
+    const SUFFIXES: [&str; 14] = [
+        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+    ];
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, suffix) = v.split_at(split);
+    let num_ok =
+        !num.is_empty() && num.matches('.').count() <= 1 && num != "." && !num.starts_with('.');
+    if num_ok && SUFFIXES.contains(&suffix) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "{v:?} is not a Kubernetes quantity such as \"250m\", \"2\", \"512Mi\" or \"1Gi\""
+            ),
+        ))
+    }
+}
+
+/// Flags kamajid sets itself: overriding them would break isolation, PKI or wiring.
+pub const MANAGED_FLAGS: &[&str] = &[
+    "etcd-servers",
+    "etcd-prefix",
+    "etcd-cafile",
+    "etcd-certfile",
+    "etcd-keyfile",
+    "tls-cert-file",
+    "tls-private-key-file",
+    "client-ca-file",
+    "service-account-key-file",
+    "service-account-signing-key-file",
+    "service-account-private-key-file",
+    "service-account-issuer",
+    "secure-port",
+    "kubeconfig",
+    "authentication-kubeconfig",
+    "authorization-kubeconfig",
+    "cluster-signing-cert-file",
+    "cluster-signing-key-file",
+    "root-ca-file",
+    "requestheader-client-ca-file",
+    "proxy-client-cert-file",
+    "proxy-client-key-file",
+    "kubelet-client-certificate",
+    "kubelet-client-key",
+    "service-cluster-ip-range",
+    "enable-admission-plugins",
+];
+
+/// Extra flags for one component: names without leading dashes, not managed by kamajid.
+pub fn extra_args<'a>(
+    field: &str,
+    args: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Check {
+    for (k, _) in args {
+        let name_ok = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !k.starts_with('-');
+        if !name_ok {
+            return Err(FieldError::new(field, format!("{k:?} is not a flag name; write it without leading dashes, e.g. \"audit-log-maxage\"")));
+        }
+        if MANAGED_FLAGS.contains(&k.as_str()) {
+            return Err(FieldError::new(
+                field,
+                format!("--{k} is set by kamajid and cannot be overridden"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Admission plugin names are CamelCase identifiers (`NodeRestriction`, `PodSecurity`).
+pub fn admission_plugins(field: &str, plugins: &[String]) -> Check {
+    for p in plugins {
+        if p.is_empty()
+            || !p.bytes().all(|b| b.is_ascii_alphanumeric())
+            || !p.as_bytes()[0].is_ascii_uppercase()
+        {
+            return Err(FieldError::new(
+                field,
+                format!("{p:?} is not an admission plugin name such as \"NodeRestriction\""),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn resources(prefix: &str, r: &ResourceRequirements) -> Vec<FieldError> {
+    [
+        ("cpu_request", &r.cpu_request),
+        ("memory_request", &r.memory_request),
+        ("cpu_limit", &r.cpu_limit),
+        ("memory_limit", &r.memory_limit),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .filter_map(|(k, v)| quantity(&format!("{prefix}.{k}"), v).err())
+    .collect()
+}
+
+/// Network checks: CIDRs, that they do not overlap, the DNS IP inside the service range, port,
+/// service type and names.
+pub fn network(n: &Network) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let svc = cidr("network.service_cidr", &n.service_cidr)
+        .map_err(|e| errs.push(e))
+        .ok();
+    let pod = cidr("network.pod_cidr", &n.pod_cidr)
+        .map_err(|e| errs.push(e))
+        .ok();
+    if let (Some(s), Some(p)) = (svc, pod) {
+        if overlap(s, p) {
+            errs.push(FieldError::new(
+                "network.pod_cidr",
+                format!("{} overlaps service_cidr {}", n.pod_cidr, n.service_cidr),
+            ));
+        }
+    }
+    match n.dns_service_ip.parse::<IpAddr>() {
+        Err(_) => errs.push(FieldError::new(
+            "network.dns_service_ip",
+            format!("{:?} is not an IP address", n.dns_service_ip),
+        )),
+        Ok(ip) => {
+            if let Some(s) = svc {
+                if !contains(s, ip) {
+                    errs.push(FieldError::new(
+                        "network.dns_service_ip",
+                        format!("{ip} is outside service_cidr {}", n.service_cidr),
+                    ));
+                }
+            }
+        }
+    }
+    if !(1..=65535).contains(&n.port) {
+        errs.push(FieldError::new(
+            "network.port",
+            format!("{} is not a TCP port (1 to 65535)", n.port),
+        ));
+    }
+    if ServiceType::try_from(n.service_type).unwrap_or_default() == ServiceType::Unspecified {
+        errs.push(FieldError::new(
+            "network.service_type",
+            "must be ClusterIP, NodePort or LoadBalancer",
+        ));
+    }
+    if !n.endpoint_address.is_empty() {
+        if let Err(e) = host("network.endpoint_address", &n.endpoint_address) {
+            errs.push(e);
+        }
+    }
+    if let Some(e) = n
+        .extra_sans
+        .iter()
+        .find_map(|s| host("network.extra_sans", s).err())
+    {
+        errs.push(e);
+    }
+    errs
+}
+
+/// Every check of a tenant cluster spec, collected, one error per field.
+pub fn tenant_cluster(name: &str, spec: &TenantClusterSpec) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    match dns_label("name", name) {
+        Err(e) => errs.push(e),
+        Ok(()) if name.len() > MAX_NAME_LEN => errs.push(FieldError::new(
+            "name",
+            format!("{name:?} is longer than {MAX_NAME_LEN} characters"),
+        )),
+        Ok(()) => {}
+    }
+    if let Err(e) = version("kubernetes_version", &spec.kubernetes_version) {
+        errs.push(e);
+    }
+    if !(1..=MAX_REPLICAS).contains(&spec.replicas) {
+        errs.push(FieldError::new(
+            "replicas",
+            format!("{} is not between 1 and {MAX_REPLICAS}", spec.replicas),
+        ));
+    }
+    if !spec.datastore.is_empty() {
+        if let Err(e) = dns_label("datastore", &spec.datastore) {
+            errs.push(e);
+        }
+        if !spec.datastore_selector.is_empty() {
+            errs.push(FieldError::new(
+                "datastore_selector",
+                "set datastore or datastore_selector, not both",
+            ));
+        }
+    }
+    if let Err(e) = labels(
+        "datastore_selector",
+        spec.datastore_selector
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
+        errs.push(e);
+    }
+    match &spec.network {
+        Some(n) => errs.extend(network(n)),
+        None => errs.push(FieldError::new("network", "is required")),
+    }
+    if let Some(r) = &spec.resources {
+        for (c, req) in [
+            ("apiserver", &r.apiserver),
+            ("controller_manager", &r.controller_manager),
+            ("scheduler", &r.scheduler),
+        ] {
+            if let Some(req) = req {
+                errs.extend(resources(&format!("resources.{c}"), req));
+            }
+        }
+    }
+    if let Err(e) = admission_plugins("admission_plugins", &spec.admission_plugins) {
+        errs.push(e);
+    }
+    if let Some(x) = &spec.extra_args {
+        for (c, m) in [
+            ("apiserver", &x.apiserver),
+            ("controller_manager", &x.controller_manager),
+            ("scheduler", &x.scheduler),
+        ] {
+            if let Err(e) = extra_args(&format!("extra_args.{c}"), m) {
+                errs.push(e);
+            }
+        }
+    }
+    if let Err(e) = labels(
+        "labels",
+        spec.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
+        errs.push(e);
+    }
+    let mut seen = std::collections::HashSet::new();
+    errs.retain(|e| seen.insert(e.field.clone()));
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1::{ComponentResources, ExtraArgs};
+
+    fn good() -> TenantClusterSpec {
+        TenantClusterSpec {
+            kubernetes_version: "1.31.4".into(),
+            replicas: 2,
+            network: Some(Network {
+                service_cidr: "10.96.0.0/12".into(),
+                pod_cidr: "10.244.0.0/16".into(),
+                dns_service_ip: "10.96.0.10".into(),
+                port: 6443,
+                service_type: ServiceType::LoadBalancer as i32,
+                endpoint_address: String::new(),
+                extra_sans: vec!["api.acme.example".into()],
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn fields(spec: &TenantClusterSpec) -> Vec<String> {
+        tenant_cluster("acme", spec)
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn a_good_spec_passes() {
+        assert_eq!(fields(&good()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn versions_parse_and_only_supported_minors_pass() {
+        assert_eq!(
+            version("v", "1.31.4").unwrap(),
+            Version {
+                minor: 31,
+                patch: 4
+            }
+        );
+        assert_eq!(
+            version("v", "v1.30.0").unwrap(),
+            Version {
+                minor: 30,
+                patch: 0
+            }
+        );
+        for bad in ["1.31", "2.31.0", "1.31.x", "", "1.31.4-rc.1", "1..0"] {
+            assert!(
+                version("v", bad)
+                    .unwrap_err()
+                    .message
+                    .contains("not a Kubernetes version"),
+                "{bad}"
+            );
+        }
+        assert!(version("v", "1.22.0")
+            .unwrap_err()
+            .message
+            .contains("not supported"));
+    }
+
+    #[test]
+    fn upgrades_move_one_minor_forward_at_a_time() {
+        let v = |s| version("v", s).unwrap();
+        assert!(upgrade("v", v("1.30.2"), v("1.30.5")).is_ok());
+        assert!(upgrade("v", v("1.30.2"), v("1.31.0")).is_ok());
+        assert!(upgrade("v", v("1.30.2"), v("1.32.0"))
+            .unwrap_err()
+            .message
+            .contains("one minor at a time"));
+        assert!(upgrade("v", v("1.31.0"), v("1.30.9"))
+            .unwrap_err()
+            .message
+            .contains("cannot downgrade"));
+        assert!(upgrade("v", v("1.31.3"), v("1.31.2"))
+            .unwrap_err()
+            .message
+            .contains("cannot downgrade"));
+    }
+
+    #[test]
+    fn network_mistakes_name_the_nested_field() {
+        let mut s = good();
+        let n = s.network.as_mut().unwrap();
+        n.pod_cidr = "10.96.0.0/16".into();
+        n.dns_service_ip = "192.168.0.10".into();
+        n.port = 0;
+        n.extra_sans = vec!["not a name".into()];
+        assert_eq!(
+            fields(&s),
+            [
+                "network.pod_cidr",
+                "network.dns_service_ip",
+                "network.port",
+                "network.extra_sans"
+            ]
+        );
+        let mut s = good();
+        s.network.as_mut().unwrap().service_cidr = "10.96.0.1/12".into();
+        assert!(tenant_cluster("acme", &s)[0].message.contains("host bits"));
+        let mut s = good();
+        s.network.as_mut().unwrap().service_type = 0;
+        assert_eq!(fields(&s), ["network.service_type"]);
+    }
+
+    #[test]
+    fn quantities_flags_plugins_and_placement_inputs_are_checked() {
+        let mut s = good();
+        s.resources = Some(ComponentResources {
+            apiserver: Some(ResourceRequirements {
+                cpu_request: "250m".into(),
+                memory_request: "lots".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        s.extra_args = Some(ExtraArgs {
+            apiserver: [("etcd-prefix".into(), "/x".into())].into(),
+            ..Default::default()
+        });
+        s.admission_plugins = vec!["nodeRestriction".into()];
+        s.datastore = "etcd-a".into();
+        s.datastore_selector = [("tier".into(), "gold".into())].into();
+        s.replicas = 0;
+        assert_eq!(
+            fields(&s),
+            [
+                "replicas",
+                "datastore_selector",
+                "resources.apiserver.memory_request",
+                "admission_plugins",
+                "extra_args.apiserver"
+            ]
+        );
+        assert!(tenant_cluster("acme", &s)
+            .iter()
+            .any(|e| e.message.contains("--etcd-prefix is set by kamajid")));
+        for q in ["250m", "1", "1.5", "512Mi", "2G", "0"] {
+            assert!(quantity("q", q).is_ok(), "{q}");
+        }
+        for q in ["", "m", "1.2.3", "12mb", ".5", "-1"] {
+            assert!(quantity("q", q).is_err(), "{q}");
+        }
+    }
+
+    #[test]
+    fn long_names_are_refused() {
+        assert_eq!(tenant_cluster(&"a".repeat(51), &good())[0].field, "name");
+        assert!(tenant_cluster(&"a".repeat(50), &good()).is_empty());
+    }
+}
