@@ -10,7 +10,7 @@ use crate::validate::{dns_label, labels};
 type Check = Result<(), FieldError>;
 
 /// Kubernetes minors kamajid runs control planes for.
-pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 30..=33;
+pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 33..=37;
 /// Longest tenant name: leaves room in the namespace (`tenant-<name>`) and generated names.
 pub const MAX_NAME_LEN: usize = 50;
 pub const MAX_REPLICAS: u32 = 9;
@@ -36,13 +36,13 @@ fn supported() -> String {
     )
 }
 
-/// Parses `1.31.4` (a leading `v` is accepted) and checks the minor is supported.
+/// Parses `1.35.4` (a leading `v` is accepted) and checks the minor is supported.
 pub fn version(field: &str, v: &str) -> Result<Version, FieldError> {
     let bad = || {
         FieldError::new(
             field,
             format!(
-                "{v:?} is not a Kubernetes version such as \"1.31.4\"; supported: {}",
+                "{v:?} is not a Kubernetes version such as \"1.35.4\"; supported: {}",
                 supported()
             ),
         )
@@ -420,7 +420,7 @@ mod tests {
 
     fn good() -> TenantClusterSpec {
         TenantClusterSpec {
-            kubernetes_version: "1.31.4".into(),
+            kubernetes_version: "1.35.4".into(),
             replicas: 2,
             network: Some(Network {
                 service_cidr: "10.96.0.0/12".into(),
@@ -450,20 +450,20 @@ mod tests {
     #[test]
     fn versions_parse_and_only_supported_minors_pass() {
         assert_eq!(
-            version("v", "1.31.4").unwrap(),
+            version("v", "1.35.4").unwrap(),
             Version {
-                minor: 31,
+                minor: 35,
                 patch: 4
             }
         );
         assert_eq!(
-            version("v", "v1.30.0").unwrap(),
+            version("v", "v1.34.0").unwrap(),
             Version {
-                minor: 30,
+                minor: 34,
                 patch: 0
             }
         );
-        for bad in ["1.31", "2.31.0", "1.31.x", "", "1.31.4-rc.1", "1..0"] {
+        for bad in ["1.35", "2.35.0", "1.35.x", "", "1.35.4-rc.1", "1..0"] {
             assert!(
                 version("v", bad)
                     .unwrap_err()
@@ -481,17 +481,17 @@ mod tests {
     #[test]
     fn upgrades_move_one_minor_forward_at_a_time() {
         let v = |s| version("v", s).unwrap();
-        assert!(upgrade("v", v("1.30.2"), v("1.30.5")).is_ok());
-        assert!(upgrade("v", v("1.30.2"), v("1.31.0")).is_ok());
-        assert!(upgrade("v", v("1.30.2"), v("1.32.0"))
+        assert!(upgrade("v", v("1.34.2"), v("1.34.5")).is_ok());
+        assert!(upgrade("v", v("1.34.2"), v("1.35.0")).is_ok());
+        assert!(upgrade("v", v("1.34.2"), v("1.36.0"))
             .unwrap_err()
             .message
             .contains("one minor at a time"));
-        assert!(upgrade("v", v("1.31.0"), v("1.30.9"))
+        assert!(upgrade("v", v("1.35.0"), v("1.34.9"))
             .unwrap_err()
             .message
             .contains("cannot downgrade"));
-        assert!(upgrade("v", v("1.31.3"), v("1.31.2"))
+        assert!(upgrade("v", v("1.35.3"), v("1.35.2"))
             .unwrap_err()
             .message
             .contains("cannot downgrade"));
