@@ -3,7 +3,7 @@
 # Kubernetes version we support.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-versions=${KUBERNETES_VERSIONS:-"1.30.0 1.31.0 1.32.0 1.33.0"}
+versions=${KUBERNETES_VERSIONS:-"1.33.0 1.34.0 1.35.0 1.36.0 1.37.0"}
 for v in $versions; do
   kubernetes-validate --quiet --strict --kubernetes-version "$v" "$root"/daemon/deploy/*.yaml
 done

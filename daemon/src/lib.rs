@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod config;
+pub mod controlplane;
 pub mod datastore;
 pub mod devenv;
 pub mod etcd;

@@ -1,0 +1,274 @@
+//! Component flags, computed once from a tenant spec. The Kubernetes runtime turns them into
+//! container args, the process runtime into process args; only the file layout differs.
+//!
+//! Flags follow kubeadm's static pod manifests, plus what a shared etcd needs
+//! (`--etcd-prefix=/<id>`, the tenant's etcd client certificate). `extra_args` come last and
+//! replace a default of the same name; kamajid's managed flags are refused at validation
+//! ([`kamaji_proto::tenant::MANAGED_FLAGS`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use kamaji_proto::v1::TenantClusterSpec;
+
+use crate::datastore::isolation::apiserver_etcd_prefix;
+
+/// Where a runtime puts the PKI files and kubeconfigs the components read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub pki_dir: String,
+    pub etcd_pki_dir: String,
+    pub kubeconfig_dir: String,
+}
+
+impl Layout {
+    /// The layout inside control-plane pods (Secrets mounted at these paths).
+    pub fn pod() -> Self {
+        Self {
+            pki_dir: "/etc/kubernetes/pki".into(),
+            etcd_pki_dir: "/etc/kubernetes/pki/etcd".into(),
+            kubeconfig_dir: "/etc/kubernetes/kubeconfig".into(),
+        }
+    }
+}
+
+/// Admission plugins enabled when the tenant names none (kubeadm's choice).
+pub const DEFAULT_ADMISSION_PLUGINS: &[&str] = &["NodeRestriction"];
+
+/// What the flags depend on besides the spec.
+#[derive(Debug, Clone)]
+pub struct FlagInputs<'a> {
+    pub tenant_id: &'a str,
+    pub etcd_endpoints: &'a [String],
+    pub dns_domain: &'a str,
+    pub layout: &'a Layout,
+}
+
+fn render(
+    defaults: BTreeMap<&str, String>,
+    extra: Option<&HashMap<String, String>>,
+) -> Vec<String> {
+    let mut all: BTreeMap<String, String> = defaults
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    if let Some(extra) = extra {
+        for (k, v) in extra {
+            all.insert(k.clone(), v.clone());
+        }
+    }
+    all.into_iter().map(|(k, v)| format!("--{k}={v}")).collect()
+}
+
+/// kube-apiserver.
+pub fn apiserver(spec: &TenantClusterSpec, i: &FlagInputs<'_>) -> Vec<String> {
+    let net = spec.network.clone().unwrap_or_default();
+    let pki = &i.layout.pki_dir;
+    let etcd = &i.layout.etcd_pki_dir;
+    let plugins = if spec.admission_plugins.is_empty() {
+        DEFAULT_ADMISSION_PLUGINS.join(",")
+    } else {
+        spec.admission_plugins.join(",")
+    };
+    let d = BTreeMap::from([
+        ("allow-privileged", "true".to_owned()),
+        ("authorization-mode", "Node,RBAC".to_owned()),
+        ("client-ca-file", format!("{pki}/ca.crt")),
+        ("enable-admission-plugins", plugins),
+        ("enable-bootstrap-token-auth", "true".to_owned()),
+        ("etcd-cafile", format!("{etcd}/ca.crt")),
+        ("etcd-certfile", format!("{etcd}/client.crt")),
+        ("etcd-keyfile", format!("{etcd}/client.key")),
+        ("etcd-prefix", apiserver_etcd_prefix(i.tenant_id)),
+        ("etcd-servers", i.etcd_endpoints.join(",")),
+        (
+            "kubelet-client-certificate",
+            format!("{pki}/apiserver-kubelet-client.crt"),
+        ),
+        (
+            "kubelet-client-key",
+            format!("{pki}/apiserver-kubelet-client.key"),
+        ),
+        (
+            "kubelet-preferred-address-types",
+            "InternalIP,ExternalIP,Hostname".to_owned(),
+        ),
+        (
+            "proxy-client-cert-file",
+            format!("{pki}/front-proxy-client.crt"),
+        ),
+        (
+            "proxy-client-key-file",
+            format!("{pki}/front-proxy-client.key"),
+        ),
+        (
+            "requestheader-allowed-names",
+            "front-proxy-client".to_owned(),
+        ),
+        (
+            "requestheader-client-ca-file",
+            format!("{pki}/front-proxy-ca.crt"),
+        ),
+        (
+            "requestheader-extra-headers-prefix",
+            "X-Remote-Extra-".to_owned(),
+        ),
+        ("requestheader-group-headers", "X-Remote-Group".to_owned()),
+        ("requestheader-username-headers", "X-Remote-User".to_owned()),
+        ("secure-port", net.port.to_string()),
+        (
+            "service-account-issuer",
+            format!("https://kubernetes.default.svc.{}", i.dns_domain),
+        ),
+        ("service-account-key-file", format!("{pki}/sa.pub")),
+        ("service-account-signing-key-file", format!("{pki}/sa.key")),
+        ("service-cluster-ip-range", net.service_cidr.clone()),
+        ("tls-cert-file", format!("{pki}/apiserver.crt")),
+        ("tls-private-key-file", format!("{pki}/apiserver.key")),
+    ]);
+    render(d, spec.extra_args.as_ref().map(|x| &x.apiserver))
+}
+
+/// kube-controller-manager, with the bootstrap-token controllers `kubeadm join` relies on.
+pub fn controller_manager(
+    spec: &TenantClusterSpec,
+    tenant_name: &str,
+    i: &FlagInputs<'_>,
+) -> Vec<String> {
+    let net = spec.network.clone().unwrap_or_default();
+    let pki = &i.layout.pki_dir;
+    let conf = format!("{}/controller-manager.conf", i.layout.kubeconfig_dir);
+    let d = BTreeMap::from([
+        ("allocate-node-cidrs", "true".to_owned()),
+        ("authentication-kubeconfig", conf.clone()),
+        ("authorization-kubeconfig", conf.clone()),
+        ("bind-address", "0.0.0.0".to_owned()),
+        ("client-ca-file", format!("{pki}/ca.crt")),
+        ("cluster-cidr", net.pod_cidr.clone()),
+        ("cluster-name", tenant_name.to_owned()),
+        ("cluster-signing-cert-file", format!("{pki}/ca.crt")),
+        ("cluster-signing-key-file", format!("{pki}/ca.key")),
+        ("controllers", "*,bootstrapsigner,tokencleaner".to_owned()),
+        ("kubeconfig", conf),
+        ("leader-elect", "true".to_owned()),
+        (
+            "requestheader-client-ca-file",
+            format!("{pki}/front-proxy-ca.crt"),
+        ),
+        ("root-ca-file", format!("{pki}/ca.crt")),
+        ("service-account-private-key-file", format!("{pki}/sa.key")),
+        ("service-cluster-ip-range", net.service_cidr.clone()),
+        ("use-service-account-credentials", "true".to_owned()),
+    ]);
+    render(d, spec.extra_args.as_ref().map(|x| &x.controller_manager))
+}
+
+/// kube-scheduler.
+pub fn scheduler(spec: &TenantClusterSpec, i: &FlagInputs<'_>) -> Vec<String> {
+    let conf = format!("{}/scheduler.conf", i.layout.kubeconfig_dir);
+    let d = BTreeMap::from([
+        ("authentication-kubeconfig", conf.clone()),
+        ("authorization-kubeconfig", conf.clone()),
+        ("bind-address", "0.0.0.0".to_owned()),
+        ("kubeconfig", conf),
+        ("leader-elect", "true".to_owned()),
+    ]);
+    render(d, spec.extra_args.as_ref().map(|x| &x.scheduler))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kamaji_proto::v1::{ExtraArgs, Network};
+
+    fn spec() -> TenantClusterSpec {
+        TenantClusterSpec {
+            kubernetes_version: "1.35.1".into(),
+            replicas: 2,
+            network: Some(Network {
+                service_cidr: "10.96.0.0/12".into(),
+                pod_cidr: "10.244.0.0/16".into(),
+                dns_service_ip: "10.96.0.10".into(),
+                port: 6443,
+                service_type: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn inputs<'a>(eps: &'a [String], layout: &'a Layout) -> FlagInputs<'a> {
+        FlagInputs {
+            tenant_id: "acme-x1y2z",
+            etcd_endpoints: eps,
+            dns_domain: "cluster.local",
+            layout,
+        }
+    }
+
+    #[test]
+    fn the_apiserver_is_fenced_into_the_tenant_prefix_of_the_shared_etcd() {
+        let eps = vec![
+            "https://10.0.0.1:2379".to_owned(),
+            "https://10.0.0.2:2379".to_owned(),
+        ];
+        let layout = Layout::pod();
+        let f = apiserver(&spec(), &inputs(&eps, &layout));
+        for want in [
+            "--etcd-prefix=/acme-x1y2z",
+            "--etcd-servers=https://10.0.0.1:2379,https://10.0.0.2:2379",
+            "--etcd-certfile=/etc/kubernetes/pki/etcd/client.crt",
+            "--secure-port=6443",
+            "--service-cluster-ip-range=10.96.0.0/12",
+            "--enable-admission-plugins=NodeRestriction",
+            "--enable-bootstrap-token-auth=true",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        ] {
+            assert!(f.iter().any(|x| x == want), "{want} missing from {f:?}");
+        }
+        // Sorted and unique: stable args mean no spurious rollouts.
+        let mut sorted = f.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, f);
+    }
+
+    #[test]
+    fn extra_args_replace_defaults_and_add_flags() {
+        let mut s = spec();
+        s.admission_plugins = vec!["NodeRestriction".into(), "PodSecurity".into()];
+        s.extra_args = Some(ExtraArgs {
+            apiserver: [
+                ("audit-log-maxage".into(), "30".into()),
+                ("authorization-mode".into(), "Node,RBAC,Webhook".into()),
+            ]
+            .into(),
+            scheduler: [("v".into(), "4".into())].into(),
+            ..Default::default()
+        });
+        let eps = vec!["https://e:2379".to_owned()];
+        let layout = Layout::pod();
+        let f = apiserver(&s, &inputs(&eps, &layout));
+        assert!(f.contains(&"--audit-log-maxage=30".to_owned()));
+        assert!(f.contains(&"--authorization-mode=Node,RBAC,Webhook".to_owned()));
+        assert!(!f.contains(&"--authorization-mode=Node,RBAC".to_owned()));
+        assert!(f.contains(&"--enable-admission-plugins=NodeRestriction,PodSecurity".to_owned()));
+        assert!(scheduler(&s, &inputs(&eps, &layout)).contains(&"--v=4".to_owned()));
+    }
+
+    #[test]
+    fn the_controller_manager_runs_the_bootstrap_token_controllers_and_layouts_move_paths() {
+        let eps = vec!["https://e:2379".to_owned()];
+        let layout = Layout {
+            pki_dir: "/var/lib/kamaji/acme/pki".into(),
+            etcd_pki_dir: "/var/lib/kamaji/acme/pki/etcd".into(),
+            kubeconfig_dir: "/var/lib/kamaji/acme".into(),
+        };
+        let f = controller_manager(&spec(), "acme", &inputs(&eps, &layout));
+        assert!(f.contains(&"--controllers=*,bootstrapsigner,tokencleaner".to_owned()));
+        assert!(f.contains(&"--cluster-name=acme".to_owned()));
+        assert!(f.contains(&"--kubeconfig=/var/lib/kamaji/acme/controller-manager.conf".to_owned()));
+        assert!(
+            f.contains(&"--cluster-signing-key-file=/var/lib/kamaji/acme/pki/ca.key".to_owned())
+        );
+    }
+}
