@@ -21,5 +21,7 @@ pub mod kek;
 pub mod leader;
 pub mod pki;
 pub mod placement;
+pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod tenant;
