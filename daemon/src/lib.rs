@@ -21,6 +21,7 @@ pub mod kek;
 pub mod leader;
 pub mod pki;
 pub mod placement;
+pub mod reconcile;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -30,7 +30,7 @@ pub enum PkiError {
 }
 
 /// A certificate and its private key, PEM.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pem {
     pub cert: String,
     pub key: String,
@@ -168,7 +168,7 @@ pub struct TenantPkiSpec {
 }
 
 /// Every certificate and key a tenant control plane needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TenantPki {
     pub ca: Pem,
     pub apiserver: Pem,

@@ -261,3 +261,114 @@ impl Store {
         }
     }
 }
+
+pub fn tenant_key(name: &str) -> String {
+    format!("{ROOT}tenants/{name}")
+}
+pub fn placement_key(datastore: &str, tenant: &str) -> String {
+    format!("{}{tenant}", placements_prefix(datastore))
+}
+pub fn reservation_key(datastore: &str) -> String {
+    format!("{ROOT}reservations/{datastore}")
+}
+
+/// What is reserved on one datastore; kept in step with its placement keys, in the same
+/// transactions, so placement decisions read one key instead of scanning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reservation {
+    pub tenants: u32,
+    pub reserved_bytes: i64,
+}
+
+fn guard(key: &str, rev: Option<i64>) -> Compare {
+    match rev {
+        Some(r) => Compare::mod_revision(key, CompareOp::Equal, r),
+        None => Compare::create_revision(key, CompareOp::Equal, 0),
+    }
+}
+
+impl Store {
+    /// Records `tenant` (already carrying its datastore) and adds its reservation to the
+    /// datastore, in one transaction guarded by both revisions: two tenants placed at once on the
+    /// same datastore cannot both succeed on a stale view of its capacity.
+    pub async fn place_tenant<T: Serialize>(
+        &self,
+        tenant: &str,
+        record: &T,
+        record_rev: i64,
+        datastore: &str,
+        reservation: Option<Versioned<Reservation>>,
+        bytes: i64,
+    ) -> Result<(), StoreError> {
+        let rkey = reservation_key(datastore);
+        let current = reservation.as_ref().map(|r| r.value).unwrap_or_default();
+        let next = Reservation {
+            tenants: current.tenants + 1,
+            reserved_bytes: current.reserved_bytes + bytes,
+        };
+        let txn = Txn::new()
+            .when([
+                Compare::mod_revision(tenant_key(tenant), CompareOp::Equal, record_rev),
+                guard(&rkey, reservation.map(|r| r.mod_revision)),
+                // The datastore still exists.
+                Compare::create_revision(datastore_key(datastore), CompareOp::Greater, 0),
+            ])
+            .and_then([
+                TxnOp::put(tenant_key(tenant), encode(record), None),
+                TxnOp::put(placement_key(datastore, tenant), encode(&bytes), None),
+                TxnOp::put(rkey, encode(&next), None),
+            ]);
+        let resp = self
+            .client
+            .clone()
+            .txn(txn)
+            .await
+            .map_err(etcd("place tenant"))?;
+        if resp.succeeded() {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                key: tenant_key(tenant),
+            })
+        }
+    }
+
+    /// Removes the tenant record, its placement and its reservation in one transaction.
+    pub async fn release_tenant(
+        &self,
+        tenant: &str,
+        record_rev: i64,
+        placement: Option<(&str, Option<Versioned<Reservation>>, i64)>,
+    ) -> Result<(), StoreError> {
+        let mut when = vec![Compare::mod_revision(
+            tenant_key(tenant),
+            CompareOp::Equal,
+            record_rev,
+        )];
+        let mut ops = vec![TxnOp::delete(tenant_key(tenant), None)];
+        if let Some((ds, reservation, bytes)) = placement {
+            let rkey = reservation_key(ds);
+            let current = reservation.as_ref().map(|r| r.value).unwrap_or_default();
+            let next = Reservation {
+                tenants: current.tenants.saturating_sub(1),
+                reserved_bytes: (current.reserved_bytes - bytes).max(0),
+            };
+            when.push(guard(&rkey, reservation.map(|r| r.mod_revision)));
+            ops.push(TxnOp::delete(placement_key(ds, tenant), None));
+            ops.push(TxnOp::put(rkey, encode(&next), None));
+        }
+        let resp = self
+            .client
+            .clone()
+            .txn(Txn::new().when(when).and_then(ops))
+            .await
+            .map_err(etcd("release tenant"))?;
+        if resp.succeeded() {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                key: tenant_key(tenant),
+            })
+        }
+    }
+}

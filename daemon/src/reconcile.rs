@@ -1,0 +1,392 @@
+//! Drives each tenant to its desired state, one idempotent step at a time.
+//!
+//! Guarantees:
+//! - each [`step`] reads the record, performs exactly one step, and records its result with a
+//!   compare-and-swap, so a kamajid killed anywhere resumes from what is recorded;
+//! - every step is idempotent (placement is recorded once; isolation and apply converge;
+//!   the PKI is minted only while none is recorded), so running a step again is harmless;
+//! - teardown undoes in reverse: control plane, then etcd role/keys/user, then the record,
+//!   its placement and its reservation in one transaction. Nothing of the tenant is left.
+//!
+//! Steps, in order: Place → Isolate → MintPki → Apply → AwaitReady (create and update);
+//! RemoveControlPlane → ReleaseEtcd → Forget (delete).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::Client;
+
+use crate::controlplane::render::Tenant;
+use crate::datastore::{isolation, DatastoreRecord, DatastoreStatusRecord, Phase as DsPhase};
+use crate::etcd::{connect, error_chain, EtcdTls};
+use crate::kek::{Kek, KekError};
+use crate::pki::{mint, Pem, PkiError, TenantPki, TenantPkiSpec};
+use crate::placement::{self, Candidate, Policy, Request};
+use crate::runtime::{Runtime, RuntimeError};
+use crate::store::{
+    datastore_key, datastore_status_key, reservation_key, tenant_key, Reservation, Store,
+    StoreError, Versioned, ROOT,
+};
+use crate::tenant::{Phase, StoredPki, TenantRecord};
+
+pub const COND_PLACED: &str = "DatastoreAssigned";
+pub const COND_ISOLATED: &str = "EtcdIsolated";
+pub const COND_APPLIED: &str = "ControlPlaneApplied";
+pub const COND_READY: &str = "ControlPlaneReady";
+pub const COND_REMOVED: &str = "ControlPlaneRemoved";
+pub const COND_RELEASED: &str = "EtcdReleased";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Place,
+    Isolate,
+    MintPki,
+    Apply,
+    AwaitReady,
+    RemoveControlPlane,
+    ReleaseEtcd,
+    Forget,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A step ran (or is waiting on the outside world); call again.
+    Ran(Step),
+    /// Nothing left to do.
+    Converged,
+    /// The tenant no longer exists.
+    Gone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Kek(#[from] KekError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Isolation(#[from] isolation::IsolationError),
+    #[error(transparent)]
+    Placement(#[from] placement::PlacementError),
+    #[error("datastore {datastore}: {detail}")]
+    Datastore { datastore: String, detail: String },
+}
+
+/// What reconcile needs; the runtime is generic so the core does not know which one it drives.
+pub struct Context<R> {
+    pub store: Store,
+    pub kek: Kek,
+    pub runtime: Arc<R>,
+    pub policy: Policy,
+    pub dns_domain: String,
+    pub etcd_timeout: Duration,
+}
+
+impl<R: Runtime> Context<R> {
+    async fn datastore(&self, name: &str) -> Result<DatastoreRecord, ReconcileError> {
+        self.store
+            .get::<DatastoreRecord>(&datastore_key(name))
+            .await?
+            .map(|v| v.value)
+            .ok_or_else(|| ReconcileError::Datastore {
+                datastore: name.to_owned(),
+                detail: "no longer registered".into(),
+            })
+    }
+
+    async fn admin(&self, ds: &DatastoreRecord) -> Result<Client, ReconcileError> {
+        let creds = ds.admin_credentials(&self.kek)?;
+        let tls = EtcdTls {
+            ca_pem: Some(creds.ca_certificate),
+            identity: Some((creds.client_certificate, creds.client_key)),
+        };
+        connect(&creds.endpoints, &tls, self.etcd_timeout)
+            .await
+            .map_err(|e| ReconcileError::Datastore {
+                datastore: ds.name.clone(),
+                detail: error_chain(&e),
+            })
+    }
+
+    async fn candidates(
+        &self,
+    ) -> Result<Vec<(Candidate, Option<Versioned<Reservation>>)>, ReconcileError> {
+        let records: Vec<Versioned<DatastoreRecord>> =
+            self.store.list(&format!("{ROOT}datastores/")).await?;
+        let mut out = Vec::new();
+        for r in records {
+            let ds = r.value;
+            let status: DatastoreStatusRecord = self
+                .store
+                .get(&datastore_status_key(&ds.name))
+                .await?
+                .map(|v| v.value)
+                .unwrap_or_default();
+            let reservation: Option<Versioned<Reservation>> =
+                self.store.get(&reservation_key(&ds.name)).await?;
+            let res = reservation.as_ref().map(|v| v.value).unwrap_or_default();
+            out.push((
+                Candidate {
+                    name: ds.name.clone(),
+                    ready: status.phase == DsPhase::Ready,
+                    schedulable: ds.schedulable,
+                    labels: ds.labels.clone(),
+                    quota_bytes: ds.quota_bytes,
+                    max_tenants: ds.max_tenants,
+                    tenants: res.tenants,
+                    reserved_bytes: res.reserved_bytes,
+                    used_bytes: status.db_size_bytes,
+                },
+                reservation,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn open_pki(&self, rec: &TenantRecord) -> Result<Option<TenantPki>, ReconcileError> {
+        let Some(stored) = &rec.pki else {
+            return Ok(None);
+        };
+        let json = self.kek.open(&tenant_key(&rec.name), &stored.sealed)?;
+        Ok(serde_json::from_str(&json).ok())
+    }
+}
+
+/// Writes a new tenant record (the API's create): the spec and a fresh immutable id. The id is
+/// minted here, once, so every later step and every replay reuses it.
+pub async fn create(
+    store: &Store,
+    name: &str,
+    spec: &kamaji_proto::v1::TenantClusterSpec,
+) -> Result<TenantRecord, StoreError> {
+    let uid = format!("{name}-{}", &hex::encode(rand::random::<[u8; 3]>())[..5]);
+    let rec = TenantRecord::new(name, &uid, spec);
+    store.create(&tenant_key(name), &rec, vec![]).await?;
+    Ok(rec)
+}
+
+/// Marks a tenant for deletion; teardown steps follow.
+pub async fn mark_deleting(store: &Store, name: &str) -> Result<bool, StoreError> {
+    let Some(mut rec) = store.get::<TenantRecord>(&tenant_key(name)).await? else {
+        return Ok(false);
+    };
+    if !rec.value.deleting {
+        rec.value.deleting = true;
+        rec.value.phase = Phase::Deleting;
+        rec.value.delete_time = crate::datastore::now_unix();
+        store
+            .update(&tenant_key(name), &rec.value, rec.mod_revision)
+            .await?;
+    }
+    Ok(true)
+}
+
+async fn save<R>(ctx: &Context<R>, rec: &TenantRecord, rev: i64) -> Result<(), ReconcileError> {
+    ctx.store.update(&tenant_key(&rec.name), rec, rev).await?;
+    Ok(())
+}
+
+fn done(rec: &TenantRecord, kind: &str) -> bool {
+    rec.condition(kind).is_some_and(|c| c.ok)
+}
+
+/// Performs the next step for tenant `name`.
+pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, ReconcileError> {
+    let Some(Versioned {
+        value: mut rec,
+        mod_revision: rev,
+    }) = ctx.store.get::<TenantRecord>(&tenant_key(name)).await?
+    else {
+        return Ok(Outcome::Gone);
+    };
+    if rec.deleting {
+        return teardown(ctx, rec, rev).await;
+    }
+    let spec = rec.spec();
+
+    let Some(ds_name) = rec.datastore.clone() else {
+        let candidates = ctx.candidates().await?;
+        let req = Request {
+            reservation_bytes: rec.reservation_bytes,
+            datastore: (!spec.datastore.is_empty()).then(|| spec.datastore.clone()),
+            selector: spec
+                .datastore_selector
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        let plain: Vec<Candidate> = candidates.iter().map(|(c, _)| c.clone()).collect();
+        let chosen = placement::place(&req, &plain, ctx.policy)?.name.clone();
+        let reservation = candidates
+            .into_iter()
+            .find(|(c, _)| c.name == chosen)
+            .and_then(|(_, r)| r);
+        rec.datastore = Some(chosen.clone());
+        rec.set_condition(
+            COND_PLACED,
+            true,
+            "Placed",
+            format!("placed on datastore {chosen}"),
+        );
+        ctx.store
+            .place_tenant(name, &rec, rev, &chosen, reservation, rec.reservation_bytes)
+            .await?;
+        return Ok(Outcome::Ran(Step::Place));
+    };
+
+    let ds = ctx.datastore(&ds_name).await?;
+    if !done(&rec, COND_ISOLATED) {
+        isolation::ensure(&ctx.admin(&ds).await?, &rec.uid).await?;
+        rec.set_condition(
+            COND_ISOLATED,
+            true,
+            "UserAndRoleReady",
+            format!(
+                "etcd user {} fenced into {}",
+                rec.uid,
+                isolation::prefix(&rec.uid)
+            ),
+        );
+        save(ctx, &rec, rev).await?;
+        return Ok(Outcome::Ran(Step::Isolate));
+    }
+
+    let Some(pki) = ctx.open_pki(&rec)? else {
+        let net = spec.network.clone().unwrap_or_default();
+        let mut sans: Vec<String> = net.extra_sans.clone();
+        if !net.endpoint_address.is_empty() {
+            sans.insert(0, net.endpoint_address.clone());
+        }
+        let client_ca = Pem {
+            cert: ds.client_ca_certificate.clone(),
+            key: ctx
+                .kek
+                .open(&datastore_key(&ds.name), &ds.client_ca_key_sealed)?,
+        };
+        let pki = mint(
+            &TenantPkiSpec {
+                tenant_id: rec.uid.clone(),
+                service_cidr: net.service_cidr,
+                dns_domain: ctx.dns_domain.clone(),
+                external_sans: sans,
+            },
+            &client_ca,
+        )?;
+        let json = serde_json::to_string(&pki).unwrap_or_default();
+        rec.pki = Some(StoredPki {
+            sealed: ctx.kek.seal(&tenant_key(name), &json),
+            ca_certificate: pki.ca.cert.clone(),
+        });
+        save(ctx, &rec, rev).await?;
+        return Ok(Outcome::Ran(Step::MintPki));
+    };
+
+    if !done(&rec, COND_APPLIED) || rec.observed_generation < rec.generation {
+        let t = Tenant {
+            name: &rec.name,
+            id: &rec.uid,
+            spec: &spec,
+            etcd_endpoints: &ds.endpoints,
+            etcd_ca_certificate: &ds.ca_certificate,
+            dns_domain: &ctx.dns_domain,
+        };
+        ctx.runtime.apply(&t, &pki).await?;
+        if rec.observed_generation < rec.generation && rec.observed_generation > 0 {
+            rec.phase = Phase::Upgrading;
+        }
+        rec.observed_generation = rec.generation;
+        rec.set_condition(
+            COND_APPLIED,
+            true,
+            "Applied",
+            format!("generation {} applied", rec.generation),
+        );
+        rec.set_condition(
+            COND_READY,
+            false,
+            "Rolling",
+            "waiting for the control plane to answer",
+        );
+        save(ctx, &rec, rev).await?;
+        return Ok(Outcome::Ran(Step::Apply));
+    }
+
+    if rec.phase != Phase::Ready {
+        let status = ctx.runtime.status(&rec.name).await?;
+        if status.ready {
+            rec.phase = Phase::Ready;
+            rec.endpoint = status.endpoint;
+            rec.current_version = Some(spec.kubernetes_version.clone());
+            rec.set_condition(COND_READY, true, "Ready", "");
+        } else {
+            rec.set_condition(COND_READY, false, "Waiting", status.message);
+        }
+        save(ctx, &rec, rev).await?;
+        return Ok(Outcome::Ran(Step::AwaitReady));
+    }
+    Ok(Outcome::Converged)
+}
+
+async fn teardown<R: Runtime>(
+    ctx: &Context<R>,
+    mut rec: TenantRecord,
+    rev: i64,
+) -> Result<Outcome, ReconcileError> {
+    if !done(&rec, COND_REMOVED) {
+        let gone = ctx.runtime.delete(&rec.name).await?;
+        if gone {
+            rec.set_condition(COND_REMOVED, true, "Removed", "control plane removed");
+        }
+        save(ctx, &rec, rev).await?;
+        return Ok(Outcome::Ran(Step::RemoveControlPlane));
+    }
+    if let Some(ds_name) = rec.datastore.clone() {
+        if !done(&rec, COND_RELEASED) {
+            let ds = ctx.datastore(&ds_name).await?;
+            isolation::remove(&ctx.admin(&ds).await?, &rec.uid).await?;
+            rec.set_condition(
+                COND_RELEASED,
+                true,
+                "Released",
+                "etcd role, keys and user removed",
+            );
+            save(ctx, &rec, rev).await?;
+            return Ok(Outcome::Ran(Step::ReleaseEtcd));
+        }
+        let reservation: Option<Versioned<Reservation>> =
+            ctx.store.get(&reservation_key(&ds_name)).await?;
+        ctx.store
+            .release_tenant(
+                &rec.name,
+                rev,
+                Some((&ds_name, reservation, rec.reservation_bytes)),
+            )
+            .await?;
+    } else {
+        ctx.store.release_tenant(&rec.name, rev, None).await?;
+    }
+    Ok(Outcome::Ran(Step::Forget))
+}
+
+/// Runs steps until the tenant converges or is gone, retrying compare-and-swap conflicts.
+/// `limit` bounds the steps so a tenant stuck waiting does not spin forever.
+pub async fn converge<R: Runtime>(
+    ctx: &Context<R>,
+    name: &str,
+    limit: usize,
+) -> Result<Outcome, ReconcileError> {
+    let mut last = Outcome::Converged;
+    for _ in 0..limit {
+        match step(ctx, name).await {
+            Ok(Outcome::Ran(s)) => last = Outcome::Ran(s),
+            Ok(o) => return Ok(o),
+            Err(ReconcileError::Store(StoreError::Conflict { .. })) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(last)
+}

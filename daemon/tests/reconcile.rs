@@ -1,0 +1,337 @@
+//! Tenant reconcile against real etcd (a state store and two shared datastores, secured) and a
+//! runtime double: resumption after a crash at every step, exact teardown, spreading, and no
+//! overcommit under concurrent placements.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::GetOptions;
+use kamaji_proto::v1;
+use kamajid::controlplane::render::Tenant;
+use kamajid::datastore::{isolation, DatastoreRecord, DatastoreStatusRecord, Phase as DsPhase};
+use kamajid::devenv::{DevPki, EtcdProcess, EtcdSecurity};
+use kamajid::etcd::{connect, EtcdTls};
+use kamajid::kek::Kek;
+use kamajid::pki::TenantPki;
+use kamajid::placement::Policy;
+use kamajid::reconcile::{converge, create, mark_deleting, step, Context, Outcome, Step};
+use kamajid::runtime::{Runtime, RuntimeError, RuntimeStatus};
+use kamajid::store::{
+    datastore_key, datastore_status_key, reservation_key, tenant_key, Reservation, Store, ROOT,
+};
+use kamajid::tenant::{Phase, TenantRecord};
+
+/// A runtime double: remembers what was applied; a tenant is ready once applied.
+#[derive(Default)]
+struct MemoryRuntime {
+    applied: Mutex<HashMap<String, String>>,
+}
+
+impl Runtime for MemoryRuntime {
+    async fn apply(&self, t: &Tenant<'_>, pki: &TenantPki) -> Result<(), RuntimeError> {
+        assert!(pki.etcd_client.cert.contains("BEGIN CERTIFICATE"));
+        self.applied
+            .lock()
+            .unwrap()
+            .insert(t.name.to_owned(), t.spec.kubernetes_version.clone());
+        Ok(())
+    }
+    async fn status(&self, tenant: &str) -> Result<RuntimeStatus, RuntimeError> {
+        let ready = self.applied.lock().unwrap().contains_key(tenant);
+        Ok(RuntimeStatus {
+            ready,
+            endpoint: ready.then(|| format!("https://{tenant}.tenants.test:6443")),
+            message: String::new(),
+        })
+    }
+    async fn delete(&self, tenant: &str) -> Result<bool, RuntimeError> {
+        self.applied.lock().unwrap().remove(tenant);
+        Ok(true)
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    pki: DevPki,
+    _state: EtcdProcess,
+    shards: Vec<EtcdProcess>,
+    store: Store,
+    kek: Kek,
+    runtime: Arc<MemoryRuntime>,
+}
+
+impl World {
+    async fn start(quotas: &[i64]) -> Self {
+        kamajid::server::install_crypto();
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DevPki::generate().unwrap();
+        let state = EtcdProcess::start(dir.path(), "state", &pki, EtcdSecurity::default())
+            .await
+            .unwrap();
+        let store = Store::new(
+            connect(
+                std::slice::from_ref(&state.endpoint),
+                &tls(&pki),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap(),
+        );
+        let kek = Kek::from_bytes(&[9; 32]);
+        let mut shards = Vec::new();
+        for (i, q) in quotas.iter().enumerate() {
+            let name = format!("shard-{i}");
+            let etcd = EtcdProcess::start(dir.path(), &name, &pki, EtcdSecurity::default())
+                .await
+                .unwrap();
+            let spec = v1::DatastoreSpec {
+                endpoints: vec![etcd.endpoint.clone()],
+                ca_certificate: pki.ca.cert.clone(),
+                client_certificate: pki.root.cert.clone(),
+                client_key: pki.root.key.clone(),
+                client_ca_certificate: pki.ca.cert.clone(),
+                client_ca_key: pki.ca.key.clone(),
+                quota_bytes: *q,
+                schedulable: true,
+                ..Default::default()
+            };
+            let rec = DatastoreRecord::seal(&name, &spec, &kek, 1);
+            let status = DatastoreStatusRecord {
+                phase: DsPhase::Ready,
+                ..Default::default()
+            };
+            store
+                .create(
+                    &datastore_key(&name),
+                    &rec,
+                    vec![(
+                        datastore_status_key(&name),
+                        serde_json::to_vec(&status).unwrap(),
+                    )],
+                )
+                .await
+                .unwrap();
+            shards.push(etcd);
+        }
+        Self {
+            _dir: dir,
+            pki,
+            _state: state,
+            shards,
+            store,
+            kek,
+            runtime: Arc::new(MemoryRuntime::default()),
+        }
+    }
+
+    /// A fresh context: what a restarted kamajid has.
+    fn ctx(&self) -> Context<MemoryRuntime> {
+        Context {
+            store: self.store.clone(),
+            kek: self.kek.clone(),
+            runtime: self.runtime.clone(),
+            policy: Policy::Spread,
+            dns_domain: "cluster.local".into(),
+            etcd_timeout: Duration::from_secs(5),
+        }
+    }
+
+    async fn shard_admin(&self, i: usize) -> etcd_client::Client {
+        connect(
+            std::slice::from_ref(&self.shards[i].endpoint),
+            &tls(&self.pki),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn record(&self, name: &str) -> Option<TenantRecord> {
+        self.store
+            .get::<TenantRecord>(&tenant_key(name))
+            .await
+            .unwrap()
+            .map(|v| v.value)
+    }
+
+    async fn reservation(&self, shard: &str) -> Reservation {
+        self.store
+            .get::<Reservation>(&reservation_key(shard))
+            .await
+            .unwrap()
+            .map(|v| v.value)
+            .unwrap_or_default()
+    }
+}
+
+fn tls(pki: &DevPki) -> EtcdTls {
+    EtcdTls {
+        ca_pem: Some(pki.ca.cert.clone()),
+        identity: Some((pki.root.cert.clone(), pki.root.key.clone())),
+    }
+}
+
+fn spec() -> v1::TenantClusterSpec {
+    v1::TenantClusterSpec {
+        kubernetes_version: "1.35.1".into(),
+        replicas: 2,
+        network: Some(v1::Network {
+            service_cidr: "10.96.0.0/12".into(),
+            pod_cidr: "10.244.0.0/16".into(),
+            dns_service_ip: "10.96.0.10".into(),
+            port: 6443,
+            service_type: v1::ServiceType::LoadBalancer as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+const GIB: i64 = 1 << 30;
+const CREATE_STEPS: [Step; 5] = [
+    Step::Place,
+    Step::Isolate,
+    Step::MintPki,
+    Step::Apply,
+    Step::AwaitReady,
+];
+const DELETE_STEPS: [Step; 3] = [Step::RemoveControlPlane, Step::ReleaseEtcd, Step::Forget];
+
+#[tokio::test]
+async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
+    let w = World::start(&[2 * GIB]).await;
+    let admin = w.shard_admin(0).await;
+    for k in 0..=CREATE_STEPS.len() {
+        let name = format!("crash-{k}");
+        create(&w.store, &name, &spec()).await.unwrap();
+        {
+            let first = w.ctx();
+            for s in &CREATE_STEPS[..k] {
+                assert_eq!(step(&first, &name).await.unwrap(), Outcome::Ran(*s));
+            }
+        } // kamajid dies here
+        assert_eq!(
+            converge(&w.ctx(), &name, 20).await.unwrap(),
+            Outcome::Converged,
+            "after a crash at step {k}"
+        );
+        let rec = w.record(&name).await.unwrap();
+        assert_eq!(rec.phase, Phase::Ready);
+        assert_eq!(rec.datastore.as_deref(), Some("shard-0"));
+        assert_eq!(
+            rec.endpoint.as_deref(),
+            Some(format!("https://{name}.tenants.test:6443").as_str())
+        );
+        assert!(rec
+            .pki
+            .as_ref()
+            .unwrap()
+            .ca_certificate
+            .contains("BEGIN CERTIFICATE"));
+        assert!(
+            !serde_json::to_string(&rec).unwrap().contains("PRIVATE KEY"),
+            "tenant keys stored in clear"
+        );
+        assert!(
+            admin.clone().user_get(rec.uid.as_str()).await.is_ok(),
+            "etcd user missing"
+        );
+
+        // The tenant writes data, then is deleted with a crash after each teardown step.
+        let mut c = admin.clone();
+        c.put(
+            format!("{}registry/x", isolation::prefix(&rec.uid)),
+            "v",
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(mark_deleting(&w.store, &name).await.unwrap());
+        {
+            let first = w.ctx();
+            for s in &DELETE_STEPS[..(k % DELETE_STEPS.len())] {
+                assert_eq!(step(&first, &name).await.unwrap(), Outcome::Ran(*s));
+            }
+        }
+        assert_eq!(converge(&w.ctx(), &name, 10).await.unwrap(), Outcome::Gone);
+        assert!(w.record(&name).await.is_none());
+        assert!(
+            admin.clone().user_get(rec.uid.as_str()).await.is_err(),
+            "etcd user left behind"
+        );
+        assert!(
+            admin.clone().role_get(rec.uid.as_str()).await.is_err(),
+            "etcd role left behind"
+        );
+        let keys = c
+            .get(
+                isolation::prefix(&rec.uid),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await
+            .unwrap();
+        assert!(keys.kvs().is_empty(), "tenant keys left behind");
+    }
+    assert!(
+        w.runtime.applied.lock().unwrap().is_empty(),
+        "control planes left behind"
+    );
+    assert_eq!(
+        w.reservation("shard-0").await,
+        Reservation::default(),
+        "reservations leaked"
+    );
+    let mut raw = w.store.client();
+    let placements = raw
+        .get(
+            format!("{ROOT}placements/"),
+            Some(GetOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    assert!(placements.kvs().is_empty(), "placements leaked");
+}
+
+#[tokio::test]
+async fn tenants_spread_over_shards_and_concurrent_placements_never_overcommit() {
+    let w = World::start(&[GIB, GIB]).await;
+    for i in 0..6 {
+        let name = format!("spread-{i}");
+        create(&w.store, &name, &spec()).await.unwrap();
+        assert_eq!(
+            converge(&w.ctx(), &name, 20).await.unwrap(),
+            Outcome::Converged
+        );
+    }
+    assert_eq!(w.reservation("shard-0").await.tenants, 3);
+    assert_eq!(w.reservation("shard-1").await.tenants, 3);
+
+    // A small shard with room for exactly three 64 MiB reservations, and eight tenants at once.
+    let small = World::start(&[3 * 64 * 1024 * 1024 + 1024]).await;
+    let names: Vec<String> = (0..8).map(|i| format!("race-{i}")).collect();
+    for n in &names {
+        create(&small.store, n, &spec()).await.unwrap();
+    }
+    let results = futures::future::join_all(names.iter().map(|n| {
+        let ctx = small.ctx();
+        let n = n.clone();
+        async move { converge(&ctx, &n, 40).await }
+    }))
+    .await;
+    let placed = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Outcome::Converged)))
+        .count();
+    assert_eq!(placed, 3, "{results:?}");
+    for r in results.iter().filter(|r| r.is_err()) {
+        let msg = r.as_ref().unwrap_err().to_string();
+        assert!(
+            msg.contains("no datastore can take the tenant") && msg.contains("bytes free"),
+            "{msg}"
+        );
+    }
+    let res = small.reservation("shard-0").await;
+    assert_eq!(res.tenants, 3);
+    assert!(res.reserved_bytes <= 3 * 64 * 1024 * 1024 + 1024);
+}
