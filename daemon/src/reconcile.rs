@@ -316,7 +316,15 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
     }
 
     if rec.phase != Phase::Ready {
-        let status = ctx.runtime.status(&rec.name).await?;
+        let t = Tenant {
+            name: &rec.name,
+            id: &rec.uid,
+            spec: &spec,
+            etcd_endpoints: &ds.endpoints,
+            etcd_ca_certificate: &ds.ca_certificate,
+            dns_domain: &ctx.dns_domain,
+        };
+        let status = ctx.runtime.status(&t).await?;
         if status.ready {
             rec.phase = Phase::Ready;
             rec.endpoint = status.endpoint;

@@ -37,7 +37,8 @@ impl Runtime for MemoryRuntime {
             .insert(t.name.to_owned(), t.spec.kubernetes_version.clone());
         Ok(())
     }
-    async fn status(&self, tenant: &str) -> Result<RuntimeStatus, RuntimeError> {
+    async fn status(&self, t: &Tenant<'_>) -> Result<RuntimeStatus, RuntimeError> {
+        let tenant = t.name;
         let ready = self.applied.lock().unwrap().contains_key(tenant);
         Ok(RuntimeStatus {
             ready,

@@ -5,6 +5,8 @@
 //! `apply` of an unchanged tenant changes nothing; `delete` returns only once nothing of the
 //! tenant is left to remove, or says it is still going so the caller comes back.
 
+pub mod kubernetes;
+
 use std::future::Future;
 
 use crate::controlplane::render::Tenant;
@@ -38,7 +40,7 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     fn status(
         &self,
-        tenant: &str,
+        t: &Tenant<'_>,
     ) -> impl Future<Output = Result<RuntimeStatus, RuntimeError>> + Send;
     /// Removes everything of the tenant. `Ok(true)` when nothing is left.
     fn delete(&self, tenant: &str) -> impl Future<Output = Result<bool, RuntimeError>> + Send;

@@ -1,0 +1,391 @@
+//! The production runtime: each tenant's control plane as objects in the admin cluster,
+//! written with server-side apply (field manager `kamajid`, forced: kamajid owns these fields).
+//!
+//! - apply: the rendered Namespace, Secrets, Deployment, Service, NetworkPolicy and PDB, in that
+//!   order; applying an unchanged tenant changes nothing.
+//! - status: ready when the Deployment has rolled out its current generation to every desired
+//!   replica and they are available (each pod's readiness probe is the apiserver's `/readyz`);
+//!   the endpoint comes from the spec's `endpoint_address` when set, else from the Service
+//!   (load-balancer address, or cluster IP).
+//! - delete: deletes the tenant namespace (which takes every object with it) and reports done
+//!   once the namespace is gone.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::Resource;
+use serde::Serialize;
+
+use super::{Runtime, RuntimeError, RuntimeStatus};
+use crate::controlplane::render::{namespace_name, render, Tenant, DEPLOYMENT, SERVICE};
+use crate::pki::TenantPki;
+
+pub const FIELD_MANAGER: &str = "kamajid";
+
+pub struct KubeRuntime {
+    client: kube::Client,
+}
+
+impl KubeRuntime {
+    pub fn new(client: kube::Client) -> Self {
+        Self { client }
+    }
+
+    fn err(op: &'static str, tenant: &str, e: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError {
+            op,
+            tenant: tenant.to_owned(),
+            detail: e.to_string(),
+        }
+    }
+
+    async fn apply_one<K>(&self, api: Api<K>, obj: &K, tenant: &str) -> Result<(), RuntimeError>
+    where
+        K: Resource<DynamicType = ()>
+            + Serialize
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+    {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(&name, &params, &Patch::Apply(obj))
+            .await
+            .map_err(|e| Self::err("applying", tenant, format!("{} {name}: {e}", K::kind(&()))))?;
+        Ok(())
+    }
+}
+
+fn not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+impl Runtime for KubeRuntime {
+    async fn apply(&self, t: &Tenant<'_>, pki: &TenantPki) -> Result<(), RuntimeError> {
+        let r = render(t, pki);
+        let ns = namespace_name(t.name);
+        let c = self.client.clone();
+        self.apply_one(Api::<Namespace>::all(c.clone()), &r.namespace, t.name)
+            .await?;
+        for s in &r.secrets {
+            self.apply_one(Api::<Secret>::namespaced(c.clone(), &ns), s, t.name)
+                .await?;
+        }
+        self.apply_one(
+            Api::<Deployment>::namespaced(c.clone(), &ns),
+            &r.deployment,
+            t.name,
+        )
+        .await?;
+        self.apply_one(
+            Api::<Service>::namespaced(c.clone(), &ns),
+            &r.service,
+            t.name,
+        )
+        .await?;
+        self.apply_one(
+            Api::<NetworkPolicy>::namespaced(c.clone(), &ns),
+            &r.network_policy,
+            t.name,
+        )
+        .await?;
+        self.apply_one(
+            Api::<PodDisruptionBudget>::namespaced(c, &ns),
+            &r.pdb,
+            t.name,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn status(&self, t: &Tenant<'_>) -> Result<RuntimeStatus, RuntimeError> {
+        let ns = namespace_name(t.name);
+        let d = Api::<Deployment>::namespaced(self.client.clone(), &ns)
+            .get_opt(DEPLOYMENT)
+            .await
+            .map_err(|e| Self::err("reading the deployment of", t.name, e))?;
+        let Some(d) = d else {
+            return Ok(RuntimeStatus {
+                ready: false,
+                endpoint: None,
+                message: "control-plane deployment not found".into(),
+            });
+        };
+        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let st = d.status.clone().unwrap_or_default();
+        let rolled = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+        let updated = st.updated_replicas.unwrap_or(0);
+        let available = st.available_replicas.unwrap_or(0);
+        let ready =
+            rolled && updated >= want && available >= want && st.replicas.unwrap_or(0) == want;
+
+        let net = t.spec.network.clone().unwrap_or_default();
+        let host = if !net.endpoint_address.is_empty() {
+            Some(net.endpoint_address.clone())
+        } else {
+            let svc = Api::<Service>::namespaced(self.client.clone(), &ns)
+                .get_opt(SERVICE)
+                .await
+                .map_err(|e| Self::err("reading the service of", t.name, e))?;
+            svc.and_then(|s| {
+                let lb = s
+                    .status
+                    .and_then(|st| st.load_balancer)
+                    .and_then(|lb| lb.ingress)
+                    .and_then(|i| i.into_iter().next());
+                lb.and_then(|i| i.ip.or(i.hostname)).or_else(|| {
+                    s.spec
+                        .and_then(|sp| sp.cluster_ip)
+                        .filter(|ip| ip != "None")
+                })
+            })
+        };
+        let endpoint = host.map(|h| {
+            if h.contains(':') {
+                format!("https://[{h}]:{}", net.port)
+            } else {
+                format!("https://{h}:{}", net.port)
+            }
+        });
+        let message = if ready {
+            String::new()
+        } else {
+            format!("{available}/{want} control-plane replicas available, {updated}/{want} updated")
+        };
+        Ok(RuntimeStatus {
+            ready: ready && endpoint.is_some(),
+            endpoint,
+            message,
+        })
+    }
+
+    async fn delete(&self, tenant: &str) -> Result<bool, RuntimeError> {
+        let api = Api::<Namespace>::all(self.client.clone());
+        let ns = namespace_name(tenant);
+        match api.delete(&ns, &DeleteParams::foreground()).await {
+            Ok(_) => {}
+            Err(e) if not_found(&e) => return Ok(true),
+            Err(e) => return Err(Self::err("deleting the namespace of", tenant, e)),
+        }
+        match api.get_opt(&ns).await {
+            Ok(None) => Ok(true),
+            Ok(Some(_)) => Ok(false),
+            Err(e) => Err(Self::err("reading the namespace of", tenant, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The shape of every call, against a scripted API server (tower-test), as kube-rs'
+    //! controller examples do: method, path, field manager, and the body we send.
+    use super::*;
+    use crate::pki::{mint, new_ca, TenantPkiSpec};
+    use http::{Method, Request, Response};
+    use kamaji_proto::v1;
+    use kube::client::Body;
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    fn spec(endpoint: &str) -> v1::TenantClusterSpec {
+        v1::TenantClusterSpec {
+            kubernetes_version: "1.35.1".into(),
+            replicas: 2,
+            network: Some(v1::Network {
+                service_cidr: "10.96.0.0/12".into(),
+                pod_cidr: "10.244.0.0/16".into(),
+                dns_service_ip: "10.96.0.10".into(),
+                port: 6443,
+                service_type: v1::ServiceType::LoadBalancer as i32,
+                endpoint_address: endpoint.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn runtime() -> (KubeRuntime, Handle) {
+        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        (KubeRuntime::new(kube::Client::new(svc, "default")), handle)
+    }
+
+    async fn body_json(req: Request<Body>) -> serde_json::Value {
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn respond(
+        send: tower_test::mock::SendResponse<Response<Body>>,
+        status: u16,
+        body: serde_json::Value,
+    ) {
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap(),
+        );
+    }
+
+    #[tokio::test]
+    async fn apply_server_side_applies_every_object_in_order_as_kamajid() {
+        let (rt, mut handle) = runtime();
+        let s = spec("");
+        let eps = vec!["https://10.0.0.1:2379".to_owned()];
+        let etcd_ca = new_ca("etcd").unwrap();
+        let pki = mint(
+            &TenantPkiSpec {
+                tenant_id: "acme-1".into(),
+                service_cidr: "10.96.0.0/12".into(),
+                dns_domain: "cluster.local".into(),
+                external_sans: vec![],
+            },
+            &etcd_ca,
+        )
+        .unwrap();
+        let t = Tenant {
+            name: "acme",
+            id: "acme-1",
+            spec: &s,
+            etcd_endpoints: &eps,
+            etcd_ca_certificate: &etcd_ca.cert,
+            dns_domain: "cluster.local",
+        };
+        let server = tokio::spawn(async move {
+            let expected = [
+                "/api/v1/namespaces/tenant-acme",
+                "/api/v1/namespaces/tenant-acme/secrets/pki",
+                "/api/v1/namespaces/tenant-acme/secrets/etcd-pki",
+                "/api/v1/namespaces/tenant-acme/secrets/kubeconfigs",
+                "/apis/apps/v1/namespaces/tenant-acme/deployments/control-plane",
+                "/api/v1/namespaces/tenant-acme/services/kube-apiserver",
+                "/apis/networking.k8s.io/v1/namespaces/tenant-acme/networkpolicies/kube-apiserver-ingress",
+                "/apis/policy/v1/namespaces/tenant-acme/poddisruptionbudgets/control-plane",
+            ];
+            for path in expected {
+                let (req, send) = handle.next_request().await.expect("a request");
+                assert_eq!(req.method(), Method::PATCH);
+                assert_eq!(req.uri().path(), path);
+                let q = req.uri().query().unwrap_or_default().to_owned();
+                assert!(
+                    q.contains("fieldManager=kamajid") && q.contains("force=true"),
+                    "{q}"
+                );
+                assert_eq!(
+                    req.headers()["content-type"],
+                    "application/apply-patch+yaml"
+                );
+                let body = body_json(req).await;
+                assert_eq!(
+                    body["metadata"]["labels"]["kamaji.io/tenant"], "acme",
+                    "{path}"
+                );
+                respond(send, 200, body);
+            }
+        });
+        rt.apply(&t, &pki).await.unwrap();
+        server.await.unwrap();
+    }
+
+    fn deployment(generation: i64, observed: i64, available: i32) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "control-plane", "namespace": "tenant-acme", "generation": generation},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": {"observedGeneration": observed, "replicas": 2, "updatedReplicas": 2, "availableReplicas": available}
+        })
+    }
+
+    #[tokio::test]
+    async fn status_waits_for_the_rollout_and_takes_the_endpoint_from_the_load_balancer() {
+        let (rt, mut handle) = runtime();
+        let s = spec("");
+        let t = Tenant {
+            name: "acme",
+            id: "acme-1",
+            spec: &s,
+            etcd_endpoints: &[],
+            etcd_ca_certificate: "",
+            dns_domain: "cluster.local",
+        };
+        let server = tokio::spawn(async move {
+            for dep in [deployment(3, 2, 2), deployment(3, 3, 1)] {
+                let (req, send) = handle.next_request().await.unwrap();
+                assert_eq!(
+                    req.uri().path(),
+                    "/apis/apps/v1/namespaces/tenant-acme/deployments/control-plane"
+                );
+                respond(send, 200, dep);
+                let (req, send) = handle.next_request().await.unwrap();
+                assert_eq!(
+                    req.uri().path(),
+                    "/api/v1/namespaces/tenant-acme/services/kube-apiserver"
+                );
+                respond(
+                    send,
+                    200,
+                    serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-apiserver"},
+                    "spec": {"clusterIP": "10.1.2.3"}, "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}}),
+                );
+            }
+            let (_, send) = handle.next_request().await.unwrap();
+            respond(send, 200, deployment(3, 3, 2));
+            let (_, send) = handle.next_request().await.unwrap();
+            respond(
+                send,
+                200,
+                serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-apiserver"},
+                "spec": {"clusterIP": "10.1.2.3"}, "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}}),
+            );
+        });
+        let old_generation = rt.status(&t).await.unwrap();
+        assert!(
+            !old_generation.ready,
+            "a rollout that has not observed the new generation is not ready"
+        );
+        let one_down = rt.status(&t).await.unwrap();
+        assert!(!one_down.ready);
+        assert_eq!(
+            one_down.message,
+            "1/2 control-plane replicas available, 2/2 updated"
+        );
+        let ready = rt.status(&t).await.unwrap();
+        assert!(ready.ready, "{}", ready.message);
+        assert_eq!(ready.endpoint.as_deref(), Some("https://203.0.113.9:6443"));
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn delete_removes_the_namespace_and_reports_done_once_it_is_gone() {
+        let (rt, mut handle) = runtime();
+        let server = tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.unwrap();
+            assert_eq!(
+                (req.method().clone(), req.uri().path().to_owned()),
+                (Method::DELETE, "/api/v1/namespaces/tenant-acme".to_owned())
+            );
+            respond(
+                send,
+                200,
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tenant-acme"}, "status": {"phase": "Terminating"}}),
+            );
+            let (_, send) = handle.next_request().await.unwrap();
+            respond(
+                send,
+                200,
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tenant-acme"}, "status": {"phase": "Terminating"}}),
+            );
+            let (_, send) = handle.next_request().await.unwrap();
+            respond(
+                send,
+                404,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "namespaces \"tenant-acme\" not found"}),
+            );
+        });
+        assert!(!rt.delete("acme").await.unwrap(), "still terminating");
+        assert!(rt.delete("acme").await.unwrap(), "gone");
+        server.await.unwrap();
+    }
+}
