@@ -14,6 +14,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up; boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the gRPC API and run background work.
@@ -73,6 +75,18 @@ pub struct ServeConfig {
     /// TTL of the leader lease: how long a crashed leader blocks background work.
     #[arg(long, env = "KAMAJID_LEADER_LEASE_TTL", default_value_t = 15)]
     pub leader_lease_seconds: i64,
+    /// Kubeconfig of the admin cluster that runs tenant control planes. Without it kamajid uses
+    /// its in-cluster service account, or KUBECONFIG; with none available, tenant creation is
+    /// refused (datastores still work).
+    #[arg(long, env = "KAMAJID_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// DNS domain of tenant clusters (kubelet --cluster-domain on workers).
+    #[arg(
+        long,
+        env = "KAMAJID_TENANT_DNS_DOMAIN",
+        default_value = "cluster.local"
+    )]
+    pub tenant_dns_domain: String,
 }
 
 impl ServeConfig {

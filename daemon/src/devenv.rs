@@ -316,6 +316,8 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
         health_interval_seconds: cfg.health_interval_seconds,
         probe_timeout_seconds: 5,
         leader_lease_seconds: 10,
+        kubeconfig: None,
+        tenant_dns_domain: "cluster.local".into(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(crate::server::serve(serve_cfg, stop_rx));

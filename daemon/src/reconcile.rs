@@ -33,6 +33,7 @@ pub const COND_PLACED: &str = "DatastoreAssigned";
 pub const COND_ISOLATED: &str = "EtcdIsolated";
 pub const COND_APPLIED: &str = "ControlPlaneApplied";
 pub const COND_READY: &str = "ControlPlaneReady";
+pub const COND_RECONCILED: &str = "Reconciled";
 pub const COND_REMOVED: &str = "ControlPlaneRemoved";
 pub const COND_RELEASED: &str = "EtcdReleased";
 
@@ -330,6 +331,9 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
             rec.endpoint = status.endpoint;
             rec.current_version = Some(spec.kubernetes_version.clone());
             rec.set_condition(COND_READY, true, "Ready", "");
+            if rec.condition(COND_RECONCILED).is_some() {
+                rec.set_condition(COND_RECONCILED, true, "Converged", "");
+            }
         } else {
             rec.set_condition(COND_READY, false, "Waiting", status.message);
         }
@@ -397,4 +401,70 @@ pub async fn converge<R: Runtime>(
         }
     }
     Ok(last)
+}
+
+/// Whether a tenant needs work: not ready, behind its spec, or being deleted.
+fn pending(rec: &TenantRecord) -> bool {
+    rec.deleting || rec.phase != Phase::Ready || rec.observed_generation < rec.generation
+}
+
+/// The leader's loop: every `interval`, or when woken by the API, converge every tenant that
+/// needs it, concurrently. A failing step is recorded on the tenant (phase Degraded, condition
+/// `Reconciled` false with the reason) and retried next round.
+pub async fn run<R: Runtime>(
+    ctx: Arc<Context<R>>,
+    interval: Duration,
+    wake: Arc<tokio::sync::Notify>,
+    mut leader: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = wake.notified() => {}
+            _ = shutdown.changed() => return,
+            _ = leader.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        if !*leader.borrow() {
+            continue;
+        }
+        let tenants: Vec<Versioned<TenantRecord>> =
+            match ctx.store.list(&format!("{ROOT}tenants/")).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing tenants");
+                    continue;
+                }
+            };
+        let work = tenants.into_iter().filter(|t| pending(&t.value)).map(|t| {
+            let ctx = ctx.clone();
+            async move {
+                let name = t.value.name;
+                match converge(&ctx, &name, 16).await {
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(tenant = %name, error = %e, "reconcile");
+                        record_failure(&ctx.store, &name, &e.to_string()).await;
+                    }
+                }
+            }
+        });
+        futures::future::join_all(work).await;
+    }
+}
+
+async fn record_failure(store: &Store, name: &str, message: &str) {
+    if let Ok(Some(mut rec)) = store.get::<TenantRecord>(&tenant_key(name)).await {
+        if !rec.value.deleting {
+            rec.value.phase = Phase::Degraded;
+        }
+        rec.value
+            .set_condition(COND_RECONCILED, false, "StepFailed", message);
+        let _ = store
+            .update(&tenant_key(name), &rec.value, rec.mod_revision)
+            .await;
+    }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kamaji_proto::v1::datastores_server::DatastoresServer;
+use kamaji_proto::v1::tenant_clusters_server::TenantClustersServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -13,11 +14,15 @@ use tracing::info;
 
 use crate::api::auth::{Tokens, TokensError};
 use crate::api::datastores::DatastoreApi;
+use crate::api::tenants::TenantApi;
 use crate::config::{ServeConfig, StateEtcdConfig};
 use crate::datastore::{health, probe::EtcdProber};
 use crate::etcd::{connect, error_chain, EtcdTls};
 use crate::kek::{Kek, KekError};
 use crate::leader;
+use crate::placement::Policy;
+use crate::reconcile::{self, Context};
+use crate::runtime::kubernetes::KubeRuntime;
 use crate::store::{Store, ROOT};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +83,36 @@ pub async fn connect_state(cfg: &StateEtcdConfig) -> Result<Store, ServeError> {
     Ok(Store::new(client))
 }
 
+/// The admin-cluster client: from `--kubeconfig`, else inferred (in-cluster, KUBECONFIG,
+/// ~/.kube/config). `None`, logged, when there is no admin cluster to talk to.
+async fn kube_client(path: Option<&Path>) -> Option<kube::Client> {
+    let config = match path {
+        Some(p) => {
+            let kc = match kube::config::Kubeconfig::read_from(p) {
+                Ok(kc) => kc,
+                Err(e) => {
+                    tracing::error!(path = %p.display(), error = %e, "reading --kubeconfig; tenant clusters disabled");
+                    return None;
+                }
+            };
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        None => kube::Config::infer().await.map_err(|e| e.to_string()),
+    };
+    match config.and_then(|c| kube::Client::try_from(c).map_err(|e| e.to_string())) {
+        Ok(c) => {
+            info!("control-plane runtime: Kubernetes (admin cluster)");
+            Some(c)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no admin cluster configured; tenant cluster creation is refused until kamajid has one");
+            None
+        }
+    }
+}
+
 /// Runs kamajid until `shutdown` turns true.
 pub async fn serve(
     cfg: ServeConfig,
@@ -106,9 +141,30 @@ pub async fn serve(
         kek.clone(),
         prober.clone(),
         cfg.health_interval(),
-        leading_rx,
+        leading_rx.clone(),
         shutdown.clone(),
     ));
+
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let runtime = kube_client(cfg.kubeconfig.as_deref()).await;
+    let has_runtime = runtime.is_some();
+    let reconciler = runtime.map(|client| {
+        let ctx = Arc::new(Context {
+            store: store.clone(),
+            kek: kek.clone(),
+            runtime: Arc::new(KubeRuntime::new(client)),
+            policy: Policy::Spread,
+            dns_domain: cfg.tenant_dns_domain.clone(),
+            etcd_timeout: cfg.probe_timeout(),
+        });
+        tokio::spawn(reconcile::run(
+            ctx,
+            std::time::Duration::from_secs(2),
+            wake.clone(),
+            leading_rx.clone(),
+            shutdown.clone(),
+        ))
+    });
 
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -121,6 +177,15 @@ pub async fn serve(
         source,
     })?;
     info!(%addr, "kamajid API listening (TLS, bearer tokens)");
+    let tenants = TenantClustersServer::with_interceptor(
+        TenantApi {
+            store: store.clone(),
+            kek: kek.clone(),
+            wake,
+            has_runtime,
+        },
+        tokens.clone().interceptor(),
+    );
     let datastores = DatastoresServer::with_interceptor(
         DatastoreApi { store, kek, prober },
         tokens.interceptor(),
@@ -129,6 +194,7 @@ pub async fn serve(
         .tls_config(ServerTlsConfig::new().identity(identity))
         .map_err(|e| ServeError::Transport(error_chain(&e)))?
         .add_service(datastores)
+        .add_service(tenants)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             while !*shutdown.borrow() {
                 if shutdown.changed().await.is_err() {
@@ -139,6 +205,9 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Transport(error_chain(&e)));
     let _ = tokio::join!(campaign, health);
+    if let Some(r) = reconciler {
+        let _ = r.await;
+    }
     info!("kamajid stopped");
     served
 }

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod datastores;
+pub mod tenants;
 
 use tonic::Status;
 

@@ -75,6 +75,8 @@ impl Env {
             health_interval_seconds: 1,
             probe_timeout_seconds: 2,
             leader_lease_seconds: 3,
+            kubeconfig: None,
+            tenant_dns_domain: "cluster.local".into(),
         };
         let (stop, rx) = watch::channel(false);
         let server = tokio::spawn(kamajid::server::serve(cfg, rx));

@@ -1,0 +1,309 @@
+//! The TenantClusters API end to end inside kamajid: gRPC in, reconcile driver, real etcd
+//! (state and a shared datastore, secured), and a runtime double in place of the admin cluster.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kamaji_proto::errors::field_errors;
+use kamaji_proto::v1::tenant_clusters_client::TenantClustersClient;
+use kamaji_proto::v1::tenant_clusters_server::TenantClustersServer;
+use kamaji_proto::v1::{self, TenantClusterPhase};
+use kamajid::api::tenants::TenantApi;
+use kamajid::controlplane::render::Tenant;
+use kamajid::datastore::{DatastoreRecord, DatastoreStatusRecord, Phase as DsPhase};
+use kamajid::devenv::{free_port, DevPki, EtcdProcess, EtcdSecurity};
+use kamajid::etcd::{connect, EtcdTls};
+use kamajid::kek::Kek;
+use kamajid::pki::TenantPki;
+use kamajid::placement::Policy;
+use kamajid::reconcile::{self, Context};
+use kamajid::runtime::{Runtime, RuntimeError, RuntimeStatus};
+use kamajid::store::{datastore_key, datastore_status_key, Store};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic::Code;
+
+#[derive(Default)]
+struct MemoryRuntime {
+    versions: Mutex<HashMap<String, String>>,
+}
+
+impl Runtime for MemoryRuntime {
+    async fn apply(&self, t: &Tenant<'_>, _pki: &TenantPki) -> Result<(), RuntimeError> {
+        self.versions
+            .lock()
+            .unwrap()
+            .insert(t.name.to_owned(), t.spec.kubernetes_version.clone());
+        Ok(())
+    }
+    async fn status(&self, t: &Tenant<'_>) -> Result<RuntimeStatus, RuntimeError> {
+        let ready = self.versions.lock().unwrap().get(t.name) == Some(&t.spec.kubernetes_version);
+        Ok(RuntimeStatus {
+            ready,
+            endpoint: Some(format!("https://{}.example:6443", t.name)),
+            message: "rolling".into(),
+        })
+    }
+    async fn delete(&self, tenant: &str) -> Result<bool, RuntimeError> {
+        self.versions.lock().unwrap().remove(tenant);
+        Ok(true)
+    }
+}
+
+fn spec(version: &str) -> v1::TenantClusterSpec {
+    v1::TenantClusterSpec {
+        kubernetes_version: version.into(),
+        replicas: 2,
+        network: Some(v1::Network {
+            service_cidr: "10.96.0.0/12".into(),
+            pod_cidr: "10.244.0.0/16".into(),
+            dns_service_ip: "10.96.0.10".into(),
+            port: 6443,
+            service_type: v1::ServiceType::LoadBalancer as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn wait_phase(
+    c: &mut TenantClustersClient<Channel>,
+    name: &str,
+    phase: TenantClusterPhase,
+) -> v1::TenantCluster {
+    let mut stream = c
+        .watch_tenant_cluster(v1::WatchTenantClusterRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("timed out watching");
+        let t = next.expect("stream ended").expect("watch error");
+        if t.status.as_ref().unwrap().phase == phase as i32 {
+            return t;
+        }
+    }
+}
+
+#[tokio::test]
+async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
+    kamajid::server::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::generate().unwrap();
+    let state = EtcdProcess::start(dir.path(), "state", &pki, EtcdSecurity::default())
+        .await
+        .unwrap();
+    let shard = EtcdProcess::start(dir.path(), "shard", &pki, EtcdSecurity::default())
+        .await
+        .unwrap();
+    let tls = EtcdTls {
+        ca_pem: Some(pki.ca.cert.clone()),
+        identity: Some((pki.root.cert.clone(), pki.root.key.clone())),
+    };
+    let store = Store::new(
+        connect(
+            std::slice::from_ref(&state.endpoint),
+            &tls,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap(),
+    );
+    let kek = Kek::from_bytes(&[3; 32]);
+    let ds_spec = v1::DatastoreSpec {
+        endpoints: vec![shard.endpoint.clone()],
+        ca_certificate: pki.ca.cert.clone(),
+        client_certificate: pki.root.cert.clone(),
+        client_key: pki.root.key.clone(),
+        client_ca_certificate: pki.ca.cert.clone(),
+        client_ca_key: pki.ca.key.clone(),
+        quota_bytes: 1 << 30,
+        schedulable: true,
+        ..Default::default()
+    };
+    let ready = serde_json::to_vec(&DatastoreStatusRecord {
+        phase: DsPhase::Ready,
+        ..Default::default()
+    })
+    .unwrap();
+    store
+        .create(
+            &datastore_key("shard"),
+            &DatastoreRecord::seal("shard", &ds_spec, &kek, 1),
+            vec![(datastore_status_key("shard"), ready)],
+        )
+        .await
+        .unwrap();
+
+    let runtime = Arc::new(MemoryRuntime::default());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let (_leader_tx, leader_rx) = tokio::sync::watch::channel(true);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let ctx = Arc::new(Context {
+        store: store.clone(),
+        kek: kek.clone(),
+        runtime: runtime.clone(),
+        policy: Policy::Spread,
+        dns_domain: "cluster.local".into(),
+        etcd_timeout: Duration::from_secs(5),
+    });
+    let driver = tokio::spawn(reconcile::run(
+        ctx,
+        Duration::from_millis(200),
+        wake.clone(),
+        leader_rx,
+        stop_rx.clone(),
+    ));
+    let port = free_port();
+    let api = TenantApi {
+        store: store.clone(),
+        kek,
+        wake,
+        has_runtime: true,
+    };
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TenantClustersServer::new(api))
+            .serve(format!("127.0.0.1:{port}").parse().unwrap()),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = TenantClustersClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+
+    // Create returns at once; watching shows it become Ready with an endpoint and a CA.
+    let created = c
+        .create_tenant_cluster(v1::CreateTenantClusterRequest {
+            name: "acme".into(),
+            spec: Some(spec("1.34.3")),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        created.status.unwrap().phase,
+        TenantClusterPhase::Provisioning as i32
+    );
+    let t = wait_phase(&mut c, "acme", TenantClusterPhase::Ready).await;
+    let st = t.status.unwrap();
+    assert_eq!(
+        (
+            st.endpoint.as_str(),
+            st.datastore.as_str(),
+            st.current_version.as_str()
+        ),
+        ("https://acme.example:6443", "shard", "1.34.3")
+    );
+    assert!(st.cluster_ca_certificate.contains("BEGIN CERTIFICATE"));
+    let creds = c
+        .get_tenant_cluster_credentials(v1::GetTenantClusterCredentialsRequest {
+            name: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(creds
+        .admin_kubeconfig
+        .contains("server: https://acme.example:6443"));
+
+    // Bad input and forbidden changes name their field.
+    let err = c
+        .create_tenant_cluster(v1::CreateTenantClusterRequest {
+            name: "Bad".into(),
+            spec: Some(spec("1.20.0")),
+        })
+        .await
+        .unwrap_err();
+    let fields: Vec<String> = field_errors(&err).into_iter().map(|f| f.field).collect();
+    assert_eq!(
+        (err.code(), fields),
+        (
+            Code::InvalidArgument,
+            vec!["name".to_owned(), "kubernetes_version".to_owned()]
+        )
+    );
+    let update = |s| v1::UpdateTenantClusterRequest {
+        name: "acme".into(),
+        spec: Some(s),
+    };
+    let err = c
+        .update_tenant_cluster(update(spec("1.36.0")))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("one minor at a time"),
+        "{}",
+        err.message()
+    );
+    let err = c
+        .update_tenant_cluster(update(spec("1.33.9")))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("cannot downgrade"),
+        "{}",
+        err.message()
+    );
+    let mut moved = spec("1.34.3");
+    moved.network.as_mut().unwrap().service_cidr = "10.96.0.0/16".into();
+    let err = c.update_tenant_cluster(update(moved)).await.unwrap_err();
+    assert_eq!(field_errors(&err)[0].field, "network.service_cidr");
+
+    // An upgrade by one minor happens in place.
+    let mut next = spec("1.35.0");
+    next.deletion_protection = true;
+    let up = c
+        .update_tenant_cluster(update(next))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(up.generation, 2);
+    let t = wait_phase(&mut c, "acme", TenantClusterPhase::Ready).await;
+    assert_eq!(t.status.unwrap().current_version, "1.35.0");
+    assert_eq!(runtime.versions.lock().unwrap()["acme"], "1.35.0");
+
+    // deletion_protection blocks delete; once lifted, delete ends the watch with NOT_FOUND.
+    let err = c
+        .delete_tenant_cluster(v1::DeleteTenantClusterRequest {
+            name: "acme".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_errors(&err)[0].field, "deletion_protection");
+    c.update_tenant_cluster(update(spec("1.35.0")))
+        .await
+        .unwrap();
+    c.delete_tenant_cluster(v1::DeleteTenantClusterRequest {
+        name: "acme".into(),
+    })
+    .await
+    .unwrap();
+    let mut stream = c
+        .watch_tenant_cluster(v1::WatchTenantClusterRequest {
+            name: "acme".into(),
+        })
+        .await
+        .map(|r| r.into_inner());
+    let ended = loop {
+        match &mut stream {
+            Err(e) => break e.code(),
+            Ok(s) => match tokio::time::timeout(Duration::from_secs(30), s.next())
+                .await
+                .expect("timed out")
+            {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => break e.code(),
+                None => panic!("stream ended without NOT_FOUND"),
+            },
+        }
+    };
+    assert_eq!(ended, Code::NotFound);
+    assert!(runtime.versions.lock().unwrap().is_empty());
+    let _ = stop.send(true);
+    let _ = driver.await;
+    server.abort();
+}
