@@ -122,10 +122,10 @@ impl TenantClusters for TenantApi {
                 "kamajid has no control-plane runtime: run it in the admin cluster or give it --kubeconfig",
             ));
         }
-        let rec =
-            match reconcile::create(&self.store, &req.name, &spec).await {
-                Ok(r) => r,
-                Err(StoreError::AlreadyExists { .. }) => return Err(field_status(
+        let rec = match reconcile::create(&self.store, &req.name, &spec).await {
+            Ok(r) => r,
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Err(field_status(
                     Code::AlreadyExists,
                     &[FieldError::new(
                         "name",
@@ -134,9 +134,10 @@ impl TenantClusters for TenantApi {
                             req.name
                         ),
                     )],
-                )),
-                Err(e) => return Err(store_status(e)),
-            };
+                ))
+            }
+            Err(e) => return Err(store_status(e)),
+        };
         info!(tenant = %req.name, uid = %rec.uid, "tenant cluster created");
         self.wake.notify_one();
         Ok(Response::new(rec.to_proto()))
