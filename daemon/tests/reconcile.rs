@@ -2,55 +2,24 @@
 //! runtime double: resumption after a crash at every step, exact teardown, spreading, and no
 //! overcommit under concurrent placements.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::GetOptions;
 use kamaji_proto::v1;
-use kamajid::controlplane::render::Tenant;
 use kamajid::datastore::{isolation, DatastoreRecord, DatastoreStatusRecord, Phase as DsPhase};
 use kamajid::devenv::{DevPki, EtcdProcess, EtcdSecurity};
 use kamajid::etcd::{connect, EtcdTls};
 use kamajid::kek::Kek;
-use kamajid::pki::TenantPki;
 use kamajid::placement::Policy;
 use kamajid::reconcile::{converge, create, mark_deleting, step, Context, Outcome, Step};
-use kamajid::runtime::{Runtime, RuntimeError, RuntimeStatus};
 use kamajid::store::{
     datastore_key, datastore_status_key, reservation_key, tenant_key, Reservation, Store, ROOT,
 };
 use kamajid::tenant::{Phase, TenantRecord};
-
-/// A runtime double: remembers what was applied; a tenant is ready once applied.
-#[derive(Default)]
-struct MemoryRuntime {
-    applied: Mutex<HashMap<String, String>>,
-}
-
-impl Runtime for MemoryRuntime {
-    async fn apply(&self, t: &Tenant<'_>, pki: &TenantPki) -> Result<(), RuntimeError> {
-        assert!(pki.etcd_client.cert.contains("BEGIN CERTIFICATE"));
-        self.applied
-            .lock()
-            .unwrap()
-            .insert(t.name.to_owned(), t.spec.kubernetes_version.clone());
-        Ok(())
-    }
-    async fn status(&self, t: &Tenant<'_>) -> Result<RuntimeStatus, RuntimeError> {
-        let tenant = t.name;
-        let ready = self.applied.lock().unwrap().contains_key(tenant);
-        Ok(RuntimeStatus {
-            ready,
-            endpoint: ready.then(|| format!("https://{tenant}.tenants.test:6443")),
-            message: String::new(),
-        })
-    }
-    async fn delete(&self, tenant: &str) -> Result<bool, RuntimeError> {
-        self.applied.lock().unwrap().remove(tenant);
-        Ok(true)
-    }
-}
+use support::{tenant_spec, MemoryRuntime};
 
 struct World {
     _dir: tempfile::TempDir,
@@ -173,22 +142,6 @@ fn tls(pki: &DevPki) -> EtcdTls {
     }
 }
 
-fn spec() -> v1::TenantClusterSpec {
-    v1::TenantClusterSpec {
-        kubernetes_version: "1.35.1".into(),
-        replicas: 2,
-        network: Some(v1::Network {
-            service_cidr: "10.96.0.0/12".into(),
-            pod_cidr: "10.244.0.0/16".into(),
-            dns_service_ip: "10.96.0.10".into(),
-            port: 6443,
-            service_type: v1::ServiceType::LoadBalancer as i32,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 const GIB: i64 = 1 << 30;
 const CREATE_STEPS: [Step; 5] = [
     Step::Place,
@@ -205,7 +158,9 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
     let admin = w.shard_admin(0).await;
     for k in 0..=CREATE_STEPS.len() {
         let name = format!("crash-{k}");
-        create(&w.store, &name, &spec()).await.unwrap();
+        create(&w.store, &name, &tenant_spec("1.35.1"))
+            .await
+            .unwrap();
         {
             let first = w.ctx();
             for s in &CREATE_STEPS[..k] {
@@ -222,7 +177,7 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
         assert_eq!(rec.datastore.as_deref(), Some("shard-0"));
         assert_eq!(
             rec.endpoint.as_deref(),
-            Some(format!("https://{name}.tenants.test:6443").as_str())
+            Some(format!("https://{name}.example:6443").as_str())
         );
         assert!(rec
             .pki
@@ -275,7 +230,7 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
         assert!(keys.kvs().is_empty(), "tenant keys left behind");
     }
     assert!(
-        w.runtime.applied.lock().unwrap().is_empty(),
+        w.runtime.versions.lock().unwrap().is_empty(),
         "control planes left behind"
     );
     assert_eq!(
@@ -299,7 +254,9 @@ async fn tenants_spread_over_shards_and_concurrent_placements_never_overcommit()
     let w = World::start(&[GIB, GIB]).await;
     for i in 0..6 {
         let name = format!("spread-{i}");
-        create(&w.store, &name, &spec()).await.unwrap();
+        create(&w.store, &name, &tenant_spec("1.35.1"))
+            .await
+            .unwrap();
         assert_eq!(
             converge(&w.ctx(), &name, 20).await.unwrap(),
             Outcome::Converged
@@ -312,7 +269,9 @@ async fn tenants_spread_over_shards_and_concurrent_placements_never_overcommit()
     let small = World::start(&[3 * 64 * 1024 * 1024 + 1024]).await;
     let names: Vec<String> = (0..8).map(|i| format!("race-{i}")).collect();
     for n in &names {
-        create(&small.store, n, &spec()).await.unwrap();
+        create(&small.store, n, &tenant_spec("1.35.1"))
+            .await
+            .unwrap();
     }
     let results = futures::future::join_all(names.iter().map(|n| {
         let ctx = small.ctx();

@@ -1,8 +1,9 @@
 //! The TenantClusters API end to end inside kamajid: gRPC in, reconcile driver, real etcd
 //! (state and a shared datastore, secured), and a runtime double in place of the admin cluster.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use kamaji_proto::errors::field_errors;
@@ -10,62 +11,17 @@ use kamaji_proto::v1::tenant_clusters_client::TenantClustersClient;
 use kamaji_proto::v1::tenant_clusters_server::TenantClustersServer;
 use kamaji_proto::v1::{self, TenantClusterPhase};
 use kamajid::api::tenants::TenantApi;
-use kamajid::controlplane::render::Tenant;
 use kamajid::datastore::{DatastoreRecord, DatastoreStatusRecord, Phase as DsPhase};
 use kamajid::devenv::{free_port, DevPki, EtcdProcess, EtcdSecurity};
 use kamajid::etcd::{connect, EtcdTls};
 use kamajid::kek::Kek;
-use kamajid::pki::TenantPki;
 use kamajid::placement::Policy;
 use kamajid::reconcile::{self, Context};
-use kamajid::runtime::{Runtime, RuntimeError, RuntimeStatus};
 use kamajid::store::{datastore_key, datastore_status_key, Store};
+use support::{tenant_spec, MemoryRuntime};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::Code;
-
-#[derive(Default)]
-struct MemoryRuntime {
-    versions: Mutex<HashMap<String, String>>,
-}
-
-impl Runtime for MemoryRuntime {
-    async fn apply(&self, t: &Tenant<'_>, _pki: &TenantPki) -> Result<(), RuntimeError> {
-        self.versions
-            .lock()
-            .unwrap()
-            .insert(t.name.to_owned(), t.spec.kubernetes_version.clone());
-        Ok(())
-    }
-    async fn status(&self, t: &Tenant<'_>) -> Result<RuntimeStatus, RuntimeError> {
-        let ready = self.versions.lock().unwrap().get(t.name) == Some(&t.spec.kubernetes_version);
-        Ok(RuntimeStatus {
-            ready,
-            endpoint: Some(format!("https://{}.example:6443", t.name)),
-            message: "rolling".into(),
-        })
-    }
-    async fn delete(&self, tenant: &str) -> Result<bool, RuntimeError> {
-        self.versions.lock().unwrap().remove(tenant);
-        Ok(true)
-    }
-}
-
-fn spec(version: &str) -> v1::TenantClusterSpec {
-    v1::TenantClusterSpec {
-        kubernetes_version: version.into(),
-        replicas: 2,
-        network: Some(v1::Network {
-            service_cidr: "10.96.0.0/12".into(),
-            pod_cidr: "10.244.0.0/16".into(),
-            dns_service_ip: "10.96.0.10".into(),
-            port: 6443,
-            service_type: v1::ServiceType::LoadBalancer as i32,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 async fn wait_phase(
     c: &mut TenantClustersClient<Channel>,
@@ -179,7 +135,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
     let created = c
         .create_tenant_cluster(v1::CreateTenantClusterRequest {
             name: "acme".into(),
-            spec: Some(spec("1.34.3")),
+            spec: Some(tenant_spec("1.34.3")),
         })
         .await
         .unwrap()
@@ -214,7 +170,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
     let err = c
         .create_tenant_cluster(v1::CreateTenantClusterRequest {
             name: "Bad".into(),
-            spec: Some(spec("1.20.0")),
+            spec: Some(tenant_spec("1.20.0")),
         })
         .await
         .unwrap_err();
@@ -231,7 +187,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         spec: Some(s),
     };
     let err = c
-        .update_tenant_cluster(update(spec("1.36.0")))
+        .update_tenant_cluster(update(tenant_spec("1.36.0")))
         .await
         .unwrap_err();
     assert!(
@@ -240,7 +196,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         err.message()
     );
     let err = c
-        .update_tenant_cluster(update(spec("1.33.9")))
+        .update_tenant_cluster(update(tenant_spec("1.33.9")))
         .await
         .unwrap_err();
     assert!(
@@ -248,13 +204,13 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         "{}",
         err.message()
     );
-    let mut moved = spec("1.34.3");
+    let mut moved = tenant_spec("1.34.3");
     moved.network.as_mut().unwrap().service_cidr = "10.96.0.0/16".into();
     let err = c.update_tenant_cluster(update(moved)).await.unwrap_err();
     assert_eq!(field_errors(&err)[0].field, "network.service_cidr");
 
     // An upgrade by one minor happens in place.
-    let mut next = spec("1.35.0");
+    let mut next = tenant_spec("1.35.0");
     next.deletion_protection = true;
     let up = c
         .update_tenant_cluster(update(next))
@@ -274,7 +230,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         .await
         .unwrap_err();
     assert_eq!(field_errors(&err)[0].field, "deletion_protection");
-    c.update_tenant_cluster(update(spec("1.35.0")))
+    c.update_tenant_cluster(update(tenant_spec("1.35.0")))
         .await
         .unwrap();
     c.delete_tenant_cluster(v1::DeleteTenantClusterRequest {

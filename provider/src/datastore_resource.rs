@@ -266,6 +266,26 @@ impl DatastoreState {
     }
 }
 
+/// The state after a create or update: kamajid's answer, keeping the keys just sent.
+fn written(
+    diags: &mut Diagnostics,
+    client: &crate::client::Client,
+    what: &str,
+    result: Result<tonic::Response<v1::Datastore>, tonic::Status>,
+    planned: &DatastoreState,
+) -> Option<(DatastoreState, KeyFingerprints)> {
+    match result {
+        Ok(r) => {
+            let ds = r.into_inner();
+            Some((DatastoreState::from_proto(&ds, planned), fingerprints(&ds)))
+        }
+        Err(s) => {
+            report(diags, what, &client.endpoint, &s);
+            None
+        }
+    }
+}
+
 fn fingerprints(ds: &v1::Datastore) -> KeyFingerprints {
     KeyFingerprints {
         client_key_sha256: ds.client_key_sha256.clone(),
@@ -482,21 +502,14 @@ impl Resource for DatastoreResource {
             name: name.clone(),
             spec: Some(planned.spec()),
         };
-        match client.datastores().create_datastore(req).await {
-            Ok(r) => {
-                let ds = r.into_inner();
-                Some((DatastoreState::from_proto(&ds, &planned), fingerprints(&ds)))
-            }
-            Err(s) => {
-                report(
-                    diags,
-                    &format!("Registering datastore {name:?}"),
-                    &client.endpoint,
-                    &s,
-                );
-                None
-            }
-        }
+        let result = client.datastores().create_datastore(req).await;
+        written(
+            diags,
+            &client,
+            &format!("Registering datastore {name:?}"),
+            result,
+            &planned,
+        )
     }
 
     async fn update<'a>(
@@ -514,21 +527,14 @@ impl Resource for DatastoreResource {
             name: name.clone(),
             spec: Some(planned.spec()),
         };
-        match client.datastores().update_datastore(req).await {
-            Ok(r) => {
-                let ds = r.into_inner();
-                Some((DatastoreState::from_proto(&ds, &planned), fingerprints(&ds)))
-            }
-            Err(s) => {
-                report(
-                    diags,
-                    &format!("Updating datastore {name:?}"),
-                    &client.endpoint,
-                    &s,
-                );
-                None
-            }
-        }
+        let result = client.datastores().update_datastore(req).await;
+        written(
+            diags,
+            &client,
+            &format!("Updating datastore {name:?}"),
+            result,
+            &planned,
+        )
     }
 
     async fn destroy<'a>(

@@ -189,3 +189,57 @@ pub async fn names(client: &mut Client) -> Vec<String> {
         .map(|d| d.name)
         .collect()
 }
+
+/// A runtime double for tenant tests: remembers the version applied per tenant; a tenant is
+/// ready once the version its spec asks for has been applied.
+#[derive(Default)]
+pub struct MemoryRuntime {
+    pub versions: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl kamajid::runtime::Runtime for MemoryRuntime {
+    async fn apply(
+        &self,
+        t: &kamajid::controlplane::render::Tenant<'_>,
+        pki: &kamajid::pki::TenantPki,
+    ) -> Result<(), kamajid::runtime::RuntimeError> {
+        assert!(pki.etcd_client.cert.contains("BEGIN CERTIFICATE"));
+        self.versions
+            .lock()
+            .unwrap()
+            .insert(t.name.to_owned(), t.spec.kubernetes_version.clone());
+        Ok(())
+    }
+    async fn status(
+        &self,
+        t: &kamajid::controlplane::render::Tenant<'_>,
+    ) -> Result<kamajid::runtime::RuntimeStatus, kamajid::runtime::RuntimeError> {
+        let ready = self.versions.lock().unwrap().get(t.name) == Some(&t.spec.kubernetes_version);
+        Ok(kamajid::runtime::RuntimeStatus {
+            ready,
+            endpoint: Some(format!("https://{}.example:6443", t.name)),
+            message: "rolling out".into(),
+        })
+    }
+    async fn delete(&self, tenant: &str) -> Result<bool, kamajid::runtime::RuntimeError> {
+        self.versions.lock().unwrap().remove(tenant);
+        Ok(true)
+    }
+}
+
+/// A valid tenant spec at `version`.
+pub fn tenant_spec(version: &str) -> v1::TenantClusterSpec {
+    v1::TenantClusterSpec {
+        kubernetes_version: version.into(),
+        replicas: 2,
+        network: Some(v1::Network {
+            service_cidr: "10.96.0.0/12".into(),
+            pod_cidr: "10.244.0.0/16".into(),
+            dns_service_ip: "10.96.0.10".into(),
+            port: 6443,
+            service_type: v1::ServiceType::LoadBalancer as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
