@@ -5,16 +5,20 @@
 //! random port; each [`Workdir`] is a Terraform root module with its own state. Tests check both
 //! what Terraform says (plan JSON, state JSON, diagnostics) and what kamajid holds.
 
+pub mod kube_double;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use kamaji_proto::v1::datastores_client::DatastoresClient;
+use kamaji_proto::v1::tenant_clusters_client::TenantClustersClient;
 use kamajid::devenv::write_file;
 pub use kamajid::devenv::{free_port, DevPki, EtcdProcess, EtcdSecurity};
 use kamajid::etcd::{connect, EtcdTls};
 pub use kamajid::pki::{issue, new_ca, Pem};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 pub const TOKEN: &str = "acceptance-token-0123456789abcdef";
@@ -57,6 +61,20 @@ pub fn ensure_built() {
     });
 }
 
+/// Adds the harness token to every call.
+#[derive(Clone, Copy)]
+pub struct Bearer;
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let auth = format!("Bearer {TOKEN}")
+            .parse()
+            .map_err(|_| tonic::Status::internal("token"))?;
+        req.metadata_mut().insert("authorization", auth);
+        Ok(req)
+    }
+}
+
 /// Writes a terraform CLI config that installs the freshly built provider via dev_overrides.
 pub fn write_cli_config(dir: &Path) -> PathBuf {
     let path = dir.join("terraformrc");
@@ -69,15 +87,21 @@ pub fn write_cli_config(dir: &Path) -> PathBuf {
 }
 
 /// Starts `kamajid serve` with the harness files in `dir` and waits until it listens.
-fn spawn_kamajid(dir: &Path, state_endpoint: &str, port: u16) -> Child {
+fn spawn_kamajid(dir: &Path, state_endpoint: &str, port: u16, kubeconfig: Option<&Path>) -> Child {
     let pki_dir = dir.join("pki");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("kamajid.log"))
         .expect("log");
-    let child = Command::new(bin_dir().join("kamajid"))
-        .arg("serve")
+    let mut cmd = Command::new(bin_dir().join("kamajid"));
+    if let Some(k) = kubeconfig {
+        cmd.arg("serve").arg("--kubeconfig").arg(k);
+    } else {
+        // No admin cluster: keep kamajid from finding one in the environment.
+        cmd.arg("serve").env_remove("KUBECONFIG").env("HOME", dir);
+    }
+    let child = cmd
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--tls-cert-file")
@@ -137,6 +161,11 @@ impl Drop for Harness {
 
 impl Harness {
     pub async fn start() -> Self {
+        Self::start_with_admin_cluster(None).await
+    }
+
+    /// Starts kamajid with `kube` as its admin-cluster kubeconfig (None: no admin cluster).
+    pub async fn start_with_admin_cluster(kube: Option<String>) -> Self {
         ensure_built();
         kamajid::server::install_crypto();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -154,7 +183,12 @@ impl Harness {
             .await
             .expect("state etcd");
         let port = free_port();
-        let kamajid = spawn_kamajid(dir.path(), &state.endpoint, port);
+        let kubeconfig = kube.map(|k| {
+            let path = dir.path().join("admin.kubeconfig");
+            std::fs::write(&path, k).expect("kubeconfig");
+            path
+        });
+        let kamajid = spawn_kamajid(dir.path(), &state.endpoint, port, kubeconfig.as_deref());
         let cli_config = write_cli_config(dir.path());
         Self {
             endpoint: format!("https://127.0.0.1:{port}"),
@@ -172,7 +206,14 @@ impl Harness {
     pub fn restart_kamajid(&mut self) {
         let _ = self.kamajid.kill();
         let _ = self.kamajid.wait();
-        self.kamajid = spawn_kamajid(self.dir.path(), &self.state.endpoint, self.port);
+        let kubeconfig = self.dir.path().join("admin.kubeconfig");
+        let kubeconfig = kubeconfig.exists().then_some(kubeconfig);
+        self.kamajid = spawn_kamajid(
+            self.dir.path(),
+            &self.state.endpoint,
+            self.port,
+            kubeconfig.as_deref(),
+        );
     }
 
     /// A datastore etcd sharing the harness PKI (its CA signs servers and clients).
@@ -183,28 +224,24 @@ impl Harness {
     }
 
     /// A gRPC client to kamajid, to check what it holds independently of Terraform.
-    pub async fn client(
-        &self,
-    ) -> DatastoresClient<
-        tonic::service::interceptor::InterceptedService<
-            Channel,
-            impl tonic::service::Interceptor + Clone,
-        >,
-    > {
+    pub async fn client(&self) -> DatastoresClient<InterceptedService<Channel, Bearer>> {
+        DatastoresClient::with_interceptor(self.channel().await, Bearer)
+    }
+
+    /// A gRPC client for tenant clusters.
+    pub async fn tenants(&self) -> TenantClustersClient<InterceptedService<Channel, Bearer>> {
+        TenantClustersClient::with_interceptor(self.channel().await, Bearer)
+    }
+
+    async fn channel(&self) -> Channel {
         let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.pki.ca.cert));
-        let channel = Channel::from_shared(self.endpoint.clone())
+        Channel::from_shared(self.endpoint.clone())
             .expect("uri")
             .tls_config(tls)
             .expect("tls")
             .connect()
             .await
-            .expect("connect kamajid");
-        let auth: tonic::metadata::MetadataValue<_> =
-            format!("Bearer {TOKEN}").parse().expect("header");
-        DatastoresClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-            req.metadata_mut().insert("authorization", auth.clone());
-            Ok(req)
-        })
+            .expect("connect kamajid")
     }
 
     /// A raw root client on the state etcd.

@@ -1,0 +1,184 @@
+//! Tenant clusters through the real `kamajid serve` binary: real etcd (state and a shared
+//! datastore, secured), and the Kubernetes API test double as the admin cluster.
+
+use std::time::Duration;
+
+use acceptance_tests::kube_double::KubeDouble;
+use acceptance_tests::*;
+use kamaji_proto::v1::{self, TenantClusterPhase};
+use tokio_stream::StreamExt;
+
+fn tenant_spec() -> v1::TenantClusterSpec {
+    v1::TenantClusterSpec {
+        kubernetes_version: "1.35.2".into(),
+        replicas: 2,
+        network: Some(v1::Network {
+            service_cidr: "10.96.0.0/12".into(),
+            pod_cidr: "10.244.0.0/16".into(),
+            dns_service_ip: "10.96.0.10".into(),
+            port: 6443,
+            service_type: v1::ServiceType::LoadBalancer as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_removes_it_all() {
+    let double = KubeDouble::default();
+    let base = double.start().await;
+    let h = Harness::start_with_admin_cluster(Some(KubeDouble::kubeconfig(&base))).await;
+    let etcd = h.etcd("shard-a", EtcdSecurity::default()).await;
+    let mut ds = h.client().await;
+    ds.create_datastore(v1::CreateDatastoreRequest {
+        name: "shard-a".into(),
+        spec: Some(v1::DatastoreSpec {
+            endpoints: vec![etcd.endpoint.clone()],
+            ca_certificate: h.pki.ca.cert.clone(),
+            client_certificate: h.pki.root.cert.clone(),
+            client_key: h.pki.root.key.clone(),
+            client_ca_certificate: h.pki.ca.cert.clone(),
+            client_ca_key: h.pki.ca.key.clone(),
+            quota_bytes: 1 << 30,
+            schedulable: true,
+            ..Default::default()
+        }),
+    })
+    .await
+    .expect("register datastore");
+
+    let mut t = h.tenants().await;
+    t.create_tenant_cluster(v1::CreateTenantClusterRequest {
+        name: "acme".into(),
+        spec: Some(tenant_spec()),
+    })
+    .await
+    .expect("create tenant");
+    let mut watch = t
+        .watch_tenant_cluster(v1::WatchTenantClusterRequest {
+            name: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ready = loop {
+        let next = tokio::time::timeout(Duration::from_secs(60), watch.next())
+            .await
+            .expect("not ready in time");
+        let tc = next.expect("watch ended").expect("watch error");
+        if tc.status.as_ref().unwrap().phase == TenantClusterPhase::Ready as i32 {
+            break tc;
+        }
+    };
+    let st = ready.status.unwrap();
+    assert_eq!(st.datastore, "shard-a");
+    assert_eq!(
+        st.endpoint, "https://127.0.0.1:6443",
+        "endpoint from the LoadBalancer"
+    );
+    assert_eq!(st.current_version, "1.35.2");
+
+    // What kamajid applied to the admin cluster.
+    let paths = double.paths();
+    for want in [
+        "/api/v1/namespaces/tenant-acme",
+        "/api/v1/namespaces/tenant-acme/secrets/pki",
+        "/api/v1/namespaces/tenant-acme/secrets/etcd-pki",
+        "/api/v1/namespaces/tenant-acme/secrets/kubeconfigs",
+        "/apis/apps/v1/namespaces/tenant-acme/deployments/control-plane",
+        "/api/v1/namespaces/tenant-acme/services/kube-apiserver",
+        "/apis/networking.k8s.io/v1/namespaces/tenant-acme/networkpolicies/kube-apiserver-ingress",
+        "/apis/policy/v1/namespaces/tenant-acme/poddisruptionbudgets/control-plane",
+    ] {
+        assert!(
+            paths.iter().any(|p| p == want),
+            "{want} not applied; have {paths:?}"
+        );
+    }
+    let dep = double
+        .get("/apis/apps/v1/namespaces/tenant-acme/deployments/control-plane")
+        .unwrap();
+    let args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        args.iter()
+            .any(|a| a == &format!("--etcd-prefix=/{}", ready.uid)),
+        "{args:?}"
+    );
+    assert!(args
+        .iter()
+        .any(|a| a == &format!("--etcd-servers={}", etcd.endpoint)));
+
+    // The tenant's etcd user exists on the shared datastore.
+    let tls = kamajid::etcd::EtcdTls {
+        ca_pem: Some(h.pki.ca.cert.clone()),
+        identity: Some((h.pki.root.cert.clone(), h.pki.root.key.clone())),
+    };
+    let mut admin = kamajid::etcd::connect(
+        std::slice::from_ref(&etcd.endpoint),
+        &tls,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(admin.user_get(ready.uid.as_str()).await.is_ok());
+    let creds = t
+        .get_tenant_cluster_credentials(v1::GetTenantClusterCredentialsRequest {
+            name: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(creds
+        .admin_kubeconfig
+        .contains("server: https://127.0.0.1:6443"));
+
+    // The datastore cannot go while the tenant lives on it.
+    let err = ds
+        .delete_datastore(v1::DeleteDatastoreRequest {
+            name: "shard-a".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("acme"), "{}", err.message());
+
+    // Delete: the namespace, the etcd user, role and keys, and the records all go.
+    t.delete_tenant_cluster(v1::DeleteTenantClusterRequest {
+        name: "acme".into(),
+    })
+    .await
+    .unwrap();
+    let mut gone = false;
+    for _ in 0..120 {
+        match t
+            .get_tenant_cluster(v1::GetTenantClusterRequest {
+                name: "acme".into(),
+            })
+            .await
+        {
+            Err(e) if e.code() == tonic::Code::NotFound => {
+                gone = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    assert!(gone, "tenant not removed");
+    assert!(
+        double.paths().is_empty(),
+        "objects left in the admin cluster: {:?}",
+        double.paths()
+    );
+    assert!(
+        admin.user_get(ready.uid.as_str()).await.is_err(),
+        "etcd user left behind"
+    );
+    ds.delete_datastore(v1::DeleteDatastoreRequest {
+        name: "shard-a".into(),
+    })
+    .await
+    .expect("datastore free again");
+}
