@@ -176,14 +176,19 @@ pub async fn mark_deleting(store: &Store, name: &str) -> Result<bool, StoreError
         return Ok(false);
     };
     if !rec.value.deleting {
-        rec.value.deleting = true;
-        rec.value.phase = Phase::Deleting;
-        rec.value.delete_time = crate::datastore::now_unix();
+        mark_deleting_record(&mut rec.value);
         store
             .update(&tenant_key(name), &rec.value, rec.mod_revision)
             .await?;
     }
     Ok(true)
+}
+
+/// Flags a record for teardown; the driver does the rest.
+pub fn mark_deleting_record(rec: &mut TenantRecord) {
+    rec.deleting = true;
+    rec.phase = Phase::Deleting;
+    rec.delete_time = crate::datastore::now_unix();
 }
 
 async fn save<R>(ctx: &Context<R>, rec: &TenantRecord, rev: i64) -> Result<(), ReconcileError> {

@@ -30,6 +30,15 @@ pub struct TenantApi {
     pub has_runtime: bool,
 }
 
+/// How often a request re-reads a record the reconciler changed under it before giving up.
+const CONFLICT_RETRIES: usize = 32;
+
+fn busy(name: &str) -> Status {
+    Status::aborted(format!(
+        "tenant cluster {name:?} kept changing while the request was applied; retry"
+    ))
+}
+
 fn not_found(name: &str) -> Status {
     field_status(
         Code::NotFound,
@@ -190,30 +199,35 @@ impl TenantClusters for TenantApi {
     ) -> Result<Response<v1::TenantCluster>, Status> {
         let req = req.into_inner();
         let spec = checked(&req.name, req.spec)?;
-        let Versioned {
-            value: mut rec,
-            mod_revision,
-        } = self.get_record(&req.name).await?;
-        if rec.deleting {
-            return Err(Status::failed_precondition(format!(
-                "tenant cluster {:?} is being deleted",
-                req.name
-            )));
-        }
-        let old = rec.spec();
-        let mut errors = immutable_changes(&old, &spec);
-        if let (Ok(from), Ok(to)) = (
-            contract::version("kubernetes_version", &old.kubernetes_version),
-            contract::version("kubernetes_version", &spec.kubernetes_version),
-        ) {
-            if let Err(e) = contract::upgrade("kubernetes_version", from, to) {
-                errors.push(e);
+        // The reconciler writes status into the same record; a lost compare-and-swap only means
+        // it got there first, so the change is re-checked against the fresh record and retried.
+        for _ in 0..CONFLICT_RETRIES {
+            let Versioned {
+                value: mut rec,
+                mod_revision,
+            } = self.get_record(&req.name).await?;
+            if rec.deleting {
+                return Err(Status::failed_precondition(format!(
+                    "tenant cluster {:?} is being deleted",
+                    req.name
+                )));
             }
-        }
-        if !errors.is_empty() {
-            return Err(field_status(Code::InvalidArgument, &errors));
-        }
-        if old != spec {
+            let old = rec.spec();
+            let mut errors = immutable_changes(&old, &spec);
+            if let (Ok(from), Ok(to)) = (
+                contract::version("kubernetes_version", &old.kubernetes_version),
+                contract::version("kubernetes_version", &spec.kubernetes_version),
+            ) {
+                if let Err(e) = contract::upgrade("kubernetes_version", from, to) {
+                    errors.push(e);
+                }
+            }
+            if !errors.is_empty() {
+                return Err(field_status(Code::InvalidArgument, &errors));
+            }
+            if old == spec {
+                return Ok(Response::new(rec.to_proto()));
+            }
             rec.spec = crate::tenant::spec_to_stored(&spec);
             rec.generation += 1;
             if rec.phase == Phase::Ready {
@@ -223,14 +237,21 @@ impl TenantClusters for TenantApi {
                     Phase::Provisioning
                 };
             }
-            self.store
+            match self
+                .store
                 .update(&tenant_key(&req.name), &rec, mod_revision)
                 .await
-                .map_err(store_status)?;
-            info!(tenant = %req.name, generation = rec.generation, "tenant cluster updated");
-            self.wake.notify_one();
+            {
+                Ok(()) => {
+                    info!(tenant = %req.name, generation = rec.generation, "tenant cluster updated");
+                    self.wake.notify_one();
+                    return Ok(Response::new(rec.to_proto()));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(store_status(e)),
+            }
         }
-        Ok(Response::new(rec.to_proto()))
+        Err(busy(&req.name))
     }
 
     async fn delete_tenant_cluster(
@@ -238,26 +259,43 @@ impl TenantClusters for TenantApi {
         req: Request<v1::DeleteTenantClusterRequest>,
     ) -> Result<Response<v1::TenantCluster>, Status> {
         let name = req.into_inner().name;
-        let rec = self.get_record(&name).await?;
-        if rec.value.spec().deletion_protection {
-            return Err(field_status(
-                Code::FailedPrecondition,
-                &[FieldError::new(
-                    "deletion_protection",
-                    format!("tenant cluster {name:?} has deletion_protection set; unset it first"),
-                )],
-            ));
-        }
-        reconcile::mark_deleting(&self.store, &name)
-            .await
-            .map_err(store_status)?;
-        self.wake.notify_one();
-        Ok(Response::new(
-            self.get_record(&name)
+        for _ in 0..CONFLICT_RETRIES {
+            let Versioned {
+                value: mut rec,
+                mod_revision,
+            } = self.get_record(&name).await?;
+            if rec.deleting {
+                return Ok(Response::new(rec.to_proto()));
+            }
+            if rec.spec().deletion_protection {
+                return Err(field_status(
+                    Code::FailedPrecondition,
+                    &[FieldError::new(
+                        "deletion_protection",
+                        format!(
+                            "tenant cluster {name:?} has deletion_protection set; unset it first"
+                        ),
+                    )],
+                ));
+            }
+            // Checked and marked against one revision: an update that sets deletion_protection
+            // in between makes this write lose and the check run again.
+            reconcile::mark_deleting_record(&mut rec);
+            match self
+                .store
+                .update(&tenant_key(&name), &rec, mod_revision)
                 .await
-                .map(|r| r.value.to_proto())
-                .unwrap_or_else(|_| rec.value.to_proto()),
-        ))
+            {
+                Ok(()) => {
+                    info!(tenant = %name, "tenant cluster marked for deletion");
+                    self.wake.notify_one();
+                    return Ok(Response::new(rec.to_proto()));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(store_status(e)),
+            }
+        }
+        Err(busy(&name))
     }
 
     type WatchTenantClusterStream = WatchStream;
