@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing need and a fresh machine may lack: etcd (server and
-# etcdctl) and protoc. Idempotent; quiet when everything is present.
+# etcdctl), protoc and openssl (tests cross-check hashes with it). Idempotent; quiet when everything is present.
 set -euo pipefail
 
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server etcd-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"

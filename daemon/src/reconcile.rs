@@ -116,36 +116,7 @@ impl<R: Runtime> Context<R> {
     async fn candidates(
         &self,
     ) -> Result<Vec<(Candidate, Option<Versioned<Reservation>>)>, ReconcileError> {
-        let records: Vec<Versioned<DatastoreRecord>> =
-            self.store.list(&format!("{ROOT}datastores/")).await?;
-        let mut out = Vec::new();
-        for r in records {
-            let ds = r.value;
-            let status: DatastoreStatusRecord = self
-                .store
-                .get(&datastore_status_key(&ds.name))
-                .await?
-                .map(|v| v.value)
-                .unwrap_or_default();
-            let reservation: Option<Versioned<Reservation>> =
-                self.store.get(&reservation_key(&ds.name)).await?;
-            let res = reservation.as_ref().map(|v| v.value).unwrap_or_default();
-            out.push((
-                Candidate {
-                    name: ds.name.clone(),
-                    ready: status.phase == DsPhase::Ready,
-                    schedulable: ds.schedulable,
-                    labels: ds.labels.clone(),
-                    quota_bytes: ds.quota_bytes,
-                    max_tenants: ds.max_tenants,
-                    tenants: res.tenants,
-                    reserved_bytes: res.reserved_bytes,
-                    used_bytes: status.db_size_bytes,
-                },
-                reservation,
-            ));
-        }
-        Ok(out)
+        Ok(candidates(&self.store).await?)
     }
 
     fn open_pki(&self, rec: &TenantRecord) -> Result<Option<TenantPki>, ReconcileError> {
@@ -155,6 +126,42 @@ impl<R: Runtime> Context<R> {
         let json = self.kek.open(&tenant_key(&rec.name), &stored.sealed)?;
         Ok(serde_json::from_str(&json).ok())
     }
+}
+
+/// Every registered datastore as placement sees it, with its reservation record (whose
+/// revision the placing transaction guards).
+pub async fn candidates(
+    store: &Store,
+) -> Result<Vec<(Candidate, Option<Versioned<Reservation>>)>, StoreError> {
+    let records: Vec<Versioned<DatastoreRecord>> =
+        store.list(&format!("{ROOT}datastores/")).await?;
+    let mut out = Vec::new();
+    for r in records {
+        let ds = r.value;
+        let status: DatastoreStatusRecord = store
+            .get(&datastore_status_key(&ds.name))
+            .await?
+            .map(|v| v.value)
+            .unwrap_or_default();
+        let reservation: Option<Versioned<Reservation>> =
+            store.get(&reservation_key(&ds.name)).await?;
+        let res = reservation.as_ref().map(|v| v.value).unwrap_or_default();
+        out.push((
+            Candidate {
+                name: ds.name.clone(),
+                ready: status.phase == DsPhase::Ready,
+                schedulable: ds.schedulable,
+                labels: ds.labels.clone(),
+                quota_bytes: ds.quota_bytes,
+                max_tenants: ds.max_tenants,
+                tenants: res.tenants,
+                reserved_bytes: res.reserved_bytes,
+                used_bytes: status.db_size_bytes,
+            },
+            reservation,
+        ));
+    }
+    Ok(out)
 }
 
 /// Writes a new tenant record (the API's create): the spec and a fresh immutable id. The id is

@@ -160,7 +160,11 @@ impl TenantRecord {
                 current_version: self.current_version.clone().unwrap_or_default(),
                 datastore: self.datastore.clone().unwrap_or_default(),
                 observed_generation: self.observed_generation,
-                ca_cert_hash: String::new(),
+                ca_cert_hash: self
+                    .pki
+                    .as_ref()
+                    .and_then(|p| kamaji_proto::validate::ca_cert_hash(&p.ca_certificate))
+                    .unwrap_or_default(),
             }),
             generation: self.generation,
             create_time: timestamp(self.create_time),

@@ -131,6 +131,42 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         .await
         .unwrap();
 
+    // A tenant no datastore can take is refused before anything is stored.
+    let mut nowhere = tenant_spec("1.34.3");
+    nowhere.datastore = "missing".into();
+    let err = c
+        .create_tenant_cluster(v1::CreateTenantClusterRequest {
+            name: "lost".into(),
+            spec: Some(nowhere),
+        })
+        .await
+        .unwrap_err();
+    let f = &field_errors(&err)[0];
+    assert_eq!(
+        (err.code(), f.field.as_str()),
+        (Code::FailedPrecondition, "datastore")
+    );
+    assert!(
+        f.message.contains("\"missing\" does not exist"),
+        "{}",
+        f.message
+    );
+    let mut picky = tenant_spec("1.34.3");
+    picky.datastore_selector = [("tier".to_owned(), "gold".to_owned())].into();
+    let err = c
+        .create_tenant_cluster(v1::CreateTenantClusterRequest {
+            name: "lost".into(),
+            spec: Some(picky),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_errors(&err)[0].field, "datastore_selector");
+    assert!(store
+        .get::<kamajid::tenant::TenantRecord>(&kamajid::store::tenant_key("lost"))
+        .await
+        .unwrap()
+        .is_none());
+
     // Create returns at once; watching shows it become Ready with an endpoint and a CA.
     let created = c
         .create_tenant_cluster(v1::CreateTenantClusterRequest {
@@ -155,6 +191,11 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         ("https://acme.example:6443", "shard", "1.34.3")
     );
     assert!(st.cluster_ca_certificate.contains("BEGIN CERTIFICATE"));
+    assert_eq!(
+        Some(st.ca_cert_hash.clone()),
+        kamaji_proto::validate::ca_cert_hash(&st.cluster_ca_certificate)
+    );
+    assert_eq!(st.ca_cert_hash.len(), 64);
     let creds = c
         .get_tenant_cluster_credentials(v1::GetTenantClusterCredentialsRequest {
             name: "acme".into(),

@@ -197,6 +197,18 @@ pub fn common_name(pem: &str) -> Option<String> {
     Some(cn)
 }
 
+/// Hex SHA-256 of the first certificate's SubjectPublicKeyInfo: what `kubeadm join
+/// --discovery-token-ca-cert-hash sha256:<hash>` pins the cluster CA by.
+pub fn ca_cert_hash(pem: &str) -> Option<String> {
+    let der = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()?
+        .ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(hex::encode(Sha256::digest(
+        cert.tbs_certificate.subject_pki.raw,
+    )))
+}
+
 pub fn quota_bytes(field: &str, value: i64) -> Check {
     if value > 0 {
         Ok(())
@@ -457,5 +469,33 @@ mod tests {
     fn fingerprint_ignores_surrounding_whitespace_only() {
         assert_eq!(pem_fingerprint("abc\n"), pem_fingerprint("  abc"));
         assert_ne!(pem_fingerprint("abc"), pem_fingerprint("abd"));
+    }
+
+    /// kubeadm's documented recipe: `openssl x509 -pubkey | openssl pkey -pubin -outform der |
+    /// sha256`, run for real so the two computations are independent.
+    #[test]
+    fn ca_cert_hash_matches_the_openssl_recipe() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let (pem, _) = ca();
+        let pipe = |args: &[&str], input: &[u8]| {
+            let mut child = Command::new("openssl")
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("openssl is installed by scripts/install-deps.sh");
+            child.stdin.take().unwrap().write_all(input).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success());
+            out.stdout
+        };
+        let pubkey = pipe(&["x509", "-pubkey", "-noout"], pem.as_bytes());
+        let der = pipe(&["pkey", "-pubin", "-outform", "der"], &pubkey);
+        let digest = pipe(&["dgst", "-sha256", "-r"], &der);
+        let expected = String::from_utf8(digest).unwrap();
+        let expected = expected.split_whitespace().next().unwrap();
+        assert_eq!(ca_cert_hash(&pem).as_deref(), Some(expected));
+        assert_eq!(ca_cert_hash("not a certificate"), None);
     }
 }

@@ -17,9 +17,10 @@ use tracing::info;
 use super::store_status;
 use crate::kek::Kek;
 use crate::pki::{kubeconfig, TenantPki};
+use crate::placement::{self, Candidate, Policy};
 use crate::reconcile;
 use crate::store::{tenant_key, Store, StoreError, Versioned, ROOT};
-use crate::tenant::{Phase, TenantRecord};
+use crate::tenant::{Phase, TenantRecord, DEFAULT_RESERVATION_BYTES};
 
 pub struct TenantApi {
     pub store: Store,
@@ -68,16 +69,22 @@ fn checked(
 }
 
 /// Fields fixed at creation: placement, the network plan, and the names baked into the PKI.
+/// Naming the datastore the tenant already sits on (or none) is not a move: clients that show
+/// the assigned datastore send it back.
 pub fn immutable_changes(
     old: &v1::TenantClusterSpec,
     new: &v1::TenantClusterSpec,
+    placed: Option<&str>,
 ) -> Vec<FieldError> {
+    let moved = old.datastore != new.datastore
+        && !new.datastore.is_empty()
+        && placed != Some(new.datastore.as_str());
     let (o, n) = (
         old.network.clone().unwrap_or_default(),
         new.network.clone().unwrap_or_default(),
     );
     let fixed = [
-        ("datastore", old.datastore != new.datastore),
+        ("datastore", moved),
         (
             "datastore_selector",
             old.datastore_selector != new.datastore_selector,
@@ -107,6 +114,40 @@ pub fn immutable_changes(
 }
 
 impl TenantApi {
+    /// Refuses a tenant no datastore can take now, so nothing is created that could only sit
+    /// Degraded. The reconciler places for real (under a compare-and-swap) right after.
+    async fn check_placement(&self, spec: &v1::TenantClusterSpec) -> Result<(), Status> {
+        let candidates: Vec<Candidate> = reconcile::candidates(&self.store)
+            .await
+            .map_err(store_status)?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        let req = placement::Request {
+            reservation_bytes: DEFAULT_RESERVATION_BYTES,
+            datastore: (!spec.datastore.is_empty()).then(|| spec.datastore.clone()),
+            selector: spec
+                .datastore_selector
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        match placement::place(&req, &candidates, Policy::Spread) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let field = if spec.datastore.is_empty() && !spec.datastore_selector.is_empty() {
+                    "datastore_selector"
+                } else {
+                    "datastore"
+                };
+                Err(field_status(
+                    Code::FailedPrecondition,
+                    &[FieldError::new(field, e.to_string())],
+                ))
+            }
+        }
+    }
+
     async fn get_record(&self, name: &str) -> Result<Versioned<TenantRecord>, Status> {
         self.store
             .get(&tenant_key(name))
@@ -131,6 +172,7 @@ impl TenantClusters for TenantApi {
                 "kamajid has no control-plane runtime: run it in the admin cluster or give it --kubeconfig",
             ));
         }
+        self.check_placement(&spec).await?;
         let rec = match reconcile::create(&self.store, &req.name, &spec).await {
             Ok(r) => r,
             Err(StoreError::AlreadyExists { .. }) => {
@@ -213,7 +255,7 @@ impl TenantClusters for TenantApi {
                 )));
             }
             let old = rec.spec();
-            let mut errors = immutable_changes(&old, &spec);
+            let mut errors = immutable_changes(&old, &spec, rec.datastore.as_deref());
             if let (Ok(from), Ok(to)) = (
                 contract::version("kubernetes_version", &old.kubernetes_version),
                 contract::version("kubernetes_version", &spec.kubernetes_version),
