@@ -487,5 +487,18 @@ impl DatastoreHcl {
     }
 }
 
+/// Whether a diagnostic in terraform's output points at `attribute`: terraform quotes the
+/// source line of the attribute the provider named (`  8:   name = "Bad"`).
+pub fn points_at(out: &str, attribute: &str) -> bool {
+    out.contains("Error: ")
+        && out.lines().any(|l| {
+            l.trim_start().split_once(':').is_some_and(|(n, rest)| {
+                !n.is_empty()
+                    && n.chars().all(|c| c.is_ascii_digit())
+                    && rest.trim_start().starts_with(&format!("{attribute} "))
+            })
+        })
+}
+
 pub const PROVIDER_HCL: &str =
     "terraform {\n  required_providers {\n    kamaji = { source = \"kamaji/kamaji\" }\n  }\n}\n";

@@ -219,19 +219,6 @@ async fn destroy_is_refused_while_tenants_are_placed_on_the_datastore() {
     );
 }
 
-/// Whether a diagnostic in terraform's output points at `attribute`: terraform quotes the
-/// source line of the attribute the provider named (`  8:   name = "Bad"`).
-fn points_at(out: &str, attribute: &str) -> bool {
-    out.contains("Error: ")
-        && out.lines().any(|l| {
-            l.trim_start().split_once(':').is_some_and(|(n, rest)| {
-                !n.is_empty()
-                    && n.chars().all(|c| c.is_ascii_digit())
-                    && rest.trim_start().starts_with(&format!("{attribute} "))
-            })
-        })
-}
-
 /// One bad input: the HCL change, the attribute the error must name, and a phrase from the
 /// message.
 struct Bad {

@@ -15,6 +15,45 @@ pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 33..=37;
 pub const MAX_NAME_LEN: usize = 50;
 pub const MAX_REPLICAS: u32 = 9;
 
+/// Defaults clients fill in for unset settings (the API itself takes every field explicitly, so
+/// a stored spec never changes meaning when a default does). kubeadm's defaults where it has one.
+pub mod defaults {
+    pub const REPLICAS: u32 = 2;
+    pub const SERVICE_CIDR: &str = "10.96.0.0/12";
+    pub const POD_CIDR: &str = "10.244.0.0/16";
+    pub const DNS_SERVICE_IP: &str = "10.96.0.10";
+    pub const PORT: u32 = 6443;
+    pub const SERVICE_TYPE: &str = "LoadBalancer";
+}
+
+/// Service type names as users write them.
+pub const SERVICE_TYPES: [(&str, ServiceType); 3] = [
+    ("ClusterIP", ServiceType::ClusterIp),
+    ("NodePort", ServiceType::NodePort),
+    ("LoadBalancer", ServiceType::LoadBalancer),
+];
+
+pub fn service_type(field: &str, name: &str) -> Result<ServiceType, FieldError> {
+    SERVICE_TYPES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!("{name:?} is not a service type; use ClusterIP, NodePort or LoadBalancer"),
+            )
+        })
+}
+
+pub fn service_type_name(t: i32) -> &'static str {
+    SERVICE_TYPES
+        .iter()
+        .find(|(_, v)| *v as i32 == t)
+        .map(|(n, _)| *n)
+        .unwrap_or("")
+}
+
 /// A Kubernetes release, `1.<minor>.<patch>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Version {

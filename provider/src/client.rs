@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kamaji_proto::errors::field_errors;
 use kamaji_proto::v1::datastores_client::DatastoresClient;
+use kamaji_proto::v1::tenant_clusters_client::TenantClustersClient;
 use tf_provider::{AttributePath, Diagnostics};
 use tokio::sync::RwLock;
 use tonic::service::interceptor::InterceptedService;
@@ -39,6 +40,7 @@ impl tonic::service::Interceptor for AuthToken {
 }
 
 pub type Datastores = DatastoresClient<InterceptedService<Channel, AuthToken>>;
+pub type TenantClusters = TenantClustersClient<InterceptedService<Channel, AuthToken>>;
 
 /// A configured client. Cheap to clone: clones share one HTTP/2 connection.
 #[derive(Clone)]
@@ -84,6 +86,10 @@ impl Client {
 
     pub fn datastores(&self) -> Datastores {
         DatastoresClient::with_interceptor(self.channel.clone(), self.token.clone())
+    }
+
+    pub fn tenant_clusters(&self) -> TenantClusters {
+        TenantClustersClient::with_interceptor(self.channel.clone(), self.token.clone())
     }
 }
 

@@ -20,6 +20,7 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 use tonic::Code;
 
 use crate::client::{report, Shared};
+use crate::replacing::Replacing;
 use crate::schema::docs::*;
 use crate::schema::*;
 
@@ -56,6 +57,7 @@ pub struct KeyFingerprints {
 
 pub struct DatastoreResource {
     pub client: Shared,
+    pub replacing: Replacing,
 }
 
 pub fn phase_name(p: i32) -> &'static str {
@@ -410,7 +412,11 @@ impl Resource for DatastoreResource {
         config.check(diags);
         let mut planned = proposed.with_defaults().unknown_computed();
         planned.id = planned.name.clone();
-        if let Value::Value(name) = &planned.name {
+        let replacing = planned
+            .name
+            .as_ref_option()
+            .is_some_and(|n| self.replacing.contains(n));
+        if let (Value::Value(name), false) = (&planned.name, replacing) {
             // Also surfaces a wrong token or an unreachable kamajid at plan rather than apply.
             if let Some(Some(_)) = self.get(diags, name).await {
                 diags.error(
@@ -474,6 +480,11 @@ impl Resource for DatastoreResource {
             || !replace.is_empty();
         if spec_changed {
             planned = planned.unknown_computed();
+        }
+        if !replace.is_empty() {
+            if let Value::Value(n) = &planned.name {
+                self.replacing.mark(n);
+            }
         }
         Some((planned, private, replace))
     }

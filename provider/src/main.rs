@@ -7,7 +7,11 @@ mod datastore_resource;
 mod datastores_data_source;
 mod docs;
 mod provider;
+mod replacing;
 mod schema;
+mod tenant_cluster_data_source;
+mod tenant_cluster_resource;
+mod tenant_cluster_state;
 
 fn main() -> std::process::ExitCode {
     // `terraform-provider-kamaji docs <repo root>` writes the registry documentation.

@@ -11,7 +11,10 @@ use tf_provider::{map, AttributePath, Diagnostics, DynamicDataSource, DynamicRes
 
 use crate::client::{Client, Settings, Shared};
 use crate::schema::{attributes, optional, sensitive, string};
-use crate::{datastore_data_source, datastore_resource, datastores_data_source};
+use crate::{
+    datastore_data_source, datastore_resource, datastores_data_source, tenant_cluster_data_source,
+    tenant_cluster_resource,
+};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ProviderConfig {
@@ -181,7 +184,8 @@ impl Provider for KamajiProvider {
         _diags: &mut Diagnostics,
     ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
         Some(map! {
-            "datastore" => datastore_resource::DatastoreResource { client: self.client.clone() },
+            "datastore" => datastore_resource::DatastoreResource { client: self.client.clone(), replacing: Default::default() },
+            "tenant_cluster" => tenant_cluster_resource::TenantClusterResource { client: self.client.clone(), replacing: Default::default() },
         })
     }
 
@@ -192,6 +196,7 @@ impl Provider for KamajiProvider {
         Some(map! {
             "datastore" => datastore_data_source::DatastoreDataSource { client: self.client.clone() },
             "datastores" => datastores_data_source::DatastoresDataSource { client: self.client.clone() },
+            "tenant_cluster" => tenant_cluster_data_source::TenantClusterDataSource { client: self.client.clone() },
         })
     }
 }

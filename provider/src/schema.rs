@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Description};
+use tf_provider::schema::{
+    Attribute, AttributeConstraint, AttributeType, Block, Description, NestedBlock,
+};
 
 pub fn string() -> AttributeType {
     AttributeType::String
@@ -78,4 +80,84 @@ pub mod docs {
     pub const DS_DB_SIZE: &str = "Size of etcd's backend database in bytes (largest member).";
     pub const DS_TENANTS: &str = "Number of tenant clusters placed on the datastore.";
     pub const DS_MEMBERS: &str = "Names of the etcd cluster members.";
+}
+
+/// A `NestingGroup` block: written at most once, never null, so defaults can show inside it.
+pub fn group(
+    description: &str,
+    attributes: HashMap<String, Attribute>,
+    blocks: HashMap<String, NestedBlock>,
+) -> NestedBlock {
+    NestedBlock::Group(Block {
+        version: 1,
+        attributes,
+        blocks,
+        description: Description::markdown(description),
+        deprecated: false,
+    })
+}
+
+/// The same block for a data source: every attribute read-only except those in `inputs`, and
+/// without the `timeouts` block.
+pub fn read_only(block: &Block, inputs: &[&str]) -> Block {
+    let mut b = block.clone();
+    for (name, a) in b.attributes.iter_mut() {
+        a.constraint = if inputs.contains(&name.as_str()) {
+            AttributeConstraint::Required
+        } else {
+            AttributeConstraint::Computed
+        };
+    }
+    b.blocks.remove("timeouts");
+    for nb in b.blocks.values_mut() {
+        if let NestedBlock::Group(inner) = nb {
+            *inner = read_only(inner, &[]);
+        }
+    }
+    b
+}
+
+/// Descriptions shared by the tenant cluster resource and data source.
+pub mod tenant_docs {
+    pub const TC_DESCRIPTION: &str = "A managed Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler) run by kamajid. \
+kamajid places its state on an etcd datastore with room, fences it there with its own etcd user and key prefix, mints its PKI, runs the \
+control plane and reports its endpoint and credentials. Apply returns once the cluster answers.";
+    pub const TC_NAME: &str =
+        "Name, a DNS-1123 label of at most 50 characters. Changing it replaces the cluster.";
+    pub const TC_VERSION: &str = "Kubernetes version, e.g. `1.35.2` (1.33 to 1.37). Changes happen in place: patch releases \
+forward, or the next minor; skipping a minor or going down is refused at plan.";
+    pub const TC_REPLICAS: &str = "Control-plane replicas, 1 to 9. Defaults to 2.";
+    pub const TC_DATASTORE: &str =
+        "Datastore to place the cluster on. Unset lets kamajid choose one with room (and matching \
+`datastore_selector`); the chosen one is then shown here. Changing it replaces the cluster.";
+    pub const TC_SELECTOR: &str = "When `datastore` is unset: only datastores carrying all these labels. Changing it replaces the cluster.";
+    pub const TC_ADMISSION: &str =
+        "Admission plugins to enable in addition to the apiserver's defaults.";
+    pub const TC_LABELS: &str =
+        "Labels, used by the `kamaji_tenant_clusters` filters and shown on the cluster's objects.";
+    pub const TC_PROTECTION: &str =
+        "When true, destroying or replacing the cluster is refused (at plan). Defaults to false.";
+    pub const TC_UID: &str =
+        "Immutable id kamajid gave the cluster; its etcd user and key prefix (`/<uid>/`).";
+    pub const TC_ENDPOINT: &str = "URL of the cluster's API server, `https://host:port`.";
+    pub const TC_CA: &str = "PEM CA certificate of the cluster.";
+    pub const TC_CA_HASH: &str = "`sha256:<hex>` less the prefix: SHA-256 of the CA's public key, as `kubeadm join --discovery-token-ca-cert-hash` expects.";
+    pub const TC_KUBECONFIG: &str =
+        "kubeconfig with cluster-admin rights (group `system:masters`).";
+    pub const TC_CLIENT_CERT: &str = "PEM client certificate of the cluster admin.";
+    pub const TC_CLIENT_KEY: &str = "PEM private key of `client_certificate`.";
+    pub const TC_CURRENT_VERSION: &str = "Kubernetes version the control plane runs now.";
+    pub const TC_STATUS: &str = "`Provisioning`, `Ready`, `Upgrading`, `Degraded` or `Deleting`.";
+    pub const TC_STATUS_MESSAGE: &str =
+        "Why the cluster is not `Ready` (its failing conditions); empty when it is.";
+    pub const TC_REQUIREMENTS: &str = "Requests and limits as Kubernetes quantities.";
+    pub const TC_SERVICE_CIDR: &str = "Range for the cluster's Services. Defaults to `10.96.0.0/12`. Changing it replaces the cluster.";
+    pub const TC_POD_CIDR: &str = "Range for Pods. Defaults to `10.244.0.0/16`; must not overlap `service_cidr`. Changing it replaces the cluster.";
+    pub const TC_DNS_IP: &str = "Cluster DNS address, inside `service_cidr`. Defaults to `10.96.0.10`. Changing it replaces the cluster.";
+    pub const TC_PORT: &str = "Port the API server is reached on. Defaults to 6443.";
+    pub const TC_SERVICE_TYPE: &str = "How the admin cluster exposes the API server: `LoadBalancer` (default), `NodePort` or `ClusterIP`.";
+    pub const TC_ENDPOINT_ADDRESS: &str = "Address workers and users reach the API server by, when it is not the load balancer's \
+(e.g. a DNS name in front of a NodePort). It is in the serving certificate. Changing it replaces the cluster.";
+    pub const TC_EXTRA_SANS: &str =
+        "More names and addresses for the serving certificate. Changing them replaces the cluster.";
 }

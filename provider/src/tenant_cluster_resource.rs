@@ -1,0 +1,733 @@
+//! Resource `kamaji_tenant_cluster`: a managed Kubernetes control plane.
+//!
+//! - Plan: every known input is checked with the same contract kamajid applies; a version
+//!   change must move one minor up (or a patch up) unless the cluster is being replaced anyway;
+//!   placement, the network plan and the certificate names force replacement; destroying (or
+//!   replacing) a cluster with `deletion_protection` is refused at plan.
+//! - Apply: kamajid's writes return at once; the provider follows the tenant with Watch until it
+//!   is Ready at the new generation, within `timeouts`. A create that times out leaves the
+//!   cluster in state, tainted, so nothing is lost and the next apply replaces it.
+//! - A cluster deleted outside Terraform reads as gone and is planned for creation.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use kamaji_proto::tenant as contract;
+use kamaji_proto::v1;
+use kamaji_proto::validate;
+use tf_provider::schema::{Block, Description, Schema};
+use tf_provider::value::{Value, ValueEmpty};
+use tf_provider::{AttributePath, Diagnostics, Resource};
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+use crate::client::{report, Client, Shared};
+use crate::replacing::Replacing;
+use crate::schema::tenant_docs::*;
+use crate::schema::*;
+use crate::tenant_cluster_state::{field_diag, status_message, TenantClusterState};
+
+pub struct TenantClusterResource {
+    pub client: Shared,
+    pub replacing: Replacing,
+}
+
+pub fn schema() -> Schema {
+    let requirements = || {
+        group(
+            TC_REQUIREMENTS,
+            attributes([
+                (
+                    "cpu_request",
+                    optional(string(), "CPU request, e.g. `250m`."),
+                ),
+                (
+                    "memory_request",
+                    optional(string(), "Memory request, e.g. `256Mi`."),
+                ),
+                (
+                    "cpu_limit",
+                    optional(string(), "CPU limit; unset means none."),
+                ),
+                (
+                    "memory_limit",
+                    optional(string(), "Memory limit; unset means none."),
+                ),
+            ]),
+            Default::default(),
+        )
+    };
+    let args = |component: &str| {
+        optional(
+            map_of_strings(),
+            &format!("Extra `--flag=value` arguments for {component}, without the leading `--`. Flags kamajid manages (etcd, certificates, ports, service CIDR) are refused."),
+        )
+    };
+    Schema {
+        version: 1,
+        block: Block {
+            version: 1,
+            description: Description::markdown(TC_DESCRIPTION),
+            attributes: attributes([
+                ("id", computed(string(), "The tenant cluster name; also its import ID.")),
+                ("name", required(string(), TC_NAME)),
+                ("kubernetes_version", required(string(), TC_VERSION)),
+                ("replicas", optional_default(number(), TC_REPLICAS)),
+                ("datastore", optional_default(string(), TC_DATASTORE)),
+                ("datastore_selector", optional(map_of_strings(), TC_SELECTOR)),
+                ("admission_plugins", optional(list_of_strings(), TC_ADMISSION)),
+                ("labels", optional(map_of_strings(), TC_LABELS)),
+                ("deletion_protection", optional_default(boolean(), TC_PROTECTION)),
+                ("uid", computed(string(), TC_UID)),
+                ("endpoint", computed(string(), TC_ENDPOINT)),
+                ("cluster_ca_certificate", computed(string(), TC_CA)),
+                ("ca_cert_hash", computed(string(), TC_CA_HASH)),
+                ("admin_kubeconfig", sensitive(computed(string(), TC_KUBECONFIG))),
+                ("client_certificate", computed(string(), TC_CLIENT_CERT)),
+                ("client_key", sensitive(computed(string(), TC_CLIENT_KEY))),
+                ("current_version", computed(string(), TC_CURRENT_VERSION)),
+                ("status", computed(string(), TC_STATUS)),
+                ("status_message", computed(string(), TC_STATUS_MESSAGE)),
+            ]),
+            blocks: [
+                (
+                    "network".to_owned(),
+                    group(
+                        "How the control plane is reached and the cluster's address plan.",
+                        attributes([
+                            ("service_cidr", optional_default(string(), TC_SERVICE_CIDR)),
+                            ("pod_cidr", optional_default(string(), TC_POD_CIDR)),
+                            ("dns_service_ip", optional_default(string(), TC_DNS_IP)),
+                            ("port", optional_default(number(), TC_PORT)),
+                            ("service_type", optional_default(string(), TC_SERVICE_TYPE)),
+                            ("endpoint_address", optional(string(), TC_ENDPOINT_ADDRESS)),
+                            ("extra_sans", optional(list_of_strings(), TC_EXTRA_SANS)),
+                        ]),
+                        Default::default(),
+                    ),
+                ),
+                (
+                    "resources".to_owned(),
+                    group(
+                        "CPU and memory for each control-plane component, per replica. Unset values use kamajid's defaults.",
+                        Default::default(),
+                        [
+                            ("apiserver".to_owned(), requirements()),
+                            ("controller_manager".to_owned(), requirements()),
+                            ("scheduler".to_owned(), requirements()),
+                        ]
+                        .into(),
+                    ),
+                ),
+                (
+                    "extra_args".to_owned(),
+                    group(
+                        "Extra command-line flags per component.",
+                        attributes([
+                            ("apiserver", args("kube-apiserver")),
+                            ("controller_manager", args("kube-controller-manager")),
+                            ("scheduler", args("kube-scheduler")),
+                        ]),
+                        Default::default(),
+                    ),
+                ),
+                (
+                    "timeouts".to_owned(),
+                    group(
+                        "How long apply waits for the cluster to become Ready (create, update) or to be gone (delete), e.g. `30m`.",
+                        attributes([
+                            ("create", optional(string(), "Defaults to `20m`.")),
+                            ("update", optional(string(), "Defaults to `20m`.")),
+                            ("delete", optional(string(), "Defaults to `10m`.")),
+                        ]),
+                        Default::default(),
+                    ),
+                ),
+            ]
+            .into(),
+            ..Default::default()
+        },
+    }
+}
+
+/// The attributes whose change replaces the cluster, as kamajid fixes them at creation.
+fn replacements(prior: &TenantClusterState, planned: &TenantClusterState) -> Vec<AttributePath> {
+    let mut out = Vec::new();
+    if prior.name != planned.name {
+        out.push(AttributePath::new("name"));
+    }
+    if prior.datastore != planned.datastore && !planned.datastore.is_unknown() {
+        out.push(AttributePath::new("datastore"));
+    }
+    if prior.datastore_selector != planned.datastore_selector {
+        out.push(AttributePath::new("datastore_selector"));
+    }
+    let (p, n) = (
+        prior.network.as_ref_option().cloned().unwrap_or_default(),
+        planned.network.as_ref_option().cloned().unwrap_or_default(),
+    );
+    let net = |f: &'static str| AttributePath::new("network").attribute(f);
+    if p.service_cidr != n.service_cidr {
+        out.push(net("service_cidr"));
+    }
+    if p.pod_cidr != n.pod_cidr {
+        out.push(net("pod_cidr"));
+    }
+    if p.dns_service_ip != n.dns_service_ip {
+        out.push(net("dns_service_ip"));
+    }
+    if p.endpoint_address != n.endpoint_address {
+        out.push(net("endpoint_address"));
+    }
+    if p.extra_sans != n.extra_sans {
+        out.push(net("extra_sans"));
+    }
+    out
+}
+
+/// Why waiting ended without the cluster reaching what was asked.
+enum WaitEnd {
+    /// The tenant is gone (a delete finished).
+    Gone,
+    TimedOut(Option<v1::TenantCluster>),
+    Failed(tonic::Status),
+}
+
+impl TenantClusterResource {
+    async fn get(
+        &self,
+        diags: &mut Diagnostics,
+        client: &Client,
+        name: &str,
+    ) -> Option<Option<v1::TenantCluster>> {
+        match client
+            .tenant_clusters()
+            .get_tenant_cluster(v1::GetTenantClusterRequest {
+                name: name.to_owned(),
+            })
+            .await
+        {
+            Ok(r) => Some(Some(r.into_inner())),
+            Err(s) if s.code() == Code::NotFound => Some(None),
+            Err(s) => {
+                report(
+                    diags,
+                    &format!("Reading tenant cluster {name:?}"),
+                    &client.endpoint,
+                    &s,
+                );
+                None
+            }
+        }
+    }
+
+    async fn credentials(client: &Client, name: &str) -> Option<v1::TenantClusterCredentials> {
+        client
+            .tenant_clusters()
+            .get_tenant_cluster_credentials(v1::GetTenantClusterCredentialsRequest {
+                name: name.to_owned(),
+            })
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    }
+
+    /// Follows the tenant until `done` holds, it is gone, or `timeout` passes. Streams break
+    /// (kamajid restarts, leader changes); the watch is then re-opened.
+    async fn wait(
+        client: &Client,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&v1::TenantCluster) -> bool,
+    ) -> Result<v1::TenantCluster, WaitEnd> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(WaitEnd::TimedOut(last));
+            }
+            let opened = tokio::time::timeout(
+                left,
+                client
+                    .tenant_clusters()
+                    .watch_tenant_cluster(v1::WatchTenantClusterRequest {
+                        name: name.to_owned(),
+                    }),
+            )
+            .await;
+            let mut stream = match opened {
+                Err(_) => return Err(WaitEnd::TimedOut(last)),
+                Ok(Ok(s)) => s.into_inner(),
+                Ok(Err(s)) if s.code() == Code::NotFound => return Err(WaitEnd::Gone),
+                Ok(Err(s)) if retryable(&s) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Ok(Err(s)) => return Err(WaitEnd::Failed(s)),
+            };
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, stream.next()).await {
+                    Err(_) => return Err(WaitEnd::TimedOut(last)),
+                    Ok(Some(Ok(tc))) => {
+                        if done(&tc) {
+                            return Ok(tc);
+                        }
+                        last = Some(tc);
+                    }
+                    Ok(Some(Err(s))) if s.code() == Code::NotFound => return Err(WaitEnd::Gone),
+                    Ok(Some(Err(s))) if !retryable(&s) => return Err(WaitEnd::Failed(s)),
+                    Ok(Some(Err(_))) | Ok(None) => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for Ready at `generation`, then reads credentials. On failure the error names the
+    /// last phase and failing conditions and the state still records the cluster.
+    async fn settle(
+        &self,
+        diags: &mut Diagnostics,
+        client: &Client,
+        name: &str,
+        generation: i64,
+        timeout: Duration,
+        verb: &str,
+        planned: &TenantClusterState,
+        fallback: v1::TenantCluster,
+    ) -> TenantClusterState {
+        let ready = |tc: &v1::TenantCluster| {
+            let st = tc.status.clone().unwrap_or_default();
+            st.phase == v1::TenantClusterPhase::Ready as i32 && st.observed_generation >= generation
+        };
+        match Self::wait(client, name, timeout, ready).await {
+            Ok(tc) => {
+                let creds = Self::credentials(client, name).await;
+                TenantClusterState::from_proto(&tc, creds.as_ref(), planned)
+            }
+            Err(end) => {
+                let last = match end {
+                    WaitEnd::TimedOut(last) => {
+                        let last = last.unwrap_or(fallback);
+                        let st = last.status.clone().unwrap_or_default();
+                        let why = status_message(&last);
+                        diags.root_error(
+                            format!("Tenant cluster {name:?} did not become Ready"),
+                            format!(
+                                "{verb} waited {}s; the cluster is {}{}. kamajid keeps reconciling it; \
+                                 raise timeouts.{verb} or fix the cause, then apply again.",
+                                timeout.as_secs(),
+                                crate::tenant_cluster_state::phase_name(st.phase),
+                                if why.is_empty() { String::new() } else { format!(" ({why})") },
+                            ),
+                        );
+                        last
+                    }
+                    WaitEnd::Gone => {
+                        diags.root_error(
+                            format!("Tenant cluster {name:?} disappeared"),
+                            "It was deleted while Terraform waited for it to become Ready.",
+                        );
+                        fallback
+                    }
+                    WaitEnd::Failed(s) => {
+                        report(
+                            diags,
+                            &format!("Waiting for tenant cluster {name:?}"),
+                            &client.endpoint,
+                            &s,
+                        );
+                        fallback
+                    }
+                };
+                let creds = Self::credentials(client, name).await;
+                TenantClusterState::from_proto(&last, creds.as_ref(), planned)
+            }
+        }
+    }
+}
+
+/// Statuses worth re-opening a watch for: kamajid restarting or briefly unreachable.
+fn retryable(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::Aborted | Code::Unknown | Code::DeadlineExceeded | Code::Internal
+    )
+}
+
+fn name_of(s: &TenantClusterState) -> String {
+    s.name
+        .as_ref_option()
+        .or(s.id.as_ref_option())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn protected_error(diags: &mut Diagnostics, name: &str, what: &str) {
+    diags.error(
+        "Tenant cluster is protected from deletion",
+        format!(
+            "{what} tenant cluster {name:?} would delete it, and it has deletion_protection = true. \
+             Set deletion_protection = false and apply first."
+        ),
+        AttributePath::new("deletion_protection"),
+    );
+}
+
+#[async_trait]
+impl Resource for TenantClusterResource {
+    type State<'a> = TenantClusterState;
+    type PrivateState<'a> = ValueEmpty;
+    type ProviderMetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        Some(schema())
+    }
+
+    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
+        config.check(diags);
+        Some(())
+    }
+
+    async fn read<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        state: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let client = self.client.get(diags).await?;
+        let name = name_of(&state);
+        match self.get(diags, &client, &name).await {
+            Some(Some(tc)) => {
+                let creds = Self::credentials(&client, &name).await;
+                Some((
+                    TenantClusterState::from_proto(&tc, creds.as_ref(), &state),
+                    private,
+                ))
+            }
+            // Deleted outside Terraform: report it gone so the plan re-creates it.
+            Some(None) => None,
+            None => Some((state, private)),
+        }
+    }
+
+    async fn plan_create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        proposed: Self::State<'a>,
+        config: Self::State<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        config.check(diags);
+        let mut planned = proposed.with_defaults().unknown_outputs();
+        planned.id = planned.name.clone();
+        if planned.datastore.is_null() {
+            planned.datastore = Value::Unknown;
+        }
+        let replacing = planned
+            .name
+            .as_ref_option()
+            .is_some_and(|n| self.replacing.contains(n));
+        if let (Value::Value(name), false) = (&planned.name, replacing) {
+            if let Some(client) = self.client.get(diags).await {
+                // Also surfaces a wrong token or an unreachable kamajid at plan rather than apply.
+                if let Some(Some(_)) = self.get(diags, &client, name).await {
+                    diags.error(
+                        "Tenant cluster already exists",
+                        format!(
+                            "kamajid already has a tenant cluster named {name:?}. Import it with \
+                             `terraform import <address> {name}` or choose another name."
+                        ),
+                        AttributePath::new("name"),
+                    );
+                }
+            }
+        }
+        Some((planned, Default::default()))
+    }
+
+    async fn plan_update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        proposed: Self::State<'a>,
+        config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
+        config.check(diags);
+        let mut planned = proposed;
+        // Unset optional settings go back to their defaults rather than keep old values.
+        if config.replicas.is_null() {
+            planned.replicas = Value::Null;
+        }
+        if config.deletion_protection.is_null() {
+            planned.deletion_protection = Value::Null;
+        }
+        if let (Value::Value(p), Some(c)) = (&mut planned.network, config.network.as_ref_option()) {
+            for (pv, cv) in [
+                (&mut p.service_cidr, &c.service_cidr),
+                (&mut p.pod_cidr, &c.pod_cidr),
+                (&mut p.dns_service_ip, &c.dns_service_ip),
+                (&mut p.service_type, &c.service_type),
+            ] {
+                if cv.is_null() {
+                    *pv = Value::Null;
+                }
+            }
+            if c.port.is_null() {
+                p.port = Value::Null;
+            }
+        }
+        planned = planned.with_defaults();
+        let replace = replacements(&prior, &planned);
+        let protected = prior.deletion_protection.as_ref_option() == Some(&true);
+        if !replace.is_empty() && protected {
+            protected_error(diags, &name_of(&prior), "Replacing");
+        }
+        if replace.is_empty() {
+            if let (Value::Value(from), Value::Value(to)) =
+                (&prior.kubernetes_version, &planned.kubernetes_version)
+            {
+                if let (Ok(f), Ok(t)) = (
+                    contract::version("kubernetes_version", from),
+                    contract::version("kubernetes_version", to),
+                ) {
+                    if let Err(e) = contract::upgrade("kubernetes_version", f, t) {
+                        field_diag(diags, e);
+                    }
+                }
+            }
+        }
+        let (old_spec, _) = prior.spec();
+        let (new_spec, unknown) = planned.spec();
+        let spec_changed =
+            !unknown.is_empty() || old_spec != new_spec || planned.datastore != prior.datastore;
+        if !replace.is_empty() {
+            planned = planned.unknown_outputs();
+            if config.datastore.is_null() {
+                planned.datastore = Value::Unknown;
+            }
+        } else if spec_changed {
+            planned = planned.unknown_status();
+            let (p, n) = (
+                old_spec.network.unwrap_or_default(),
+                new_spec.network.unwrap_or_default(),
+            );
+            if p.port != n.port || p.service_type != n.service_type {
+                planned.endpoint = Value::Unknown;
+                planned.admin_kubeconfig = Value::Unknown;
+            }
+        }
+        if !replace.is_empty() {
+            if let Value::Value(n) = &planned.name {
+                self.replacing.mark(n);
+            }
+        }
+        Some((planned, private, replace))
+    }
+
+    async fn plan_destroy<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<Self::PrivateState<'a>> {
+        if prior.deletion_protection.as_ref_option() == Some(&true) {
+            protected_error(diags, &name_of(&prior), "Destroying");
+        }
+        Some(private)
+    }
+
+    async fn create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        planned: Self::State<'a>,
+        config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let client = self.client.get(diags).await?;
+        let name = name_of(&planned);
+        let mut spec_source = planned.clone();
+        // An unset datastore lets kamajid choose; the planned value is only "known after apply".
+        spec_source.datastore = config.datastore.clone();
+        let (spec, _) = spec_source.spec();
+        let created = match client
+            .tenant_clusters()
+            .create_tenant_cluster(v1::CreateTenantClusterRequest {
+                name: name.clone(),
+                spec: Some(spec),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                report(
+                    diags,
+                    &format!("Creating tenant cluster {name:?}"),
+                    &client.endpoint,
+                    &s,
+                );
+                return None;
+            }
+        };
+        let state = self
+            .settle(
+                diags,
+                &client,
+                &name,
+                created.generation,
+                planned.timeout("create"),
+                "create",
+                &planned,
+                created,
+            )
+            .await;
+        Some((state, private))
+    }
+
+    async fn update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let client = self.client.get(diags).await?;
+        let name = name_of(&prior);
+        let (old_spec, _) = prior.spec();
+        let (spec, _) = planned.spec();
+        if old_spec == spec {
+            // Only timeouts (or nothing kamajid stores) changed.
+            let mut state = prior.clone();
+            state.timeouts = planned.timeouts.clone();
+            return Some((state, private));
+        }
+        let updated = match client
+            .tenant_clusters()
+            .update_tenant_cluster(v1::UpdateTenantClusterRequest {
+                name: name.clone(),
+                spec: Some(spec),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                report(
+                    diags,
+                    &format!("Updating tenant cluster {name:?}"),
+                    &client.endpoint,
+                    &s,
+                );
+                return None;
+            }
+        };
+        let state = self
+            .settle(
+                diags,
+                &client,
+                &name,
+                updated.generation,
+                planned.timeout("update"),
+                "update",
+                &planned,
+                updated,
+            )
+            .await;
+        Some((state, private))
+    }
+
+    async fn destroy<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<()> {
+        let client = self.client.get(diags).await?;
+        let name = name_of(&prior);
+        match client
+            .tenant_clusters()
+            .delete_tenant_cluster(v1::DeleteTenantClusterRequest { name: name.clone() })
+            .await
+        {
+            Ok(_) => {}
+            Err(s) if s.code() == Code::NotFound => return Some(()),
+            Err(s) => {
+                report(
+                    diags,
+                    &format!("Deleting tenant cluster {name:?}"),
+                    &client.endpoint,
+                    &s,
+                );
+                return None;
+            }
+        }
+        let timeout = prior.timeout("delete");
+        match Self::wait(&client, &name, timeout, |_| false).await {
+            Ok(_) | Err(WaitEnd::Gone) => Some(()),
+            Err(WaitEnd::TimedOut(last)) => {
+                let why = last.as_ref().map(status_message).unwrap_or_default();
+                diags.root_error(
+                    format!("Tenant cluster {name:?} was not removed in time"),
+                    format!(
+                        "kamajid is still tearing it down after {}s{}. It keeps going; run destroy again later \
+                         or raise timeouts.delete.",
+                        timeout.as_secs(),
+                        if why.is_empty() { String::new() } else { format!(" ({why})") },
+                    ),
+                );
+                None
+            }
+            Err(WaitEnd::Failed(s)) => {
+                report(
+                    diags,
+                    &format!("Waiting for tenant cluster {name:?} to go"),
+                    &client.endpoint,
+                    &s,
+                );
+                None
+            }
+        }
+    }
+
+    async fn import<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        id: String,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        if let Err(e) = validate::dns_label("name", &id) {
+            diags.root_error(
+                "Invalid import ID",
+                format!("the import ID is the tenant cluster name: {}", e.message),
+            );
+            return None;
+        }
+        let client = self.client.get(diags).await?;
+        match self.get(diags, &client, &id).await? {
+            Some(tc) => {
+                let creds = Self::credentials(&client, &id).await;
+                let mut state =
+                    TenantClusterState::from_proto(&tc, creds.as_ref(), &Default::default());
+                state.timeouts = Value::Value(Default::default());
+                Some((state, Default::default()))
+            }
+            None => {
+                diags.root_error(
+                    "Cannot import tenant cluster",
+                    format!("kamajid has no tenant cluster named {id:?}."),
+                );
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,639 @@
+//! The Terraform shape of a tenant cluster, shared by the resource and the data source: the
+//! state struct, its translation to and from the API, and the plan-time checks.
+//!
+//! Nested settings are `NestingGroup` blocks (`network {}`, `resources {}`, `extra_args {}`,
+//! `timeouts {}`): optional to write, never null, so the provider can show defaults inside them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use kamaji_proto::errors::FieldError;
+use kamaji_proto::tenant::{self as contract, defaults};
+use kamaji_proto::v1;
+use serde::{Deserialize, Serialize};
+use tf_provider::value::Value;
+use tf_provider::{AttributePath, Diagnostics};
+
+pub type StrMap = BTreeMap<String, Value<String>>;
+pub type StrList = Vec<Value<String>>;
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub service_cidr: Value<String>,
+    pub pod_cidr: Value<String>,
+    pub dns_service_ip: Value<String>,
+    pub port: Value<i64>,
+    pub service_type: Value<String>,
+    pub endpoint_address: Value<String>,
+    pub extra_sans: Value<StrList>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Requirements {
+    pub cpu_request: Value<String>,
+    pub memory_request: Value<String>,
+    pub cpu_limit: Value<String>,
+    pub memory_limit: Value<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    pub apiserver: Value<Requirements>,
+    pub controller_manager: Value<Requirements>,
+    pub scheduler: Value<Requirements>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtraArgs {
+    pub apiserver: Value<StrMap>,
+    pub controller_manager: Value<StrMap>,
+    pub scheduler: Value<StrMap>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timeouts {
+    pub create: Value<String>,
+    pub update: Value<String>,
+    pub delete: Value<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantClusterState {
+    pub id: Value<String>,
+    pub name: Value<String>,
+    pub kubernetes_version: Value<String>,
+    pub replicas: Value<i64>,
+    pub datastore: Value<String>,
+    pub datastore_selector: Value<StrMap>,
+    pub network: Value<Network>,
+    pub resources: Value<Resources>,
+    pub admission_plugins: Value<StrList>,
+    pub extra_args: Value<ExtraArgs>,
+    pub labels: Value<StrMap>,
+    pub deletion_protection: Value<bool>,
+    /// Absent from the data source's schema, hence never serialized when null.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub timeouts: Value<Timeouts>,
+    pub uid: Value<String>,
+    pub endpoint: Value<String>,
+    pub cluster_ca_certificate: Value<String>,
+    pub ca_cert_hash: Value<String>,
+    pub admin_kubeconfig: Value<String>,
+    pub client_certificate: Value<String>,
+    pub client_key: Value<String>,
+    pub current_version: Value<String>,
+    pub status: Value<String>,
+    pub status_message: Value<String>,
+}
+
+pub const CREATE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+pub const UPDATE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+pub const DELETE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// Parses Terraform-style durations: `90s`, `20m`, `1h30m`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut num = String::new();
+    let mut any = false;
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        total += n * match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        any = true;
+    }
+    (any && num.is_empty() && total > 0).then(|| Duration::from_secs(total))
+}
+
+/// The phase as users read it.
+pub fn phase_name(p: i32) -> &'static str {
+    match v1::TenantClusterPhase::try_from(p).unwrap_or_default() {
+        v1::TenantClusterPhase::Provisioning => "Provisioning",
+        v1::TenantClusterPhase::Ready => "Ready",
+        v1::TenantClusterPhase::Upgrading => "Upgrading",
+        v1::TenantClusterPhase::Deleting => "Deleting",
+        v1::TenantClusterPhase::Degraded => "Degraded",
+        v1::TenantClusterPhase::Unspecified => "Unknown",
+    }
+}
+
+/// Why a tenant is not Ready: the messages of its failing conditions.
+pub fn status_message(tc: &v1::TenantCluster) -> String {
+    let st = tc.status.clone().unwrap_or_default();
+    if st.phase == v1::TenantClusterPhase::Ready as i32 {
+        return String::new();
+    }
+    st.conditions
+        .iter()
+        .filter(|c| c.status != v1::ConditionStatus::True as i32)
+        .map(|c| format!("{}: {}", c.r#type, c.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A diagnostic for a field error, on the attribute path it names (`network.port`, ...).
+pub fn field_diag(diags: &mut Diagnostics, e: FieldError) {
+    let path = e
+        .field
+        .split('.')
+        .fold(AttributePath::root(), |p, s| p.attribute(s.to_owned()));
+    diags.error(format!("Invalid {}", e.field), e.message, path);
+}
+
+/// Collects the spec from state values, noting which paths are still unknown so their
+/// (placeholder) values are not judged.
+#[derive(Default)]
+struct Reader {
+    unknown: Vec<String>,
+}
+
+impl Reader {
+    fn string(&mut self, path: &str, v: &Value<String>, default: &str) -> String {
+        match v {
+            Value::Value(s) => s.clone(),
+            Value::Null => default.to_owned(),
+            Value::Unknown => {
+                self.unknown.push(path.to_owned());
+                String::new()
+            }
+        }
+    }
+
+    fn int(&mut self, path: &str, v: &Value<i64>, default: u32) -> u32 {
+        match v {
+            Value::Value(n) => u32::try_from(*n).unwrap_or(u32::MAX),
+            Value::Null => default,
+            Value::Unknown => {
+                self.unknown.push(path.to_owned());
+                0
+            }
+        }
+    }
+
+    fn list(&mut self, path: &str, v: &Value<StrList>) -> Vec<String> {
+        match v {
+            Value::Value(l) => l
+                .iter()
+                .filter_map(|e| match e {
+                    Value::Value(s) => Some(s.clone()),
+                    _ => {
+                        self.unknown.push(path.to_owned());
+                        None
+                    }
+                })
+                .collect(),
+            Value::Null => Vec::new(),
+            Value::Unknown => {
+                self.unknown.push(path.to_owned());
+                Vec::new()
+            }
+        }
+    }
+
+    fn map(&mut self, path: &str, v: &Value<StrMap>) -> HashMap<String, String> {
+        match v {
+            Value::Value(m) => m
+                .iter()
+                .filter_map(|(k, e)| match e {
+                    Value::Value(s) => Some((k.clone(), s.clone())),
+                    _ => {
+                        self.unknown.push(path.to_owned());
+                        None
+                    }
+                })
+                .collect(),
+            Value::Null => HashMap::new(),
+            Value::Unknown => {
+                self.unknown.push(path.to_owned());
+                HashMap::new()
+            }
+        }
+    }
+
+    fn requirements(
+        &mut self,
+        path: &str,
+        v: &Value<Requirements>,
+    ) -> Option<v1::ResourceRequirements> {
+        let r = v.as_ref_option()?;
+        let out = v1::ResourceRequirements {
+            cpu_request: self.string(&format!("{path}.cpu_request"), &r.cpu_request, ""),
+            memory_request: self.string(&format!("{path}.memory_request"), &r.memory_request, ""),
+            cpu_limit: self.string(&format!("{path}.cpu_limit"), &r.cpu_limit, ""),
+            memory_limit: self.string(&format!("{path}.memory_limit"), &r.memory_limit, ""),
+        };
+        (out != v1::ResourceRequirements::default()).then_some(out)
+    }
+}
+
+impl TenantClusterState {
+    /// The API spec these values describe, defaults filled in, and the attribute paths whose
+    /// values are not known yet.
+    pub fn spec(&self) -> (v1::TenantClusterSpec, Vec<String>) {
+        let mut r = Reader::default();
+        let net = self.network.as_ref_option().cloned().unwrap_or_default();
+        let service_type = r.string(
+            "network.service_type",
+            &net.service_type,
+            defaults::SERVICE_TYPE,
+        );
+        let network = v1::Network {
+            service_cidr: r.string(
+                "network.service_cidr",
+                &net.service_cidr,
+                defaults::SERVICE_CIDR,
+            ),
+            pod_cidr: r.string("network.pod_cidr", &net.pod_cidr, defaults::POD_CIDR),
+            dns_service_ip: r.string(
+                "network.dns_service_ip",
+                &net.dns_service_ip,
+                defaults::DNS_SERVICE_IP,
+            ),
+            port: r.int("network.port", &net.port, defaults::PORT),
+            service_type: contract::service_type("network.service_type", &service_type)
+                .map(|t| t as i32)
+                .unwrap_or_default(),
+            endpoint_address: r.string("network.endpoint_address", &net.endpoint_address, ""),
+            extra_sans: r.list("network.extra_sans", &net.extra_sans),
+        };
+        let res = self.resources.as_ref_option().cloned().unwrap_or_default();
+        let resources = v1::ComponentResources {
+            apiserver: r.requirements("resources.apiserver", &res.apiserver),
+            controller_manager: r
+                .requirements("resources.controller_manager", &res.controller_manager),
+            scheduler: r.requirements("resources.scheduler", &res.scheduler),
+        };
+        let x = self.extra_args.as_ref_option().cloned().unwrap_or_default();
+        let extra_args = v1::ExtraArgs {
+            apiserver: r.map("extra_args.apiserver", &x.apiserver),
+            controller_manager: r.map("extra_args.controller_manager", &x.controller_manager),
+            scheduler: r.map("extra_args.scheduler", &x.scheduler),
+        };
+        let spec = v1::TenantClusterSpec {
+            kubernetes_version: r.string("kubernetes_version", &self.kubernetes_version, ""),
+            replicas: r.int("replicas", &self.replicas, defaults::REPLICAS),
+            datastore: r.string("datastore", &self.datastore, ""),
+            datastore_selector: r.map("datastore_selector", &self.datastore_selector),
+            network: Some(network),
+            resources: (resources != v1::ComponentResources::default()).then_some(resources),
+            admission_plugins: r.list("admission_plugins", &self.admission_plugins),
+            extra_args: (extra_args != v1::ExtraArgs::default()).then_some(extra_args),
+            labels: r.map("labels", &self.labels),
+            deletion_protection: self
+                .deletion_protection
+                .as_ref_option()
+                .copied()
+                .unwrap_or(false),
+        };
+        (spec, r.unknown)
+    }
+
+    /// Every check the API makes that can be made from known values, plus the service type
+    /// name and the timeouts, reported on the attributes at fault.
+    pub fn check(&self, diags: &mut Diagnostics) {
+        let (spec, mut unknown) = self.spec();
+        let name = match &self.name {
+            Value::Value(n) => n.clone(),
+            _ => {
+                unknown.push("name".into());
+                String::new()
+            }
+        };
+        let mut errors = contract::tenant_cluster(&name, &spec);
+        if let Some(Value::Value(t)) = self.network.as_ref_option().map(|n| &n.service_type) {
+            if let Err(e) = contract::service_type("network.service_type", t) {
+                errors.retain(|x| x.field != e.field);
+                errors.push(e);
+            }
+        }
+        let judged = |field: &str| {
+            !unknown
+                .iter()
+                .any(|u| field == u || field.starts_with(&format!("{u}.")))
+        };
+        for e in errors.into_iter().filter(|e| judged(&e.field)) {
+            field_diag(diags, e);
+        }
+        if let Some(t) = self.timeouts.as_ref_option() {
+            for (k, v) in [
+                ("create", &t.create),
+                ("update", &t.update),
+                ("delete", &t.delete),
+            ] {
+                if let Value::Value(s) = v {
+                    if parse_duration(s).is_none() {
+                        field_diag(
+                            diags,
+                            FieldError::new(
+                                format!("timeouts.{k}"),
+                                format!(
+                                    "{s:?} is not a duration such as \"30s\", \"20m\" or \"1h30m\""
+                                ),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn timeout(&self, which: &str) -> Duration {
+        let t = self.timeouts.as_ref_option().cloned().unwrap_or_default();
+        let (v, default) = match which {
+            "create" => (t.create, CREATE_TIMEOUT),
+            "update" => (t.update, UPDATE_TIMEOUT),
+            _ => (t.delete, DELETE_TIMEOUT),
+        };
+        v.as_ref_option()
+            .and_then(|s| parse_duration(s))
+            .unwrap_or(default)
+    }
+
+    /// Fills in the defaults of unset settings, as the plan must show them.
+    pub fn with_defaults(mut self) -> Self {
+        if self.replicas.is_null() {
+            self.replicas = Value::Value(i64::from(defaults::REPLICAS));
+        }
+        if self.deletion_protection.is_null() {
+            self.deletion_protection = Value::Value(false);
+        }
+        let mut net = self.network.as_ref_option().cloned().unwrap_or_default();
+        let fill = |v: &mut Value<String>, d: &str| {
+            if v.is_null() {
+                *v = Value::Value(d.to_owned());
+            }
+        };
+        fill(&mut net.service_cidr, defaults::SERVICE_CIDR);
+        fill(&mut net.pod_cidr, defaults::POD_CIDR);
+        fill(&mut net.dns_service_ip, defaults::DNS_SERVICE_IP);
+        fill(&mut net.service_type, defaults::SERVICE_TYPE);
+        if net.port.is_null() {
+            net.port = Value::Value(i64::from(defaults::PORT));
+        }
+        self.network = Value::Value(net);
+        self.resources = Value::Value(
+            self.resources
+                .as_ref_option()
+                .cloned()
+                .unwrap_or_default()
+                .groups(),
+        );
+        if self.extra_args.is_null() {
+            self.extra_args = Value::Value(ExtraArgs::default());
+        }
+        if self.timeouts.is_null() {
+            self.timeouts = Value::Value(Timeouts::default());
+        }
+        self
+    }
+
+    /// Marks what kamajid reports as not known until apply.
+    pub fn unknown_status(mut self) -> Self {
+        self.current_version = Value::Unknown;
+        self.status = Value::Unknown;
+        self.status_message = Value::Unknown;
+        self
+    }
+
+    pub fn unknown_outputs(mut self) -> Self {
+        self.uid = Value::Unknown;
+        self.endpoint = Value::Unknown;
+        self.cluster_ca_certificate = Value::Unknown;
+        self.ca_cert_hash = Value::Unknown;
+        self.admin_kubeconfig = Value::Unknown;
+        self.client_certificate = Value::Unknown;
+        self.client_key = Value::Unknown;
+        self.unknown_status()
+    }
+
+    /// The state kamajid reports. Settings written as empty collections stay empty rather than
+    /// null (and the reverse) by following `prior`; credentials come from `creds` or `prior`.
+    pub fn from_proto(
+        tc: &v1::TenantCluster,
+        creds: Option<&v1::TenantClusterCredentials>,
+        prior: &TenantClusterState,
+    ) -> Self {
+        let spec = tc.spec.clone().unwrap_or_default();
+        let st = tc.status.clone().unwrap_or_default();
+        let net = spec.network.clone().unwrap_or_default();
+        let pnet = prior.network.as_ref_option().cloned().unwrap_or_default();
+        let px = prior
+            .extra_args
+            .as_ref_option()
+            .cloned()
+            .unwrap_or_default();
+        let res = spec.resources.clone().unwrap_or_default();
+        let x = spec.extra_args.clone().unwrap_or_default();
+        let text = |s: &str| {
+            if s.is_empty() {
+                Value::Null
+            } else {
+                Value::Value(s.to_owned())
+            }
+        };
+        let secret = |new: Option<&String>, old: &Value<String>| match new {
+            Some(s) => Value::Value(s.clone()),
+            None => old.clone().as_option().into(),
+        };
+        Self {
+            id: Value::Value(tc.name.clone()),
+            name: Value::Value(tc.name.clone()),
+            kubernetes_version: Value::Value(spec.kubernetes_version.clone()),
+            replicas: Value::Value(i64::from(spec.replicas)),
+            datastore: if spec.datastore.is_empty() {
+                text(&st.datastore)
+            } else {
+                Value::Value(spec.datastore.clone())
+            },
+            datastore_selector: map_like(&spec.datastore_selector, &prior.datastore_selector),
+            network: Value::Value(Network {
+                service_cidr: Value::Value(net.service_cidr),
+                pod_cidr: Value::Value(net.pod_cidr),
+                dns_service_ip: Value::Value(net.dns_service_ip),
+                port: Value::Value(i64::from(net.port)),
+                service_type: Value::Value(
+                    contract::service_type_name(net.service_type).to_owned(),
+                ),
+                endpoint_address: if net.endpoint_address.is_empty()
+                    && pnet.endpoint_address.is_null()
+                {
+                    Value::Null
+                } else {
+                    Value::Value(net.endpoint_address)
+                },
+                extra_sans: list_like(&net.extra_sans, &pnet.extra_sans),
+            }),
+            resources: Value::Value(Resources {
+                apiserver: requirements(res.apiserver.as_ref()),
+                controller_manager: requirements(res.controller_manager.as_ref()),
+                scheduler: requirements(res.scheduler.as_ref()),
+            }),
+            admission_plugins: list_like(&spec.admission_plugins, &prior.admission_plugins),
+            extra_args: Value::Value(ExtraArgs {
+                apiserver: map_like(&x.apiserver, &px.apiserver),
+                controller_manager: map_like(&x.controller_manager, &px.controller_manager),
+                scheduler: map_like(&x.scheduler, &px.scheduler),
+            }),
+            labels: map_like(&spec.labels, &prior.labels),
+            deletion_protection: Value::Value(spec.deletion_protection),
+            timeouts: match &prior.timeouts {
+                Value::Value(t) => Value::Value(t.clone()),
+                _ => Value::Null,
+            },
+            uid: Value::Value(tc.uid.clone()),
+            endpoint: text(&st.endpoint),
+            cluster_ca_certificate: text(&st.cluster_ca_certificate),
+            ca_cert_hash: text(&st.ca_cert_hash),
+            admin_kubeconfig: secret(creds.map(|c| &c.admin_kubeconfig), &prior.admin_kubeconfig),
+            client_certificate: secret(
+                creds.map(|c| &c.client_certificate),
+                &prior.client_certificate,
+            ),
+            client_key: secret(creds.map(|c| &c.client_key), &prior.client_key),
+            current_version: text(&st.current_version),
+            status: Value::Value(phase_name(st.phase).to_owned()),
+            status_message: Value::Value(status_message(tc)),
+        }
+    }
+}
+
+impl Resources {
+    /// Nested groups are never null either.
+    fn groups(mut self) -> Self {
+        for r in [
+            &mut self.apiserver,
+            &mut self.controller_manager,
+            &mut self.scheduler,
+        ] {
+            if r.is_null() {
+                *r = Value::Value(Requirements::default());
+            }
+        }
+        self
+    }
+}
+
+fn requirements(r: Option<&v1::ResourceRequirements>) -> Value<Requirements> {
+    let r = r.cloned().unwrap_or_default();
+    let q = |s: String| {
+        if s.is_empty() {
+            Value::Null
+        } else {
+            Value::Value(s)
+        }
+    };
+    Value::Value(Requirements {
+        cpu_request: q(r.cpu_request),
+        memory_request: q(r.memory_request),
+        cpu_limit: q(r.cpu_limit),
+        memory_limit: q(r.memory_limit),
+    })
+}
+
+/// A map as the API has it; empty reads as null unless the prior value was an empty map.
+pub fn map_like(m: &HashMap<String, String>, prior: &Value<StrMap>) -> Value<StrMap> {
+    if m.is_empty() && !matches!(prior, Value::Value(p) if p.is_empty()) {
+        return Value::Null;
+    }
+    Value::Value(
+        m.iter()
+            .map(|(k, v)| (k.clone(), Value::Value(v.clone())))
+            .collect(),
+    )
+}
+
+/// A list as the API has it; empty reads as null unless the prior value was an empty list.
+pub fn list_like(l: &[String], prior: &Value<StrList>) -> Value<StrList> {
+    if l.is_empty() && !matches!(prior, Value::Value(p) if p.is_empty()) {
+        return Value::Null;
+    }
+    Value::Value(l.iter().cloned().map(Value::Value).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_terraform_timeouts() {
+        assert_eq!(parse_duration("20m"), Some(Duration::from_secs(1200)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45s"), Some(Duration::from_secs(45)));
+        for bad in ["", "20", "m", "20x", "-5m", "0s", "1h 30m"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    fn config() -> TenantClusterState {
+        TenantClusterState {
+            name: Value::Value("acme".into()),
+            kubernetes_version: Value::Value("1.35.2".into()),
+            ..Default::default()
+        }
+    }
+
+    fn errors(s: &TenantClusterState) -> Vec<String> {
+        let mut d = Diagnostics::default();
+        s.check(&mut d);
+        d.errors.iter().map(|e| e.summary.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_make_a_valid_spec() {
+        assert!(errors(&config()).is_empty(), "{:?}", errors(&config()));
+        let (spec, unknown) = config().spec();
+        assert!(unknown.is_empty());
+        let net = spec.network.unwrap();
+        assert_eq!(
+            (net.service_cidr.as_str(), net.port, spec.replicas),
+            (defaults::SERVICE_CIDR, defaults::PORT, defaults::REPLICAS)
+        );
+        assert_eq!(net.service_type, v1::ServiceType::LoadBalancer as i32);
+    }
+
+    #[test]
+    fn unknown_values_are_judged_at_apply_not_at_plan() {
+        let mut s = config();
+        s.kubernetes_version = Value::Unknown;
+        s.network = Value::Value(Network {
+            service_cidr: Value::Unknown,
+            dns_service_ip: Value::Value("10.0.0.10".into()),
+            ..Default::default()
+        });
+        assert!(errors(&s).is_empty(), "{:?}", errors(&s));
+        s.kubernetes_version = Value::Value("1.20.0".into());
+        assert_eq!(errors(&s), vec!["Invalid kubernetes_version"]);
+    }
+
+    #[test]
+    fn bad_settings_name_their_attribute() {
+        let mut s = config();
+        s.network = Value::Value(Network {
+            service_type: Value::Value("Ingress".into()),
+            port: Value::Value(70000),
+            ..Default::default()
+        });
+        s.timeouts = Value::Value(Timeouts {
+            create: Value::Value("soon".into()),
+            ..Default::default()
+        });
+        let mut e = errors(&s);
+        e.sort();
+        assert_eq!(
+            e,
+            vec![
+                "Invalid network.port",
+                "Invalid network.service_type",
+                "Invalid timeouts.create"
+            ]
+        );
+    }
+}
