@@ -355,3 +355,167 @@ output "acme_kubeconfig" {
     }
     assert!(h.datastore_names().await.is_empty());
 }
+
+/// One bad input: the attribute lines of the tenant, the attribute the error must point at,
+/// and a phrase of the message.
+struct Bad {
+    case: &'static str,
+    body: &'static str,
+    attribute: &'static str,
+    says: &'static str,
+}
+
+const fn bad(
+    case: &'static str,
+    body: &'static str,
+    attribute: &'static str,
+    says: &'static str,
+) -> Bad {
+    Bad {
+        case,
+        body,
+        attribute,
+        says,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_inputs_fail_naming_the_attribute_and_create_nothing() {
+    let double = KubeDouble::default();
+    let base = double.start().await;
+    let h = Harness::start_with_admin_cluster(Some(KubeDouble::kubeconfig(&base))).await;
+    let p = pool(&h).await;
+    // Registered once, outside the per-case root modules.
+    let w = h.workdir("pool");
+    w.write(&p.hcl);
+    w.must_apply();
+    // A tenant that exists already, made without Terraform.
+    let mut t = h.tenants().await;
+    let spec = v1::TenantClusterSpec {
+        kubernetes_version: "1.35.2".into(),
+        replicas: 1,
+        network: Some(v1::Network {
+            service_cidr: "10.96.0.0/12".into(),
+            pod_cidr: "10.244.0.0/16".into(),
+            dns_service_ip: "10.96.0.10".into(),
+            port: 6443,
+            service_type: v1::ServiceType::LoadBalancer as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    t.create_tenant_cluster(v1::CreateTenantClusterRequest {
+        name: "taken".into(),
+        spec: Some(spec),
+    })
+    .await
+    .expect("create taken");
+
+    let plan_time = [
+        bad("name-syntax", "  name = \"Bad_Name\"\n  kubernetes_version = \"1.35.2\"\n", "name", "DNS-1123"),
+        bad("name-length", "  name = \"a-name-that-is-far-too-long-for-a-tenant-cluster-xyz\"\n  kubernetes_version = \"1.35.2\"\n", "name", "longer than 50"),
+        bad("name-taken", "  name = \"taken\"\n  kubernetes_version = \"1.35.2\"\n", "name", "Import it with"),
+        bad("version-old", "  name = \"t\"\n  kubernetes_version = \"1.20.0\"\n", "kubernetes_version", "not supported"),
+        bad("version-syntax", "  name = \"t\"\n  kubernetes_version = \"latest\"\n", "kubernetes_version", "not a Kubernetes version"),
+        bad("version-from-variable", "  name = \"t\"\n  kubernetes_version = var.k8s\n", "kubernetes_version", "not supported"),
+        bad("replicas-zero", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  replicas = 0\n", "replicas", "between 1 and 9"),
+        bad("replicas-many", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  replicas = 12\n", "replicas", "between 1 and 9"),
+        bad("datastore-syntax", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  datastore = \"Shard_A\"\n", "datastore", "DNS-1123"),
+        bad("datastore-and-selector", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  datastore = \"shard-a\"\n  datastore_selector = { tier = \"gold\" }\n", "datastore_selector", "not both"),
+        bad("selector-syntax", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  datastore_selector = { \"bad key\" = \"x\" }\n", "datastore_selector", "invalid"),
+        bad("service-cidr-syntax", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    service_cidr = \"10.96.0.0/33\"\n  }\n", "service_cidr", "too small"),
+        bad("service-cidr-host-bits", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    service_cidr = \"10.96.0.1/12\"\n    dns_service_ip = \"10.96.0.10\"\n  }\n", "service_cidr", "host bits"),
+        bad("pod-cidr-overlap", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    pod_cidr = \"10.96.0.0/16\"\n  }\n", "pod_cidr", "overlaps"),
+        bad("dns-outside", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    dns_service_ip = \"192.168.0.10\"\n  }\n", "dns_service_ip", "outside service_cidr"),
+        bad("dns-not-ip", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    dns_service_ip = \"dns\"\n  }\n", "dns_service_ip", "not an IP"),
+        bad("port", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    port = 70000\n  }\n", "port", "1 to 65535"),
+        bad("service-type", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    service_type = \"Ingress\"\n  }\n", "service_type", "ClusterIP, NodePort or LoadBalancer"),
+        bad("endpoint-address", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    endpoint_address = \"not a host!\"\n  }\n", "endpoint_address", "neither an IP"),
+        bad("extra-sans", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    extra_sans = [\"ok.example\", \"-bad-\"]\n  }\n", "extra_sans", "neither an IP"),
+        bad("cpu-quantity", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  resources {\n    apiserver {\n      cpu_request = \"lots\"\n    }\n  }\n", "cpu_request", "quantity"),
+        bad("memory-quantity", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  resources {\n    scheduler {\n      memory_limit = \"1GB\"\n    }\n  }\n", "memory_limit", "quantity"),
+        bad("admission-plugin", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  admission_plugins = [\"node-restriction\"]\n", "admission_plugins", "NodeRestriction"),
+        bad("managed-flag", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  extra_args {\n    apiserver = { \"etcd-servers\" = \"https://elsewhere:2379\" }\n  }\n", "apiserver", "set by kamajid"),
+        bad("flag-dashes", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  extra_args {\n    scheduler = { \"--v\" = \"4\" }\n  }\n", "scheduler", "without leading dashes"),
+        bad("labels", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  labels = { \"team\" = \"a value with spaces\" }\n", "labels", "invalid"),
+        bad("timeouts", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  timeouts {\n    create = \"soon\"\n  }\n", "create", "duration"),
+    ];
+    let apply_time = [
+        bad("datastore-unknown", "  name = \"t-unknown\"\n  kubernetes_version = \"1.35.2\"\n  datastore = \"nowhere\"\n", "datastore", "does not exist"),
+        bad("selector-unmatched", "  name = \"t-unmatched\"\n  kubernetes_version = \"1.35.2\"\n  datastore_selector = { tier = \"platinum\" }\n", "datastore_selector", "selector"),
+    ];
+    let run = |b: &Bad, apply: bool| {
+        let w = h.workdir(b.case);
+        w.write(&format!(
+            "{PROVIDER_HCL}\nvariable \"k8s\" {{\n  default = \"1.99.0\"\n}}\nresource \"kamaji_tenant_cluster\" \"t\" {{\n{}}}\n",
+            b.body
+        ));
+        let plan = w.tf(&["plan", "-input=false"]);
+        let r = if apply {
+            assert!(
+                plan.ok(),
+                "{}: plan should pass, only kamajid can tell:\n{}",
+                b.case,
+                plan.output()
+            );
+            w.apply()
+        } else {
+            plan
+        };
+        let out = r.output();
+        assert!(!r.ok(), "{}: accepted:\n{out}", b.case);
+        assert!(
+            points_at(&out, b.attribute),
+            "{}: error does not point at {}:\n{out}",
+            b.case,
+            b.attribute
+        );
+        assert!(
+            out.contains(b.says),
+            "{}: error lacks {:?}:\n{out}",
+            b.case,
+            b.says
+        );
+        assert!(
+            !out.contains("stack backtrace"),
+            "{}: backtrace:\n{out}",
+            b.case
+        );
+        if !apply {
+            assert!(
+                !out.contains("Terraform will perform"),
+                "{}: failed only after planning",
+                b.case
+            );
+        }
+    };
+    std::thread::scope(|s| {
+        for b in &plan_time {
+            s.spawn(|| run(b, false));
+        }
+        for b in &apply_time {
+            s.spawn(|| run(b, true));
+        }
+    });
+    assert!(plan_time.len() + apply_time.len() >= 20);
+
+    // Nothing was created: kamajid holds only `taken`, the admin cluster only its objects.
+    let names: Vec<String> = t
+        .list_tenant_clusters(v1::ListTenantClustersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant_clusters
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["taken"]);
+    assert!(
+        double
+            .paths()
+            .iter()
+            .all(|p| p.contains("/namespaces/tenant-taken")),
+        "{:?}",
+        double.paths()
+    );
+}
