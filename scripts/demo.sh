@@ -11,6 +11,8 @@ bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 mkdir -p "$dir"
 "$bin/kamajid" dev --dir "$dir" --datastores 2 >"$dir/kamajid.log" 2>&1 &
 echo $! >"$dir/kamajid.pid"
+# Never leave the environment running after a failure (KEEP=1 keeps it on purpose).
+trap '[ "${KEEP:-0}" = 1 ] || "$root/scripts/demo-stop.sh" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
   [ -f "$dir/ready" ] && break
   if ! kill -0 "$(cat "$dir/kamajid.pid")" 2>/dev/null; then
@@ -34,14 +36,21 @@ rm -rf "$work" && mkdir -p "$work" && cp "$root/examples/quickstart/"*.tf "$work
 source "$dir/env"
 export TF_CLI_CONFIG_FILE="$dir/terraformrc" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
 cd "$work"
+if grep -q '"tenant_clusters": \[\]' "$dir/quickstart.tfvars.json"; then
+  echo "demo: no admin cluster configured, so the quickstart registers datastores only."
+  echo "demo: for tenant clusters too, run with KAMAJID_KUBECONFIG=<admin cluster kubeconfig> make demo"
+fi
 terraform apply -auto-approve -input=false -var-file="$dir/quickstart.tfvars.json"
 echo
 echo "demo: re-planning to show nothing drifts:"
-terraform plan -detailed-exitcode -input=false -var-file="$dir/quickstart.tfvars.json" >/dev/null && echo "demo: no changes."
+if terraform plan -detailed-exitcode -input=false -var-file="$dir/quickstart.tfvars.json" >"$dir/replan.log" 2>&1; then
+  echo "demo: no changes."
+else
+  echo "demo: the re-plan is not empty (or failed):" >&2; cat "$dir/replan.log" >&2; exit 1
+fi
 
 if [ "${KEEP:-0}" = 1 ]; then
   echo "demo: environment left running. source $dir/env; state in $work; stop with: make demo-stop"
 else
   terraform destroy -auto-approve -input=false -var-file="$dir/quickstart.tfvars.json" >/dev/null && echo "demo: destroyed."
-  "$root/scripts/demo-stop.sh"
 fi

@@ -519,3 +519,52 @@ async fn bad_inputs_fail_naming_the_attribute_and_create_nothing() {
         double.paths()
     );
 }
+
+/// `examples/quickstart` as shipped: two datastores and two tenant clusters, spread.
+#[tokio::test(flavor = "multi_thread")]
+async fn quickstart_runs_two_tenants_on_two_shards() {
+    let double = KubeDouble::default();
+    let base = double.start().await;
+    let h = Harness::start_with_admin_cluster(Some(KubeDouble::kubeconfig(&base))).await;
+    let a = h.etcd("qs-1", EtcdSecurity::default()).await;
+    let b = h.etcd("qs-2", EtcdSecurity::default()).await;
+    let w = h.workdir("quickstart");
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/main.tf");
+    w.write(&std::fs::read_to_string(example).expect("quickstart"));
+    w.write_file(
+        "terraform.tfvars.json",
+        &serde_json::json!({
+            "kamaji_endpoint": h.endpoint,
+            "pki_dir": w.dir,
+            "datastore_endpoints": [a.endpoint, b.endpoint],
+        })
+        .to_string(),
+    );
+    w.must_apply();
+    let out = &w.state_json()["values"]["outputs"];
+    let tenants = &out["tenant_clusters"]["value"];
+    let mut shards: Vec<&str> = ["alpha", "beta"]
+        .iter()
+        .map(|n| {
+            assert_eq!(tenants[n]["status"], "Ready", "{tenants:#}");
+            assert_eq!(tenants[n]["version"], "1.35.2");
+            tenants[n]["datastore"].as_str().unwrap()
+        })
+        .collect();
+    shards.sort();
+    assert_eq!(shards, ["etcd-1", "etcd-2"]);
+    for ds in ["etcd-1", "etcd-2"] {
+        assert_eq!(out["datastores"]["value"][ds]["tenants"], 1, "{out:#}");
+    }
+    assert_eq!(out["kubeconfigs"]["sensitive"], true);
+    assert!(out["kubeconfigs"]["value"]["alpha"]
+        .as_str()
+        .unwrap()
+        .contains("kubernetes-admin"));
+    let r = w.plan_code();
+    assert_eq!(r.code, 0, "quickstart drifts:\n{}", r.output());
+    let r = w.tf(&["destroy", "-auto-approve", "-input=false"]);
+    assert!(r.ok(), "{}", r.output());
+    assert!(double.paths().is_empty(), "{:?}", double.paths());
+}

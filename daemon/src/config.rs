@@ -112,4 +112,8 @@ pub struct DevConfig {
     /// Seconds between health probes of each datastore.
     #[arg(long, default_value_t = 5)]
     pub health_interval_seconds: u64,
+    /// Kubeconfig of an admin cluster to run tenant control planes in. Without one the dev
+    /// environment serves datastores only and the quickstart creates no tenant clusters.
+    #[arg(long, env = "KAMAJID_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
 }

@@ -288,6 +288,8 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
         "kamaji_endpoint": endpoint,
         "pki_dir": pki_dir,
         "datastore_endpoints": datastores.iter().map(|d| d.endpoint.clone()).collect::<Vec<_>>(),
+        // Tenant clusters need somewhere to run their control planes.
+        "tenant_clusters": if cfg.kubeconfig.is_some() { vec!["alpha", "beta"] } else { vec![] },
     });
     write_file(
         &dir.join("quickstart.tfvars.json"),
@@ -316,7 +318,7 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
         health_interval_seconds: cfg.health_interval_seconds,
         probe_timeout_seconds: 5,
         leader_lease_seconds: 10,
-        kubeconfig: None,
+        kubeconfig: cfg.kubeconfig.clone(),
         tenant_dns_domain: "cluster.local".into(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -334,6 +336,9 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
     if !server.is_finished() {
         write_file(&dir.join("ready"), "", false)?;
         info!(dir = %dir.display(), %endpoint, datastores = datastores.len(), "dev environment ready; source {}/env", dir.display());
+        if cfg.kubeconfig.is_none() {
+            info!("no admin cluster (--kubeconfig): tenant clusters are refused; datastores work");
+        }
         wait_for_signal().await;
         let _ = stop_tx.send(true);
     }

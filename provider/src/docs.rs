@@ -71,11 +71,12 @@ fn block_markdown(block: &Block, heading: &str) -> String {
             .filter(|(_, a)| wanted.contains(&a.constraint))
             .map(|(n, a)| attribute_line(n, a))
             .collect();
-        let blocks: Vec<_> = if title == "Optional" {
+        let mut blocks: Vec<_> = if title == "Optional" {
             block.blocks.iter().collect()
         } else {
             Vec::new()
         };
+        blocks.sort_by(|a, b| a.0.cmp(b.0));
         if lines.is_empty() && blocks.is_empty() {
             continue;
         }

@@ -12,6 +12,7 @@ mod schema;
 mod tenant_cluster_data_source;
 mod tenant_cluster_resource;
 mod tenant_cluster_state;
+mod tenant_clusters_data_source;
 
 fn main() -> std::process::ExitCode {
     // `terraform-provider-kamaji docs <repo root>` writes the registry documentation.

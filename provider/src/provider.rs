@@ -13,7 +13,7 @@ use crate::client::{Client, Settings, Shared};
 use crate::schema::{attributes, optional, sensitive, string};
 use crate::{
     datastore_data_source, datastore_resource, datastores_data_source, tenant_cluster_data_source,
-    tenant_cluster_resource,
+    tenant_cluster_resource, tenant_clusters_data_source,
 };
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -197,6 +197,7 @@ impl Provider for KamajiProvider {
             "datastore" => datastore_data_source::DatastoreDataSource { client: self.client.clone() },
             "datastores" => datastores_data_source::DatastoresDataSource { client: self.client.clone() },
             "tenant_cluster" => tenant_cluster_data_source::TenantClusterDataSource { client: self.client.clone() },
+            "tenant_clusters" => tenant_clusters_data_source::TenantClustersDataSource { client: self.client.clone() },
         })
     }
 }

@@ -134,7 +134,7 @@ forward, or the next minor; skipping a minor or going down is refused at plan.";
     pub const TC_ADMISSION: &str =
         "Admission plugins to enable in addition to the apiserver's defaults.";
     pub const TC_LABELS: &str =
-        "Labels, used by the `kamaji_tenant_clusters` filters and shown on the cluster's objects.";
+        "Labels of the cluster in kamajid, used by the `kamaji_tenant_clusters` filter.";
     pub const TC_PROTECTION: &str =
         "When true, destroying or replacing the cluster is refused (at plan). Defaults to false.";
     pub const TC_UID: &str =

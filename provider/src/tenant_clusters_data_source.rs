@@ -1,0 +1,176 @@
+//! Data source `kamaji_tenant_clusters`: every tenant cluster, optionally only those carrying
+//! some labels or placed on one datastore. No credentials: those are per cluster, through
+//! `kamaji_tenant_cluster`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use kamaji_proto::v1;
+use serde::{Deserialize, Serialize};
+use tf_provider::schema::{AttributeType, Block, Description, Schema};
+use tf_provider::value::{Value, ValueEmpty};
+use tf_provider::{AttributePath, DataSource, Diagnostics};
+
+use crate::client::{report, Shared};
+use crate::schema::tenant_docs::*;
+use crate::schema::*;
+use crate::tenant_cluster_state::phase_name;
+
+pub struct TenantClustersDataSource {
+    pub client: Shared,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub name: String,
+    pub uid: String,
+    pub kubernetes_version: String,
+    pub current_version: String,
+    pub datastore: String,
+    pub endpoint: String,
+    pub status: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct TenantClustersState {
+    pub id: Value<String>,
+    pub labels: Value<BTreeMap<String, Value<String>>>,
+    pub datastore: Value<String>,
+    pub names: Value<Vec<String>>,
+    pub tenant_clusters: Value<Vec<Summary>>,
+}
+
+fn summary_type() -> AttributeType {
+    let fields = [
+        ("name", string()),
+        ("uid", string()),
+        ("kubernetes_version", string()),
+        ("current_version", string()),
+        ("datastore", string()),
+        ("endpoint", string()),
+        ("status", string()),
+        ("labels", map_of_strings()),
+    ];
+    AttributeType::List(Box::new(AttributeType::Object(
+        fields.into_iter().map(|(k, t)| (k.to_owned(), t)).collect(),
+    )))
+}
+
+#[async_trait]
+impl DataSource for TenantClustersDataSource {
+    type State<'a> = TenantClustersState;
+    type ProviderMetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        Some(Schema {
+            version: 1,
+            block: Block {
+                version: 1,
+                description: Description::markdown("Lists tenant clusters run by kamajid, optionally only those carrying all the given labels or placed on one datastore."),
+                attributes: attributes([
+                    ("id", computed(string(), "Identifier of this listing (its filters).")),
+                    ("labels", optional(map_of_strings(), "Only tenant clusters carrying every one of these labels.")),
+                    ("datastore", optional(string(), "Only tenant clusters placed on this datastore.")),
+                    ("names", computed(list_of_strings(), "Names of the matching tenant clusters, sorted.")),
+                    ("tenant_clusters", computed(summary_type(), &format!("The matching tenant clusters, sorted by name. `status`: {TC_STATUS}"))),
+                ]),
+                ..Default::default()
+            },
+        })
+    }
+
+    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
+        if let Value::Value(labels) = &config.labels {
+            let known: Vec<(&str, &str)> = labels
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.as_ref_option()?.as_str())))
+                .collect();
+            if let Err(e) = kamaji_proto::validate::labels("labels", known) {
+                diags.error("Invalid labels", e.message, AttributePath::new("labels"));
+            }
+        }
+        if let Value::Value(d) = &config.datastore {
+            if let Err(e) = kamaji_proto::validate::dns_label("datastore", d) {
+                diags.error(
+                    "Invalid datastore",
+                    e.message,
+                    AttributePath::new("datastore"),
+                );
+            }
+        }
+        Some(())
+    }
+
+    async fn read<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        config: Self::State<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<Self::State<'a>> {
+        let client = self.client.get(diags).await?;
+        let selector: HashMap<String, String> = config
+            .labels
+            .as_ref_option()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_ref_option()?.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let datastore = config
+            .datastore
+            .as_ref_option()
+            .cloned()
+            .unwrap_or_default();
+        let resp = match client
+            .tenant_clusters()
+            .list_tenant_clusters(v1::ListTenantClustersRequest {
+                label_selector: selector.clone(),
+                datastore: datastore.clone(),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                report(diags, "Listing tenant clusters", &client.endpoint, &s);
+                return None;
+            }
+        };
+        let mut list: Vec<Summary> = resp
+            .tenant_clusters
+            .into_iter()
+            .map(|t| {
+                let spec = t.spec.unwrap_or_default();
+                let st = t.status.unwrap_or_default();
+                Summary {
+                    name: t.name,
+                    uid: t.uid,
+                    kubernetes_version: spec.kubernetes_version,
+                    current_version: st.current_version,
+                    datastore: st.datastore,
+                    endpoint: st.endpoint,
+                    status: phase_name(st.phase).to_owned(),
+                    labels: spec.labels.into_iter().collect(),
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut filters: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        filters.sort();
+        if !datastore.is_empty() {
+            filters.push(format!("datastore={datastore}"));
+        }
+        Some(TenantClustersState {
+            id: Value::Value(if filters.is_empty() {
+                "all".into()
+            } else {
+                filters.join(",")
+            }),
+            labels: config.labels,
+            datastore: config.datastore,
+            names: Value::Value(list.iter().map(|s| s.name.clone()).collect()),
+            tenant_clusters: Value::Value(list),
+        })
+    }
+}
