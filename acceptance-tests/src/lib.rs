@@ -30,12 +30,17 @@ fn workspace() -> PathBuf {
         .to_owned()
 }
 
+/// `release` when `KAMAJI_BUILD_PROFILE=release` (benchmarks), else `debug` (tests).
+fn release() -> bool {
+    std::env::var("KAMAJI_BUILD_PROFILE").is_ok_and(|p| p == "release")
+}
+
 /// Where cargo puts the binaries under test.
 pub fn bin_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"))
-        .join("debug")
+        .join(if release() { "release" } else { "debug" })
 }
 
 /// Builds kamajid and the provider once per test binary, so tests never run stale binaries.
@@ -51,12 +56,13 @@ pub fn ensure_built() {
                 cmd.env_remove(k);
             }
         }
-        let status = cmd
-            .current_dir(workspace())
+        cmd.current_dir(workspace())
             // The same selection as `make build`, so features unify alike and nothing rebuilds.
-            .args(["build", "--quiet", "--workspace", "--bins"])
-            .status()
-            .expect("running cargo build");
+            .args(["build", "--quiet", "--workspace", "--bins"]);
+        if release() {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build");
         assert!(status.success(), "building kamajid and the provider failed");
     });
 }
@@ -87,7 +93,13 @@ pub fn write_cli_config(dir: &Path) -> PathBuf {
 }
 
 /// Starts `kamajid serve` with the harness files in `dir` and waits until it listens.
-fn spawn_kamajid(dir: &Path, state_endpoint: &str, port: u16, kubeconfig: Option<&Path>) -> Child {
+fn spawn_kamajid(
+    dir: &Path,
+    state_endpoint: &str,
+    port: u16,
+    kubeconfig: Option<&Path>,
+    extra: &[String],
+) -> Child {
     let pki_dir = dir.join("pki");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -124,6 +136,7 @@ fn spawn_kamajid(dir: &Path, state_endpoint: &str, port: u16, kubeconfig: Option
         .arg("2")
         .arg("--leader-lease-seconds")
         .arg("3")
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -150,6 +163,7 @@ pub struct Harness {
     state: EtcdProcess,
     kamajid: Child,
     cli_config: PathBuf,
+    extra_args: Vec<String>,
 }
 
 impl Drop for Harness {
@@ -166,6 +180,11 @@ impl Harness {
 
     /// Starts kamajid with `kube` as its admin-cluster kubeconfig (None: no admin cluster).
     pub async fn start_with_admin_cluster(kube: Option<String>) -> Self {
+        Self::start_with_args(kube, Vec::new()).await
+    }
+
+    /// As [`Self::start_with_admin_cluster`], with extra `kamajid serve` flags.
+    pub async fn start_with_args(kube: Option<String>, extra_args: Vec<String>) -> Self {
         ensure_built();
         kamajid::server::install_crypto();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -188,7 +207,13 @@ impl Harness {
             std::fs::write(&path, k).expect("kubeconfig");
             path
         });
-        let kamajid = spawn_kamajid(dir.path(), &state.endpoint, port, kubeconfig.as_deref());
+        let kamajid = spawn_kamajid(
+            dir.path(),
+            &state.endpoint,
+            port,
+            kubeconfig.as_deref(),
+            &extra_args,
+        );
         let cli_config = write_cli_config(dir.path());
         Self {
             endpoint: format!("https://127.0.0.1:{port}"),
@@ -198,7 +223,13 @@ impl Harness {
             state,
             kamajid,
             cli_config,
+            extra_args,
         }
+    }
+
+    /// The kamajid process id, to read its memory.
+    pub fn kamajid_pid(&self) -> u32 {
+        self.kamajid.id()
     }
 
     /// Kills kamajid (SIGKILL: no graceful shutdown) and starts it again on the same port and
@@ -213,6 +244,7 @@ impl Harness {
             &self.state.endpoint,
             self.port,
             kubeconfig.as_deref(),
+            &self.extra_args,
         );
     }
 

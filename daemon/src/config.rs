@@ -87,6 +87,10 @@ pub struct ServeConfig {
         default_value = "cluster.local"
     )]
     pub tenant_dns_domain: String,
+    /// MiB of datastore quota set aside for each tenant when it is placed, until its measured
+    /// usage says more. A fresh small cluster uses a few MiB; busy ones hundreds.
+    #[arg(long, env = "KAMAJID_TENANT_RESERVATION_MIB", default_value_t = 64)]
+    pub tenant_reservation_mib: i64,
 }
 
 impl ServeConfig {

@@ -320,6 +320,7 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
         leader_lease_seconds: 10,
         kubeconfig: cfg.kubeconfig.clone(),
         tenant_dns_domain: "cluster.local".into(),
+        tenant_reservation_mib: 64,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(crate::server::serve(serve_cfg, stop_rx));

@@ -170,9 +170,11 @@ pub async fn create(
     store: &Store,
     name: &str,
     spec: &kamaji_proto::v1::TenantClusterSpec,
+    reservation_bytes: i64,
 ) -> Result<TenantRecord, StoreError> {
     let uid = format!("{name}-{}", &hex::encode(rand::random::<[u8; 3]>())[..5]);
-    let rec = TenantRecord::new(name, &uid, spec);
+    let mut rec = TenantRecord::new(name, &uid, spec);
+    rec.reservation_bytes = reservation_bytes;
     store.create(&tenant_key(name), &rec, vec![]).await?;
     Ok(rec)
 }

@@ -183,6 +183,7 @@ pub async fn serve(
             kek: kek.clone(),
             wake,
             has_runtime,
+            reservation_bytes: cfg.tenant_reservation_mib.saturating_mul(1024 * 1024),
         },
         tokens.clone().interceptor(),
     );

@@ -18,7 +18,7 @@ use kamajid::reconcile::{converge, create, mark_deleting, step, Context, Outcome
 use kamajid::store::{
     datastore_key, datastore_status_key, reservation_key, tenant_key, Reservation, Store, ROOT,
 };
-use kamajid::tenant::{Phase, TenantRecord};
+use kamajid::tenant::{Phase, TenantRecord, DEFAULT_RESERVATION_BYTES};
 use support::{tenant_spec, MemoryRuntime};
 
 struct World {
@@ -158,9 +158,14 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
     let admin = w.shard_admin(0).await;
     for k in 0..=CREATE_STEPS.len() {
         let name = format!("crash-{k}");
-        create(&w.store, &name, &tenant_spec("1.35.1"))
-            .await
-            .unwrap();
+        create(
+            &w.store,
+            &name,
+            &tenant_spec("1.35.1"),
+            DEFAULT_RESERVATION_BYTES,
+        )
+        .await
+        .unwrap();
         {
             let first = w.ctx();
             for s in &CREATE_STEPS[..k] {
@@ -254,9 +259,14 @@ async fn tenants_spread_over_shards_and_concurrent_placements_never_overcommit()
     let w = World::start(&[GIB, GIB]).await;
     for i in 0..6 {
         let name = format!("spread-{i}");
-        create(&w.store, &name, &tenant_spec("1.35.1"))
-            .await
-            .unwrap();
+        create(
+            &w.store,
+            &name,
+            &tenant_spec("1.35.1"),
+            DEFAULT_RESERVATION_BYTES,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             converge(&w.ctx(), &name, 20).await.unwrap(),
             Outcome::Converged
@@ -269,9 +279,14 @@ async fn tenants_spread_over_shards_and_concurrent_placements_never_overcommit()
     let small = World::start(&[3 * 64 * 1024 * 1024 + 1024]).await;
     let names: Vec<String> = (0..8).map(|i| format!("race-{i}")).collect();
     for n in &names {
-        create(&small.store, n, &tenant_spec("1.35.1"))
-            .await
-            .unwrap();
+        create(
+            &small.store,
+            n,
+            &tenant_spec("1.35.1"),
+            DEFAULT_RESERVATION_BYTES,
+        )
+        .await
+        .unwrap();
     }
     let results = futures::future::join_all(names.iter().map(|n| {
         let ctx = small.ctx();

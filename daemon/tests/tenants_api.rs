@@ -120,6 +120,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         kek,
         wake,
         has_runtime: true,
+        reservation_bytes: kamajid::tenant::DEFAULT_RESERVATION_BYTES,
     };
     let server = tokio::spawn(
         tonic::transport::Server::builder()

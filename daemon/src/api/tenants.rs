@@ -20,7 +20,7 @@ use crate::pki::{kubeconfig, TenantPki};
 use crate::placement::{self, Candidate, Policy};
 use crate::reconcile;
 use crate::store::{tenant_key, Store, StoreError, Versioned, ROOT};
-use crate::tenant::{Phase, TenantRecord, DEFAULT_RESERVATION_BYTES};
+use crate::tenant::{Phase, TenantRecord};
 
 pub struct TenantApi {
     pub store: Store,
@@ -29,6 +29,8 @@ pub struct TenantApi {
     pub wake: Arc<Notify>,
     /// Whether a control-plane runtime is configured; without one, creates are refused.
     pub has_runtime: bool,
+    /// Datastore bytes set aside for each new tenant, see [`crate::placement`].
+    pub reservation_bytes: i64,
 }
 
 /// How often a request re-reads a record the reconciler changed under it before giving up.
@@ -124,7 +126,7 @@ impl TenantApi {
             .map(|(c, _)| c)
             .collect();
         let req = placement::Request {
-            reservation_bytes: DEFAULT_RESERVATION_BYTES,
+            reservation_bytes: self.reservation_bytes,
             datastore: (!spec.datastore.is_empty()).then(|| spec.datastore.clone()),
             selector: spec
                 .datastore_selector
@@ -173,22 +175,23 @@ impl TenantClusters for TenantApi {
             ));
         }
         self.check_placement(&spec).await?;
-        let rec = match reconcile::create(&self.store, &req.name, &spec).await {
-            Ok(r) => r,
-            Err(StoreError::AlreadyExists { .. }) => {
-                return Err(field_status(
-                    Code::AlreadyExists,
-                    &[FieldError::new(
-                        "name",
-                        format!(
+        let rec =
+            match reconcile::create(&self.store, &req.name, &spec, self.reservation_bytes).await {
+                Ok(r) => r,
+                Err(StoreError::AlreadyExists { .. }) => {
+                    return Err(field_status(
+                        Code::AlreadyExists,
+                        &[FieldError::new(
+                            "name",
+                            format!(
                             "tenant cluster {:?} already exists; import it or choose another name",
                             req.name
                         ),
-                    )],
-                ))
-            }
-            Err(e) => return Err(store_status(e)),
-        };
+                        )],
+                    ))
+                }
+                Err(e) => return Err(store_status(e)),
+            };
         info!(tenant = %req.name, uid = %rec.uid, "tenant cluster created");
         self.wake.notify_one();
         Ok(Response::new(rec.to_proto()))

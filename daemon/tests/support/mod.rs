@@ -77,6 +77,7 @@ impl Env {
             leader_lease_seconds: 3,
             kubeconfig: None,
             tenant_dns_domain: "cluster.local".into(),
+            tenant_reservation_mib: 64,
         };
         let (stop, rx) = watch::channel(false);
         let server = tokio::spawn(kamajid::server::serve(cfg, rx));

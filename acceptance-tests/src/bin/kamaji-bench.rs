@@ -1,0 +1,527 @@
+//! `make bench`: the figures that say whether kamajid and the provider are fast and small enough
+//! for a regional cloud. Prints figures, never pass/fail; ratios are taken within one run so a
+//! noisy shared machine moves both sides alike.
+//!
+//! Real parts: etcd processes (TLS, client-cert auth, auth on), a release `kamajid serve`, the
+//! real terraform CLI with the release provider. The admin cluster is the Kubernetes API double.
+//!
+//! Usage: kamaji-bench [--tenants N] [--concurrency C] [--plan-resources P] [--skip-plan]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use acceptance_tests::kube_double::KubeDouble;
+use acceptance_tests::*;
+use kamaji_proto::v1;
+use kamajid::placement::{self, Candidate, Policy, Request};
+
+const GIB: i64 = 1024 * 1024 * 1024;
+const MIB: i64 = 1024 * 1024;
+/// Per-tenant reservation used throughout (kamajid's `--tenant-reservation-mib`).
+const RESERVATION_MIB: i64 = 16;
+
+struct Args {
+    tenants: usize,
+    concurrency: usize,
+    plan_resources: usize,
+    skip_plan: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        tenants: 1000,
+        concurrency: 32,
+        plan_resources: 200,
+        skip_plan: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut num = |name: &str| -> usize {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} needs a number"))
+        };
+        match k.as_str() {
+            "--tenants" => a.tenants = num("--tenants"),
+            "--concurrency" => a.concurrency = num("--concurrency"),
+            "--plan-resources" => a.plan_resources = num("--plan-resources"),
+            "--skip-plan" => a.skip_plan = true,
+            other => panic!("unknown argument {other}; see the usage in the source header"),
+        }
+    }
+    a
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|k| format!("{:.1} GiB RAM", k as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem}")
+}
+
+fn tenant_spec() -> v1::TenantClusterSpec {
+    use kamaji_proto::tenant::defaults;
+    v1::TenantClusterSpec {
+        kubernetes_version: "1.35.2".into(),
+        replicas: defaults::REPLICAS,
+        network: Some(v1::Network {
+            service_cidr: defaults::SERVICE_CIDR.into(),
+            pod_cidr: defaults::POD_CIDR.into(),
+            dns_service_ip: defaults::DNS_SERVICE_IP.into(),
+            port: defaults::PORT,
+            service_type: v1::ServiceType::LoadBalancer as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// 3. The time to mint one tenant's full PKI, in-process (this binary is built in release).
+fn bench_pki() {
+    let client_ca = new_ca("etcd-client-ca").expect("ca");
+    let spec = kamajid::pki::TenantPkiSpec {
+        tenant_id: "bench-00001".into(),
+        service_cidr: "10.96.0.0/12".into(),
+        dns_domain: "cluster.local".into(),
+        external_sans: vec!["bench.example.com".into()],
+    };
+    for _ in 0..5 {
+        kamajid::pki::mint(&spec, &client_ca).expect("mint");
+    }
+    let mut times: Vec<f64> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            kamajid::pki::mint(&spec, &client_ca).expect("mint");
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "PKI: one tenant's full PKI (2 CAs, 9 certificates, SA key, 3 kubeconfigs) in p50 {:.2} ms, p99 {:.2} ms  [target <= 10 ms]",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
+}
+
+/// 5a. Where spread puts 1000 tenants on shards of 2, 4, 8 and 8 GiB (pure placement).
+fn bench_balance(tenants: usize) {
+    let quotas = [2, 4, 8, 8];
+    let mut cands: Vec<Candidate> = quotas
+        .iter()
+        .enumerate()
+        .map(|(i, q)| Candidate {
+            name: format!("shard-{}-{q}g", i + 1),
+            ready: true,
+            schedulable: true,
+            labels: BTreeMap::new(),
+            quota_bytes: q * GIB,
+            max_tenants: None,
+            tenants: 0,
+            reserved_bytes: 0,
+            used_bytes: 0,
+        })
+        .collect();
+    let req = Request {
+        reservation_bytes: RESERVATION_MIB * MIB,
+        datastore: None,
+        selector: BTreeMap::new(),
+    };
+    let mut refused = 0;
+    for _ in 0..tenants {
+        match placement::place(&req, &cands, Policy::Spread) {
+            Ok(c) => {
+                let name = c.name.clone();
+                let c = cands.iter_mut().find(|c| c.name == name).expect("chosen");
+                c.tenants += 1;
+                c.reserved_bytes += req.reservation_bytes;
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    let total_q: i64 = cands.iter().map(|c| c.quota_bytes).sum();
+    let total_r: i64 = cands.iter().map(|c| c.reserved_bytes).sum();
+    let ideal = total_r as f64 / total_q as f64 * 100.0;
+    println!(
+        "Placement balance (spread, {tenants} tenants x {RESERVATION_MIB} MiB, {refused} refused): ideal utilisation {ideal:.1}% on every shard"
+    );
+    let mut worst: f64 = 0.0;
+    for c in &cands {
+        let u = c.reserved_bytes as f64 / c.quota_bytes as f64 * 100.0;
+        worst = worst.max((u - ideal).abs());
+        println!(
+            "  {:<12} quota {:>2} GiB: {:>4} tenants, utilisation {:>5.1}% ({:+.2} points from ideal)",
+            c.name,
+            c.quota_bytes / GIB,
+            c.tenants,
+            u,
+            u - ideal
+        );
+    }
+    println!("  largest deviation from ideal: {worst:.2} points");
+}
+
+/// 1a. The raw write rate of one etcd on this disk, with as many writers as the bench uses.
+async fn bench_raw_etcd(h: &Harness, concurrency: usize) -> f64 {
+    let etcd = h.etcd("raw", EtcdSecurity::default()).await;
+    let tls = kamajid::etcd::EtcdTls {
+        ca_pem: Some(h.pki.ca.cert.clone()),
+        identity: Some((h.pki.root.cert.clone(), h.pki.root.key.clone())),
+    };
+    let client = kamajid::etcd::connect(
+        std::slice::from_ref(&etcd.endpoint),
+        &tls,
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("raw etcd");
+    let run = Duration::from_secs(3);
+    let mut rates = Vec::new();
+    for writers in [1, concurrency] {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let mut c = client.clone();
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    let value = vec![b'x'; 2048];
+                    while start.elapsed() < run {
+                        let txn = etcd_client::Txn::new().and_then([etcd_client::TxnOp::put(
+                            format!("/raw/{w}/{n}"),
+                            value.clone(),
+                            None,
+                        )]);
+                        c.txn(txn).await.expect("put");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.expect("writer");
+        }
+        let rate = total as f64 / start.elapsed().as_secs_f64();
+        println!("Raw etcd: {rate:>7.0} txn/s with {writers} writer(s) (2 KiB puts, fsync per commit batch)");
+        rates.push(rate);
+    }
+    rates[1]
+}
+
+struct Provisioned {
+    rate: f64,
+    elapsed: f64,
+}
+
+/// 1b + 2. N tenants through the gRPC API; throughput, Create-to-Ready latency, memory.
+async fn bench_provisioning(h: &Harness, args: &Args) -> Provisioned {
+    let pid = h.kamajid_pid();
+    let mut t = h.tenants().await;
+    let rss0 = rss_kib(pid);
+    let creates = Arc::new(std::sync::Mutex::new(HashMap::<String, Instant>::new()));
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..args.tenants {
+        let permit = sem.clone().acquire_owned().await.expect("semaphore");
+        let mut c = t.clone();
+        let creates = creates.clone();
+        handles.push(tokio::spawn(async move {
+            let name = format!("t-{i:05}");
+            let at = Instant::now();
+            let r = c
+                .create_tenant_cluster(v1::CreateTenantClusterRequest {
+                    name: name.clone(),
+                    spec: Some(tenant_spec()),
+                })
+                .await;
+            drop(permit);
+            if let Err(e) = r {
+                panic!("create {name}: {e}");
+            }
+            creates.lock().expect("creates").insert(name, at);
+        }));
+    }
+    let mut ready: HashMap<String, Instant> = HashMap::new();
+    let mut rss100 = None;
+    let deadline = Duration::from_secs(600);
+    while ready.len() < args.tenants {
+        assert!(
+            start.elapsed() < deadline,
+            "only {} of {} tenants Ready after {deadline:?}",
+            ready.len(),
+            args.tenants
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let list = t
+            .list_tenant_clusters(v1::ListTenantClustersRequest::default())
+            .await
+            .expect("list")
+            .into_inner();
+        let now = Instant::now();
+        for tc in list.tenant_clusters {
+            let st = tc.status.unwrap_or_default();
+            if st.phase == v1::TenantClusterPhase::Ready as i32 {
+                ready.entry(tc.name).or_insert(now);
+            }
+        }
+        if rss100.is_none() && ready.len() >= 100.min(args.tenants) {
+            rss100 = Some((ready.len(), rss_kib(pid)));
+        }
+    }
+    for hd in handles {
+        hd.await.expect("create task");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    // Let the reconciler go idle before measuring memory at rest.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_n = rss_kib(pid);
+    let creates = creates.lock().expect("creates");
+    let mut lat: Vec<f64> = ready
+        .iter()
+        .map(|(n, r)| r.duration_since(creates[n]).as_secs_f64())
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let rate = args.tenants as f64 / elapsed;
+    println!(
+        "Provisioning: {} tenants Ready in {elapsed:.1} s with {} concurrent creates: {rate:.1} tenants/s; Create->Ready p50 {:.2} s, p99 {:.2} s (polled every 200 ms)  [target: 1000 in <= 60 s]",
+        args.tenants,
+        args.concurrency,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+    );
+    let (n100, rss100) = rss100.unwrap_or((0, rss0));
+    let per = |rss: u64, n: usize| {
+        if n == 0 {
+            0.0
+        } else {
+            (rss.saturating_sub(rss0)) as f64 / n as f64
+        }
+    };
+    println!(
+        "Memory (kamajid RSS): {} KiB at 0 tenants, {} KiB at {n100}, {} KiB at {}: {:.1} KiB per tenant  [target <= 64 KiB]",
+        rss0,
+        rss100,
+        rss_n,
+        args.tenants,
+        per(rss_n, args.tenants),
+    );
+    Provisioned { rate, elapsed }
+}
+
+/// 5b. 32 concurrent creates onto a datastore with room for 5: how many land beyond its room.
+async fn bench_overcommit(h: &Harness, tight_endpoint: &str) {
+    let room = 5;
+    let mut ds = h.client().await;
+    ds.create_datastore(v1::CreateDatastoreRequest {
+        name: "tight".into(),
+        spec: Some(datastore_spec(
+            h,
+            tight_endpoint,
+            room * RESERVATION_MIB * MIB,
+            "tight",
+        )),
+    })
+    .await
+    .expect("tight datastore");
+    let t = h.tenants().await;
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let mut c = t.clone();
+            tokio::spawn(async move {
+                let mut spec = tenant_spec();
+                spec.datastore = "tight".into();
+                c.create_tenant_cluster(v1::CreateTenantClusterRequest {
+                    name: format!("oc-{i:02}"),
+                    spec: Some(spec),
+                })
+                .await
+                .is_ok()
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        accepted += usize::from(task.await.expect("create"));
+    }
+    // Let the reconciler place what was accepted.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut c = t.clone();
+    let placed = c
+        .list_tenant_clusters(v1::ListTenantClustersRequest {
+            datastore: "tight".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .tenant_clusters
+        .len();
+    println!(
+        "Overcommit: 32 concurrent creates onto a datastore with room for {room}: {accepted} accepted, {placed} placed, overcommit {}  [target 0]",
+        placed.saturating_sub(room as usize)
+    );
+}
+
+fn datastore_spec(h: &Harness, endpoint: &str, quota: i64, tier: &str) -> v1::DatastoreSpec {
+    v1::DatastoreSpec {
+        endpoints: vec![endpoint.to_owned()],
+        ca_certificate: h.pki.ca.cert.clone(),
+        client_certificate: h.pki.root.cert.clone(),
+        client_key: h.pki.root.key.clone(),
+        client_ca_certificate: h.pki.ca.cert.clone(),
+        client_ca_key: h.pki.ca.key.clone(),
+        quota_bytes: quota,
+        schedulable: true,
+        labels: [("tier".to_owned(), tier.to_owned())].into(),
+        ..Default::default()
+    }
+}
+
+fn timed_plan(w: &Workdir) -> f64 {
+    let mut times: Vec<f64> = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            let r = w.tf(&["plan", "-input=false", "-detailed-exitcode"]);
+            assert_eq!(r.code, 0, "plan not empty:\n{}", r.output());
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[1]
+}
+
+/// 4. `terraform plan` (with refresh) of P tenant clusters against P `terraform_data`.
+fn bench_plan(h: &Harness, p: usize) {
+    let w = h.workdir("bench-plan");
+    let mut hcl = String::from(PROVIDER_HCL);
+    for i in 0..p {
+        let name = format!("t-{i:05}");
+        hcl.push_str(&format!(
+            "import {{\n  to = kamaji_tenant_cluster.t[\"{name}\"]\n  id = \"{name}\"\n}}\n"
+        ));
+    }
+    hcl.push_str(&format!(
+        "resource \"kamaji_tenant_cluster\" \"t\" {{\n  for_each = toset([for i in range({p}) : format(\"t-%05d\", i)])\n  name = each.key\n  kubernetes_version = \"1.35.2\"\n}}\n"
+    ));
+    w.write(&hcl);
+    let r = w.tf(&["apply", "-auto-approve", "-input=false"]);
+    assert!(r.ok(), "importing {p} tenants:\n{}", r.output());
+    let kamaji = timed_plan(&w);
+    let d = h.workdir("bench-plan-data");
+    d.write(&format!(
+        "resource \"terraform_data\" \"t\" {{\n  for_each = toset([for i in range({p}) : format(\"t-%05d\", i)])\n  input = each.key\n}}\n"
+    ));
+    let r = d.tf(&["apply", "-auto-approve", "-input=false"]);
+    assert!(r.ok(), "terraform_data:\n{}", r.output());
+    let data = timed_plan(&d);
+    println!(
+        "Plan overhead: terraform plan (refresh) of {p} kamaji_tenant_cluster {kamaji:.2} s vs {p} terraform_data {data:.2} s: {:.2}x  [target <= 1.5x]",
+        kamaji / data
+    );
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args = args();
+    if std::env::var_os("KAMAJI_BUILD_PROFILE").is_none() {
+        std::env::set_var("KAMAJI_BUILD_PROFILE", "release");
+    }
+    ensure_built();
+    println!("kamaji bench on {}", machine());
+    println!();
+    bench_pki();
+    bench_balance(1000);
+
+    let double = KubeDouble::default();
+    let base = double.start().await;
+    let h = Harness::start_with_args(
+        Some(KubeDouble::kubeconfig(&base)),
+        vec![
+            "--tenant-reservation-mib".into(),
+            RESERVATION_MIB.to_string(),
+        ],
+    )
+    .await;
+    let raw = bench_raw_etcd(&h, args.concurrency).await;
+    let mut shards = Vec::new();
+    let mut ds = h.client().await;
+    for i in 1..=4 {
+        let e = h.etcd(&format!("shard-{i}"), EtcdSecurity::default()).await;
+        ds.create_datastore(v1::CreateDatastoreRequest {
+            name: format!("shard-{i}"),
+            spec: Some(datastore_spec(&h, &e.endpoint, 8 * GIB, "standard")),
+        })
+        .await
+        .expect("register shard");
+        shards.push(e);
+    }
+    let p = bench_provisioning(&h, &args).await;
+    println!(
+        "Throughput vs disk: {:.1} tenants/s is 1/{:.0} of raw etcd ({raw:.0} txn/s)  [target >= 1/6]; {:.1} s for {}",
+        p.rate,
+        raw / p.rate,
+        p.elapsed,
+        args.tenants
+    );
+    let mut per_shard: BTreeMap<String, usize> = BTreeMap::new();
+    let mut t = h.tenants().await;
+    for tc in t
+        .list_tenant_clusters(v1::ListTenantClustersRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .tenant_clusters
+    {
+        *per_shard
+            .entry(tc.status.unwrap_or_default().datastore)
+            .or_default() += 1;
+    }
+    println!("  tenants per shard (4 x 8 GiB, spread): {per_shard:?}");
+    let tight = h.etcd("tight", EtcdSecurity::default()).await;
+    bench_overcommit(&h, &tight.endpoint).await;
+    if !args.skip_plan {
+        bench_plan(&h, args.plan_resources.min(args.tenants));
+    }
+    drop(shards);
+}
