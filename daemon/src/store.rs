@@ -65,6 +65,9 @@ pub struct Versioned<T> {
     pub mod_revision: i64,
 }
 
+/// Records per list page to start with; halved when a page would pass gRPC's 4 MiB response cap.
+const LIST_PAGE: i64 = 256;
+
 #[derive(Clone)]
 pub struct Store {
     client: Client,
@@ -120,39 +123,73 @@ impl Store {
         &self,
         prefix: &str,
     ) -> Result<Vec<Versioned<T>>, StoreError> {
-        let resp = self
-            .client
-            .clone()
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(etcd("list"))?;
-        resp.kvs()
-            .iter()
-            .map(|kv| {
-                Ok(Versioned {
-                    value: decode(kv.key(), kv.value())?,
-                    mod_revision: kv.mod_revision(),
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        self.scan(prefix, false, |kv| {
+            out.push(Versioned {
+                value: decode(kv.key(), kv.value())?,
+                mod_revision: kv.mod_revision(),
+            });
+            Ok(())
+        })
+        .await?;
+        Ok(out)
     }
 
     /// Keys directly under `prefix`, with the prefix removed.
     pub async fn list_names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let resp = self
-            .client
-            .clone()
-            .get(
-                prefix,
-                Some(GetOptions::new().with_prefix().with_keys_only()),
-            )
-            .await
-            .map_err(etcd("list keys"))?;
-        Ok(resp
-            .kvs()
-            .iter()
-            .map(|kv| String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned())
-            .collect())
+        let mut out = Vec::new();
+        self.scan(prefix, true, |kv| {
+            out.push(String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned());
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Visits every key under `prefix` in pages, all read at the first page's revision: one
+    /// response is capped at 4 MiB by gRPC, and a fleet's records are far more than that.
+    async fn scan(
+        &self,
+        prefix: &str,
+        keys_only: bool,
+        mut visit: impl FnMut(&etcd_client::KeyValue) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let end = crate::etcd::prefix_end(prefix.as_bytes());
+        let mut from = prefix.as_bytes().to_vec();
+        let mut revision = 0;
+        let mut page = LIST_PAGE;
+        loop {
+            let mut opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(page)
+                .with_revision(revision);
+            if keys_only {
+                opts = opts.with_keys_only();
+            }
+            let resp = match self.client.clone().get(from.clone(), Some(opts)).await {
+                Ok(r) => r,
+                Err(etcd_client::Error::GRpcStatus(st))
+                    if st.code() == tonic::Code::OutOfRange && page > 1 =>
+                {
+                    page /= 2;
+                    continue;
+                }
+                Err(e) => return Err(etcd("list")(e)),
+            };
+            if revision == 0 {
+                revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            for kv in resp.kvs() {
+                visit(kv)?;
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
     pub async fn count(&self, prefix: &str) -> Result<u32, StoreError> {
