@@ -85,6 +85,20 @@ pub struct Context<R> {
     pub policy: Policy,
     pub dns_domain: String,
     pub etcd_timeout: Duration,
+    pub shared: Shared,
+}
+
+/// State the reconciler keeps between steps, for speed only: losing it (a restart) costs
+/// reconnections, never correctness.
+#[derive(Default)]
+pub struct Shared {
+    /// One admin connection per datastore, keyed by its record's update time so changed
+    /// credentials reconnect. Dropped when a call through it fails.
+    admins: std::sync::Mutex<std::collections::HashMap<String, (i64, Client)>>,
+    /// Placements by this process go one at a time: they would otherwise lose each other's
+    /// compare-and-swap on the few reservation keys and retry. The CAS still guards against
+    /// another process.
+    placing: tokio::sync::Mutex<()>,
 }
 
 impl<R: Runtime> Context<R> {
@@ -100,6 +114,27 @@ impl<R: Runtime> Context<R> {
     }
 
     async fn admin(&self, ds: &DatastoreRecord) -> Result<Client, ReconcileError> {
+        if let Ok(cache) = self.shared.admins.lock() {
+            if let Some((at, c)) = cache.get(&ds.name) {
+                if *at == ds.update_time {
+                    return Ok(c.clone());
+                }
+            }
+        }
+        let client = self.connect_admin(ds).await?;
+        if let Ok(mut cache) = self.shared.admins.lock() {
+            cache.insert(ds.name.clone(), (ds.update_time, client.clone()));
+        }
+        Ok(client)
+    }
+
+    fn forget_admin(&self, datastore: &str) {
+        if let Ok(mut cache) = self.shared.admins.lock() {
+            cache.remove(datastore);
+        }
+    }
+
+    async fn connect_admin(&self, ds: &DatastoreRecord) -> Result<Client, ReconcileError> {
         let creds = ds.admin_credentials(&self.kek)?;
         let tls = EtcdTls {
             ca_pem: Some(creds.ca_certificate),
@@ -224,6 +259,7 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
     let spec = rec.spec();
 
     let Some(ds_name) = rec.datastore.clone() else {
+        let _one_at_a_time = ctx.shared.placing.lock().await;
         let candidates = ctx.candidates().await?;
         let req = Request {
             reservation_bytes: rec.reservation_bytes,
@@ -255,7 +291,10 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
 
     let ds = ctx.datastore(&ds_name).await?;
     if !done(&rec, COND_ISOLATED) {
-        isolation::ensure(&ctx.admin(&ds).await?, &rec.uid).await?;
+        if let Err(e) = isolation::ensure(&ctx.admin(&ds).await?, &rec.uid).await {
+            ctx.forget_admin(&ds.name);
+            return Err(e.into());
+        }
         rec.set_condition(
             COND_ISOLATED,
             true,
@@ -373,7 +412,10 @@ async fn teardown<R: Runtime>(
     if let Some(ds_name) = rec.datastore.clone() {
         if !done(&rec, COND_RELEASED) {
             let ds = ctx.datastore(&ds_name).await?;
-            isolation::remove(&ctx.admin(&ds).await?, &rec.uid).await?;
+            if let Err(e) = isolation::remove(&ctx.admin(&ds).await?, &rec.uid).await {
+                ctx.forget_admin(&ds.name);
+                return Err(e.into());
+            }
             rec.set_condition(
                 COND_RELEASED,
                 true,

@@ -156,6 +156,7 @@ pub async fn serve(
             policy: Policy::Spread,
             dns_domain: cfg.tenant_dns_domain.clone(),
             etcd_timeout: cfg.probe_timeout(),
+            shared: Default::default(),
         });
         tokio::spawn(reconcile::run(
             ctx,

@@ -104,6 +104,7 @@ impl World {
             policy: Policy::Spread,
             dns_domain: "cluster.local".into(),
             etcd_timeout: Duration::from_secs(5),
+            shared: Default::default(),
         }
     }
 

@@ -106,6 +106,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         policy: Policy::Spread,
         dns_domain: "cluster.local".into(),
         etcd_timeout: Duration::from_secs(5),
+        shared: Default::default(),
     });
     let driver = tokio::spawn(reconcile::run(
         ctx,
