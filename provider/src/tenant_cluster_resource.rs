@@ -404,7 +404,22 @@ impl Resource for TenantClusterResource {
         let name = name_of(&state);
         match self.get(diags, &client, &name).await {
             Some(Some(tc)) => {
-                let creds = Self::credentials(&client, &name).await;
+                // Credentials follow from the CA and endpoint; a refresh of an unchanged tenant
+                // keeps the ones in state and saves a round trip per resource.
+                let st = tc.status.clone().unwrap_or_default();
+                let unchanged = state.admin_kubeconfig.is_value()
+                    && state.endpoint.as_ref_option().map(String::as_str)
+                        == Some(st.endpoint.as_str())
+                    && state
+                        .cluster_ca_certificate
+                        .as_ref_option()
+                        .map(String::as_str)
+                        == Some(st.cluster_ca_certificate.as_str());
+                let creds = if unchanged {
+                    None
+                } else {
+                    Self::credentials(&client, &name).await
+                };
                 Some((
                     TenantClusterState::from_proto(&tc, creds.as_ref(), &state),
                     private,
