@@ -12,6 +12,7 @@
 //!   environment (etcd processes, certificates) for demos and tests.
 
 pub mod api;
+pub mod bootstrap;
 pub mod config;
 pub mod controlplane;
 pub mod datastore;
