@@ -83,7 +83,7 @@ fn values(w: &Workdir, address: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lifecycle_spread_upgrade_replace_protect_import_drift_destroy() {
-    let double = KubeDouble::default();
+    let double = KubeDouble::admin_cluster();
     let base = double.start().await;
     let h = Harness::start_with_admin_cluster(Some(KubeDouble::kubeconfig(&base))).await;
     let p = pool(&h).await;
@@ -381,7 +381,7 @@ const fn bad(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_inputs_fail_naming_the_attribute_and_create_nothing() {
-    let double = KubeDouble::default();
+    let double = KubeDouble::admin_cluster();
     let base = double.start().await;
     let h = Harness::start_with_admin_cluster(Some(KubeDouble::kubeconfig(&base))).await;
     let p = pool(&h).await;
@@ -523,7 +523,7 @@ async fn bad_inputs_fail_naming_the_attribute_and_create_nothing() {
 /// `examples/quickstart` as shipped: two datastores and two tenant clusters, spread.
 #[tokio::test(flavor = "multi_thread")]
 async fn quickstart_runs_two_tenants_on_two_shards() {
-    let double = KubeDouble::default();
+    let double = KubeDouble::admin_cluster();
     let base = double.start().await;
     let h = Harness::start_with_admin_cluster(Some(KubeDouble::kubeconfig(&base))).await;
     let a = h.etcd("qs-1", EtcdSecurity::default()).await;

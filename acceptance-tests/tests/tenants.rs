@@ -26,7 +26,7 @@ fn tenant_spec() -> v1::TenantClusterSpec {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_removes_it_all() {
-    let double = KubeDouble::default();
+    let double = KubeDouble::admin_cluster();
     let base = double.start().await;
     let h = Harness::start_with_admin_cluster(Some(KubeDouble::kubeconfig(&base))).await;
     let etcd = h.etcd("shard-a", EtcdSecurity::default()).await;

@@ -248,6 +248,50 @@ pub fn mint(spec: &TenantPkiSpec, etcd_client_ca: &Pem) -> Result<TenantPki, Pki
     })
 }
 
+/// Hex SHA-256 of a PEM text: tells two certificates apart without revealing anything.
+pub fn fingerprint(pem: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(pem.as_bytes()))
+}
+
+/// Whether the serving certificate `cert_pem` names `host` (a DNS name or an IP address).
+pub fn covers(cert_pem: &str, host: &str) -> bool {
+    let Ok((_, p)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok(cert) = p.parse_x509() else {
+        return false;
+    };
+    let ip: Option<IpAddr> = host.trim_matches(|c| c == '[' || c == ']').parse().ok();
+    let Ok(Some(sans)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    sans.value.general_names.iter().any(|n| match n {
+        x509_parser::extensions::GeneralName::DNSName(d) => d.eq_ignore_ascii_case(host),
+        x509_parser::extensions::GeneralName::IPAddress(b) => match (ip, b.len()) {
+            (Some(IpAddr::V4(v4)), 4) => v4.octets()[..] == b[..],
+            (Some(IpAddr::V6(v6)), 16) => v6.octets()[..] == b[..],
+            _ => false,
+        },
+        _ => false,
+    })
+}
+
+/// Re-signs the apiserver serving certificate for `spec` (same CA, fresh key): for an
+/// endpoint only known once the admin cluster gave the Service an address.
+pub fn reissue_apiserver(pki: &mut TenantPki, spec: &TenantPkiSpec) -> Result<(), PkiError> {
+    pki.apiserver = sign(
+        &pki.ca,
+        &Leaf {
+            cn: "kube-apiserver",
+            orgs: &[],
+            sans: &apiserver_sans(spec)?,
+            usage: Usage::Server,
+        },
+    )?;
+    Ok(())
+}
+
 /// A kubeconfig for `user` with embedded credentials. Its `server` is the URL the holder uses.
 pub fn kubeconfig(cluster: &str, server: &str, ca_pem: &str, user: &str, creds: &Pem) -> String {
     let b = |s: &str| B64.encode(s.as_bytes());

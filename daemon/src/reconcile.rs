@@ -8,8 +8,12 @@
 //! - teardown undoes in reverse: control plane, then etcd role/keys/user, then the record,
 //!   its placement and its reservation in one transaction. Nothing of the tenant is left.
 //!
-//! Steps, in order: Place → Isolate → MintPki → Apply → AwaitReady (create and update);
-//! RemoveControlPlane → ReleaseEtcd → Forget (delete).
+//! Steps, in order: Place → Isolate → MintPki → Apply → AwaitReady → Bootstrap (create and
+//! update); RemoveControlPlane → ReleaseEtcd → Forget (delete). A tenant is Ready once its
+//! control plane answers and the objects `kubeadm join` needs are in it; those are re-applied
+//! every [`BOOTSTRAP_RESYNC`] so drift inside the tenant is repaired. When the endpoint the
+//! admin cluster gave the tenant is not in its serving certificate, AwaitReady re-issues the
+//! certificate and goes back to Apply.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +24,9 @@ use crate::controlplane::render::Tenant;
 use crate::datastore::{isolation, DatastoreRecord, DatastoreStatusRecord, Phase as DsPhase};
 use crate::etcd::{connect, error_chain, EtcdTls};
 use crate::kek::{Kek, KekError};
-use crate::pki::{mint, Pem, PkiError, TenantPki, TenantPkiSpec};
+use crate::bootstrap;
+use crate::datastore::now_unix;
+use crate::pki::{self, mint, Pem, PkiError, TenantPki, TenantPkiSpec};
 use crate::placement::{self, Candidate, Policy, Request};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::store::{
@@ -33,7 +39,11 @@ pub const COND_PLACED: &str = "DatastoreAssigned";
 pub const COND_ISOLATED: &str = "EtcdIsolated";
 pub const COND_APPLIED: &str = "ControlPlaneApplied";
 pub const COND_READY: &str = "ControlPlaneReady";
+pub const COND_BOOTSTRAPPED: &str = "TenantBootstrapped";
 pub const COND_RECONCILED: &str = "Reconciled";
+
+/// How often a Ready tenant's bootstrap objects are re-applied.
+pub const BOOTSTRAP_RESYNC: i64 = 600;
 pub const COND_REMOVED: &str = "ControlPlaneRemoved";
 pub const COND_RELEASED: &str = "EtcdReleased";
 
@@ -44,6 +54,8 @@ pub enum Step {
     MintPki,
     Apply,
     AwaitReady,
+    ReissueServingCert,
+    Bootstrap,
     RemoveControlPlane,
     ReleaseEtcd,
     Forget,
@@ -73,6 +85,8 @@ pub enum ReconcileError {
     Isolation(#[from] isolation::IsolationError),
     #[error(transparent)]
     Placement(#[from] placement::PlacementError),
+    #[error(transparent)]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
     #[error("datastore {datastore}: {detail}")]
     Datastore { datastore: String, detail: String },
 }
@@ -310,31 +324,14 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
     }
 
     let Some(pki) = ctx.open_pki(&rec)? else {
-        let net = spec.network.clone().unwrap_or_default();
-        let mut sans: Vec<String> = net.extra_sans.clone();
-        if !net.endpoint_address.is_empty() {
-            sans.insert(0, net.endpoint_address.clone());
-        }
         let client_ca = Pem {
             cert: ds.client_ca_certificate.clone(),
             key: ctx
                 .kek
                 .open(&datastore_key(&ds.name), &ds.client_ca_key_sealed)?,
         };
-        let pki = mint(
-            &TenantPkiSpec {
-                tenant_id: rec.uid.clone(),
-                service_cidr: net.service_cidr,
-                dns_domain: ctx.dns_domain.clone(),
-                external_sans: sans,
-            },
-            &client_ca,
-        )?;
-        let json = serde_json::to_string(&pki).unwrap_or_default();
-        rec.pki = Some(StoredPki {
-            sealed: ctx.kek.seal(&tenant_key(name), &json),
-            ca_certificate: pki.ca.cert.clone(),
-        });
+        let pki = mint(&pki_spec(ctx, &rec, &spec), &client_ca)?;
+        seal_pki(ctx, &mut rec, &pki);
         save(ctx, &rec, rev).await?;
         return Ok(Outcome::Ran(Step::MintPki));
     };
@@ -379,21 +376,148 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
             dns_domain: &ctx.dns_domain,
         };
         let status = ctx.runtime.status(&t).await?;
-        if status.ready {
-            rec.phase = Phase::Ready;
-            rec.endpoint = status.endpoint;
-            rec.current_version = Some(spec.kubernetes_version.clone());
-            rec.set_condition(COND_READY, true, "Ready", "");
-            if rec.condition(COND_RECONCILED).is_some() {
-                rec.set_condition(COND_RECONCILED, true, "Converged", "");
+        let endpoint = match (status.ready, status.endpoint) {
+            (true, Some(e)) => e,
+            (_, _) => {
+                rec.set_condition(COND_READY, false, "Waiting", status.message);
+                save(ctx, &rec, rev).await?;
+                return Ok(Outcome::Ran(Step::AwaitReady));
             }
-        } else {
-            rec.set_condition(COND_READY, false, "Waiting", status.message);
+        };
+        let host = endpoint_host(&endpoint);
+        if !pki::covers(&pki.apiserver.cert, &host) {
+            let mut pki = pki;
+            let mut want = pki_spec(ctx, &rec, &spec);
+            want.external_sans.push(host.clone());
+            pki::reissue_apiserver(&mut pki, &want)?;
+            seal_pki(ctx, &mut rec, &pki);
+            rec.set_condition(
+                COND_APPLIED,
+                false,
+                "ServingCertReissued",
+                format!("serving certificate re-issued for the endpoint address {host}"),
+            );
+            save(ctx, &rec, rev).await?;
+            return Ok(Outcome::Ran(Step::ReissueServingCert));
+        }
+        rec.endpoint = Some(endpoint);
+        rec.set_condition(COND_READY, true, "Ready", "");
+        bootstrap_tenant(ctx, &mut rec, &spec, &pki).await?;
+        rec.phase = Phase::Ready;
+        rec.current_version = Some(spec.kubernetes_version.clone());
+        if rec.condition(COND_RECONCILED).is_some() {
+            rec.set_condition(COND_RECONCILED, true, "Converged", "");
         }
         save(ctx, &rec, rev).await?;
         return Ok(Outcome::Ran(Step::AwaitReady));
     }
+    if bootstrap_due(&rec) {
+        bootstrap_tenant(ctx, &mut rec, &spec, &pki).await?;
+        save(ctx, &rec, rev).await?;
+        return Ok(Outcome::Ran(Step::Bootstrap));
+    }
     Ok(Outcome::Converged)
+}
+
+/// The names the tenant's serving certificate must carry beyond the in-cluster ones.
+fn pki_spec<R>(
+    ctx: &Context<R>,
+    rec: &TenantRecord,
+    spec: &kamaji_proto::v1::TenantClusterSpec,
+) -> TenantPkiSpec {
+    let net = spec.network.clone().unwrap_or_default();
+    let mut sans: Vec<String> = net.extra_sans.clone();
+    if !net.endpoint_address.is_empty() {
+        sans.insert(0, net.endpoint_address.clone());
+    }
+    if let Some(host) = rec.endpoint.as_deref().map(endpoint_host) {
+        if !sans.contains(&host) {
+            sans.push(host);
+        }
+    }
+    TenantPkiSpec {
+        tenant_id: rec.uid.clone(),
+        service_cidr: net.service_cidr,
+        dns_domain: ctx.dns_domain.clone(),
+        external_sans: sans,
+    }
+}
+
+fn seal_pki<R>(ctx: &Context<R>, rec: &mut TenantRecord, pki: &TenantPki) {
+    let json = serde_json::to_string(pki).unwrap_or_default();
+    rec.pki = Some(StoredPki {
+        sealed: ctx.kek.seal(&tenant_key(&rec.name), &json),
+        ca_certificate: pki.ca.cert.clone(),
+    });
+}
+
+/// `host` of `https://host:port` (IPv6 without brackets).
+pub fn endpoint_host(endpoint: &str) -> String {
+    let hp = bootstrap::host_port(endpoint);
+    let host = match hp.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => hp,
+    };
+    host.trim_start_matches('[').trim_end_matches(']').to_owned()
+}
+
+fn bootstrap_due(rec: &TenantRecord) -> bool {
+    rec.phase == Phase::Ready && now_unix() - rec.bootstrapped_at >= BOOTSTRAP_RESYNC
+}
+
+/// A client for the tenant's apiserver as its admin.
+pub async fn tenant_client(
+    rec: &TenantRecord,
+    pki: &TenantPki,
+) -> Result<kube::Client, bootstrap::BootstrapError> {
+    let endpoint = rec.endpoint.clone().unwrap_or_default();
+    let kc = pki::kubeconfig(
+        &rec.name,
+        &endpoint,
+        &pki.ca.cert,
+        "kubernetes-admin",
+        &pki.admin,
+    );
+    bootstrap::connect(&kc, &endpoint).await
+}
+
+/// Applies the bootstrap objects and records it; the caller saves the record.
+async fn bootstrap_tenant<R>(
+    ctx: &Context<R>,
+    rec: &mut TenantRecord,
+    spec: &kamaji_proto::v1::TenantClusterSpec,
+    pki: &TenantPki,
+) -> Result<(), ReconcileError> {
+    let net = spec.network.clone().unwrap_or_default();
+    let addons = spec
+        .addons
+        .unwrap_or(kamaji_proto::v1::Addons {
+            coredns: true,
+            kube_proxy: true,
+        });
+    let endpoint = rec.endpoint.clone().unwrap_or_default();
+    let objects = bootstrap::render(&bootstrap::Inputs {
+        cluster_name: &rec.name,
+        endpoint: &endpoint,
+        ca_pem: &pki.ca.cert,
+        kubernetes_version: spec.kubernetes_version.trim_start_matches('v'),
+        service_cidr: &net.service_cidr,
+        pod_cidr: &net.pod_cidr,
+        dns_service_ip: &net.dns_service_ip,
+        dns_domain: &ctx.dns_domain,
+        coredns: addons.coredns,
+        kube_proxy: addons.kube_proxy,
+    });
+    let client = tenant_client(rec, pki).await?;
+    bootstrap::apply(&client, &objects).await?;
+    rec.bootstrapped_at = now_unix();
+    rec.set_condition(
+        COND_BOOTSTRAPPED,
+        true,
+        "Bootstrapped",
+        format!("{} objects for kubeadm join applied", objects.len()),
+    );
+    Ok(())
 }
 
 async fn teardown<R: Runtime>(
@@ -461,7 +585,10 @@ pub async fn converge<R: Runtime>(
 
 /// Whether a tenant needs work: not ready, behind its spec, or being deleted.
 fn pending(rec: &TenantRecord) -> bool {
-    rec.deleting || rec.phase != Phase::Ready || rec.observed_generation < rec.generation
+    rec.deleting
+        || rec.phase != Phase::Ready
+        || rec.observed_generation < rec.generation
+        || bootstrap_due(rec)
 }
 
 /// The leader's loop: every `interval`, or when woken by the API, converge every tenant that

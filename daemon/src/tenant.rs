@@ -62,6 +62,9 @@ pub struct TenantRecord {
     pub deleting: bool,
     pub create_time: i64,
     pub delete_time: i64,
+    /// When the bootstrap objects were last applied inside the tenant (unix seconds).
+    #[serde(default)]
+    pub bootstrapped_at: i64,
 }
 
 impl TenantRecord {
@@ -82,6 +85,7 @@ impl TenantRecord {
             deleting: false,
             create_time: now_unix(),
             delete_time: 0,
+            bootstrapped_at: 0,
         }
     }
 

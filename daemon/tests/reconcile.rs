@@ -181,10 +181,29 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
         let rec = w.record(&name).await.unwrap();
         assert_eq!(rec.phase, Phase::Ready);
         assert_eq!(rec.datastore.as_deref(), Some("shard-0"));
-        assert_eq!(
-            rec.endpoint.as_deref(),
-            Some(format!("https://{name}.example:6443").as_str())
-        );
+        let api = w.runtime.tenant_api(&name).expect("tenant apiserver");
+        let endpoint = rec.endpoint.clone().unwrap();
+        assert!(endpoint.starts_with("https://127.0.0.1:"), "{endpoint}");
+        // Bootstrapped: what kubeadm join discovers is in the tenant, pointing at the endpoint.
+        const CLUSTER_INFO: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+        let ci = api.get(CLUSTER_INFO).expect("cluster-info");
+        assert!(ci["data"]["kubeconfig"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("server: {endpoint}")));
+        assert!(rec
+            .condition(kamajid::reconcile::COND_BOOTSTRAPPED)
+            .is_some_and(|c| c.ok));
+        // Drift inside the tenant is repaired at the next resync.
+        api.remove(CLUSTER_INFO);
+        let v = w.store.get::<TenantRecord>(&tenant_key(&name)).await.unwrap().unwrap();
+        let mut stale = v.value.clone();
+        stale.bootstrapped_at -= kamajid::reconcile::BOOTSTRAP_RESYNC;
+        w.store.update(&tenant_key(&name), &stale, v.mod_revision).await.unwrap();
+        assert_eq!(step(&w.ctx(), &name).await.unwrap(), Outcome::Ran(Step::Bootstrap));
+        assert!(api.get(CLUSTER_INFO).is_some(), "cluster-info not restored");
+        assert_eq!(step(&w.ctx(), &name).await.unwrap(), Outcome::Converged);
+        let rec = w.record(&name).await.unwrap();
         assert!(rec
             .pki
             .as_ref()

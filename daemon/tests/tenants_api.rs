@@ -185,13 +185,10 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
     let t = wait_phase(&mut c, "acme", TenantClusterPhase::Ready).await;
     let st = t.status.unwrap();
     assert_eq!(
-        (
-            st.endpoint.as_str(),
-            st.datastore.as_str(),
-            st.current_version.as_str()
-        ),
-        ("https://acme.example:6443", "shard", "1.34.3")
+        (st.datastore.as_str(), st.current_version.as_str()),
+        ("shard", "1.34.3")
     );
+    assert!(st.endpoint.starts_with("https://127.0.0.1:"), "{}", st.endpoint);
     assert!(st.cluster_ca_certificate.contains("BEGIN CERTIFICATE"));
     assert_eq!(
         Some(st.ca_cert_hash.clone()),
@@ -207,7 +204,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         .into_inner();
     assert!(creds
         .admin_kubeconfig
-        .contains("server: https://acme.example:6443"));
+        .contains(&format!("server: {}", st.endpoint)));
 
     // Bad input and forbidden changes name their field.
     let err = c

@@ -292,6 +292,7 @@ impl TenantClusterState {
                 .as_ref_option()
                 .copied()
                 .unwrap_or(false),
+            addons: None,
         };
         (spec, r.unknown)
     }

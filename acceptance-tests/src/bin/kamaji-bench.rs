@@ -536,7 +536,7 @@ async fn main() {
     bench_pki();
     bench_balance(1000);
 
-    let double = KubeDouble::default();
+    let double = KubeDouble::admin_cluster();
     let base = double.start().await;
     let h = Harness::start_with_args(
         Some(KubeDouble::kubeconfig(&base)),

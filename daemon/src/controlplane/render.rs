@@ -34,6 +34,7 @@ use crate::pki::{kubeconfig, TenantPki};
 pub const LABEL_TENANT: &str = "kamaji.io/tenant";
 pub const LABEL_TENANT_ID: &str = "kamaji.io/tenant-id";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kamajid");
+pub const ANNOTATION_SERVING_CERT: &str = "kamaji.io/serving-cert-sha256";
 pub const DEPLOYMENT: &str = "control-plane";
 pub const SERVICE: &str = "kube-apiserver";
 /// Runs as this user; the upstream images need no root.
@@ -354,6 +355,11 @@ pub fn render(t: &Tenant<'_>, pki: &TenantPki) -> Rendered {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels(t)),
+                    // Pods read certificates at start: a re-issued serving certificate rolls them.
+                    annotations: Some(BTreeMap::from([(
+                        ANNOTATION_SERVING_CERT.to_owned(),
+                        crate::pki::fingerprint(&pki.apiserver.cert),
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {

@@ -191,11 +191,25 @@ pub async fn names(client: &mut Client) -> Vec<String> {
         .collect()
 }
 
+/// The Kubernetes API test double, shared with the acceptance tests.
+#[path = "../../../acceptance-tests/src/kube_double.rs"]
+#[allow(dead_code)]
+pub mod kube_double;
+
 /// A runtime double for tenant tests: remembers the version applied per tenant; a tenant is
-/// ready once the version its spec asks for has been applied.
+/// ready once the version its spec asks for has been applied. Its "control plane" is a tenant
+/// apiserver double on loopback serving the tenant's own certificate, so bootstrap runs for real.
 #[derive(Default)]
 pub struct MemoryRuntime {
     pub versions: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    pub apis: std::sync::Mutex<std::collections::HashMap<String, kube_double::TenantServer>>,
+}
+
+impl MemoryRuntime {
+    /// The objects inside tenant `name`'s apiserver double.
+    pub fn tenant_api(&self, name: &str) -> Option<kube_double::KubeDouble> {
+        self.apis.lock().unwrap().get(name).map(|t| t.api.clone())
+    }
 }
 
 impl kamajid::runtime::Runtime for MemoryRuntime {
@@ -209,6 +223,12 @@ impl kamajid::runtime::Runtime for MemoryRuntime {
             .lock()
             .unwrap()
             .insert(t.name.to_owned(), t.spec.kubernetes_version.clone());
+        let mut apis = self.apis.lock().unwrap();
+        if !apis.contains_key(t.name) {
+            let server = kube_double::TenantServer::start(&pki.apiserver.cert, &pki.apiserver.key)
+                .expect("tenant apiserver double");
+            apis.insert(t.name.to_owned(), server);
+        }
         Ok(())
     }
     async fn status(
@@ -216,14 +236,21 @@ impl kamajid::runtime::Runtime for MemoryRuntime {
         t: &kamajid::controlplane::render::Tenant<'_>,
     ) -> Result<kamajid::runtime::RuntimeStatus, kamajid::runtime::RuntimeError> {
         let ready = self.versions.lock().unwrap().get(t.name) == Some(&t.spec.kubernetes_version);
+        let endpoint = self
+            .apis
+            .lock()
+            .unwrap()
+            .get(t.name)
+            .map(|s| format!("https://{}", s.addr));
         Ok(kamajid::runtime::RuntimeStatus {
             ready,
-            endpoint: Some(format!("https://{}.example:6443", t.name)),
+            endpoint,
             message: "rolling out".into(),
         })
     }
     async fn delete(&self, tenant: &str) -> Result<bool, kamajid::runtime::RuntimeError> {
         self.versions.lock().unwrap().remove(tenant);
+        self.apis.lock().unwrap().remove(tenant);
         Ok(true)
     }
 }
