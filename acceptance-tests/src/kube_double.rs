@@ -121,7 +121,10 @@ impl KubeDouble {
     /// An admin cluster: also runs a tenant apiserver double per tenant namespace.
     pub fn admin_cluster() -> Self {
         // A random second octet keeps concurrently running test processes apart.
-        let seed = std::process::id() ^ std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.subsec_nanos());
+        let seed = std::process::id()
+            ^ std::time::UNIX_EPOCH
+                .elapsed()
+                .map_or(0, |d| d.subsec_nanos());
         Self {
             tenants: Some(Arc::default()),
             next_ip: Arc::new(Mutex::new((seed % 250 + 2) << 16)),
@@ -279,7 +282,9 @@ fn is_collection(path: &str) -> bool {
 /// `type=<value>` from a `fieldSelector` query parameter.
 fn type_selector(uri: &Uri) -> Option<String> {
     let q = uri.query()?;
-    let sel = q.split('&').find_map(|kv| kv.strip_prefix("fieldSelector="))?;
+    let sel = q
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("fieldSelector="))?;
     let decoded = sel
         .replace("%3D", "=")
         .replace("%3d", "=")
@@ -313,10 +318,7 @@ async fn handle(State(d): State<KubeDouble>, method: Method, uri: Uri, body: Byt
                     obj["status"] = json!({"observedGeneration": generation, "replicas": r, "updatedReplicas": r, "readyReplicas": r, "availableReplicas": r});
                 }
                 Some("Service") if obj["spec"]["clusterIP"].is_null() => {
-                    let ip = match prev
-                        .as_ref()
-                        .and_then(|p| p["spec"]["clusterIP"].as_str())
-                    {
+                    let ip = match prev.as_ref().and_then(|p| p["spec"]["clusterIP"].as_str()) {
                         Some(ip) => ip.to_owned(),
                         None if d.tenants.is_some() => d.next_loopback(),
                         None => "10.0.0.10".to_owned(),

@@ -122,7 +122,8 @@ output "acme_kubeconfig" {
     assert_eq!(placed, ["shard-a", "shard-b"], "spread over both shards");
     assert_eq!(acme["status"], "Ready", "{acme:#}");
     assert_eq!(acme["current_version"], "1.35.2");
-    assert_eq!(acme["endpoint"], "https://127.0.0.1:6443");
+    let endpoint = bootstrapped_endpoint(&double, "acme");
+    assert_eq!(acme["endpoint"], endpoint.as_str());
     assert_eq!(acme["replicas"], 2, "default replicas");
     assert_eq!(acme["network"]["service_cidr"], "10.96.0.0/12");
     assert_eq!(acme["network"]["service_type"], "LoadBalancer");
@@ -133,7 +134,7 @@ output "acme_kubeconfig" {
     );
     let kubeconfig = acme["admin_kubeconfig"].as_str().unwrap();
     assert!(
-        kubeconfig.contains("server: https://127.0.0.1:6443"),
+        kubeconfig.contains(&format!("server: {endpoint}")),
         "{kubeconfig}"
     );
     let sensitive = &w.resource("kamaji_tenant_cluster.acme")["sensitive_values"];
@@ -141,7 +142,8 @@ output "acme_kubeconfig" {
     assert_eq!(sensitive["client_key"], true);
     let out = &w.state_json()["values"]["outputs"];
     assert_eq!(
-        out["acme_endpoint"]["value"], "https://127.0.0.1:6443",
+        out["acme_endpoint"]["value"],
+        endpoint.as_str(),
         "data source"
     );
     assert_eq!(out["acme_kubeconfig"]["value"], kubeconfig);

@@ -73,10 +73,8 @@ async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_remove
     };
     let st = ready.status.unwrap();
     assert_eq!(st.datastore, "shard-a");
-    assert_eq!(
-        st.endpoint, "https://127.0.0.1:6443",
-        "endpoint from the LoadBalancer"
-    );
+    let endpoint = bootstrapped_endpoint(&double, "acme");
+    assert_eq!(st.endpoint, endpoint, "endpoint from the LoadBalancer");
     assert_eq!(st.current_version, "1.35.2");
 
     // What kamajid applied to the admin cluster.
@@ -134,7 +132,7 @@ async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_remove
         .into_inner();
     assert!(creds
         .admin_kubeconfig
-        .contains("server: https://127.0.0.1:6443"));
+        .contains(&format!("server: {endpoint}")));
 
     // The datastore cannot go while the tenant lives on it.
     let err = ds

@@ -68,7 +68,9 @@ pub fn coredns_version(kubernetes_version: &str) -> &'static str {
 
 /// `host:port` of an `https://host:port` endpoint, as `kubeadm join` takes it.
 pub fn host_port(endpoint: &str) -> &str {
-    endpoint.trim_start_matches("https://").trim_end_matches('/')
+    endpoint
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
 }
 
 fn meta(name: &str, namespace: Option<&str>) -> Value {
@@ -704,16 +706,36 @@ mod tests {
         assert!(parsed.auth_infos.is_empty(), "discovery carries no user");
 
         let role: Role = serde_json::from_value(
-            find(&objs, "Role", Some("kube-public"), "kubeadm:bootstrap-signer-clusterinfo").clone(),
+            find(
+                &objs,
+                "Role",
+                Some("kube-public"),
+                "kubeadm:bootstrap-signer-clusterinfo",
+            )
+            .clone(),
         )
         .unwrap();
         let rule = &role.rules.unwrap()[0];
         assert_eq!(rule.verbs, vec!["get"]);
-        assert_eq!(rule.resources.as_deref(), Some(&["configmaps".to_owned()][..]));
-        assert_eq!(rule.resource_names.as_deref(), Some(&["cluster-info".to_owned()][..]));
         assert_eq!(
-            binding(&objs, "RoleBinding", Some("kube-public"), "kubeadm:bootstrap-signer-clusterinfo"),
-            ("kubeadm:bootstrap-signer-clusterinfo".into(), vec!["User:system:anonymous".into()])
+            rule.resources.as_deref(),
+            Some(&["configmaps".to_owned()][..])
+        );
+        assert_eq!(
+            rule.resource_names.as_deref(),
+            Some(&["cluster-info".to_owned()][..])
+        );
+        assert_eq!(
+            binding(
+                &objs,
+                "RoleBinding",
+                Some("kube-public"),
+                "kubeadm:bootstrap-signer-clusterinfo"
+            ),
+            (
+                "kubeadm:bootstrap-signer-clusterinfo".into(),
+                vec!["User:system:anonymous".into()]
+            )
         );
     }
 
@@ -722,7 +744,11 @@ mod tests {
         let objs = render(&inputs(true, true));
         let token = format!("Group:{NODE_TOKEN_GROUP}");
         for (name, role, subject) in [
-            ("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", token.as_str()),
+            (
+                "kubeadm:kubelet-bootstrap",
+                "system:node-bootstrapper",
+                token.as_str(),
+            ),
             (
                 "kubeadm:node-autoapprove-bootstrap",
                 "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
@@ -739,7 +765,11 @@ mod tests {
                 "system:kubelet-api-admin",
                 "User:kube-apiserver-kubelet-client",
             ),
-            ("kubeadm:cluster-admins", "cluster-admin", "Group:kubeadm:cluster-admins"),
+            (
+                "kubeadm:cluster-admins",
+                "cluster-admin",
+                "Group:kubeadm:cluster-admins",
+            ),
         ] {
             assert_eq!(
                 binding(&objs, "ClusterRoleBinding", None, name),
@@ -753,7 +783,10 @@ mod tests {
     fn joining_nodes_can_read_the_kubeadm_and_kubelet_configs_kubeadm_join_fetches() {
         let i = inputs(true, true);
         let objs = render(&i);
-        let both = vec![format!("Group:{NODE_TOKEN_GROUP}"), "Group:system:nodes".to_owned()];
+        let both = vec![
+            format!("Group:{NODE_TOKEN_GROUP}"),
+            "Group:system:nodes".to_owned(),
+        ];
         for (cm, role) in [
             ("kubeadm-config", "kubeadm:nodes-kubeadm-config"),
             ("kubelet-config", "kubeadm:kubelet-config"),
@@ -761,7 +794,10 @@ mod tests {
             let r: Role =
                 serde_json::from_value(find(&objs, "Role", Some("kube-system"), role).clone())
                     .unwrap();
-            assert_eq!(r.rules.unwrap()[0].resource_names.as_deref(), Some(&[cm.to_owned()][..]));
+            assert_eq!(
+                r.rules.unwrap()[0].resource_names.as_deref(),
+                Some(&[cm.to_owned()][..])
+            );
             assert_eq!(
                 binding(&objs, "RoleBinding", Some("kube-system"), role),
                 (role.to_owned(), both.clone())
@@ -809,9 +845,10 @@ mod tests {
             .contains("kubernetes cluster.local in-addr.arpa ip6.arpa"));
 
         let bare = render(&inputs(false, false));
-        assert!(bare
-            .iter()
-            .all(|o| !matches!(o["kind"].as_str(), Some("DaemonSet" | "Deployment" | "Service"))));
+        assert!(bare.iter().all(|o| !matches!(
+            o["kind"].as_str(),
+            Some("DaemonSet" | "Deployment" | "Service")
+        )));
         let kc = find(&bare, "ConfigMap", Some("kube-system"), "kubeadm-config");
         let cc: Value =
             serde_json::from_str(kc["data"]["ClusterConfiguration"].as_str().unwrap()).unwrap();

@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use etcd_client::Client;
 
+use crate::bootstrap;
 use crate::controlplane::render::Tenant;
+use crate::datastore::now_unix;
 use crate::datastore::{isolation, DatastoreRecord, DatastoreStatusRecord, Phase as DsPhase};
 use crate::etcd::{connect, error_chain, EtcdTls};
 use crate::kek::{Kek, KekError};
-use crate::bootstrap;
-use crate::datastore::now_unix;
 use crate::pki::{self, mint, Pem, PkiError, TenantPki, TenantPkiSpec};
 use crate::placement::{self, Candidate, Policy, Request};
 use crate::runtime::{Runtime, RuntimeError};
@@ -458,7 +458,9 @@ pub fn endpoint_host(endpoint: &str) -> String {
         Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
         _ => hp,
     };
-    host.trim_start_matches('[').trim_end_matches(']').to_owned()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
 }
 
 fn bootstrap_due(rec: &TenantRecord) -> bool {
@@ -489,12 +491,10 @@ async fn bootstrap_tenant<R>(
     pki: &TenantPki,
 ) -> Result<(), ReconcileError> {
     let net = spec.network.clone().unwrap_or_default();
-    let addons = spec
-        .addons
-        .unwrap_or(kamaji_proto::v1::Addons {
-            coredns: true,
-            kube_proxy: true,
-        });
+    let addons = spec.addons.unwrap_or(kamaji_proto::v1::Addons {
+        coredns: true,
+        kube_proxy: true,
+    });
     let endpoint = rec.endpoint.clone().unwrap_or_default();
     let objects = bootstrap::render(&bootstrap::Inputs {
         cluster_name: &rec.name,

@@ -196,11 +196,22 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
             .is_some_and(|c| c.ok));
         // Drift inside the tenant is repaired at the next resync.
         api.remove(CLUSTER_INFO);
-        let v = w.store.get::<TenantRecord>(&tenant_key(&name)).await.unwrap().unwrap();
+        let v = w
+            .store
+            .get::<TenantRecord>(&tenant_key(&name))
+            .await
+            .unwrap()
+            .unwrap();
         let mut stale = v.value.clone();
         stale.bootstrapped_at -= kamajid::reconcile::BOOTSTRAP_RESYNC;
-        w.store.update(&tenant_key(&name), &stale, v.mod_revision).await.unwrap();
-        assert_eq!(step(&w.ctx(), &name).await.unwrap(), Outcome::Ran(Step::Bootstrap));
+        w.store
+            .update(&tenant_key(&name), &stale, v.mod_revision)
+            .await
+            .unwrap();
+        assert_eq!(
+            step(&w.ctx(), &name).await.unwrap(),
+            Outcome::Ran(Step::Bootstrap)
+        );
         assert!(api.get(CLUSTER_INFO).is_some(), "cluster-info not restored");
         assert_eq!(step(&w.ctx(), &name).await.unwrap(), Outcome::Converged);
         let rec = w.record(&name).await.unwrap();

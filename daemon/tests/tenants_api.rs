@@ -188,7 +188,11 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         (st.datastore.as_str(), st.current_version.as_str()),
         ("shard", "1.34.3")
     );
-    assert!(st.endpoint.starts_with("https://127.0.0.1:"), "{}", st.endpoint);
+    assert!(
+        st.endpoint.starts_with("https://127.0.0.1:"),
+        "{}",
+        st.endpoint
+    );
     assert!(st.cluster_ca_certificate.contains("BEGIN CERTIFICATE"));
     assert_eq!(
         Some(st.ca_cert_hash.clone()),
