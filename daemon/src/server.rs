@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use kamaji_proto::v1::bootstrap_tokens_server::BootstrapTokensServer;
 use kamaji_proto::v1::datastores_server::DatastoresServer;
 use kamaji_proto::v1::tenant_clusters_server::TenantClustersServer;
 use tokio::net::TcpListener;
@@ -13,6 +14,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tracing::info;
 
 use crate::api::auth::{Tokens, TokensError};
+use crate::api::bootstrap_tokens::BootstrapTokenApi;
 use crate::api::datastores::DatastoreApi;
 use crate::api::tenants::TenantApi;
 use crate::config::{ServeConfig, StateEtcdConfig};
@@ -188,6 +190,13 @@ pub async fn serve(
         },
         tokens.clone().interceptor(),
     );
+    let tokens_api = BootstrapTokensServer::with_interceptor(
+        BootstrapTokenApi {
+            store: store.clone(),
+            kek: kek.clone(),
+        },
+        tokens.clone().interceptor(),
+    );
     let datastores = DatastoresServer::with_interceptor(
         DatastoreApi { store, kek, prober },
         tokens.interceptor(),
@@ -197,6 +206,7 @@ pub async fn serve(
         .map_err(|e| ServeError::Transport(error_chain(&e)))?
         .add_service(datastores)
         .add_service(tenants)
+        .add_service(tokens_api)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             while !*shutdown.borrow() {
                 if shutdown.changed().await.is_err() {

@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kamaji_proto::errors::field_errors;
+use kamaji_proto::v1::bootstrap_tokens_client::BootstrapTokensClient;
+use kamaji_proto::v1::bootstrap_tokens_server::BootstrapTokensServer;
 use kamaji_proto::v1::tenant_clusters_client::TenantClustersClient;
 use kamaji_proto::v1::tenant_clusters_server::TenantClustersServer;
 use kamaji_proto::v1::{self, TenantClusterPhase};
+use kamajid::api::bootstrap_tokens::BootstrapTokenApi;
 use kamajid::api::tenants::TenantApi;
 use kamajid::datastore::{DatastoreRecord, DatastoreStatusRecord, Phase as DsPhase};
 use kamajid::devenv::{free_port, DevPki, EtcdProcess, EtcdSecurity};
@@ -118,14 +121,19 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
     let port = free_port();
     let api = TenantApi {
         store: store.clone(),
-        kek,
+        kek: kek.clone(),
         wake,
         has_runtime: true,
         reservation_bytes: kamajid::tenant::DEFAULT_RESERVATION_BYTES,
     };
+    let tokens_api = BootstrapTokenApi {
+        store: store.clone(),
+        kek: kek.clone(),
+    };
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(TenantClustersServer::new(api))
+            .add_service(BootstrapTokensServer::new(tokens_api))
             .serve(format!("127.0.0.1:{port}").parse().unwrap()),
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -209,6 +217,128 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
     assert!(creds
         .admin_kubeconfig
         .contains(&format!("server: {}", st.endpoint)));
+
+    // Bootstrap tokens: created as kubeadm writes them inside the tenant, listed and read back
+    // without their secret half, gone once deleted or expired.
+    let mut tk = BootstrapTokensClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let created = tk
+        .create_bootstrap_token(v1::CreateBootstrapTokenRequest {
+            tenant_cluster: "acme".into(),
+            ttl_seconds: 3600,
+            description: "workers of acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (id, secret) = created.token.split_once('.').unwrap();
+    assert_eq!((id.len(), secret.len()), (6, 16));
+    assert_eq!(created.id, id);
+    assert_eq!(created.ca_cert_hash, format!("sha256:{}", st.ca_cert_hash));
+    let host_port = st.endpoint.trim_start_matches("https://");
+    assert_eq!(
+        created.join_command,
+        format!(
+            "kubeadm join {host_port} --token {} --discovery-token-ca-cert-hash sha256:{}",
+            created.token, st.ca_cert_hash
+        )
+    );
+    let expires = created.expire_time.clone().unwrap().seconds;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(
+        (now + 3590..=now + 3601).contains(&expires),
+        "{expires} vs {now}"
+    );
+    let inside = runtime.tenant_api("acme").unwrap();
+    let secret_path = format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{id}");
+    let obj = inside
+        .get(&secret_path)
+        .expect("token Secret in the tenant");
+    assert_eq!(obj["type"], "bootstrap.kubernetes.io/token");
+    assert_eq!(obj["stringData"]["token-secret"], secret);
+    assert_eq!(
+        obj["stringData"]["auth-extra-groups"],
+        "system:bootstrappers:kubeadm:default-node-token"
+    );
+    let read = tk
+        .get_bootstrap_token(v1::GetBootstrapTokenRequest {
+            tenant_cluster: "acme".into(),
+            id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        read.token.is_empty() && read.join_command.is_empty(),
+        "secret half returned"
+    );
+    assert_eq!(
+        (read.description.as_str(), read.expire_time.unwrap().seconds),
+        ("workers of acme", expires)
+    );
+    assert_eq!(read.usages, ["authentication", "signing"]);
+    let listed = tk
+        .list_bootstrap_tokens(v1::ListBootstrapTokensRequest {
+            tenant_cluster: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed
+            .tokens
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>(),
+        [id]
+    );
+    // An expired token reads as gone even before the token cleaner removes it.
+    let mut old = obj.clone();
+    old["stringData"]["expiration"] = "2020-01-01T00:00:00Z".into();
+    inside.put(&secret_path, old);
+    let err = tk
+        .get_bootstrap_token(v1::GetBootstrapTokenRequest {
+            tenant_cluster: "acme".into(),
+            id: id.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), field_errors(&err)[0].field.as_str()),
+        (Code::NotFound, "id")
+    );
+    tk.delete_bootstrap_token(v1::DeleteBootstrapTokenRequest {
+        tenant_cluster: "acme".into(),
+        id: id.into(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        inside.get(&secret_path).is_none(),
+        "token Secret left behind"
+    );
+    for (req, field) in [
+        (
+            v1::CreateBootstrapTokenRequest {
+                tenant_cluster: "acme".into(),
+                ttl_seconds: 10,
+                description: String::new(),
+            },
+            "ttl",
+        ),
+        (
+            v1::CreateBootstrapTokenRequest {
+                tenant_cluster: "nobody".into(),
+                ttl_seconds: 600,
+                description: String::new(),
+            },
+            "tenant_cluster",
+        ),
+    ] {
+        let err = tk.create_bootstrap_token(req).await.unwrap_err();
+        assert_eq!(field_errors(&err)[0].field, field, "{err:?}");
+    }
 
     // Bad input and forbidden changes name their field.
     let err = c
