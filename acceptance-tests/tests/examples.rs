@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use acceptance_tests::{ensure_built, write_cli_config, PROVIDER_HCL};
+use acceptance_tests::{bin_dir, ensure_built, write_cli_config, PROVIDER_HCL};
 
 fn example_dirs(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -36,30 +36,54 @@ fn every_example_passes_terraform_validate() {
     let tmp = tempfile::tempdir().unwrap();
     let rc = write_cli_config(tmp.path());
     let dirs = example_dirs(&root);
-    assert!(dirs.len() >= 5, "examples missing: {dirs:?}");
+    assert!(dirs.len() >= 7, "examples missing: {dirs:?}");
+    // The whole tree first: modules refer to each other by relative path.
+    copy_tree(&root, tmp.path());
     for dir in dirs {
         let rel = dir.strip_prefix(&root).unwrap();
         let work = tmp.path().join(rel);
-        std::fs::create_dir_all(&work).unwrap();
         let mut declares_provider = false;
+        let mut needs_init = false;
         for e in std::fs::read_dir(&dir).unwrap().flatten() {
             if e.path().extension().is_some_and(|x| x == "tf") {
                 let text = std::fs::read_to_string(e.path()).unwrap();
                 declares_provider |= text.contains("required_providers");
-                std::fs::write(work.join(e.file_name()), text).unwrap();
+                needs_init |= text.contains("hashicorp/") || text.contains("module \"");
             }
         }
         if !declares_provider {
             // Registry doc snippets omit the terraform block; without it the source would be hashicorp/kamaji.
             std::fs::write(work.join("versions.tf"), PROVIDER_HCL).unwrap();
         }
-        let out = Command::new("terraform")
-            .current_dir(&work)
-            .args(["validate", "-no-color"])
-            .env("TF_CLI_CONFIG_FILE", &rc)
-            .env("CHECKPOINT_DISABLE", "1")
-            .output()
-            .unwrap();
+        let tf = |args: &[&str]| {
+            Command::new("terraform")
+                .current_dir(&work)
+                .args(args)
+                .env("TF_CLI_CONFIG_FILE", &rc)
+                .env("CHECKPOINT_DISABLE", "1")
+                .output()
+                .unwrap()
+        };
+        if needs_init {
+            // Other providers (hashicorp/aws) come from the machine's filesystem mirror, as
+            // offline users install them; kamaji itself from the dev override.
+            let mirror = plugin_dir(tmp.path());
+            let out = tf(&[
+                "init",
+                "-backend=false",
+                "-input=false",
+                "-no-color",
+                &format!("-plugin-dir={}", mirror.display()),
+            ]);
+            assert!(
+                out.status.success(),
+                "examples/{}: terraform init failed:\n{}{}",
+                rel.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let out = tf(&["validate", "-no-color"]);
         assert!(
             out.status.success(),
             "examples/{} does not validate:\n{}{}",
@@ -68,4 +92,72 @@ fn every_example_passes_terraform_validate() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let dest = to.join(e.file_name());
+        if p.is_dir() {
+            if e.file_name() != ".terraform" {
+                copy_tree(&p, &dest);
+            }
+        } else if !e
+            .file_name()
+            .to_string_lossy()
+            .starts_with("terraform.tfstate")
+            && e.file_name() != ".terraform.lock.hcl"
+        {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+/// A plugin directory with hashicorp/aws from the machine's mirror and this build's provider.
+fn plugin_dir(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("plugins");
+    let registry = dir.join("registry.terraform.io");
+    if !registry.exists() {
+        let kamaji = registry.join("kamaji/kamaji/0.1.0/linux_amd64");
+        std::fs::create_dir_all(&kamaji).unwrap();
+        std::os::unix::fs::symlink(
+            bin_dir().join("terraform-provider-kamaji"),
+            kamaji.join("terraform-provider-kamaji_v0.1.0"),
+        )
+        .unwrap();
+        // Terraform does not follow symlinked directories here: link file by file.
+        link_files(
+            &plugin_mirror().join("registry.terraform.io/hashicorp/aws"),
+            &registry.join("hashicorp/aws"),
+        );
+    }
+    dir
+}
+
+fn link_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            link_files(&p, &to.join(e.file_name()));
+        } else {
+            std::os::unix::fs::symlink(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The filesystem mirror of third-party providers: `KAMAJI_TF_PLUGIN_DIR`, else the machine's
+/// `/opt/tf-plugins` (which carries hashicorp/aws).
+fn plugin_mirror() -> PathBuf {
+    let dir = std::env::var_os("KAMAJI_TF_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/tf-plugins"));
+    assert!(
+        dir.join("registry.terraform.io/hashicorp/aws").is_dir(),
+        "no hashicorp/aws provider under {}: set KAMAJI_TF_PLUGIN_DIR to a filesystem mirror that has it \
+         (find / -maxdepth 6 -path '*hashicorp/aws*' -name 'terraform-provider-aws*')",
+        dir.display()
+    );
+    dir
 }

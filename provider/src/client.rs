@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use kamaji_proto::errors::field_errors;
+use kamaji_proto::v1::bootstrap_tokens_client::BootstrapTokensClient;
 use kamaji_proto::v1::datastores_client::DatastoresClient;
 use kamaji_proto::v1::tenant_clusters_client::TenantClustersClient;
 use tf_provider::{AttributePath, Diagnostics};
@@ -41,6 +42,7 @@ impl tonic::service::Interceptor for AuthToken {
 
 pub type Datastores = DatastoresClient<InterceptedService<Channel, AuthToken>>;
 pub type TenantClusters = TenantClustersClient<InterceptedService<Channel, AuthToken>>;
+pub type BootstrapTokens = BootstrapTokensClient<InterceptedService<Channel, AuthToken>>;
 
 /// A configured client. Cheap to clone: clones share one HTTP/2 connection.
 #[derive(Clone)]
@@ -90,6 +92,10 @@ impl Client {
 
     pub fn tenant_clusters(&self) -> TenantClusters {
         TenantClustersClient::with_interceptor(self.channel.clone(), self.token.clone())
+    }
+
+    pub fn bootstrap_tokens(&self) -> BootstrapTokens {
+        BootstrapTokensClient::with_interceptor(self.channel.clone(), self.token.clone())
     }
 }
 

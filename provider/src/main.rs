@@ -1,6 +1,7 @@
 //! terraform-provider-kamaji: Terraform/OpenTofu resources for kamaji datastores and tenant
 //! clusters, served over tfplugin6 and backed by kamajid's gRPC API.
 
+mod bootstrap_token_resource;
 mod client;
 mod datastore_data_source;
 mod datastore_resource;

@@ -12,8 +12,8 @@ use tf_provider::{map, AttributePath, Diagnostics, DynamicDataSource, DynamicRes
 use crate::client::{Client, Settings, Shared};
 use crate::schema::{attributes, optional, sensitive, string};
 use crate::{
-    datastore_data_source, datastore_resource, datastores_data_source, tenant_cluster_data_source,
-    tenant_cluster_resource, tenant_clusters_data_source,
+    bootstrap_token_resource, datastore_data_source, datastore_resource, datastores_data_source,
+    tenant_cluster_data_source, tenant_cluster_resource, tenant_clusters_data_source,
 };
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -186,6 +186,7 @@ impl Provider for KamajiProvider {
         Some(map! {
             "datastore" => datastore_resource::DatastoreResource { client: self.client.clone(), replacing: Default::default() },
             "tenant_cluster" => tenant_cluster_resource::TenantClusterResource { client: self.client.clone(), replacing: Default::default() },
+            "bootstrap_token" => bootstrap_token_resource::BootstrapTokenResource { client: self.client.clone() },
         })
     }
 
