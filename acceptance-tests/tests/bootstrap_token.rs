@@ -1,0 +1,196 @@
+//! Worker join through the real `terraform` CLI: a tenant cluster, the shipped
+//! `examples/modules/worker-cloud-init` module and its `kamaji_bootstrap_token`, against a real
+//! kamajid and real etcd, with the Kubernetes API test double as the admin cluster and as the
+//! tenant's apiserver.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use acceptance_tests::kube_double::KubeDouble;
+use acceptance_tests::*;
+use kamajid::devenv::EtcdSecurity;
+
+const TOKEN: &str = "module.join.kamaji_bootstrap_token.this";
+
+/// The token resource inside the module, from state.
+fn token(w: &Workdir) -> serde_json::Value {
+    let state = w.state_json();
+    state["values"]["root_module"]["child_modules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|m| m["resources"].as_array().cloned().unwrap_or_default())
+        .find(|r| r["address"] == TOKEN)
+        .map(|r| r["values"].clone())
+        .unwrap_or_else(|| panic!("{TOKEN} not in state:\n{state:#}"))
+}
+
+/// kubeadm's recipe for `--discovery-token-ca-cert-hash`, run with openssl.
+fn openssl_ca_hash(pem: &str) -> String {
+    let pipe = |args: &[&str], input: &[u8]| {
+        let mut child = Command::new("openssl")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("openssl is installed by scripts/install-deps.sh");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    let pubkey = pipe(&["x509", "-pubkey", "-noout"], pem.as_bytes());
+    let der = pipe(&["pkey", "-pubin", "-outform", "der"], &pubkey);
+    let digest = String::from_utf8(pipe(&["dgst", "-sha256", "-r"], &der)).unwrap();
+    digest.split_whitespace().next().unwrap().to_owned()
+}
+
+fn config(module: &str, ttl: &str) -> String {
+    format!(
+        r#"
+resource "kamaji_tenant_cluster" "acme" {{
+  name               = "acme"
+  kubernetes_version = "1.35.2"
+  datastore          = kamaji_datastore.a.name
+}}
+
+module "join" {{
+  source             = "{module}"
+  tenant_cluster     = kamaji_tenant_cluster.acme.name
+  kubernetes_version = kamaji_tenant_cluster.acme.kubernetes_version
+  token_ttl          = "{ttl}"
+  node_labels        = {{ pool = "general" }}
+}}
+
+output "cloud_init" {{
+  value     = module.join.cloud_init
+  sensitive = true
+}}
+output "expires_at" {{ value = module.join.token_expires_at }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_joins_workers_with_an_expiring_token_that_terraform_replaces() {
+    let double = KubeDouble::admin_cluster();
+    let base = double.start().await;
+    let h = Harness::start_with_admin_cluster(Some(KubeDouble::kubeconfig(&base))).await;
+    let shard = h.etcd("shard", EtcdSecurity::default()).await;
+    let ds = DatastoreHcl::new("a", "shard", &shard.endpoint);
+    let module = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/modules/worker-cloud-init")
+        .canonicalize()
+        .unwrap();
+    let module = module.display().to_string();
+    let w = h.workdir("join");
+    let write = |ttl: &str| {
+        w.write(&format!(
+            "{PROVIDER_HCL}\n{}\n{}",
+            ds.render(),
+            config(&module, ttl)
+        ))
+    };
+    write("2h");
+    let got = w.tf(&["get", "-no-color"]);
+    assert!(got.ok(), "terraform get:\n{}", got.output());
+    w.must_apply();
+
+    // The token is kubeadm's, in the tenant, and the join command carries the right hash.
+    let acme = w.resource("kamaji_tenant_cluster.acme")["values"].clone();
+    let endpoint = bootstrapped_endpoint(&double, "acme");
+    let ca = acme["cluster_ca_certificate"].as_str().unwrap();
+    let hash = openssl_ca_hash(ca);
+    let t = token(&w);
+    let (id, tok) = (
+        t["token_id"].as_str().unwrap().to_owned(),
+        t["token"].as_str().unwrap().to_owned(),
+    );
+    assert!(
+        tok.starts_with(&format!("{id}.")) && tok.len() == 23,
+        "{tok}"
+    );
+    assert_eq!(t["ca_cert_hash"], format!("sha256:{hash}"));
+    assert_eq!(acme["ca_cert_hash"], hash.as_str());
+    assert_eq!(
+        t["join_command"],
+        format!(
+            "kubeadm join {} --token {tok} --discovery-token-ca-cert-hash sha256:{hash}",
+            endpoint.trim_start_matches("https://")
+        )
+    );
+    let tenant = double.tenant("tenant-acme").expect("tenant apiserver");
+    let secret_path = format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{id}");
+    let secret = tenant
+        .get(&secret_path)
+        .expect("token Secret in the tenant");
+    assert_eq!(secret["type"], "bootstrap.kubernetes.io/token");
+    assert_eq!(secret["stringData"]["expiration"], t["expires_at"]);
+    assert_eq!(
+        secret["stringData"]["description"],
+        "workers of acme (terraform)"
+    );
+    let sensitive = &w.state_json()["values"]["root_module"]["child_modules"][0]["resources"][0]
+        ["sensitive_values"];
+    assert_eq!(sensitive["token"], true, "{sensitive:#}");
+    assert_eq!(sensitive["join_command"], true);
+    let out = w.tf(&["output", "-raw", "cloud_init"]);
+    assert!(out.stdout.starts_with("#cloud-config"), "{}", out.stdout);
+    assert!(out.stdout.contains(t["join_command"].as_str().unwrap()));
+    assert!(out.stdout.contains("pkgs.k8s.io/core:/stable:/v1.35/deb/"));
+    assert!(out.stdout.contains("--node-labels=pool=general"));
+    assert_eq!(w.plan_code().code, 0, "re-plan not empty");
+
+    // Deleted inside the tenant: the next plan creates a new token.
+    tenant.remove(&secret_path);
+    let plan = w.plan_json();
+    assert_eq!(planned_actions(&plan)[TOKEN], ["create"], "{plan:#}");
+    w.must_apply();
+    let second = token(&w)["token_id"].as_str().unwrap().to_owned();
+    assert_ne!(second, id);
+
+    // Expired (and not yet cleaned up by the tenant's token cleaner): planned for re-creation.
+    let path2 = format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{second}");
+    let mut old = tenant.get(&path2).unwrap();
+    old["stringData"]["expiration"] = "2020-01-01T00:00:00Z".into();
+    tenant.put(&path2, old);
+    assert_eq!(planned_actions(&w.plan_json())[TOKEN], ["create"]);
+    w.must_apply();
+    let third = token(&w)["token_id"].as_str().unwrap().to_owned();
+
+    // A new ttl replaces the token; the old one is deleted.
+    write("48h");
+    assert_eq!(planned_actions(&w.plan_json())[TOKEN], ["delete", "create"]);
+    w.must_apply();
+    assert!(
+        tenant
+            .get(&format!(
+                "/api/v1/namespaces/kube-system/secrets/bootstrap-token-{third}"
+            ))
+            .is_none(),
+        "replaced token left in the tenant"
+    );
+
+    // Bad input is refused at plan, naming the attribute.
+    for (ttl, msg) in [("30s", "out of range"), ("soon", "not a duration")] {
+        write(ttl);
+        let r = w.plan_code();
+        assert_eq!(r.code, 1, "{}", r.output());
+        assert!(
+            r.output().contains("Invalid ttl") && r.output().contains(msg),
+            "{}",
+            r.output()
+        );
+    }
+    write("48h");
+
+    // Destroy leaves no token behind.
+    let last = token(&w)["token_id"].as_str().unwrap().to_owned();
+    let r = w.tf(&["destroy", "-auto-approve", "-input=false"]);
+    assert!(r.ok(), "destroy:\n{}", r.output());
+    assert!(tenant
+        .get(&format!(
+            "/api/v1/namespaces/kube-system/secrets/bootstrap-token-{last}"
+        ))
+        .is_none());
+}
