@@ -45,13 +45,14 @@ fn openssl_ca_hash(pem: &str) -> String {
     digest.split_whitespace().next().unwrap().to_owned()
 }
 
-fn config(module: &str, ttl: &str) -> String {
+fn config(module: &str, ttl: &str, addons: &str) -> String {
     format!(
         r#"
 resource "kamaji_tenant_cluster" "acme" {{
   name               = "acme"
   kubernetes_version = "1.35.2"
   datastore          = kamaji_datastore.a.name
+  {addons}
 }}
 
 module "join" {{
@@ -84,13 +85,14 @@ async fn a_module_joins_workers_with_an_expiring_token_that_terraform_replaces()
         .unwrap();
     let module = module.display().to_string();
     let w = h.workdir("join");
-    let write = |ttl: &str| {
+    let write_with = |ttl: &str, addons: &str| {
         w.write(&format!(
             "{PROVIDER_HCL}\n{}\n{}",
             ds.render(),
-            config(&module, ttl)
+            config(&module, ttl, addons)
         ))
     };
+    let write = |ttl: &str| write_with(ttl, "");
     write("2h");
     let got = w.tf(&["get", "-no-color"]);
     assert!(got.ok(), "terraform get:\n{}", got.output());
@@ -183,6 +185,30 @@ async fn a_module_joins_workers_with_an_expiring_token_that_terraform_replaces()
         );
     }
     write("48h");
+
+    // Add-ons are on by default, at the tenant's version; turning kube-proxy off removes it in place.
+    const KUBE_PROXY: &str = "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy";
+    const COREDNS: &str = "/apis/apps/v1/namespaces/kube-system/deployments/coredns";
+    let acme = w.resource("kamaji_tenant_cluster.acme")["values"].clone();
+    assert_eq!(
+        acme["addons"],
+        serde_json::json!({"coredns": true, "kube_proxy": true})
+    );
+    let ds = tenant.get(KUBE_PROXY).expect("kube-proxy");
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/kube-proxy:v1.35.2"
+    );
+    assert!(tenant.get(COREDNS).is_some(), "coredns");
+    write_with("48h", "addons {\n    kube_proxy = false\n  }");
+    assert_eq!(
+        planned_actions(&w.plan_json())["kamaji_tenant_cluster.acme"],
+        ["update"]
+    );
+    w.must_apply();
+    assert!(tenant.get(KUBE_PROXY).is_none(), "kube-proxy not removed");
+    assert!(tenant.get(COREDNS).is_some(), "coredns removed too");
+    assert_eq!(w.plan_code().code, 0, "re-plan not empty");
 
     // Destroy leaves no token behind.
     let last = token(&w)["token_id"].as_str().unwrap().to_owned();

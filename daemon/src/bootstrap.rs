@@ -254,6 +254,19 @@ pub fn render(i: &Inputs<'_>) -> Vec<Value> {
     objs
 }
 
+/// The objects of the add-ons `i` turns off: removed so that turning one off takes it away
+/// (a CNI that replaces kube-proxy, a DNS of the user's own).
+pub fn disabled_addons(i: &Inputs<'_>) -> Vec<Value> {
+    let mut objs = Vec::new();
+    if !i.kube_proxy {
+        objs.extend(kube_proxy(i));
+    }
+    if !i.coredns {
+        objs.extend(coredns(i));
+    }
+    objs
+}
+
 fn kube_proxy(i: &Inputs<'_>) -> Vec<Value> {
     let config = json!({
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
@@ -539,6 +552,31 @@ pub async fn apply(client: &kube::Client, objects: &[Value]) -> Result<(), Boots
                 name,
                 detail: e.to_string(),
             })?;
+    }
+    Ok(())
+}
+
+/// Deletes `objects` (in reverse order); missing ones are fine.
+pub async fn remove(client: &kube::Client, objects: &[Value]) -> Result<(), BootstrapError> {
+    for obj in objects.iter().rev() {
+        let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+        let Some((ar, ns, name)) = resource_of(obj) else {
+            continue;
+        };
+        match api_for(client, &ar, ns.as_deref())
+            .delete(&name, &Default::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                return Err(BootstrapError::Apply {
+                    kind,
+                    name,
+                    detail: format!("removing: {e}"),
+                })
+            }
+        }
     }
     Ok(())
 }

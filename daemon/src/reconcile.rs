@@ -496,7 +496,7 @@ async fn bootstrap_tenant<R>(
         kube_proxy: true,
     });
     let endpoint = rec.endpoint.clone().unwrap_or_default();
-    let objects = bootstrap::render(&bootstrap::Inputs {
+    let inputs = bootstrap::Inputs {
         cluster_name: &rec.name,
         endpoint: &endpoint,
         ca_pem: &pki.ca.cert,
@@ -507,9 +507,11 @@ async fn bootstrap_tenant<R>(
         dns_domain: &ctx.dns_domain,
         coredns: addons.coredns,
         kube_proxy: addons.kube_proxy,
-    });
+    };
+    let objects = bootstrap::render(&inputs);
     let client = tenant_client(rec, pki).await?;
     bootstrap::apply(&client, &objects).await?;
+    bootstrap::remove(&client, &bootstrap::disabled_addons(&inputs)).await?;
     rec.bootstrapped_at = now_unix();
     rec.set_condition(
         COND_BOOTSTRAPPED,

@@ -107,6 +107,17 @@ pub fn schema() -> Schema {
                     ),
                 ),
                 (
+                    "addons".to_owned(),
+                    group(
+                        "Add-ons kamajid installs inside the cluster, at versions matching `kubernetes_version`. Turning one off removes it.",
+                        attributes([
+                            ("coredns", optional_default(boolean(), "CoreDNS as the cluster DNS (`kube-dns` Service at `network.dns_service_ip`). Default `true`.")),
+                            ("kube_proxy", optional_default(boolean(), "kube-proxy on every node. Turn off for a CNI that replaces it. Default `true`.")),
+                        ]),
+                        Default::default(),
+                    ),
+                ),
+                (
                     "resources".to_owned(),
                     group(
                         "CPU and memory for each control-plane component, per replica. Unset values use kamajid's defaults.",
@@ -483,6 +494,16 @@ impl Resource for TenantClusterResource {
         }
         if config.deletion_protection.is_null() {
             planned.deletion_protection = Value::Null;
+        }
+        if let (Value::Value(p), Some(c)) = (&mut planned.addons, config.addons.as_ref_option()) {
+            for (pv, cv) in [
+                (&mut p.coredns, &c.coredns),
+                (&mut p.kube_proxy, &c.kube_proxy),
+            ] {
+                if cv.is_null() {
+                    *pv = Value::Null;
+                }
+            }
         }
         if let (Value::Value(p), Some(c)) = (&mut planned.network, config.network.as_ref_option()) {
             for (pv, cv) in [

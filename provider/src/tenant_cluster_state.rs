@@ -51,6 +51,12 @@ pub struct ExtraArgs {
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Addons {
+    pub coredns: Value<bool>,
+    pub kube_proxy: Value<bool>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timeouts {
     pub create: Value<String>,
     pub update: Value<String>,
@@ -71,6 +77,7 @@ pub struct TenantClusterState {
     pub extra_args: Value<ExtraArgs>,
     pub labels: Value<StrMap>,
     pub deletion_protection: Value<bool>,
+    pub addons: Value<Addons>,
     /// Absent from the data source's schema, hence never serialized when null.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub timeouts: Value<Timeouts>,
@@ -178,6 +185,17 @@ impl Reader {
         }
     }
 
+    fn boolean(&mut self, path: &str, v: &Value<bool>, default: bool) -> bool {
+        match v {
+            Value::Value(b) => *b,
+            Value::Null => default,
+            Value::Unknown => {
+                self.unknown.push(path.to_owned());
+                default
+            }
+        }
+    }
+
     fn list(&mut self, path: &str, v: &Value<StrList>) -> Vec<String> {
         match v {
             Value::Value(l) => l
@@ -277,6 +295,7 @@ impl TenantClusterState {
             controller_manager: r.map("extra_args.controller_manager", &x.controller_manager),
             scheduler: r.map("extra_args.scheduler", &x.scheduler),
         };
+        let addons = self.addons.as_ref_option().cloned().unwrap_or_default();
         let spec = v1::TenantClusterSpec {
             kubernetes_version: r.string("kubernetes_version", &self.kubernetes_version, ""),
             replicas: r.int("replicas", &self.replicas, defaults::REPLICAS),
@@ -292,7 +311,10 @@ impl TenantClusterState {
                 .as_ref_option()
                 .copied()
                 .unwrap_or(false),
-            addons: None,
+            addons: Some(v1::Addons {
+                coredns: r.boolean("addons.coredns", &addons.coredns, true),
+                kube_proxy: r.boolean("addons.kube_proxy", &addons.kube_proxy, true),
+            }),
         };
         (spec, r.unknown)
     }
@@ -390,6 +412,13 @@ impl TenantClusterState {
         if self.extra_args.is_null() {
             self.extra_args = Value::Value(ExtraArgs::default());
         }
+        let mut addons = self.addons.as_ref_option().cloned().unwrap_or_default();
+        for a in [&mut addons.coredns, &mut addons.kube_proxy] {
+            if a.is_null() {
+                *a = Value::Value(true);
+            }
+        }
+        self.addons = Value::Value(addons);
         if self.timeouts.is_null() {
             self.timeouts = Value::Value(Timeouts::default());
         }
@@ -485,6 +514,16 @@ impl TenantClusterState {
             }),
             labels: map_like(&spec.labels, &prior.labels),
             deletion_protection: Value::Value(spec.deletion_protection),
+            addons: {
+                let a = spec.addons.unwrap_or(v1::Addons {
+                    coredns: true,
+                    kube_proxy: true,
+                });
+                Value::Value(Addons {
+                    coredns: Value::Value(a.coredns),
+                    kube_proxy: Value::Value(a.kube_proxy),
+                })
+            },
             timeouts: match &prior.timeouts {
                 Value::Value(t) => Value::Value(t.clone()),
                 _ => Value::Null,
