@@ -145,6 +145,13 @@ impl KubeDouble {
         format!("http://{addr}")
     }
 
+    /// The API as an axum router, for servers that add routes of their own.
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new()
+            .fallback(handle)
+            .with_state(self.clone())
+    }
+
     /// Every stored object path, sorted.
     pub fn paths(&self) -> Vec<String> {
         self.objects.lock().unwrap().keys().cloned().collect()
@@ -226,6 +233,23 @@ impl KubeDouble {
             tenants.insert(ns.to_owned(), t);
         }
     }
+}
+
+/// Serves `app` over TLS with `cert`/`key` on `tcp` until the task is aborted.
+pub fn serve_tls(
+    tcp: std::net::TcpListener,
+    cert: &str,
+    key: &str,
+    app: axum::Router,
+) -> Option<tokio::task::JoinHandle<()>> {
+    tcp.set_nonblocking(true).ok()?;
+    let listener = TlsListener {
+        tcp: tokio::net::TcpListener::from_std(tcp).ok()?,
+        tls: Arc::new(RwLock::new(tls_config(cert, key)?)),
+    };
+    Some(tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    }))
 }
 
 impl TenantServer {

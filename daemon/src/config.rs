@@ -5,7 +5,81 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Where tenant control planes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// Pods in the admin cluster (production).
+    Kubernetes,
+    /// Supervised local processes on this host (laptops, CI, edge sites).
+    Process,
+}
+
+/// Parses `16443-17442`.
+pub fn port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not a port range such as 16443-17442"))?;
+    let (a, b): (u16, u16) = (
+        a.trim()
+            .parse()
+            .map_err(|_| format!("{a:?} is not a port"))?,
+        b.trim()
+            .parse()
+            .map_err(|_| format!("{b:?} is not a port"))?,
+    );
+    if a == 0 || b < a.saturating_add(2) {
+        return Err(format!(
+            "{s:?} must hold at least three ports (each tenant takes three)"
+        ));
+    }
+    Ok(a..=b)
+}
+
+impl Default for ProcessRuntimeConfig {
+    fn default() -> Self {
+        Self {
+            runtime: RuntimeKind::Kubernetes,
+            k8s_bin_dir: None,
+            process_dir: PathBuf::from("/var/lib/kamajid/tenants"),
+            process_port_range: 16443..=17442,
+            advertise_address: "127.0.0.1".into(),
+        }
+    }
+}
+
+/// The process runtime's settings.
+#[derive(Debug, Clone, Args)]
+pub struct ProcessRuntimeConfig {
+    /// Where tenant control planes run: `kubernetes` (pods in the admin cluster) or `process`
+    /// (supervised local processes on this host).
+    #[arg(
+        long,
+        env = "KAMAJID_RUNTIME",
+        value_enum,
+        default_value = "kubernetes"
+    )]
+    pub runtime: RuntimeKind,
+    /// Directory of Kubernetes server binaries (kube-apiserver, kube-controller-manager,
+    /// kube-scheduler), flat or in `v<version>/` subdirectories; for `--runtime=process`.
+    #[arg(long, env = "KAMAJI_K8S_BIN_DIR")]
+    pub k8s_bin_dir: Option<PathBuf>,
+    /// Where the process runtime keeps each tenant's certificates, kubeconfigs, PID files and logs.
+    #[arg(
+        long,
+        env = "KAMAJID_PROCESS_DIR",
+        default_value = "/var/lib/kamajid/tenants"
+    )]
+    pub process_dir: PathBuf,
+    /// Ports the process runtime hands out, three per tenant (apiserver, controller-manager,
+    /// scheduler).
+    #[arg(long, env = "KAMAJID_PROCESS_PORT_RANGE", default_value = "16443-17442", value_parser = port_range)]
+    pub process_port_range: std::ops::RangeInclusive<u16>,
+    /// Host or IP address workers and clients reach process-runtime apiservers at.
+    #[arg(long, env = "KAMAJID_ADVERTISE_ADDRESS", default_value = "127.0.0.1")]
+    pub advertise_address: String,
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "kamajid", version, about = "The kamaji daemon")]
@@ -91,6 +165,8 @@ pub struct ServeConfig {
     /// usage says more. A fresh small cluster uses a few MiB; busy ones hundreds.
     #[arg(long, env = "KAMAJID_TENANT_RESERVATION_MIB", default_value_t = 64)]
     pub tenant_reservation_mib: i64,
+    #[command(flatten)]
+    pub process: ProcessRuntimeConfig,
 }
 
 impl ServeConfig {
@@ -120,4 +196,8 @@ pub struct DevConfig {
     /// environment serves datastores only and the quickstart creates no tenant clusters.
     #[arg(long, env = "KAMAJID_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Kubernetes server binaries to run tenant control planes as local processes when there is
+    /// no admin cluster (flat or in `v<version>/` subdirectories).
+    #[arg(long, env = "KAMAJI_K8S_BIN_DIR")]
+    pub k8s_bin_dir: Option<PathBuf>,
 }

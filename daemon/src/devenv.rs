@@ -289,7 +289,7 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
         "pki_dir": pki_dir,
         "datastore_endpoints": datastores.iter().map(|d| d.endpoint.clone()).collect::<Vec<_>>(),
         // Tenant clusters need somewhere to run their control planes.
-        "tenant_clusters": if cfg.kubeconfig.is_some() { vec!["alpha", "beta"] } else { vec![] },
+        "tenant_clusters": if cfg.kubeconfig.is_some() || cfg.k8s_bin_dir.is_some() { vec!["alpha", "beta"] } else { vec![] },
     });
     write_file(
         &dir.join("quickstart.tfvars.json"),
@@ -321,6 +321,18 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
         kubeconfig: cfg.kubeconfig.clone(),
         tenant_dns_domain: "cluster.local".into(),
         tenant_reservation_mib: 64,
+        process: crate::config::ProcessRuntimeConfig {
+            // An admin cluster wins; else local processes when binaries are given.
+            runtime: if cfg.kubeconfig.is_none() && cfg.k8s_bin_dir.is_some() {
+                crate::config::RuntimeKind::Process
+            } else {
+                crate::config::RuntimeKind::Kubernetes
+            },
+            k8s_bin_dir: cfg.k8s_bin_dir.clone(),
+            process_dir: dir.join("tenants"),
+            process_port_range: 16443..=16542,
+            advertise_address: "127.0.0.1".into(),
+        },
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(crate::server::serve(serve_cfg, stop_rx));
@@ -337,8 +349,8 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
     if !server.is_finished() {
         write_file(&dir.join("ready"), "", false)?;
         info!(dir = %dir.display(), %endpoint, datastores = datastores.len(), "dev environment ready; source {}/env", dir.display());
-        if cfg.kubeconfig.is_none() {
-            info!("no admin cluster (--kubeconfig): tenant clusters are refused; datastores work");
+        if cfg.kubeconfig.is_none() && cfg.k8s_bin_dir.is_none() {
+            info!("no admin cluster (--kubeconfig) and no Kubernetes binaries (--k8s-bin-dir): tenant clusters are refused; datastores work");
         }
         wait_for_signal().await;
         let _ = stop_tx.send(true);

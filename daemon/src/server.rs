@@ -17,6 +17,7 @@ use crate::api::auth::{Tokens, TokensError};
 use crate::api::bootstrap_tokens::BootstrapTokenApi;
 use crate::api::datastores::DatastoreApi;
 use crate::api::tenants::TenantApi;
+use crate::config::RuntimeKind;
 use crate::config::{ServeConfig, StateEtcdConfig};
 use crate::datastore::{health, probe::EtcdProber};
 use crate::etcd::{connect, error_chain, EtcdTls};
@@ -25,6 +26,8 @@ use crate::leader;
 use crate::placement::Policy;
 use crate::reconcile::{self, Context};
 use crate::runtime::kubernetes::KubeRuntime;
+use crate::runtime::process::{ProcessConfig, ProcessRuntime};
+use crate::runtime::Runtime;
 use crate::store::{Store, ROOT};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,10 @@ pub enum ServeError {
     },
     #[error("serving the API: {0}")]
     Transport(String),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
 }
 
 fn read(path: &Path) -> Result<String, ServeError> {
@@ -115,6 +122,38 @@ async fn kube_client(path: Option<&Path>) -> Option<kube::Client> {
     }
 }
 
+/// What every reconciler needs besides its runtime.
+struct ReconcilerParts {
+    store: Store,
+    kek: Kek,
+    dns_domain: String,
+    etcd_timeout: std::time::Duration,
+    wake: Arc<tokio::sync::Notify>,
+    leading: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl ReconcilerParts {
+    fn spawn<R: Runtime>(self, runtime: Arc<R>) -> tokio::task::JoinHandle<()> {
+        let ctx = Arc::new(Context {
+            store: self.store,
+            kek: self.kek,
+            runtime,
+            policy: Policy::Spread,
+            dns_domain: self.dns_domain,
+            etcd_timeout: self.etcd_timeout,
+            shared: Default::default(),
+        });
+        tokio::spawn(reconcile::run(
+            ctx,
+            std::time::Duration::from_secs(2),
+            self.wake,
+            self.leading,
+            self.shutdown,
+        ))
+    }
+}
+
 /// Runs kamajid until `shutdown` turns true.
 pub async fn serve(
     cfg: ServeConfig,
@@ -148,27 +187,39 @@ pub async fn serve(
     ));
 
     let wake = Arc::new(tokio::sync::Notify::new());
-    let runtime = kube_client(cfg.kubeconfig.as_deref()).await;
-    let has_runtime = runtime.is_some();
-    let reconciler = runtime.map(|client| {
-        let ctx = Arc::new(Context {
-            store: store.clone(),
-            kek: kek.clone(),
-            runtime: Arc::new(KubeRuntime::new(client)),
-            policy: Policy::Spread,
-            dns_domain: cfg.tenant_dns_domain.clone(),
-            etcd_timeout: cfg.probe_timeout(),
-            shared: Default::default(),
-        });
-        tokio::spawn(reconcile::run(
-            ctx,
-            std::time::Duration::from_secs(2),
-            wake.clone(),
-            leading_rx.clone(),
-            shutdown.clone(),
-        ))
-    });
-
+    let parts = ReconcilerParts {
+        store: store.clone(),
+        kek: kek.clone(),
+        dns_domain: cfg.tenant_dns_domain.clone(),
+        etcd_timeout: cfg.probe_timeout(),
+        wake: wake.clone(),
+        leading: leading_rx.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let reconciler = match cfg.process.runtime {
+        RuntimeKind::Kubernetes => kube_client(cfg.kubeconfig.as_deref())
+            .await
+            .map(|client| parts.spawn(Arc::new(KubeRuntime::new(client)))),
+        RuntimeKind::Process => {
+            let p = &cfg.process;
+            let bin_dir = p.k8s_bin_dir.clone().ok_or_else(|| {
+                ServeError::Config(
+                    "--runtime=process needs --k8s-bin-dir (or KAMAJI_K8S_BIN_DIR): a directory with \
+                     kube-apiserver, kube-controller-manager and kube-scheduler"
+                        .into(),
+                )
+            })?;
+            info!(bin_dir = %bin_dir.display(), dir = %p.process_dir.display(), "control-plane runtime: local processes");
+            let rt = ProcessRuntime::start(ProcessConfig {
+                dir: p.process_dir.clone(),
+                bin_dir,
+                ports: p.process_port_range.clone(),
+                advertise_address: p.advertise_address.clone(),
+            })?;
+            Some(parts.spawn(rt))
+        }
+    };
+    let has_runtime = reconciler.is_some();
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServeError::Listen {

@@ -29,10 +29,38 @@ impl Layout {
             kubeconfig_dir: "/etc/kubernetes/kubeconfig".into(),
         }
     }
+
+    /// The layout of a tenant's working directory on a host.
+    pub fn under(dir: &std::path::Path) -> Self {
+        Self {
+            pki_dir: dir.join("pki").display().to_string(),
+            etcd_pki_dir: dir.join("pki/etcd").display().to_string(),
+            kubeconfig_dir: dir.display().to_string(),
+        }
+    }
 }
 
 /// Admission plugins enabled when the tenant names none (kubeadm's choice).
 pub const DEFAULT_ADMISSION_PLUGINS: &[&str] = &["NodeRestriction"];
+
+/// Where each component serves. In a pod the apiserver takes the tenant's port and the others
+/// kubeadm's; on a shared host every tenant needs its own three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ports {
+    pub apiserver: u32,
+    pub controller_manager: u32,
+    pub scheduler: u32,
+}
+
+impl Ports {
+    pub fn pod(spec: &TenantClusterSpec) -> Self {
+        Self {
+            apiserver: spec.network.as_ref().map_or(6443, |n| n.port),
+            controller_manager: 10257,
+            scheduler: 10259,
+        }
+    }
+}
 
 /// What the flags depend on besides the spec.
 #[derive(Debug, Clone)]
@@ -41,6 +69,10 @@ pub struct FlagInputs<'a> {
     pub etcd_endpoints: &'a [String],
     pub dns_domain: &'a str,
     pub layout: &'a Layout,
+    pub ports: Ports,
+    /// Address the controller-manager and scheduler serve health on: every interface in a pod
+    /// (the kubelet probes the pod IP), loopback on a shared host.
+    pub health_bind_address: &'a str,
 }
 
 fn render(
@@ -62,6 +94,7 @@ fn render(
 /// kube-apiserver.
 pub fn apiserver(spec: &TenantClusterSpec, i: &FlagInputs<'_>) -> Vec<String> {
     let net = spec.network.clone().unwrap_or_default();
+    let port = i.ports.apiserver;
     let pki = &i.layout.pki_dir;
     let etcd = &i.layout.etcd_pki_dir;
     let plugins = if spec.admission_plugins.is_empty() {
@@ -114,7 +147,7 @@ pub fn apiserver(spec: &TenantClusterSpec, i: &FlagInputs<'_>) -> Vec<String> {
         ),
         ("requestheader-group-headers", "X-Remote-Group".to_owned()),
         ("requestheader-username-headers", "X-Remote-User".to_owned()),
-        ("secure-port", net.port.to_string()),
+        ("secure-port", port.to_string()),
         (
             "service-account-issuer",
             format!("https://kubernetes.default.svc.{}", i.dns_domain),
@@ -141,7 +174,7 @@ pub fn controller_manager(
         ("allocate-node-cidrs", "true".to_owned()),
         ("authentication-kubeconfig", conf.clone()),
         ("authorization-kubeconfig", conf.clone()),
-        ("bind-address", "0.0.0.0".to_owned()),
+        ("bind-address", i.health_bind_address.to_owned()),
         ("client-ca-file", format!("{pki}/ca.crt")),
         ("cluster-cidr", net.pod_cidr.clone()),
         ("cluster-name", tenant_name.to_owned()),
@@ -155,6 +188,7 @@ pub fn controller_manager(
             format!("{pki}/front-proxy-ca.crt"),
         ),
         ("root-ca-file", format!("{pki}/ca.crt")),
+        ("secure-port", i.ports.controller_manager.to_string()),
         ("service-account-private-key-file", format!("{pki}/sa.key")),
         ("service-cluster-ip-range", net.service_cidr.clone()),
         ("use-service-account-credentials", "true".to_owned()),
@@ -168,9 +202,10 @@ pub fn scheduler(spec: &TenantClusterSpec, i: &FlagInputs<'_>) -> Vec<String> {
     let d = BTreeMap::from([
         ("authentication-kubeconfig", conf.clone()),
         ("authorization-kubeconfig", conf.clone()),
-        ("bind-address", "0.0.0.0".to_owned()),
+        ("bind-address", i.health_bind_address.to_owned()),
         ("kubeconfig", conf),
         ("leader-elect", "true".to_owned()),
+        ("secure-port", i.ports.scheduler.to_string()),
     ]);
     render(d, spec.extra_args.as_ref().map(|x| &x.scheduler))
 }
@@ -202,6 +237,8 @@ mod tests {
             etcd_endpoints: eps,
             dns_domain: "cluster.local",
             layout,
+            ports: Ports::pod(&spec()),
+            health_bind_address: "0.0.0.0",
         }
     }
 
@@ -258,11 +295,7 @@ mod tests {
     #[test]
     fn the_controller_manager_runs_the_bootstrap_token_controllers_and_layouts_move_paths() {
         let eps = vec!["https://e:2379".to_owned()];
-        let layout = Layout {
-            pki_dir: "/var/lib/kamaji/acme/pki".into(),
-            etcd_pki_dir: "/var/lib/kamaji/acme/pki/etcd".into(),
-            kubeconfig_dir: "/var/lib/kamaji/acme".into(),
-        };
+        let layout = Layout::under(std::path::Path::new("/var/lib/kamaji/acme"));
         let f = controller_manager(&spec(), "acme", &inputs(&eps, &layout));
         assert!(f.contains(&"--controllers=*,bootstrapsigner,tokencleaner".to_owned()));
         assert!(f.contains(&"--cluster-name=acme".to_owned()));
@@ -270,5 +303,34 @@ mod tests {
         assert!(
             f.contains(&"--cluster-signing-key-file=/var/lib/kamaji/acme/pki/ca.key".to_owned())
         );
+    }
+
+    /// On a shared host each tenant's components get their own ports and serve health on
+    /// loopback only; the same spec gives the same flags otherwise.
+    #[test]
+    fn host_ports_and_bind_addresses_replace_the_pod_ones() {
+        let eps = vec!["https://e:2379".to_owned()];
+        let layout = Layout::under(std::path::Path::new("/var/lib/kamajid/tenants/acme"));
+        let mut host = inputs(&eps, &layout);
+        host.ports = Ports {
+            apiserver: 16443,
+            controller_manager: 16444,
+            scheduler: 16445,
+        };
+        host.health_bind_address = "127.0.0.1";
+        let a = apiserver(&spec(), &host);
+        assert!(a.contains(&"--secure-port=16443".to_owned()));
+        assert!(a.contains(
+            &"--tls-cert-file=/var/lib/kamajid/tenants/acme/pki/apiserver.crt".to_owned()
+        ));
+        let cm = controller_manager(&spec(), "acme", &host);
+        assert!(cm.contains(&"--secure-port=16444".to_owned()));
+        assert!(cm.contains(&"--bind-address=127.0.0.1".to_owned()));
+        let s = scheduler(&spec(), &host);
+        assert!(s.contains(&"--secure-port=16445".to_owned()));
+        assert!(s.contains(&"--kubeconfig=/var/lib/kamajid/tenants/acme/scheduler.conf".to_owned()));
+        let pod = scheduler(&spec(), &inputs(&eps, &Layout::pod()));
+        assert!(pod.contains(&"--secure-port=10259".to_owned()));
+        assert!(pod.contains(&"--bind-address=0.0.0.0".to_owned()));
     }
 }

@@ -92,7 +92,7 @@ fn meta(t: &Tenant<'_>, name: &str) -> ObjectMeta {
     }
 }
 
-fn secret(t: &Tenant<'_>, name: &str, files: &[(&str, &str)]) -> Secret {
+fn secret(t: &Tenant<'_>, name: &str, files: &[(&'static str, String)]) -> Secret {
     Secret {
         metadata: meta(t, name),
         type_: Some("Opaque".into()),
@@ -103,6 +103,70 @@ fn secret(t: &Tenant<'_>, name: &str, files: &[(&str, &str)]) -> Secret {
                 .collect(),
         ),
         ..Default::default()
+    }
+}
+
+/// The files the components read, by directory of [`Layout`]: the Kubernetes runtime mounts
+/// them as Secrets, the process runtime writes them to disk. `local_server` is the URL the
+/// controller-manager and scheduler reach their apiserver at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantFiles {
+    pub pki: Vec<(&'static str, String)>,
+    pub etcd_pki: Vec<(&'static str, String)>,
+    pub kubeconfigs: Vec<(&'static str, String)>,
+}
+
+pub fn files(t: &Tenant<'_>, pki: &TenantPki, local_server: &str) -> TenantFiles {
+    TenantFiles {
+        pki: vec![
+            ("ca.crt", pki.ca.cert.clone()),
+            ("ca.key", pki.ca.key.clone()),
+            ("apiserver.crt", pki.apiserver.cert.clone()),
+            ("apiserver.key", pki.apiserver.key.clone()),
+            (
+                "apiserver-kubelet-client.crt",
+                pki.apiserver_kubelet_client.cert.clone(),
+            ),
+            (
+                "apiserver-kubelet-client.key",
+                pki.apiserver_kubelet_client.key.clone(),
+            ),
+            ("front-proxy-ca.crt", pki.front_proxy_ca.cert.clone()),
+            (
+                "front-proxy-client.crt",
+                pki.front_proxy_client.cert.clone(),
+            ),
+            ("front-proxy-client.key", pki.front_proxy_client.key.clone()),
+            ("sa.key", pki.service_account_key.clone()),
+            ("sa.pub", pki.service_account_pub.clone()),
+        ],
+        etcd_pki: vec![
+            ("ca.crt", t.etcd_ca_certificate.to_owned()),
+            ("client.crt", pki.etcd_client.cert.clone()),
+            ("client.key", pki.etcd_client.key.clone()),
+        ],
+        kubeconfigs: vec![
+            (
+                "controller-manager.conf",
+                kubeconfig(
+                    t.name,
+                    local_server,
+                    &pki.ca.cert,
+                    "system:kube-controller-manager",
+                    &pki.controller_manager,
+                ),
+            ),
+            (
+                "scheduler.conf",
+                kubeconfig(
+                    t.name,
+                    local_server,
+                    &pki.ca.cert,
+                    "system:kube-scheduler",
+                    &pki.scheduler,
+                ),
+            ),
+        ],
     }
 }
 
@@ -219,68 +283,14 @@ pub fn render(t: &Tenant<'_>, pki: &TenantPki) -> Rendered {
         etcd_endpoints: t.etcd_endpoints,
         dns_domain: t.dns_domain,
         layout: &layout,
+        ports: flags::Ports::pod(t.spec),
+        health_bind_address: "0.0.0.0",
     };
-    let local = format!("https://localhost:{port}");
-
+    let files = files(t, pki, &format!("https://localhost:{port}"));
     let secrets = vec![
-        secret(
-            t,
-            "pki",
-            &[
-                ("ca.crt", &pki.ca.cert),
-                ("ca.key", &pki.ca.key),
-                ("apiserver.crt", &pki.apiserver.cert),
-                ("apiserver.key", &pki.apiserver.key),
-                (
-                    "apiserver-kubelet-client.crt",
-                    &pki.apiserver_kubelet_client.cert,
-                ),
-                (
-                    "apiserver-kubelet-client.key",
-                    &pki.apiserver_kubelet_client.key,
-                ),
-                ("front-proxy-ca.crt", &pki.front_proxy_ca.cert),
-                ("front-proxy-client.crt", &pki.front_proxy_client.cert),
-                ("front-proxy-client.key", &pki.front_proxy_client.key),
-                ("sa.key", &pki.service_account_key),
-                ("sa.pub", &pki.service_account_pub),
-            ],
-        ),
-        secret(
-            t,
-            "etcd-pki",
-            &[
-                ("ca.crt", t.etcd_ca_certificate),
-                ("client.crt", &pki.etcd_client.cert),
-                ("client.key", &pki.etcd_client.key),
-            ],
-        ),
-        secret(
-            t,
-            "kubeconfigs",
-            &[
-                (
-                    "controller-manager.conf",
-                    &kubeconfig(
-                        t.name,
-                        &local,
-                        &pki.ca.cert,
-                        "system:kube-controller-manager",
-                        &pki.controller_manager,
-                    ),
-                ),
-                (
-                    "scheduler.conf",
-                    &kubeconfig(
-                        t.name,
-                        &local,
-                        &pki.ca.cert,
-                        "system:kube-scheduler",
-                        &pki.scheduler,
-                    ),
-                ),
-            ],
-        ),
+        secret(t, "pki", &files.pki),
+        secret(t, "etcd-pki", &files.etcd_pki),
+        secret(t, "kubeconfigs", &files.kubeconfigs),
     ];
 
     let res = t.spec.resources.clone().unwrap_or_default();

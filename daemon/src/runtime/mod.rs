@@ -6,6 +6,7 @@
 //! tenant is left to remove, or says it is still going so the caller comes back.
 
 pub mod kubernetes;
+pub mod process;
 
 use std::future::Future;
 
