@@ -9,3 +9,9 @@ if [ -f "$dir/kamajid.pid" ]; then
   rm -f "$dir/kamajid.pid"
   echo "demo: stopped."
 fi
+# Local tenant control planes outlive kamajid by design; the demo's go with it.
+for f in "$dir"/tenants/*/*.pid; do
+  [ -f "$f" ] || continue
+  kill "$(cat "$f")" 2>/dev/null || true
+  rm -f "$f"
+done

@@ -9,6 +9,17 @@ bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 
 "$root/scripts/demo-stop.sh" >/dev/null 2>&1 || true
 mkdir -p "$dir"
+# Tenant control planes run in an admin cluster (KAMAJID_KUBECONFIG) or, without one, as local
+# processes of the official binaries (KAMAJI_K8S_BIN_DIR, else downloaded and checksum-verified).
+version=$(sed -n '/variable "kubernetes_version"/,/}/s/.*default *= *"\(.*\)".*/\1/p' "$root/examples/quickstart/main.tf")
+if [ -z "${KAMAJID_KUBECONFIG:-}" ] && [ -z "${KAMAJI_K8S_BIN_DIR:-}" ]; then
+  if KAMAJI_K8S_BIN_DIR=$("$root/scripts/k8s-binaries.sh" "$version"); then
+    export KAMAJI_K8S_BIN_DIR
+    echo "demo: tenant control planes run as local processes from $KAMAJI_K8S_BIN_DIR/v$version"
+  else
+    unset KAMAJI_K8S_BIN_DIR
+  fi
+fi
 "$bin/kamajid" dev --dir "$dir" --datastores 2 >"$dir/kamajid.log" 2>&1 &
 echo $! >"$dir/kamajid.pid"
 # Never leave the environment running after a failure (KEEP=1 keeps it on purpose).
@@ -37,8 +48,10 @@ source "$dir/env"
 export TF_CLI_CONFIG_FILE="$dir/terraformrc" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
 cd "$work"
 if grep -q '"tenant_clusters": \[\]' "$dir/quickstart.tfvars.json"; then
-  echo "demo: no admin cluster configured, so the quickstart registers datastores only."
-  echo "demo: for tenant clusters too, run with KAMAJID_KUBECONFIG=<admin cluster kubeconfig> make demo"
+  echo "demo: no admin cluster and no Kubernetes binaries, so the quickstart registers datastores only."
+  echo "demo: for tenant clusters too, run with KAMAJID_KUBECONFIG=<admin cluster kubeconfig> make demo,"
+  echo "demo: or KAMAJI_K8S_BIN_DIR=DIR make demo with kube-apiserver, kube-controller-manager and"
+  echo "demo: kube-scheduler v$version in DIR/v$version/ (local processes; see docs/guides/local-runtime.md)."
 fi
 terraform apply -auto-approve -input=false -var-file="$dir/quickstart.tfvars.json"
 echo
