@@ -42,6 +42,9 @@ pub const COND_READY: &str = "ControlPlaneReady";
 pub const COND_BOOTSTRAPPED: &str = "TenantBootstrapped";
 pub const COND_RECONCILED: &str = "Reconciled";
 
+/// Tenants one kamajid drives at the same time.
+pub const CONCURRENCY: usize = 64;
+
 /// How often a Ready tenant's bootstrap objects are re-applied.
 pub const BOOTSTRAP_RESYNC: i64 = 600;
 pub const COND_REMOVED: &str = "ControlPlaneRemoved";
@@ -637,7 +640,14 @@ pub async fn run<R: Runtime>(
                 }
             }
         });
-        futures::future::join_all(work).await;
+        // Bounded: a thousand tenants at once would hold a thousand TLS sessions and their
+        // buffers at the same moment, which is what the process's memory then stays at.
+        futures::StreamExt::for_each_concurrent(
+            futures::stream::iter(work),
+            CONCURRENCY,
+            |f| f,
+        )
+        .await;
     }
 }
 

@@ -392,6 +392,8 @@ async fn bench_provisioning(h: &Harness, args: &Args) -> Provisioned {
             (rss.saturating_sub(rss0)) as f64 / n as f64
         }
     };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    println!("  kamajid open file descriptors at rest: {fds}");
     println!(
         "Memory (kamajid RSS): {} KiB at 0 tenants, {} KiB at {n100}, {} KiB at {}: {:.1} KiB per tenant  [target <= 64 KiB]",
         rss0,
