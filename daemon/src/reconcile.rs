@@ -642,12 +642,8 @@ pub async fn run<R: Runtime>(
         });
         // Bounded: a thousand tenants at once would hold a thousand TLS sessions and their
         // buffers at the same moment, which is what the process's memory then stays at.
-        futures::StreamExt::for_each_concurrent(
-            futures::stream::iter(work),
-            CONCURRENCY,
-            |f| f,
-        )
-        .await;
+        futures::StreamExt::for_each_concurrent(futures::stream::iter(work), CONCURRENCY, |f| f)
+            .await;
     }
 }
 

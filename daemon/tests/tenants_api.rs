@@ -244,7 +244,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
             created.token, st.ca_cert_hash
         )
     );
-    let expires = created.expire_time.clone().unwrap().seconds;
+    let expires = created.expire_time.unwrap().seconds;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     assert!(
         (now + 3590..=now + 3601).contains(&expires),
