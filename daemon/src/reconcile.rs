@@ -13,7 +13,9 @@
 //! control plane answers and the objects `kubeadm join` needs are in it; those are re-applied
 //! every [`BOOTSTRAP_RESYNC`] so drift inside the tenant is repaired. When the endpoint the
 //! admin cluster gave the tenant is not in its serving certificate, AwaitReady re-issues the
-//! certificate and goes back to Apply.
+//! certificate and goes back to Apply. A Ready tenant's control plane is checked every
+//! [`HEALTH_RESYNC`]; one that stopped answering goes Degraded and back through AwaitReady,
+//! so its status says so and it is bootstrapped again when it returns.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +49,10 @@ pub const CONCURRENCY: usize = 64;
 
 /// How often a Ready tenant's bootstrap objects are re-applied.
 pub const BOOTSTRAP_RESYNC: i64 = 600;
+
+/// How often a Ready tenant's control plane is checked (the runtime's status). Kept in memory
+/// only: a restarted kamajid checks every tenant at once, which is the right thing after a gap.
+pub const HEALTH_RESYNC: Duration = Duration::from_secs(30);
 pub const COND_REMOVED: &str = "ControlPlaneRemoved";
 pub const COND_RELEASED: &str = "EtcdReleased";
 
@@ -59,6 +65,7 @@ pub enum Step {
     AwaitReady,
     ReissueServingCert,
     Bootstrap,
+    CheckHealth,
     RemoveControlPlane,
     ReleaseEtcd,
     Forget,
@@ -66,8 +73,10 @@ pub enum Step {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// A step ran (or is waiting on the outside world); call again.
+    /// A step ran; call again.
     Ran(Step),
+    /// The step waits on the outside world (a rollout, a restart); come back next round.
+    Waiting(Step),
     /// Nothing left to do.
     Converged,
     /// The tenant no longer exists.
@@ -116,6 +125,27 @@ pub struct Shared {
     /// compare-and-swap on the few reservation keys and retry. The CAS still guards against
     /// another process.
     placing: tokio::sync::Mutex<()>,
+    /// When each Ready tenant's control plane was last found healthy.
+    checked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl Shared {
+    fn health_due(&self, tenant: &str) -> bool {
+        self.checked
+            .lock()
+            .map(|m| m.get(tenant).is_none_or(|at| at.elapsed() >= HEALTH_RESYNC))
+            .unwrap_or(true)
+    }
+
+    fn set_checked(&self, tenant: &str, healthy: bool) {
+        if let Ok(mut m) = self.checked.lock() {
+            if healthy {
+                m.insert(tenant.to_owned(), std::time::Instant::now());
+            } else {
+                m.remove(tenant);
+            }
+        }
+    }
 }
 
 impl<R: Runtime> Context<R> {
@@ -382,9 +412,17 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
         let endpoint = match (status.ready, status.endpoint) {
             (true, Some(e)) => e,
             (_, _) => {
-                rec.set_condition(COND_READY, false, "Waiting", status.message);
-                save(ctx, &rec, rev).await?;
-                return Ok(Outcome::Ran(Step::AwaitReady));
+                let before = rec.clone();
+                let reason = if rec.phase == Phase::Degraded {
+                    "Unhealthy"
+                } else {
+                    "Waiting"
+                };
+                rec.set_condition(COND_READY, false, reason, status.message);
+                if rec != before {
+                    save(ctx, &rec, rev).await?;
+                }
+                return Ok(Outcome::Waiting(Step::AwaitReady));
             }
         };
         let host = endpoint_host(&endpoint);
@@ -418,6 +456,25 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
         bootstrap_tenant(ctx, &mut rec, &spec, &pki).await?;
         save(ctx, &rec, rev).await?;
         return Ok(Outcome::Ran(Step::Bootstrap));
+    }
+    if ctx.shared.health_due(&rec.name) {
+        let t = Tenant {
+            name: &rec.name,
+            id: &rec.uid,
+            spec: &spec,
+            etcd_endpoints: &ds.endpoints,
+            etcd_ca_certificate: &ds.ca_certificate,
+            dns_domain: &ctx.dns_domain,
+        };
+        let status = ctx.runtime.status(&t).await?;
+        ctx.shared.set_checked(&rec.name, status.ready);
+        if !status.ready {
+            tracing::warn!(tenant = %rec.name, reason = %status.message, "control plane unhealthy");
+            rec.phase = Phase::Degraded;
+            rec.set_condition(COND_READY, false, "Unhealthy", status.message);
+            save(ctx, &rec, rev).await?;
+            return Ok(Outcome::Ran(Step::CheckHealth));
+        }
     }
     Ok(Outcome::Converged)
 }
@@ -580,7 +637,12 @@ pub async fn converge<R: Runtime>(
     for _ in 0..limit {
         match step(ctx, name).await {
             Ok(Outcome::Ran(s)) => last = Outcome::Ran(s),
-            Ok(o) => return Ok(o),
+            Ok(o) => {
+                if o == Outcome::Gone {
+                    ctx.shared.set_checked(name, false);
+                }
+                return Ok(o);
+            }
             Err(ReconcileError::Store(StoreError::Conflict { .. })) => continue,
             Err(e) => return Err(e),
         }
@@ -588,12 +650,13 @@ pub async fn converge<R: Runtime>(
     Ok(last)
 }
 
-/// Whether a tenant needs work: not ready, behind its spec, or being deleted.
-fn pending(rec: &TenantRecord) -> bool {
+/// Whether a tenant needs work: not ready, behind its spec, being deleted, or due a check.
+fn pending(rec: &TenantRecord, shared: &Shared) -> bool {
     rec.deleting
         || rec.phase != Phase::Ready
         || rec.observed_generation < rec.generation
         || bootstrap_due(rec)
+        || shared.health_due(&rec.name)
 }
 
 /// The leader's loop: every `interval`, or when woken by the API, converge every tenant that
@@ -627,19 +690,22 @@ pub async fn run<R: Runtime>(
                     continue;
                 }
             };
-        let work = tenants.into_iter().filter(|t| pending(&t.value)).map(|t| {
-            let ctx = ctx.clone();
-            async move {
-                let name = t.value.name;
-                match converge(&ctx, &name, 16).await {
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(tenant = %name, error = %e, "reconcile");
-                        record_failure(&ctx.store, &name, &e.to_string()).await;
+        let work = tenants
+            .into_iter()
+            .filter(|t| pending(&t.value, &ctx.shared))
+            .map(|t| {
+                let ctx = ctx.clone();
+                async move {
+                    let name = t.value.name;
+                    match converge(&ctx, &name, 16).await {
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(tenant = %name, error = %e, "reconcile");
+                            record_failure(&ctx.store, &name, &e.to_string()).await;
+                        }
                     }
                 }
-            }
-        });
+            });
         // Bounded: a thousand tenants at once would hold a thousand TLS sessions and their
         // buffers at the same moment, which is what the process's memory then stays at.
         futures::StreamExt::for_each_concurrent(futures::stream::iter(work), CONCURRENCY, |f| f)

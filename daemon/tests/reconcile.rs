@@ -286,6 +286,86 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn a_ready_tenant_whose_control_plane_stops_answering_goes_degraded_and_recovers() {
+    let w = World::start(&[2 * GIB]).await;
+    let name = "flaky";
+    create(
+        &w.store,
+        name,
+        &tenant_spec("1.35.1"),
+        DEFAULT_RESERVATION_BYTES,
+    )
+    .await
+    .unwrap();
+    let ctx = w.ctx();
+    assert_eq!(converge(&ctx, name, 20).await.unwrap(), Outcome::Converged);
+    assert_eq!(w.record(name).await.unwrap().phase, Phase::Ready);
+
+    // The control plane dies (the runtime no longer reports it ready) and its objects go too.
+    let applied = w.runtime.versions.lock().unwrap().remove(name).unwrap();
+    const CLUSTER_INFO: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+    w.runtime.tenant_api(name).unwrap().remove(CLUSTER_INFO);
+    // Checked recently: this kamajid does not ask again within HEALTH_RESYNC.
+    assert_eq!(step(&ctx, name).await.unwrap(), Outcome::Converged);
+    // Due (a fresh kamajid, or HEALTH_RESYNC later): the tenant reads Degraded with the reason.
+    assert_eq!(
+        step(&w.ctx(), name).await.unwrap(),
+        Outcome::Ran(Step::CheckHealth)
+    );
+    let rec = w.record(name).await.unwrap();
+    assert_eq!(rec.phase, Phase::Degraded);
+    let ready = rec.condition(kamajid::reconcile::COND_READY).unwrap();
+    assert!(!ready.ok);
+    assert_eq!(ready.reason, "Unhealthy");
+    assert_eq!(ready.message, "rolling out");
+    assert!(rec.to_proto().status.unwrap().phase == v1::TenantClusterPhase::Degraded as i32);
+
+    // While it stays down, each round waits without rewriting the record.
+    let before = w
+        .store
+        .get::<TenantRecord>(&tenant_key(name))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        converge(&w.ctx(), name, 20).await.unwrap(),
+        Outcome::Waiting(Step::AwaitReady)
+    );
+    let after = w
+        .store
+        .get::<TenantRecord>(&tenant_key(name))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after.mod_revision, before.mod_revision,
+        "a wait rewrote the record"
+    );
+
+    // Back: Ready again, and bootstrapped again, so what kubeadm join needs is restored.
+    w.runtime
+        .versions
+        .lock()
+        .unwrap()
+        .insert(name.to_owned(), applied);
+    assert_eq!(
+        converge(&w.ctx(), name, 20).await.unwrap(),
+        Outcome::Converged
+    );
+    let rec = w.record(name).await.unwrap();
+    assert_eq!(rec.phase, Phase::Ready);
+    assert!(rec.condition(kamajid::reconcile::COND_READY).unwrap().ok);
+    assert!(
+        w.runtime
+            .tenant_api(name)
+            .unwrap()
+            .get(CLUSTER_INFO)
+            .is_some(),
+        "cluster-info not restored after recovery"
+    );
+}
+
+#[tokio::test]
 async fn tenants_spread_over_shards_and_concurrent_placements_never_overcommit() {
     let w = World::start(&[GIB, GIB]).await;
     for i in 0..6 {

@@ -147,7 +147,7 @@ forward, or the next minor; skipping a minor or going down is refused at plan.";
     pub const TC_CLIENT_CERT: &str = "PEM client certificate of the cluster admin.";
     pub const TC_CLIENT_KEY: &str = "PEM private key of `client_certificate`.";
     pub const TC_CURRENT_VERSION: &str = "Kubernetes version the control plane runs now.";
-    pub const TC_STATUS: &str = "`Provisioning`, `Ready`, `Upgrading`, `Degraded` or `Deleting`.";
+    pub const TC_STATUS: &str = "`Provisioning`, `Ready`, `Upgrading`, `Degraded` or `Deleting`. A `Ready` cluster whose control plane stops answering (checked every 30 s) turns `Degraded` and returns to `Ready` by itself when it answers again.";
     pub const TC_STATUS_MESSAGE: &str =
         "Why the cluster is not `Ready` (its failing conditions); empty when it is.";
     pub const TC_REQUIREMENTS: &str = "Requests and limits as Kubernetes quantities.";
