@@ -562,3 +562,24 @@ pub fn bootstrapped_endpoint(double: &kube_double::KubeDouble, name: &str) -> St
     );
     endpoint
 }
+
+/// Runs `openssl ARGS` with `input` on stdin and returns what it prints: an independent reading
+/// of certificates and keys.
+pub fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed by scripts/install-deps.sh");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("writing to openssl");
+    let out = child.wait_with_output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?} failed");
+    out.stdout
+}

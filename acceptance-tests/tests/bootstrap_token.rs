@@ -3,9 +3,6 @@
 //! kamajid and real etcd, with the Kubernetes API test double as the admin cluster and as the
 //! tenant's apiserver.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use acceptance_tests::kube_double::KubeDouble;
 use acceptance_tests::*;
 use kamajid::devenv::EtcdSecurity;
@@ -27,18 +24,7 @@ fn token(w: &Workdir) -> serde_json::Value {
 
 /// kubeadm's recipe for `--discovery-token-ca-cert-hash`, run with openssl.
 fn openssl_ca_hash(pem: &str) -> String {
-    let pipe = |args: &[&str], input: &[u8]| {
-        let mut child = Command::new("openssl")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("openssl is installed by scripts/install-deps.sh");
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        out.stdout
-    };
+    let pipe = openssl;
     let pubkey = pipe(&["x509", "-pubkey", "-noout"], pem.as_bytes());
     let der = pipe(&["pkey", "-pubin", "-outform", "der"], &pubkey);
     let digest = String::from_utf8(pipe(&["dgst", "-sha256", "-r"], &der)).unwrap();

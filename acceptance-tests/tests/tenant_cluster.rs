@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+
 use acceptance_tests::kube_double::KubeDouble;
 use acceptance_tests::*;
 use kamaji_proto::v1;
@@ -250,6 +252,59 @@ output "acme_kubeconfig" {
     assert_ne!(acme["uid"].as_str().unwrap(), uid, "replaced");
     assert_eq!(acme["status"], "Ready");
     assert_eq!(acme["network"]["service_cidr"], "10.100.0.0/16");
+
+    // Serving names change in place: same uid and CA, a re-issued certificate that names them.
+    // The endpoint address is the one the Service already has, so kamajid still reaches it.
+    let (uid, ca, endpoint) = (
+        acme["uid"].clone(),
+        acme["cluster_ca_certificate"].clone(),
+        acme["endpoint"].as_str().unwrap().to_owned(),
+    );
+    let host = endpoint
+        .trim_start_matches("https://")
+        .rsplit_once(':')
+        .unwrap()
+        .0
+        .to_owned();
+    w.write(&format!(
+        "{}\n{}\n{}\n{outputs}",
+        p.hcl,
+        tenant("acme", "acme", "1.36.0", &format!("  replicas = 3\n  network {{\n    service_cidr = \"10.100.0.0/16\"\n    dns_service_ip = \"10.100.0.10\"\n    endpoint_address = \"{host}\"\n    extra_sans = [\"api.acme.example\"]\n  }}\n")),
+        tenant("beta", "beta", "1.34.1", ""),
+    ));
+    let actions = planned_actions(&w.plan_json());
+    assert_eq!(
+        actions["kamaji_tenant_cluster.acme"],
+        ["update"],
+        "{actions:?}"
+    );
+    w.must_apply();
+    let acme = values(&w, "kamaji_tenant_cluster.acme");
+    assert_eq!((&acme["uid"], &acme["cluster_ca_certificate"]), (&uid, &ca));
+    assert_eq!(acme["endpoint"], endpoint.as_str());
+    assert_eq!(acme["status"], "Ready");
+    let secret = double
+        .get("/api/v1/namespaces/tenant-acme/secrets/pki")
+        .expect("pki secret");
+    let cert = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["apiserver.crt"].as_str().unwrap())
+        .unwrap();
+    let sans = String::from_utf8(openssl(
+        &["x509", "-noout", "-ext", "subjectAltName"],
+        &cert,
+    ))
+    .unwrap();
+    assert!(
+        sans.contains("DNS:api.acme.example") && sans.contains(&format!("IP Address:{host}")),
+        "{sans}"
+    );
+    let r = w.plan_code();
+    assert_eq!(
+        r.code,
+        0,
+        "plan after a SAN change is not empty:\n{}",
+        r.output()
+    );
 
     // deletion_protection: set in place, then destroy and replacement are refused at plan.
     w.write(&replaced_cfg("  deletion_protection = true\n"));

@@ -11,6 +11,7 @@
 //! `front-proxy-client` under its own CA. The etcd client certificate's CN is the tenant id: that
 //! is the etcd user [`crate::datastore::isolation`] creates.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -254,27 +255,62 @@ pub fn fingerprint(pem: &str) -> String {
     hex::encode(sha2::Sha256::digest(pem.as_bytes()))
 }
 
-/// Whether the serving certificate `cert_pem` names `host` (a DNS name or an IP address).
-pub fn covers(cert_pem: &str, host: &str) -> bool {
+/// The names a certificate is valid for, normalized as [`normalize_name`] does; empty when
+/// `cert_pem` does not parse.
+pub fn names(cert_pem: &str) -> BTreeSet<String> {
     let Ok((_, p)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
-        return false;
+        return BTreeSet::new();
     };
     let Ok(cert) = p.parse_x509() else {
-        return false;
+        return BTreeSet::new();
     };
-    let ip: Option<IpAddr> = host.trim_matches(|c| c == '[' || c == ']').parse().ok();
     let Ok(Some(sans)) = cert.subject_alternative_name() else {
-        return false;
+        return BTreeSet::new();
     };
-    sans.value.general_names.iter().any(|n| match n {
-        x509_parser::extensions::GeneralName::DNSName(d) => d.eq_ignore_ascii_case(host),
-        x509_parser::extensions::GeneralName::IPAddress(b) => match (ip, b.len()) {
-            (Some(IpAddr::V4(v4)), 4) => v4.octets()[..] == b[..],
-            (Some(IpAddr::V6(v6)), 16) => v6.octets()[..] == b[..],
-            _ => false,
-        },
-        _ => false,
-    })
+    sans.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
+                4 => <[u8; 4]>::try_from(*b)
+                    .ok()
+                    .map(|o| IpAddr::from(o).to_string()),
+                16 => <[u8; 16]>::try_from(*b)
+                    .ok()
+                    .map(|o| IpAddr::from(o).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// One spelling per name: IP addresses in canonical form (brackets dropped), DNS names in
+/// lower case, so `2001:DB8::1` and `[2001:db8::1]` compare equal.
+pub fn normalize_name(name: &str) -> String {
+    match name
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+    {
+        Ok(ip) => ip.to_string(),
+        Err(_) => name.to_ascii_lowercase(),
+    }
+}
+
+/// Whether the serving certificate `cert_pem` names `host` (a DNS name or an IP address).
+pub fn covers(cert_pem: &str, host: &str) -> bool {
+    names(cert_pem).contains(&normalize_name(host))
+}
+
+/// Whether the serving certificate names exactly what `spec` asks for: no name missing and none
+/// left over from an earlier spec.
+pub fn serves_exactly(cert_pem: &str, spec: &TenantPkiSpec) -> Result<bool, PkiError> {
+    let want: BTreeSet<String> = apiserver_sans(spec)?
+        .iter()
+        .map(|n| normalize_name(n))
+        .collect();
+    Ok(names(cert_pem) == want)
 }
 
 /// Re-signs the apiserver serving certificate for `spec` (same CA, fresh key): for an
@@ -499,6 +535,34 @@ mod tests {
                 "{want} missing from {sans:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_serving_certificate_is_reissued_exactly_when_its_names_change() {
+        let mut pki = mint(&spec(), &new_ca("etcd").unwrap()).unwrap();
+        assert!(serves_exactly(&pki.apiserver.cert, &spec()).unwrap());
+        let first = pki.apiserver.clone();
+
+        let mut more = spec();
+        more.external_sans.push("2001:DB8::1".into());
+        assert!(!serves_exactly(&pki.apiserver.cert, &more).unwrap());
+        reissue_apiserver(&mut pki, &more).unwrap();
+        assert!(serves_exactly(&pki.apiserver.cert, &more).unwrap());
+        assert!(covers(&pki.apiserver.cert, "[2001:db8::1]"));
+        assert!(covers(&pki.apiserver.cert, "API.acme.example"));
+        assert_ne!(pki.apiserver.key, first.key, "a re-issue gets a fresh key");
+        assert!(
+            Cert::new(&pki.apiserver.cert).signed_by(&Cert::new(&pki.ca.cert)),
+            "same CA"
+        );
+
+        // A name taken out of the spec is a change too: the old certificate still carries it.
+        let mut fewer = spec();
+        fewer.external_sans.retain(|s| s != "api.acme.example");
+        assert!(!serves_exactly(&first.cert, &fewer).unwrap());
+        reissue_apiserver(&mut pki, &fewer).unwrap();
+        assert!(!covers(&pki.apiserver.cert, "api.acme.example"));
+        assert!(covers(&pki.apiserver.cert, "203.0.113.10"));
     }
 
     #[test]

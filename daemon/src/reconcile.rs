@@ -370,6 +370,14 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
     };
 
     if !done(&rec, COND_APPLIED) || rec.observed_generation < rec.generation {
+        // The serving certificate follows `endpoint_address` and `extra_sans`, which change in
+        // place: re-issued (same CA) before the apply that rolls it out.
+        let want = pki_spec(ctx, &rec, &spec);
+        let mut pki = pki;
+        if !pki::serves_exactly(&pki.apiserver.cert, &want)? {
+            pki::reissue_apiserver(&mut pki, &want)?;
+            seal_pki(ctx, &mut rec, &pki);
+        }
         let t = Tenant {
             name: &rec.name,
             id: &rec.uid,
@@ -432,6 +440,8 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
             want.external_sans.push(host.clone());
             pki::reissue_apiserver(&mut pki, &want)?;
             seal_pki(ctx, &mut rec, &pki);
+            // Recorded now, so the apply that rolls the certificate out keeps this name in it.
+            rec.endpoint = Some(endpoint);
             rec.set_condition(
                 COND_APPLIED,
                 false,

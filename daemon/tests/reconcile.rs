@@ -366,6 +366,72 @@ async fn a_ready_tenant_whose_control_plane_stops_answering_goes_degraded_and_re
 }
 
 #[tokio::test]
+async fn changing_the_serving_names_reissues_the_certificate_in_place() {
+    let w = World::start(&[2 * GIB]).await;
+    let name = "renamed";
+    let mut spec = tenant_spec("1.35.1");
+    spec.network.as_mut().unwrap().extra_sans = vec!["old.acme.example".into()];
+    create(&w.store, name, &spec, DEFAULT_RESERVATION_BYTES)
+        .await
+        .unwrap();
+    assert_eq!(
+        converge(&w.ctx(), name, 20).await.unwrap(),
+        Outcome::Converged
+    );
+    let before = w.record(name).await.unwrap();
+    let served = |w: &World| w.runtime.serving_certs.lock().unwrap()[name].clone();
+    let first = served(&w);
+    assert!(kamajid::pki::covers(&first, "old.acme.example"));
+
+    // What the API's update does: a new spec, the next generation.
+    let net = spec.network.as_mut().unwrap();
+    net.extra_sans = vec!["new.acme.example".into()];
+    net.endpoint_address = "203.0.113.7".into();
+    let v = w
+        .store
+        .get::<TenantRecord>(&tenant_key(name))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut rec = v.value;
+    rec.spec = kamajid::tenant::spec_to_stored(&spec);
+    rec.generation += 1;
+    w.store
+        .update(&tenant_key(name), &rec, v.mod_revision)
+        .await
+        .unwrap();
+    assert_eq!(
+        converge(&w.ctx(), name, 20).await.unwrap(),
+        Outcome::Converged
+    );
+
+    let after = w.record(name).await.unwrap();
+    assert_eq!(after.phase, Phase::Ready);
+    assert_eq!(after.uid, before.uid, "the cluster was replaced");
+    let ca = |r: &TenantRecord| r.pki.as_ref().unwrap().ca_certificate.clone();
+    assert_eq!(
+        ca(&after),
+        ca(&before),
+        "the CA changed: kubeconfigs would break"
+    );
+    let cert = served(&w);
+    assert_ne!(cert, first, "the new certificate was not rolled out");
+    for host in ["new.acme.example", "203.0.113.7"] {
+        assert!(kamajid::pki::covers(&cert, host), "{host} missing");
+    }
+    assert!(
+        !kamajid::pki::covers(&cert, "old.acme.example"),
+        "a removed name stayed"
+    );
+    // The endpoint the runtime reports is still served (workers joined through it).
+    let host = kamajid::reconcile::endpoint_host(after.endpoint.as_deref().unwrap());
+    assert!(kamajid::pki::covers(&cert, &host));
+    // Converged means nothing more to do: no re-issue on every round.
+    assert_eq!(step(&w.ctx(), name).await.unwrap(), Outcome::Converged);
+    assert_eq!(served(&w), cert);
+}
+
+#[tokio::test]
 async fn tenants_spread_over_shards_and_concurrent_placements_never_overcommit() {
     let w = World::start(&[GIB, GIB]).await;
     for i in 0..6 {

@@ -157,7 +157,10 @@ forward, or the next minor; skipping a minor or going down is refused at plan.";
     pub const TC_PORT: &str = "Port the API server is reached on. Defaults to 6443.";
     pub const TC_SERVICE_TYPE: &str = "How the admin cluster exposes the API server: `LoadBalancer` (default), `NodePort` or `ClusterIP`.";
     pub const TC_ENDPOINT_ADDRESS: &str = "Address workers and users reach the API server by, when it is not the load balancer's \
-(e.g. a DNS name in front of a NodePort). It is in the serving certificate. Changing it replaces the cluster.";
+(e.g. a DNS name in front of a NodePort). It is in the serving certificate. Changes in place: the certificate is re-issued \
+and the control plane rolls; workers joined through the old address keep using it, so list that in `extra_sans` until they are \
+re-joined.";
     pub const TC_EXTRA_SANS: &str =
-        "More names and addresses for the serving certificate. Changing them replaces the cluster.";
+        "More names and addresses for the serving certificate. Changes in place: the certificate is re-issued (same CA, so \
+kubeconfigs and joined nodes keep working) and the control plane rolls.";
 }

@@ -187,12 +187,6 @@ fn replacements(prior: &TenantClusterState, planned: &TenantClusterState) -> Vec
     if p.dns_service_ip != n.dns_service_ip {
         out.push(net("dns_service_ip"));
     }
-    if p.endpoint_address != n.endpoint_address {
-        out.push(net("endpoint_address"));
-    }
-    if p.extra_sans != n.extra_sans {
-        out.push(net("extra_sans"));
-    }
     out
 }
 
@@ -557,7 +551,10 @@ impl Resource for TenantClusterResource {
                 old_spec.network.unwrap_or_default(),
                 new_spec.network.unwrap_or_default(),
             );
-            if p.port != n.port || p.service_type != n.service_type {
+            if p.port != n.port
+                || p.service_type != n.service_type
+                || p.endpoint_address != n.endpoint_address
+            {
                 planned.endpoint = Value::Unknown;
                 planned.admin_kubeconfig = Value::Unknown;
             }

@@ -97,11 +97,6 @@ pub fn immutable_changes(
             "network.dns_service_ip",
             o.dns_service_ip != n.dns_service_ip,
         ),
-        (
-            "network.endpoint_address",
-            o.endpoint_address != n.endpoint_address,
-        ),
-        ("network.extra_sans", o.extra_sans != n.extra_sans),
     ];
     fixed
         .into_iter()

@@ -204,6 +204,8 @@ pub mod kube_double;
 pub struct MemoryRuntime {
     pub versions: std::sync::Mutex<std::collections::HashMap<String, String>>,
     pub apis: std::sync::Mutex<std::collections::HashMap<String, kube_double::TenantServer>>,
+    /// The serving certificate each tenant's last apply rolled out.
+    pub serving_certs: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl MemoryRuntime {
@@ -220,6 +222,10 @@ impl kamajid::runtime::Runtime for MemoryRuntime {
         pki: &kamajid::pki::TenantPki,
     ) -> Result<(), kamajid::runtime::RuntimeError> {
         assert!(pki.etcd_client.cert.contains("BEGIN CERTIFICATE"));
+        self.serving_certs
+            .lock()
+            .unwrap()
+            .insert(t.name.to_owned(), pki.apiserver.cert.clone());
         self.versions
             .lock()
             .unwrap()
