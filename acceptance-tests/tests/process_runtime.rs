@@ -215,6 +215,35 @@ async fn tenants_run_as_supervised_local_processes_that_survive_kamajid() {
     assert!(after.iter().all(|(_, p)| alive(*p)));
     assert_eq!(w.plan_code().code, 0, "re-plan not empty");
 
+    // A flag change replaces only the process it concerns, with the new flags.
+    let apiserver_of = |pids: &[(PathBuf, u32)]| {
+        pids.iter()
+            .find(|(f, _)| f.ends_with("kube-apiserver.pid"))
+            .unwrap()
+            .1
+    };
+    w.write(&config.replace(
+        "  datastore          = kamaji_datastore.a.name\n",
+        "  datastore          = kamaji_datastore.a.name\n  extra_args {\n    apiserver = { \"audit-log-maxage\" = \"30\" }\n  }\n",
+    ));
+    w.must_apply();
+    let replaced = pids_under(&tenants_dir);
+    let new_api = apiserver_of(&replaced);
+    assert_ne!(new_api, apiserver_of(&after), "apiserver not replaced");
+    assert!(!alive(apiserver_of(&after)), "the old apiserver still runs");
+    assert!(cmdline(new_api).contains(&"--audit-log-maxage=30".to_owned()));
+    for (f, pid) in &replaced {
+        if !f.ends_with("kube-apiserver.pid") {
+            assert!(
+                after.contains(&(f.clone(), *pid)),
+                "{} restarted needlessly",
+                f.display()
+            );
+        }
+    }
+    assert_eq!(https_status(addr, "/readyz", Some(ca)).await, Ok(200));
+    assert_eq!(w.plan_code().code, 0, "re-plan not empty");
+
     // A version with no binaries gets a clear status, not a crash loop.
     let mut t = h.tenants().await;
     let mut old = v1::TenantClusterSpec {

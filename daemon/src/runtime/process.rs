@@ -109,6 +109,8 @@ struct Proc {
     started: Instant,
     next_start: Instant,
     last_exit: Option<String>,
+    /// Its previous process is being stopped to be replaced: not the restart loop's business.
+    replacing: bool,
 }
 
 /// Keeps the desired processes running.
@@ -187,22 +189,40 @@ impl Supervisor {
         cmd: Command,
         dir: &Path,
     ) -> Result<(), String> {
-        let mut procs = self.procs.lock().map_err(|_| "supervisor poisoned")?;
         let key = (tenant.to_owned(), component);
+        let mut procs = self.procs.lock().map_err(|_| "supervisor poisoned")?;
         if let Some(p) = procs.get_mut(&key) {
             if p.cmd == cmd {
                 return Ok(());
             }
-            if let Some(pid) = p.pid {
-                stop_pid(pid, &p.cmd.bin);
-            }
-            p.cmd = cmd;
-            p.failures = 0;
             let _ = std::fs::write(
                 dir.join(format!("{component}.cmd")),
-                serde_json::to_vec(&p.cmd).unwrap_or_default(),
+                serde_json::to_vec(&cmd).unwrap_or_default(),
             );
-            return Self::spawn(p);
+            let old = (p.pid.take(), p.child.take(), p.cmd.bin.clone());
+            p.cmd = cmd;
+            p.failures = 0;
+            if p.replacing {
+                // Another call is stopping the old process; it starts the newest command.
+                return Ok(());
+            }
+            p.replacing = true;
+            // The old process may take STOP_GRACE to end: wait without the lock, so the other
+            // tenants' restarts and status reads go on meanwhile.
+            drop(procs);
+            if let Some(pid) = old.0 {
+                stop_pid(pid, &old.2);
+            }
+            drop(old.1);
+            let mut procs = self.procs.lock().map_err(|_| "supervisor poisoned")?;
+            // Gone if the tenant was stopped meanwhile: then nothing is to start.
+            return match procs.get_mut(&key) {
+                Some(p) => {
+                    p.replacing = false;
+                    Self::spawn(p)
+                }
+                None => Ok(()),
+            };
         }
         let pid_file = dir.join(format!("{component}.pid"));
         let cmd_file = dir.join(format!("{component}.cmd"));
@@ -223,6 +243,7 @@ impl Supervisor {
             started: Instant::now(),
             next_start: Instant::now(),
             last_exit: None,
+            replacing: false,
         };
         match running {
             Some(pid) if previous.as_ref() == Some(&cmd) => {
@@ -248,7 +269,7 @@ impl Supervisor {
             return;
         };
         let now = Instant::now();
-        for ((tenant, component), p) in procs.iter_mut() {
+        for ((tenant, component), p) in procs.iter_mut().filter(|(_, p)| !p.replacing) {
             let exited = match (&mut p.child, p.pid) {
                 (Some(child), _) => match child.try_wait() {
                     Ok(Some(status)) => Some(status.to_string()),
