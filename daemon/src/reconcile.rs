@@ -201,6 +201,23 @@ impl<R: Runtime> Context<R> {
         Ok(candidates(&self.store).await?)
     }
 
+    /// What the runtime renders the tenant from.
+    fn tenant<'a>(
+        &'a self,
+        rec: &'a TenantRecord,
+        spec: &'a kamaji_proto::v1::TenantClusterSpec,
+        ds: &'a DatastoreRecord,
+    ) -> Tenant<'a> {
+        Tenant {
+            name: &rec.name,
+            id: &rec.uid,
+            spec,
+            etcd_endpoints: &ds.endpoints,
+            etcd_ca_certificate: &ds.ca_certificate,
+            dns_domain: &self.dns_domain,
+        }
+    }
+
     fn open_pki(&self, rec: &TenantRecord) -> Result<Option<TenantPki>, ReconcileError> {
         let Some(stored) = &rec.pki else {
             return Ok(None);
@@ -378,14 +395,7 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
             pki::reissue_apiserver(&mut pki, &want)?;
             seal_pki(ctx, &mut rec, &pki);
         }
-        let t = Tenant {
-            name: &rec.name,
-            id: &rec.uid,
-            spec: &spec,
-            etcd_endpoints: &ds.endpoints,
-            etcd_ca_certificate: &ds.ca_certificate,
-            dns_domain: &ctx.dns_domain,
-        };
+        let t = ctx.tenant(&rec, &spec, &ds);
         ctx.runtime.apply(&t, &pki).await?;
         if rec.observed_generation < rec.generation && rec.observed_generation > 0 {
             rec.phase = Phase::Upgrading;
@@ -408,14 +418,7 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
     }
 
     if rec.phase != Phase::Ready {
-        let t = Tenant {
-            name: &rec.name,
-            id: &rec.uid,
-            spec: &spec,
-            etcd_endpoints: &ds.endpoints,
-            etcd_ca_certificate: &ds.ca_certificate,
-            dns_domain: &ctx.dns_domain,
-        };
+        let t = ctx.tenant(&rec, &spec, &ds);
         let status = ctx.runtime.status(&t).await?;
         let endpoint = match (status.ready, status.endpoint) {
             (true, Some(e)) => e,
@@ -468,14 +471,7 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
         return Ok(Outcome::Ran(Step::Bootstrap));
     }
     if ctx.shared.health_due(&rec.name) {
-        let t = Tenant {
-            name: &rec.name,
-            id: &rec.uid,
-            spec: &spec,
-            etcd_endpoints: &ds.endpoints,
-            etcd_ca_certificate: &ds.ca_certificate,
-            dns_domain: &ctx.dns_domain,
-        };
+        let t = ctx.tenant(&rec, &spec, &ds);
         let status = ctx.runtime.status(&t).await?;
         ctx.shared.set_checked(&rec.name, status.ready);
         if !status.ready {
