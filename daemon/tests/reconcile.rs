@@ -16,7 +16,8 @@ use kamajid::kek::Kek;
 use kamajid::placement::Policy;
 use kamajid::reconcile::{converge, create, mark_deleting, step, Context, Outcome, Step};
 use kamajid::store::{
-    datastore_key, datastore_status_key, reservation_key, tenant_key, Reservation, Store, ROOT,
+    datastore_key, datastore_status_key, reservation_key, tenant_key, Reservation, Store,
+    Versioned, ROOT,
 };
 use kamajid::tenant::{Phase, TenantRecord, DEFAULT_RESERVATION_BYTES};
 use support::{tenant_spec, MemoryRuntime};
@@ -119,11 +120,15 @@ impl World {
     }
 
     async fn record(&self, name: &str) -> Option<TenantRecord> {
+        self.versioned(name).await.map(|v| v.value)
+    }
+
+    /// The record with its revision, to change it as the API would.
+    async fn versioned(&self, name: &str) -> Option<Versioned<TenantRecord>> {
         self.store
             .get::<TenantRecord>(&tenant_key(name))
             .await
             .unwrap()
-            .map(|v| v.value)
     }
 
     async fn reservation(&self, shard: &str) -> Reservation {
@@ -196,12 +201,7 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
             .is_some_and(|c| c.ok));
         // Drift inside the tenant is repaired at the next resync.
         api.remove(CLUSTER_INFO);
-        let v = w
-            .store
-            .get::<TenantRecord>(&tenant_key(&name))
-            .await
-            .unwrap()
-            .unwrap();
+        let v = w.versioned(&name).await.unwrap();
         let mut stale = v.value.clone();
         stale.bootstrapped_at -= kamajid::reconcile::BOOTSTRAP_RESYNC;
         w.store
@@ -321,22 +321,12 @@ async fn a_ready_tenant_whose_control_plane_stops_answering_goes_degraded_and_re
     assert!(rec.to_proto().status.unwrap().phase == v1::TenantClusterPhase::Degraded as i32);
 
     // While it stays down, each round waits without rewriting the record.
-    let before = w
-        .store
-        .get::<TenantRecord>(&tenant_key(name))
-        .await
-        .unwrap()
-        .unwrap();
+    let before = w.versioned(name).await.unwrap();
     assert_eq!(
         converge(&w.ctx(), name, 20).await.unwrap(),
         Outcome::Waiting(Step::AwaitReady)
     );
-    let after = w
-        .store
-        .get::<TenantRecord>(&tenant_key(name))
-        .await
-        .unwrap()
-        .unwrap();
+    let after = w.versioned(name).await.unwrap();
     assert_eq!(
         after.mod_revision, before.mod_revision,
         "a wait rewrote the record"
@@ -387,12 +377,7 @@ async fn changing_the_serving_names_reissues_the_certificate_in_place() {
     let net = spec.network.as_mut().unwrap();
     net.extra_sans = vec!["new.acme.example".into()];
     net.endpoint_address = "203.0.113.7".into();
-    let v = w
-        .store
-        .get::<TenantRecord>(&tenant_key(name))
-        .await
-        .unwrap()
-        .unwrap();
+    let v = w.versioned(name).await.unwrap();
     let mut rec = v.value;
     rec.spec = kamajid::tenant::spec_to_stored(&spec);
     rec.generation += 1;

@@ -63,6 +63,18 @@ pub fn check_create(req: &v1::CreateBootstrapTokenRequest) -> Vec<FieldError> {
     errors
 }
 
+/// Refuses what cannot be a token id, naming the field.
+fn check_id(id: &str) -> Result<(), Status> {
+    if token_id_ok(id) {
+        return Ok(());
+    }
+    Err(field(
+        Code::InvalidArgument,
+        "id",
+        format!("{id:?} is not a token id: 6 characters a-z, 0-9"),
+    ))
+}
+
 fn token_id_ok(id: &str) -> bool {
     id.len() == 6
         && id
@@ -177,13 +189,7 @@ impl BootstrapTokens for BootstrapTokenApi {
         req: Request<v1::GetBootstrapTokenRequest>,
     ) -> Result<Response<v1::BootstrapToken>, Status> {
         let req = req.into_inner();
-        if !token_id_ok(&req.id) {
-            return Err(field(
-                Code::InvalidArgument,
-                "id",
-                format!("{:?} is not a token id: 6 characters a-z, 0-9", req.id),
-            ));
-        }
+        check_id(&req.id)?;
         let (rec, pki, client) = self.tenant(&req.tenant_cluster).await?;
         let found = bootstrap::get_token(&client, &req.id, OffsetDateTime::now_utc())
             .await
@@ -222,13 +228,7 @@ impl BootstrapTokens for BootstrapTokenApi {
         req: Request<v1::DeleteBootstrapTokenRequest>,
     ) -> Result<Response<v1::DeleteBootstrapTokenResponse>, Status> {
         let req = req.into_inner();
-        if !token_id_ok(&req.id) {
-            return Err(field(
-                Code::InvalidArgument,
-                "id",
-                format!("{:?} is not a token id: 6 characters a-z, 0-9", req.id),
-            ));
-        }
+        check_id(&req.id)?;
         let (rec, _, client) = self.tenant(&req.tenant_cluster).await?;
         bootstrap::delete_token(&client, &req.id)
             .await
