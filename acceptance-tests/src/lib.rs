@@ -5,6 +5,7 @@
 //! random port; each [`Workdir`] is a Terraform root module with its own state. Tests check both
 //! what Terraform says (plan JSON, state JSON, diagnostics) and what kamajid holds.
 
+pub mod k8s;
 pub mod kube_double;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +24,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 pub const TOKEN: &str = "acceptance-token-0123456789abcdef";
 
-fn workspace() -> PathBuf {
+/// The workspace root.
+pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
@@ -253,6 +255,74 @@ impl Harness {
         EtcdProcess::start(self.dir.path(), name, &self.pki, security)
             .await
             .expect("datastore etcd")
+    }
+
+    /// A root client on a datastore etcd started by [`Self::etcd`]: reads what tenants wrote.
+    pub async fn shard_root(&self, endpoint: &str) -> etcd_client::Client {
+        let tls = EtcdTls {
+            ca_pem: Some(self.pki.ca.cert.clone()),
+            identity: Some((self.pki.root.cert.clone(), self.pki.root.key.clone())),
+        };
+        connect(&[endpoint.to_owned()], &tls, Duration::from_secs(5))
+            .await
+            .expect("shard client")
+    }
+
+    /// Users and roles other than root on a shard, and its number of keys: what a destroyed
+    /// tenant must not leave behind.
+    pub async fn shard_leftovers(&self, endpoint: &str) -> (Vec<String>, Vec<String>, i64) {
+        let mut c = self.shard_root(endpoint).await;
+        let users: Vec<String> = c
+            .user_list()
+            .await
+            .expect("users")
+            .users()
+            .iter()
+            .filter(|u| u.as_str() != "root")
+            .cloned()
+            .collect();
+        let roles: Vec<String> = c
+            .role_list()
+            .await
+            .expect("roles")
+            .roles()
+            .iter()
+            .filter(|r| r.as_str() != "root")
+            .cloned()
+            .collect();
+        let keys = c
+            .get(
+                "",
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_from_key()
+                        .with_count_only(),
+                ),
+            )
+            .await
+            .expect("count keys")
+            .count();
+        (users, roles, keys)
+    }
+
+    /// Every key on a shard, read as root.
+    pub async fn shard_keys(&self, endpoint: &str) -> Vec<String> {
+        let mut c = self.shard_root(endpoint).await;
+        let r = c
+            .get(
+                "",
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_from_key()
+                        .with_keys_only(),
+                ),
+            )
+            .await
+            .expect("list keys");
+        r.kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect()
     }
 
     /// A gRPC client to kamajid, to check what it holds independently of Terraform.
@@ -582,4 +652,11 @@ pub fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
     let out = child.wait_with_output().expect("openssl");
     assert!(out.status.success(), "openssl {args:?} failed");
     out.stdout
+}
+
+/// Writes `content` to `path` with mode 0600 (kubeconfigs, keys).
+pub fn write_private(path: &Path, content: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).expect("writing a private file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 0600");
 }

@@ -37,48 +37,6 @@ async fn pool(h: &Harness) -> Pool {
     }
 }
 
-/// Users and roles other than root on a shard, and its number of keys.
-async fn leftovers(h: &Harness, endpoint: &str) -> (Vec<String>, Vec<String>, i64) {
-    let tls = kamajid::etcd::EtcdTls {
-        ca_pem: Some(h.pki.ca.cert.clone()),
-        identity: Some((h.pki.root.cert.clone(), h.pki.root.key.clone())),
-    };
-    let mut c = kamajid::etcd::connect(&[endpoint.to_owned()], &tls, Duration::from_secs(5))
-        .await
-        .expect("shard client");
-    let users: Vec<String> = c
-        .user_list()
-        .await
-        .expect("users")
-        .users()
-        .iter()
-        .filter(|u| u.as_str() != "root")
-        .cloned()
-        .collect();
-    let roles: Vec<String> = c
-        .role_list()
-        .await
-        .expect("roles")
-        .roles()
-        .iter()
-        .filter(|r| r.as_str() != "root")
-        .cloned()
-        .collect();
-    let keys = c
-        .get(
-            "",
-            Some(
-                etcd_client::GetOptions::new()
-                    .with_from_key()
-                    .with_count_only(),
-            ),
-        )
-        .await
-        .expect("count keys")
-        .count();
-    (users, roles, keys)
-}
-
 fn values(w: &Workdir, address: &str) -> serde_json::Value {
     w.resource(address)["values"].clone()
 }
@@ -392,7 +350,11 @@ output "acme_kubeconfig" {
         double.paths()
     );
     for ep in &p.endpoints {
-        assert_eq!(leftovers(&h, ep).await, (vec![], vec![], 0), "left on {ep}");
+        assert_eq!(
+            h.shard_leftovers(ep).await,
+            (vec![], vec![], 0),
+            "left on {ep}"
+        );
     }
     let mut state = h.state_etcd().await;
     for prefix in ["/kamajid/v1/tenants/", "/kamajid/v1/placements/"] {

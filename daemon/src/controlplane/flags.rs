@@ -73,6 +73,10 @@ pub struct FlagInputs<'a> {
     /// Address the controller-manager and scheduler serve health on: every interface in a pod
     /// (the kubelet probes the pod IP), loopback on a shared host.
     pub health_bind_address: &'a str,
+    /// The IP the apiserver publishes as the endpoint of the tenant's `kubernetes` Service (what
+    /// pods on workers reach it at); None lets it pick its host's address, which in a pod is
+    /// the pod IP.
+    pub advertise_address: Option<std::net::IpAddr>,
 }
 
 fn render(
@@ -102,7 +106,7 @@ pub fn apiserver(spec: &TenantClusterSpec, i: &FlagInputs<'_>) -> Vec<String> {
     } else {
         spec.admission_plugins.join(",")
     };
-    let d = BTreeMap::from([
+    let mut d = BTreeMap::from([
         ("allow-privileged", "true".to_owned()),
         ("authorization-mode", "Node,RBAC".to_owned()),
         ("client-ca-file", format!("{pki}/ca.crt")),
@@ -158,6 +162,9 @@ pub fn apiserver(spec: &TenantClusterSpec, i: &FlagInputs<'_>) -> Vec<String> {
         ("tls-cert-file", format!("{pki}/apiserver.crt")),
         ("tls-private-key-file", format!("{pki}/apiserver.key")),
     ]);
+    if let Some(ip) = i.advertise_address {
+        d.insert("advertise-address", ip.to_string());
+    }
     render(d, spec.extra_args.as_ref().map(|x| &x.apiserver))
 }
 
@@ -239,6 +246,7 @@ mod tests {
             layout,
             ports: Ports::pod(&spec()),
             health_bind_address: "0.0.0.0",
+            advertise_address: None,
         }
     }
 
@@ -318,8 +326,13 @@ mod tests {
             scheduler: 16445,
         };
         host.health_bind_address = "127.0.0.1";
+        host.advertise_address = Some([203, 0, 113, 7].into());
         let a = apiserver(&spec(), &host);
         assert!(a.contains(&"--secure-port=16443".to_owned()));
+        assert!(a.contains(&"--advertise-address=203.0.113.7".to_owned()));
+        assert!(!apiserver(&spec(), &inputs(&eps, &Layout::pod()))
+            .iter()
+            .any(|f| f.starts_with("--advertise-address")));
         assert!(a.contains(
             &"--tls-cert-file=/var/lib/kamajid/tenants/acme/pki/apiserver.crt".to_owned()
         ));

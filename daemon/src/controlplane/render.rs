@@ -285,6 +285,7 @@ pub fn render(t: &Tenant<'_>, pki: &TenantPki) -> Rendered {
         layout: &layout,
         ports: flags::Ports::pod(t.spec),
         health_bind_address: "0.0.0.0",
+        advertise_address: None,
     };
     let files = files(t, pki, &format!("https://localhost:{port}"));
     let secrets = vec![

@@ -99,6 +99,18 @@ pub fn pick_ports(
     None
 }
 
+/// Whether `ports` overlaps the kernel's ephemeral range `ephemeral` (the contents of
+/// `/proc/sys/net/ipv4/ip_local_port_range`, `"32768\t60999"`). Outgoing connections take ports
+/// from that range at any moment, so a component given one of them may find it taken when it
+/// starts, and crash-loop: the range must stay clear of it.
+pub fn overlaps_ephemeral(ports: &RangeInclusive<u16>, ephemeral: &str) -> Option<(u16, u16)> {
+    let mut it = ephemeral.split_whitespace().map(|p| p.parse::<u16>().ok());
+    let (Some(Some(lo)), Some(Some(hi))) = (it.next(), it.next()) else {
+        return None;
+    };
+    (*ports.start() <= hi && lo <= *ports.end()).then_some((lo, hi))
+}
+
 struct Proc {
     cmd: Command,
     log: PathBuf,
@@ -172,7 +184,11 @@ impl Supervisor {
             .map_err(|e| format!("starting {}: {e}", p.cmd.bin.display()))?;
         let pid = child.id();
         if let Some(pid) = pid {
-            let _ = std::fs::write(&p.pid_file, pid.to_string());
+            // A failed write only costs adoption after a kamajid restart: the process is
+            // then restarted, not lost.
+            if let Err(e) = write_private(&p.pid_file, pid.to_string().as_bytes()) {
+                tracing::warn!(error = %e, "writing a PID file");
+            }
         }
         p.pid = pid;
         p.child = Some(child);
@@ -195,10 +211,10 @@ impl Supervisor {
             if p.cmd == cmd {
                 return Ok(());
             }
-            let _ = std::fs::write(
-                dir.join(format!("{component}.cmd")),
-                serde_json::to_vec(&cmd).unwrap_or_default(),
-            );
+            write_private(
+                &dir.join(format!("{component}.cmd")),
+                &encode_command(&cmd)?,
+            )?;
             let old = (p.pid.take(), p.child.take(), p.cmd.bin.clone());
             p.cmd = cmd;
             p.failures = 0;
@@ -254,8 +270,7 @@ impl Supervisor {
                 if let Some(pid) = other {
                     stop_pid(pid, &cmd.bin);
                 }
-                std::fs::write(&cmd_file, serde_json::to_vec(&cmd).unwrap_or_default())
-                    .map_err(|e| format!("writing {}: {e}", cmd_file.display()))?;
+                write_private(&cmd_file, &encode_command(&cmd)?)?;
                 Self::spawn(&mut p)?;
             }
         }
@@ -415,6 +430,18 @@ impl ProcessRuntime {
             tenant: "-".into(),
             detail,
         };
+        if let Some((lo, hi)) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|e| overlaps_ephemeral(&cfg.ports, &e))
+        {
+            return Err(err(format!(
+                "--process-port-range {}-{} overlaps this host's ephemeral ports {lo}-{hi} \
+                 (net.ipv4.ip_local_port_range), which outgoing connections take at any time; \
+                 choose a range outside it, e.g. 16443-17442",
+                cfg.ports.start(),
+                cfg.ports.end()
+            )));
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -591,10 +618,18 @@ impl ProcessRuntime {
     }
 }
 
-/// Creates or replaces `path` with mode 0600.
+fn encode_command(cmd: &Command) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(cmd)
+        .map_err(|e| format!("encoding the command of {}: {e}", cmd.bin.display()))
+}
+
+/// Creates or replaces `path` with mode 0600, atomically (a crash leaves the old file or the
+/// new one, never half of one).
 fn write_private(path: &Path, content: &[u8]) -> Result<(), String> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -744,6 +779,15 @@ impl Runtime for ProcessRuntime {
             layout: &layout,
             ports,
             health_bind_address: "127.0.0.1",
+            // Pods on workers reach the apiserver at the host's address and the tenant's port.
+            // kube-apiserver refuses a loopback one (the `kubernetes` Service must be reachable
+            // from pods): then it publishes its host's own address.
+            advertise_address: self
+                .cfg
+                .advertise_address
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .filter(|ip| !ip.is_loopback()),
         };
         let args = [
             flags::apiserver(t.spec, &inputs),
@@ -857,6 +901,20 @@ mod tests {
             Some("1.36.0-rc.1")
         );
         assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn a_port_range_inside_the_ephemeral_range_is_refused() {
+        assert_eq!(
+            overlaps_ephemeral(&(34000..=34099), "32768\t60999\n"),
+            Some((32768, 60999))
+        );
+        assert_eq!(
+            overlaps_ephemeral(&(60999..=61100), "32768 60999"),
+            Some((32768, 60999))
+        );
+        assert_eq!(overlaps_ephemeral(&(16443..=17442), "32768\t60999"), None);
+        assert_eq!(overlaps_ephemeral(&(16443..=17442), "garbage"), None);
     }
 
     #[test]
