@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
 # make demo: start a local secured environment (state etcd, two etcd datastores, kamajid) with
-# `kamajid dev`, then `terraform apply` examples/quickstart against it with the freshly built
-# provider. KEEP=1 leaves the environment running afterwards (stop it with `make demo-stop`).
+# `kamajid dev`, `terraform apply` examples/quickstart against it with the freshly built
+# provider, show each tenant answering kubectl, re-plan (no changes) and destroy. KEEP=1 leaves
+# the environment running afterwards (stop it with `make demo-stop`).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir="$root/.demo"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug"
+start=$SECONDS
 
 "$root/scripts/demo-stop.sh" >/dev/null 2>&1 || true
 mkdir -p "$dir"
 # Tenant control planes run in an admin cluster (KAMAJID_KUBECONFIG) or, without one, as local
-# processes of the official binaries (KAMAJI_K8S_BIN_DIR, else downloaded and checksum-verified).
+# processes of the upstream binaries: KAMAJI_K8S_BIN_DIR, else scripts/k8s-binaries.sh (reused
+# from the cache, downloaded and checksum-verified, or built from the Go module: minutes, once).
 version=$(sed -n '/variable "kubernetes_version"/,/}/s/.*default *= *"\(.*\)".*/\1/p' "$root/examples/quickstart/main.tf")
-if [ -z "${KAMAJID_KUBECONFIG:-}" ] && [ -z "${KAMAJI_K8S_BIN_DIR:-}" ]; then
-  if KAMAJI_K8S_BIN_DIR=$("$root/scripts/k8s-binaries.sh" "$version"); then
-    export KAMAJI_K8S_BIN_DIR
-    echo "demo: tenant control planes run as local processes from $KAMAJI_K8S_BIN_DIR/v$version"
-  else
-    unset KAMAJI_K8S_BIN_DIR
+kubectl=kubectl
+if [ -z "${KAMAJID_KUBECONFIG:-}" ]; then
+  if [ -z "${KAMAJI_K8S_BIN_DIR:-}" ]; then
+    echo "demo: getting the Kubernetes v$version programs (scripts/k8s-binaries.sh)"
+    KAMAJI_K8S_BIN_DIR=$("$root/scripts/k8s-binaries.sh" "$version") || {
+      echo "demo: no Kubernetes v$version binaries (see above), so no tenant can run here." >&2
+      echo "demo: give an admin cluster (KAMAJID_KUBECONFIG=...) or KAMAJI_K8S_BIN_DIR=DIR with DIR/v$version/." >&2
+      exit 1
+    }
   fi
+  export KAMAJI_K8S_BIN_DIR
+  echo "demo: tenant control planes run as local processes from $KAMAJI_K8S_BIN_DIR/v$version"
+  [ -x "$KAMAJI_K8S_BIN_DIR/v$version/kubectl" ] && kubectl="$KAMAJI_K8S_BIN_DIR/v$version/kubectl"
 fi
 "$bin/kamajid" dev --dir "$dir" --datastores 2 >"$dir/kamajid.log" 2>&1 &
 echo $! >"$dir/kamajid.pid"
@@ -47,13 +56,20 @@ rm -rf "$work" && mkdir -p "$work" && cp "$root/examples/quickstart/"*.tf "$work
 source "$dir/env"
 export TF_CLI_CONFIG_FILE="$dir/terraformrc" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
 cd "$work"
-if grep -q '"tenant_clusters": \[\]' "$dir/quickstart.tfvars.json"; then
-  echo "demo: no admin cluster and no Kubernetes binaries, so the quickstart registers datastores only."
-  echo "demo: for tenant clusters too, run with KAMAJID_KUBECONFIG=<admin cluster kubeconfig> make demo,"
-  echo "demo: or KAMAJI_K8S_BIN_DIR=DIR make demo with kube-apiserver, kube-controller-manager and"
-  echo "demo: kube-scheduler v$version in DIR/v$version/ (local processes; see docs/guides/local-runtime.md)."
-fi
+echo "demo: terraform apply (two datastores, two tenant clusters)"
 terraform apply -auto-approve -input=false -var-file="$dir/quickstart.tfvars.json"
+echo
+# Each tenant answers kubectl with the admin kubeconfig the apply returned.
+terraform output -json kubeconfigs >"$dir/kubeconfigs.json"
+chmod 0600 "$dir/kubeconfigs.json"
+for name in $(python3 -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1])))))' "$dir/kubeconfigs.json"); do
+  python3 -c 'import json,sys; sys.stdout.write(json.load(open(sys.argv[1]))[sys.argv[2]])' \
+    "$dir/kubeconfigs.json" "$name" >"$dir/$name.kubeconfig"
+  chmod 0600 "$dir/$name.kubeconfig"
+  echo "demo: kubectl --kubeconfig $dir/$name.kubeconfig get ns"
+  "$kubectl" --kubeconfig "$dir/$name.kubeconfig" get ns
+  echo
+done
 echo
 echo "demo: re-planning to show nothing drifts:"
 if terraform plan -detailed-exitcode -input=false -var-file="$dir/quickstart.tfvars.json" >"$dir/replan.log" 2>&1; then
@@ -65,5 +81,7 @@ fi
 if [ "${KEEP:-0}" = 1 ]; then
   echo "demo: environment left running. source $dir/env; state in $work; stop with: make demo-stop"
 else
-  terraform destroy -auto-approve -input=false -var-file="$dir/quickstart.tfvars.json" >/dev/null && echo "demo: destroyed."
+  terraform destroy -auto-approve -input=false -var-file="$dir/quickstart.tfvars.json" >/dev/null
+  rm -f "$dir"/*.kubeconfig "$dir/kubeconfigs.json"
+  echo "demo: destroyed (tenant processes, etcd users, roles and keys gone). Took $(( SECONDS - start )) s."
 fi

@@ -36,7 +36,7 @@ variable "tenant_clusters" {
 variable "kubernetes_version" {
   description = "Kubernetes version of the tenant clusters."
   type        = string
-  default     = "1.35.2"
+  default     = "1.37.2"
 }
 
 provider "kamaji" {
