@@ -20,7 +20,7 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 use tonic::Code;
 
 use crate::client::{report, Shared};
-use crate::replacing::Replacing;
+use crate::own_names::{already_exists, OwnNames};
 use crate::schema::docs::*;
 use crate::schema::*;
 
@@ -57,7 +57,7 @@ pub struct KeyFingerprints {
 
 pub struct DatastoreResource {
     pub client: Shared,
-    pub replacing: Replacing,
+    pub own_names: OwnNames,
 }
 
 pub fn phase_name(p: i32) -> &'static str {
@@ -393,7 +393,11 @@ impl Resource for DatastoreResource {
             .cloned()
             .unwrap_or_default();
         match self.get(diags, &name).await {
-            Some(Some(ds)) => Some((DatastoreState::from_proto(&ds, &state), fingerprints(&ds))),
+            Some(Some(ds)) => {
+                // Ours: a tainted one is planned next as a create of this name.
+                self.own_names.mark(&name);
+                Some((DatastoreState::from_proto(&ds, &state), fingerprints(&ds)))
+            }
             // Deleted outside Terraform: report it gone so the plan re-creates it.
             Some(None) => None,
             // The read failed: keep what we had, with the error.
@@ -412,21 +416,10 @@ impl Resource for DatastoreResource {
         config.check(diags);
         let mut planned = proposed.with_defaults().unknown_computed();
         planned.id = planned.name.clone();
-        let replacing = planned
-            .name
-            .as_ref_option()
-            .is_some_and(|n| self.replacing.contains(n));
-        if let (Value::Value(name), false) = (&planned.name, replacing) {
+        if let Some(name) = self.own_names.foreign(&planned.name) {
             // Also surfaces a wrong token or an unreachable kamajid at plan rather than apply.
             if let Some(Some(_)) = self.get(diags, name).await {
-                diags.error(
-                    "Datastore already exists",
-                    format!(
-                        "kamajid already has a datastore named {name:?}. Import it with \
-                         `terraform import <address> {name}` or choose another name."
-                    ),
-                    AttributePath::new("name"),
-                );
+                already_exists(diags, "Datastore", name);
             }
         }
         Some((planned, Default::default()))
@@ -483,7 +476,7 @@ impl Resource for DatastoreResource {
         }
         if !replace.is_empty() {
             if let Value::Value(n) = &planned.name {
-                self.replacing.mark(n);
+                self.own_names.mark(n);
             }
         }
         Some((planned, private, replace))

@@ -8,7 +8,7 @@ mod datastore_resource;
 mod datastores_data_source;
 mod docs;
 mod provider;
-mod replacing;
+mod own_names;
 mod schema;
 mod tenant_cluster_data_source;
 mod tenant_cluster_resource;

@@ -184,8 +184,8 @@ impl Provider for KamajiProvider {
         _diags: &mut Diagnostics,
     ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
         Some(map! {
-            "datastore" => datastore_resource::DatastoreResource { client: self.client.clone(), replacing: Default::default() },
-            "tenant_cluster" => tenant_cluster_resource::TenantClusterResource { client: self.client.clone(), replacing: Default::default() },
+            "datastore" => datastore_resource::DatastoreResource { client: self.client.clone(), own_names: Default::default() },
+            "tenant_cluster" => tenant_cluster_resource::TenantClusterResource { client: self.client.clone(), own_names: Default::default() },
             "bootstrap_token" => bootstrap_token_resource::BootstrapTokenResource { client: self.client.clone() },
         })
     }

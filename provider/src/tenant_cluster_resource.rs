@@ -22,14 +22,14 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 
 use crate::client::{report, Client, Shared};
-use crate::replacing::Replacing;
+use crate::own_names::{already_exists, OwnNames};
 use crate::schema::tenant_docs::*;
 use crate::schema::*;
 use crate::tenant_cluster_state::{field_diag, status_message, TenantClusterState};
 
 pub struct TenantClusterResource {
     pub client: Shared,
-    pub replacing: Replacing,
+    pub own_names: OwnNames,
 }
 
 pub fn schema() -> Schema {
@@ -411,6 +411,8 @@ impl Resource for TenantClusterResource {
         let name = name_of(&state);
         match self.get(diags, &client, &name).await {
             Some(Some(tc)) => {
+                // Ours: a tainted one is planned next as a create of this name.
+                self.own_names.mark(&name);
                 // Credentials follow from the CA and endpoint; a refresh of an unchanged tenant
                 // keeps the ones in state and saves a round trip per resource.
                 let st = tc.status.clone().unwrap_or_default();
@@ -451,22 +453,11 @@ impl Resource for TenantClusterResource {
         if planned.datastore.is_null() {
             planned.datastore = Value::Unknown;
         }
-        let replacing = planned
-            .name
-            .as_ref_option()
-            .is_some_and(|n| self.replacing.contains(n));
-        if let (Value::Value(name), false) = (&planned.name, replacing) {
+        if let Some(name) = self.own_names.foreign(&planned.name) {
             if let Some(client) = self.client.get(diags).await {
                 // Also surfaces a wrong token or an unreachable kamajid at plan rather than apply.
                 if let Some(Some(_)) = self.get(diags, &client, name).await {
-                    diags.error(
-                        "Tenant cluster already exists",
-                        format!(
-                            "kamajid already has a tenant cluster named {name:?}. Import it with \
-                             `terraform import <address> {name}` or choose another name."
-                        ),
-                        AttributePath::new("name"),
-                    );
+                    already_exists(diags, "Tenant cluster", name);
                 }
             }
         }
@@ -561,7 +552,7 @@ impl Resource for TenantClusterResource {
         }
         if !replace.is_empty() {
             if let Value::Value(n) = &planned.name {
-                self.replacing.mark(n);
+                self.own_names.mark(n);
             }
         }
         Some((planned, private, replace))
