@@ -320,6 +320,7 @@ async fn real_control_planes_answer_kubectl_keep_to_their_prefix_and_survive_fau
     t.create_tenant_cluster(v1::CreateTenantClusterRequest {
         name: "old".into(),
         spec: Some(old),
+        validate_only: false,
     })
     .await
     .unwrap();

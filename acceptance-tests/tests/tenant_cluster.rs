@@ -426,6 +426,7 @@ async fn bad_inputs_fail_naming_the_attribute_and_create_nothing() {
     t.create_tenant_cluster(v1::CreateTenantClusterRequest {
         name: "taken".into(),
         spec: Some(spec),
+        validate_only: false,
     })
     .await
     .expect("create taken");
@@ -568,7 +569,10 @@ async fn quickstart_runs_two_tenants_on_two_shards() {
         .map(|n| {
             assert_eq!(tenants[n]["status"], "Ready", "{tenants:#}");
             // The quickstart's default: the newest version the tests build.
-            assert_eq!(tenants[n]["version"], acceptance_tests::k8s::newest().as_str());
+            assert_eq!(
+                tenants[n]["version"],
+                acceptance_tests::k8s::newest().as_str()
+            );
             tenants[n]["datastore"].as_str().unwrap()
         })
         .collect();

@@ -52,6 +52,7 @@ async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_remove
     t.create_tenant_cluster(v1::CreateTenantClusterRequest {
         name: "acme".into(),
         spec: Some(tenant_spec()),
+        validate_only: false,
     })
     .await
     .expect("create tenant");

@@ -96,8 +96,6 @@ pub enum ReconcileError {
     #[error(transparent)]
     Isolation(#[from] isolation::IsolationError),
     #[error(transparent)]
-    Placement(#[from] placement::PlacementError),
-    #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
     #[error("datastore {datastore}: {detail}")]
     Datastore { datastore: String, detail: String },
@@ -320,6 +318,10 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
     if rec.deleting {
         return teardown(ctx, rec, rev).await;
     }
+    if rec.phase == Phase::Failed {
+        // Terminal: only its deletion is left to do.
+        return Ok(Outcome::Converged);
+    }
     let spec = rec.spec();
 
     let Some(ds_name) = rec.datastore.clone() else {
@@ -335,7 +337,18 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
                 .collect(),
         };
         let plain: Vec<Candidate> = candidates.iter().map(|(c, _)| c.clone()).collect();
-        let chosen = placement::place(&req, &plain, ctx.policy)?.name.clone();
+        let chosen = match placement::place(&req, &plain, ctx.policy) {
+            Ok(c) => c.name.clone(),
+            Err(e) => {
+                // No room (or no match) now. Waiting would hold the create for its whole timeout
+                // and then grab capacity whenever some frees, long after the user gave up: fail
+                // it now, with the reasons, holding nothing.
+                rec.phase = Phase::Failed;
+                rec.set_condition(COND_PLACED, false, "Unschedulable", e.to_string());
+                save(ctx, &rec, rev).await?;
+                return Ok(Outcome::Converged);
+            }
+        };
         let reservation = candidates
             .into_iter()
             .find(|(c, _)| c.name == chosen)
@@ -659,7 +672,7 @@ pub async fn converge<R: Runtime>(
 /// Whether a tenant needs work: not ready, behind its spec, being deleted, or due a check.
 fn pending(rec: &TenantRecord, shared: &Shared) -> bool {
     rec.deleting
-        || rec.phase != Phase::Ready
+        || (rec.phase != Phase::Ready && rec.phase != Phase::Failed)
         || rec.observed_generation < rec.generation
         || bootstrap_due(rec)
         || shared.health_due(&rec.name)

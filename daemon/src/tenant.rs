@@ -25,6 +25,8 @@ pub enum Phase {
     Upgrading,
     Deleting,
     Degraded,
+    /// Could not be placed: terminal, holds no capacity, waits for its deletion.
+    Failed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -139,6 +141,7 @@ impl TenantRecord {
                     Phase::Upgrading => v1::TenantClusterPhase::Upgrading,
                     Phase::Deleting => v1::TenantClusterPhase::Deleting,
                     Phase::Degraded => v1::TenantClusterPhase::Degraded,
+                    Phase::Failed => v1::TenantClusterPhase::Failed,
                 } as i32,
                 conditions: self
                     .conditions

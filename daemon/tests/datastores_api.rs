@@ -164,6 +164,16 @@ async fn unsafe_or_unreachable_datastores_are_refused_with_the_reason_and_nothin
     let mut s = env.spec(&good);
     s.endpoints = vec![format!("https://127.0.0.1:{}", free_port())];
     cases.push(("unreachable", s, "endpoints", "cannot reach etcd"));
+    // A client CA etcd does not trust would sign tenant certificates etcd refuses.
+    let mut s = env.spec(&good);
+    s.client_ca_certificate = other_ca.cert.clone();
+    s.client_ca_key = other_ca.key.clone();
+    cases.push((
+        "untrusted-client-ca",
+        s,
+        "client_ca_certificate",
+        "etcd does not trust client_ca_certificate",
+    ));
 
     for (name, spec, field, needle) in cases {
         let err = create(&mut c, name, spec).await.unwrap_err();
@@ -185,6 +195,18 @@ async fn unsafe_or_unreachable_datastores_are_refused_with_the_reason_and_nothin
     );
     // The good one still registers.
     create(&mut c, "good", env.spec(&good)).await.unwrap();
+    // The same etcd again, by another name for the same host: its quota would count twice.
+    let mut again = env.spec(&good);
+    again.endpoints = vec![good.endpoint.replace("127.0.0.1", "localhost")];
+    let err = create(&mut c, "good-again", again).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_eq!(field_of(&err), "endpoints", "{}", err.message());
+    assert!(
+        err.message().contains("datastore \"good\" already is"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(names(&mut c).await, ["good"]);
     env.shutdown().await;
 }
 

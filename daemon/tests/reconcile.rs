@@ -456,19 +456,41 @@ async fn tenants_spread_over_shards_and_concurrent_placements_never_overcommit()
         async move { converge(&ctx, &n, 40).await }
     }))
     .await;
-    let placed = results
-        .iter()
-        .filter(|r| matches!(r, Ok(Outcome::Converged)))
-        .count();
-    assert_eq!(placed, 3, "{results:?}");
-    for r in results.iter().filter(|r| r.is_err()) {
-        let msg = r.as_ref().unwrap_err().to_string();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let mut placed = Vec::new();
+    for n in &names {
+        let rec = small.record(n).await.unwrap();
+        if rec.datastore.is_some() {
+            placed.push(n.clone());
+            continue;
+        }
+        // The others fail at once with the reason, and hold nothing.
+        assert_eq!(rec.phase, Phase::Failed, "{rec:?}");
+        let c = rec
+            .condition("DatastoreAssigned")
+            .expect("DatastoreAssigned condition");
         assert!(
-            msg.contains("no datastore can take the tenant") && msg.contains("bytes free"),
-            "{msg}"
+            !c.ok
+                && c.message.contains("no datastore can take the tenant")
+                && c.message.contains("bytes free"),
+            "{c:?}"
         );
     }
+    assert_eq!(placed.len(), 3, "{placed:?}");
     let res = small.reservation("shard-0").await;
     assert_eq!(res.tenants, 3);
     assert!(res.reserved_bytes <= 3 * 64 * 1024 * 1024 + 1024);
+    // Capacity frees: a failed tenant never takes it later, behind its user's back.
+    mark_deleting(&small.store, &placed[0]).await.unwrap();
+    converge(&small.ctx(), &placed[0], 40).await.unwrap();
+    for n in names.iter().filter(|n| !placed.contains(n)) {
+        converge(&small.ctx(), n, 40).await.unwrap();
+        let rec = small.record(n).await.unwrap();
+        assert!(
+            rec.datastore.is_none() && rec.phase == Phase::Failed,
+            "{rec:?}"
+        );
+    }
+    let res = small.reservation("shard-0").await;
+    assert_eq!(res.tenants, 2);
 }

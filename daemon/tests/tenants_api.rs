@@ -148,6 +148,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         .create_tenant_cluster(v1::CreateTenantClusterRequest {
             name: "lost".into(),
             spec: Some(nowhere),
+            validate_only: false,
         })
         .await
         .unwrap_err();
@@ -167,6 +168,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         .create_tenant_cluster(v1::CreateTenantClusterRequest {
             name: "lost".into(),
             spec: Some(picky),
+            validate_only: false,
         })
         .await
         .unwrap_err();
@@ -182,6 +184,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         .create_tenant_cluster(v1::CreateTenantClusterRequest {
             name: "acme".into(),
             spec: Some(tenant_spec("1.34.3")),
+            validate_only: false,
         })
         .await
         .unwrap()
@@ -345,6 +348,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         .create_tenant_cluster(v1::CreateTenantClusterRequest {
             name: "Bad".into(),
             spec: Some(tenant_spec("1.20.0")),
+            validate_only: false,
         })
         .await
         .unwrap_err();

@@ -196,6 +196,8 @@ enum WaitEnd {
     Gone,
     TimedOut(Option<Box<v1::TenantCluster>>),
     Failed(tonic::Status),
+    /// kamajid gave up on it (no datastore could take it): terminal, no use waiting.
+    Unplaceable(Box<v1::TenantCluster>),
 }
 
 impl TenantClusterResource {
@@ -244,6 +246,8 @@ impl TenantClusterResource {
         name: &str,
         timeout: Duration,
         done: impl Fn(&v1::TenantCluster) -> bool,
+        // Stop at phase Failed (waiting for Ready); a delete waits through it.
+        stop_at_failed: bool,
     ) -> Result<v1::TenantCluster, WaitEnd> {
         let deadline = Instant::now() + timeout;
         let mut last = None;
@@ -279,6 +283,14 @@ impl TenantClusterResource {
                         if done(&tc) {
                             return Ok(tc);
                         }
+                        if stop_at_failed
+                            && tc
+                                .status
+                                .as_ref()
+                                .is_some_and(|s| s.phase == v1::TenantClusterPhase::Failed as i32)
+                        {
+                            return Err(WaitEnd::Unplaceable(Box::new(tc)));
+                        }
                         last = Some(tc);
                     }
                     Ok(Some(Err(s))) if s.code() == Code::NotFound => return Err(WaitEnd::Gone),
@@ -311,7 +323,7 @@ impl TenantClusterResource {
             let st = tc.status.clone().unwrap_or_default();
             st.phase == v1::TenantClusterPhase::Ready as i32 && st.observed_generation >= generation
         };
-        match Self::wait(client, name, timeout, ready).await {
+        match Self::wait(client, name, timeout, ready, true).await {
             Ok(tc) => {
                 let creds = Self::credentials(client, name).await;
                 TenantClusterState::from_proto(&tc, creds.as_ref(), planned)
@@ -333,6 +345,18 @@ impl TenantClusterResource {
                             ),
                         );
                         last
+                    }
+                    WaitEnd::Unplaceable(last) => {
+                        diags.root_error(
+                            format!("Tenant cluster {name:?} could not be created"),
+                            format!(
+                                "{}. kamajid reserved nothing for it and does not retry it. Make \
+                                 room on a datastore or choose another, then apply again: \
+                                 Terraform replaces it.",
+                                status_message(&last)
+                            ),
+                        );
+                        *last
                     }
                     WaitEnd::Gone => {
                         diags.root_error(
@@ -458,6 +482,30 @@ impl Resource for TenantClusterResource {
                 // Also surfaces a wrong token or an unreachable kamajid at plan rather than apply.
                 if let Some(Some(_)) = self.get(diags, &client, name).await {
                     already_exists(diags, "Tenant cluster", name);
+                }
+            }
+        }
+        // A named datastore that cannot take the tenant is an error now, not after a timeout.
+        if let (Value::Value(name), Value::Value(_)) = (&planned.name, &config.datastore) {
+            let mut source = planned.clone();
+            source.datastore = config.datastore.clone();
+            let (spec, unknown) = source.spec();
+            if let (true, Some(client)) = (unknown.is_empty(), self.client.get(diags).await) {
+                if let Err(s) = client
+                    .tenant_clusters()
+                    .create_tenant_cluster(v1::CreateTenantClusterRequest {
+                        name: name.clone(),
+                        spec: Some(spec),
+                        validate_only: true,
+                    })
+                    .await
+                {
+                    report(
+                        diags,
+                        &format!("Checking tenant cluster {name:?}"),
+                        &client.endpoint,
+                        &s,
+                    );
                 }
             }
         }
@@ -590,6 +638,7 @@ impl Resource for TenantClusterResource {
             .create_tenant_cluster(v1::CreateTenantClusterRequest {
                 name: name.clone(),
                 spec: Some(spec),
+                validate_only: false,
             })
             .await
         {
@@ -699,8 +748,8 @@ impl Resource for TenantClusterResource {
             }
         }
         let timeout = prior.timeout("delete");
-        match Self::wait(&client, &name, timeout, |_| false).await {
-            Ok(_) | Err(WaitEnd::Gone) => Some(()),
+        match Self::wait(&client, &name, timeout, |_| false, false).await {
+            Ok(_) | Err(WaitEnd::Gone) | Err(WaitEnd::Unplaceable(_)) => Some(()),
             Err(WaitEnd::TimedOut(last)) => {
                 let why = last.as_deref().map(status_message).unwrap_or_default();
                 diags.root_error(

@@ -128,6 +128,7 @@ pub fn phase_name(p: i32) -> &'static str {
         v1::TenantClusterPhase::Upgrading => "Upgrading",
         v1::TenantClusterPhase::Deleting => "Deleting",
         v1::TenantClusterPhase::Degraded => "Degraded",
+        v1::TenantClusterPhase::Failed => "Failed",
         v1::TenantClusterPhase::Unspecified => "Unknown",
     }
 }

@@ -317,6 +317,7 @@ async fn bench_provisioning(h: &Harness, args: &Args) -> Provisioned {
                 .create_tenant_cluster(v1::CreateTenantClusterRequest {
                     name: name.clone(),
                     spec: Some(tenant_spec()),
+                    validate_only: false,
                 })
                 .await;
             drop(permit);
@@ -430,6 +431,7 @@ async fn bench_overcommit(h: &Harness, tight_endpoint: &str) {
                 c.create_tenant_cluster(v1::CreateTenantClusterRequest {
                     name: format!("oc-{i:02}"),
                     spec: Some(spec),
+                    validate_only: false,
                 })
                 .await
                 .is_ok()

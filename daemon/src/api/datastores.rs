@@ -72,6 +72,69 @@ impl<P: Prober> DatastoreApi<P> {
             })
     }
 
+    /// Registration's extra checks, beyond what every health probe checks: etcd trusts the
+    /// client CA (C), and no other datastore is the same etcd cluster (F), which would count its
+    /// quota twice. An etcd is known by its members' IDs, not by a URL (`localhost` and
+    /// `127.0.0.1` are one etcd).
+    async fn check_new_connection(
+        &self,
+        name: &str,
+        spec: &v1::DatastoreSpec,
+        report: &ProbeReport,
+    ) -> Result<(), Status> {
+        let refuse = |field: &str, message: String| {
+            field_status(Code::FailedPrecondition, &[FieldError::new(field, message)])
+        };
+        let ca = crate::pki::Pem {
+            cert: spec.client_ca_certificate.clone(),
+            key: spec.client_ca_key.clone(),
+        };
+        self.prover_check(spec, &ca).await?;
+        let ours: std::collections::BTreeSet<u64> = report.members.iter().map(|m| m.id).collect();
+        let names = self
+            .store
+            .list_names(&datastore_status_key(""))
+            .await
+            .map_err(store_status)?;
+        for other_name in names.into_iter().filter(|n| n != name) {
+            let Some(other) = self
+                .store
+                .get::<DatastoreStatusRecord>(&datastore_status_key(&other_name))
+                .await
+                .map_err(store_status)?
+            else {
+                continue;
+            };
+            if let Some(m) = other.value.members.iter().find(|m| ours.contains(&m.id)) {
+                return Err(refuse(
+                    "endpoints",
+                    format!(
+                        "reach the etcd cluster that datastore {other_name:?} already is (member {} {:x}); \
+                         one etcd registered twice would count its quota twice",
+                        m.name, m.id
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn prover_check(
+        &self,
+        spec: &v1::DatastoreSpec,
+        ca: &crate::pki::Pem,
+    ) -> Result<(), Status> {
+        self.prober
+            .prove_client_ca(&AdminCredentials::from_spec(spec), ca)
+            .await
+            .map_err(|e| {
+                field_status(
+                    Code::FailedPrecondition,
+                    &[FieldError::new(e.field(), e.to_string())],
+                )
+            })
+    }
+
     async fn get_record(&self, name: &str) -> Result<Versioned<DatastoreRecord>, Status> {
         self.store
             .get(&datastore_key(name))
@@ -123,7 +186,9 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
         {
             return Err(exists(()));
         }
-        let status = ready_status(self.probe(&spec).await?);
+        let report = self.probe(&spec).await?;
+        self.check_new_connection(&req.name, &spec, &report).await?;
+        let status = ready_status(report);
         let rec = DatastoreRecord::seal(&req.name, &spec, &self.kek, now_unix());
         let status_json = serde_json::to_vec(&status).unwrap_or_default();
         match self
@@ -194,7 +259,9 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
             ));
         }
         let probed = if current.value.connection_differs(&spec) {
-            Some(ready_status(self.probe(&spec).await?))
+            let report = self.probe(&spec).await?;
+            self.check_new_connection(&req.name, &spec, &report).await?;
+            Some(ready_status(report))
         } else {
             None
         };

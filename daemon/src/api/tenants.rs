@@ -17,7 +17,7 @@ use tracing::info;
 use super::store_status;
 use crate::kek::Kek;
 use crate::pki::{kubeconfig, TenantPki};
-use crate::placement::{self, Candidate, Policy};
+use crate::placement::{self, Candidate, PlacementError, Policy};
 use crate::reconcile;
 use crate::store::{tenant_key, Store, StoreError, Versioned, ROOT};
 use crate::tenant::{Phase, TenantRecord};
@@ -111,9 +111,12 @@ pub fn immutable_changes(
 }
 
 impl TenantApi {
-    /// Refuses a tenant no datastore can take now, so nothing is created that could only sit
-    /// Degraded. The reconciler places for real (under a compare-and-swap) right after.
-    async fn check_placement(&self, spec: &v1::TenantClusterSpec) -> Result<(), Status> {
+    /// Whether some datastore can take `spec` now. The reconciler places for real (under a
+    /// compare-and-swap) right after a create.
+    async fn try_place(
+        &self,
+        spec: &v1::TenantClusterSpec,
+    ) -> Result<Result<(), PlacementError>, Status> {
         let candidates: Vec<Candidate> = reconcile::candidates(&self.store)
             .await
             .map_err(store_status)?
@@ -129,20 +132,20 @@ impl TenantApi {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
-        match placement::place(&req, &candidates, Policy::Spread) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let field = if spec.datastore.is_empty() && !spec.datastore_selector.is_empty() {
-                    "datastore_selector"
-                } else {
-                    "datastore"
-                };
-                Err(field_status(
-                    Code::FailedPrecondition,
-                    &[FieldError::new(field, e.to_string())],
-                ))
-            }
-        }
+        Ok(placement::place(&req, &candidates, Policy::Spread).map(|_| ()))
+    }
+
+    /// The refusal of `spec` for `e`, on the attribute that chose the datastore.
+    fn placement_status(spec: &v1::TenantClusterSpec, e: &PlacementError) -> Status {
+        let field = if spec.datastore.is_empty() && !spec.datastore_selector.is_empty() {
+            "datastore_selector"
+        } else {
+            "datastore"
+        };
+        field_status(
+            Code::FailedPrecondition,
+            &[FieldError::new(field, e.to_string())],
+        )
     }
 
     async fn get_record(&self, name: &str) -> Result<Versioned<TenantRecord>, Status> {
@@ -169,7 +172,24 @@ impl TenantClusters for TenantApi {
                 "kamajid has no control-plane runtime: run it in the admin cluster or give it --kubeconfig",
             ));
         }
-        self.check_placement(&spec).await?;
+        let placed = self.try_place(&spec).await?;
+        if req.validate_only {
+            // At plan time the datastore, or those a selector matches, may be created by the
+            // same apply: only a named datastore that exists and cannot take the tenant is an
+            // error yet.
+            if let Err(e @ PlacementError::Refused { .. }) = &placed {
+                return Err(Self::placement_status(&spec, e));
+            }
+            return Ok(Response::new(v1::TenantCluster {
+                name: req.name,
+                spec: Some(spec),
+                ..Default::default()
+            }));
+        }
+        // Refuses a tenant no datastore can take now, so nothing is created that could only fail.
+        if let Err(e) = &placed {
+            return Err(Self::placement_status(&spec, e));
+        }
         let rec =
             match reconcile::create(&self.store, &req.name, &spec, self.reservation_bytes).await {
                 Ok(r) => r,

@@ -36,6 +36,10 @@ pub enum ProbeError {
     AuthDisabled,
     #[error("the client certificate's CN {cn:?} is not an etcd root user ({detail}); kamajid needs root to create tenant users and roles")]
     NotRoot { cn: String, detail: String },
+    #[error("etcd does not trust client_ca_certificate: a certificate it signed was refused ({detail}); give the CA in etcd's --trusted-ca-file, which signs tenants' etcd certificates")]
+    ClientCaUntrusted { detail: String },
+    #[error("client_ca_key cannot sign with client_ca_certificate: {detail}")]
+    ClientCaUnusable { detail: String },
 }
 
 impl ProbeError {
@@ -45,6 +49,8 @@ impl ProbeError {
             Self::Unreachable { .. } | Self::NoClientCertAuth | Self::AuthDisabled => "endpoints",
             Self::UntrustedServer { .. } => "ca_certificate",
             Self::CertificateRejected { .. } | Self::NotRoot { .. } => "client_certificate",
+            Self::ClientCaUntrusted { .. } => "client_ca_certificate",
+            Self::ClientCaUnusable { .. } => "client_ca_key",
         }
     }
 
@@ -62,6 +68,15 @@ pub trait Prober: Send + Sync + 'static {
         &self,
         creds: &AdminCredentials,
     ) -> impl Future<Output = Result<ProbeReport, ProbeError>> + Send;
+
+    /// Proves at registration that etcd trusts the client CA tenants' certificates will be
+    /// signed by: a throwaway certificate from it must get through etcd's TLS. (Which user it
+    /// names does not matter: none exists, and etcd refuses it only after the handshake.)
+    fn prove_client_ca(
+        &self,
+        creds: &AdminCredentials,
+        client_ca: &crate::pki::Pem,
+    ) -> impl Future<Output = Result<(), ProbeError>> + Send;
 }
 
 /// Probes real etcd clusters.
@@ -204,6 +219,49 @@ impl EtcdProber {
 }
 
 impl Prober for EtcdProber {
+    async fn prove_client_ca(
+        &self,
+        creds: &AdminCredentials,
+        client_ca: &crate::pki::Pem,
+    ) -> Result<(), ProbeError> {
+        let probe = crate::pki::issue(client_ca, "kamajid-client-ca-probe", &[]).map_err(|e| {
+            ProbeError::ClientCaUnusable {
+                detail: e.to_string(),
+            }
+        })?;
+        let tls = EtcdTls {
+            ca_pem: Some(creds.ca_certificate.clone()),
+            identity: Some((probe.cert, probe.key)),
+        };
+        let call = async {
+            let mut c = connect(&creds.endpoints, &tls, self.timeout).await?;
+            c.status().await.map(|_| ())
+        };
+        match tokio::time::timeout(self.timeout * 2, call).await {
+            Ok(Ok(())) => Ok(()),
+            Err(_) => Err(ProbeError::Unreachable {
+                endpoints: creds.endpoints.join(","),
+                detail: format!("no answer within {:?}", self.timeout * 2),
+            }),
+            Ok(Err(e)) => {
+                let d = error_chain(&e);
+                // Past the handshake etcd can only say the user is unknown: the CA is trusted.
+                if ["user name not found", "permission denied"]
+                    .iter()
+                    .any(|n| d.contains(n))
+                {
+                    return Ok(());
+                }
+                match self.fail(creds, &e).await {
+                    ProbeError::CertificateRejected { detail } => {
+                        Err(ProbeError::ClientCaUntrusted { detail })
+                    }
+                    other => Err(other),
+                }
+            }
+        }
+    }
+
     async fn probe(&self, creds: &AdminCredentials) -> Result<ProbeReport, ProbeError> {
         // Bound the whole probe: several calls, each already bounded by the client timeout.
         match tokio::time::timeout(self.timeout * 4, self.run(creds)).await {

@@ -1,0 +1,245 @@
+//! Creates that fail, through the real `terraform` CLI, a real kamajid with the process runtime
+//! on the real Kubernetes binaries, and a real etcd shard: what the next `apply` and `destroy`
+//! do with them, and that a tenant no datastore can take fails at once and holds nothing.
+
+use std::path::{Path, PathBuf};
+
+use acceptance_tests::k8s;
+use acceptance_tests::*;
+use kamaji_proto::v1;
+use kamajid::devenv::EtcdSecurity;
+
+/// Kills whatever the tenants' PID files name when the test ends, even on failure.
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for t in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(t.path()).into_iter().flatten().flatten() {
+                if f.path().extension().is_some_and(|x| x == "pid") {
+                    if let Ok(pid) = std::fs::read_to_string(f.path()) {
+                        let _ = std::process::Command::new("kill")
+                            .args(["-9", pid.trim()])
+                            .status();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// kamajid with the process runtime reading binaries from `bins`.
+async fn harness(root: &Path, bins: &Path, slot: u16) -> (Harness, Reaper) {
+    let tenants = root.join("tenants");
+    // Below the ephemeral port range, apart from the other tests' ranges.
+    let base = 21000 + (std::process::id() % 50) as u16 * 200 + slot * 100;
+    let h = Harness::start_with_args(
+        None,
+        vec![
+            "--runtime=process".into(),
+            format!("--k8s-bin-dir={}", bins.display()),
+            format!("--process-dir={}", tenants.display()),
+            format!("--process-port-range={base}-{}", base + 99),
+        ],
+    )
+    .await;
+    (h, Reaper(tenants))
+}
+
+fn tenant(label: &str, extra: &str) -> String {
+    format!(
+        "resource \"kamaji_tenant_cluster\" \"{label}\" {{\n  name               = \"{label}\"\n  kubernetes_version = \"{}\"\n{extra}  depends_on         = [kamaji_datastore.a]\n}}\n",
+        k8s::newest()
+    )
+}
+
+/// A tenant of the newest version on whatever datastore kamajid picks.
+fn plain(label: &str, extra: &str) -> String {
+    tenant(label, extra).replace("  depends_on         = [kamaji_datastore.a]\n", "")
+}
+
+/// `s` with every run of whitespace (terraform's line wrapping) made one space.
+fn flat(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn tainted(w: &Workdir, address: &str) -> bool {
+    w.resource(address)["tainted"] == true
+}
+
+async fn phase(h: &Harness, name: &str) -> Option<v1::TenantCluster> {
+    h.tenants()
+        .await
+        .get_tenant_cluster(v1::GetTenantClusterRequest { name: name.into() })
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+}
+
+/// A create that ran out of time leaves a tainted resource: the next apply replaces it (it used
+/// to be refused as "already exists"), and destroy removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_that_timed_out_is_replaced_by_the_next_apply_or_destroyed() {
+    let root = tempfile::tempdir().unwrap();
+    // No binaries yet: the control planes cannot start, so the creates time out.
+    let bins = root.path().join("bins");
+    std::fs::create_dir_all(&bins).unwrap();
+    let (h, _reaper) = harness(root.path(), &bins, 0).await;
+    let shard = h.etcd("shard", EtcdSecurity::default()).await;
+    let pool = h.workdir("pool");
+    pool.write(&format!(
+        "{PROVIDER_HCL}\n{}",
+        DatastoreHcl::new("a", "a", &shard.endpoint).render()
+    ));
+    pool.must_apply();
+    let short = "  timeouts {\n    create = \"10s\"\n  }\n";
+
+    let late = h.workdir("late");
+    late.write(&format!("{PROVIDER_HCL}\n{}", plain("late", short)));
+    let gone = h.workdir("gone");
+    gone.write(&format!("{PROVIDER_HCL}\n{}", plain("gone", short)));
+    for w in [&late, &gone] {
+        let r = w.apply();
+        assert!(!r.ok(), "the create should have timed out:\n{}", r.output());
+        assert!(
+            r.output().contains("did not become Ready"),
+            "{}",
+            r.output()
+        );
+    }
+    assert!(tainted(&late, "kamaji_tenant_cluster.late"));
+    assert!(tainted(&gone, "kamaji_tenant_cluster.gone"));
+
+    // The plan replaces the tainted tenant instead of refusing its name.
+    let plan = late.plan_json();
+    assert_eq!(
+        planned_actions(&plan)["kamaji_tenant_cluster.late"],
+        ["delete", "create"]
+    );
+
+    // Destroy of a tainted tenant succeeds and leaves nothing in kamajid.
+    let r = gone.tf(&["destroy", "-auto-approve", "-input=false"]);
+    assert!(r.ok(), "destroy:\n{}", r.output());
+    assert!(
+        phase(&h, "gone").await.is_none(),
+        "gone is still in kamajid"
+    );
+
+    // The cause fixed (the binaries are there now), the same configuration applies again and
+    // converges: the tainted tenant is replaced by a Ready one, and the next plan is empty.
+    std::os::unix::fs::symlink(
+        k8s::bin_dir().join(format!("v{}", k8s::newest())),
+        bins.join(format!("v{}", k8s::newest())),
+    )
+    .unwrap();
+    late.must_apply();
+    let v = late.resource("kamaji_tenant_cluster.late");
+    assert_eq!(v["values"]["status"], "Ready", "{v:#}");
+    assert!(!tainted(&late, "kamaji_tenant_cluster.late"));
+    assert_eq!(late.plan_code().code, 0, "re-plan not empty");
+    for w in [&late, &pool] {
+        let r = w.tf(&["destroy", "-auto-approve", "-input=false"]);
+        assert!(r.ok(), "destroy:\n{}", r.output());
+    }
+}
+
+/// With no datastore that can take a tenant, its create fails at once with the reason (it used
+/// to wait out the whole timeout), holds no capacity and never takes any later; a named
+/// datastore without room is refused at plan.
+#[tokio::test(flavor = "multi_thread")]
+async fn b_a_tenant_no_datastore_can_take_fails_at_once_and_holds_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let (h, _reaper) = harness(root.path(), &k8s::bin_dir(), 1).await;
+    let shard = h.etcd("shard", EtcdSecurity::default()).await;
+    let mut ds = DatastoreHcl::new("a", "a", &shard.endpoint);
+    ds.extra = "  max_tenants = 2\n".into();
+    let pool = h.workdir("pool");
+    pool.write(&format!("{PROVIDER_HCL}\n{}", ds.render()));
+    pool.must_apply();
+
+    let one = h.workdir("one");
+    one.write(&format!("{PROVIDER_HCL}\n{}", plain("t1", "")));
+    one.must_apply();
+
+    // Two at once for the one place left: both pass the create's own check before either is
+    // placed, one gets the place, the other fails at once with the reason (the default create
+    // timeout is long: waiting it out would time the test out) and holds nothing.
+    let race = h.workdir("race");
+    race.write(&format!(
+        "{PROVIDER_HCL}\n{}{}",
+        plain("t2", ""),
+        plain("t3", "")
+    ));
+    let r = race.apply();
+    assert!(!r.ok(), "one of t2, t3 should not fit:\n{}", r.output());
+    // Terraform wraps long messages: compare with the line breaks flattened.
+    let out = flat(&r.output());
+    assert!(out.contains("holds its max_tenants (2)"), "{out}");
+    assert!(!out.contains("did not become Ready"), "{out}");
+    let (mut ready, mut failed) = (Vec::new(), Vec::new());
+    for n in ["t2", "t3"] {
+        match phase(&h, n).await.and_then(|t| t.status) {
+            Some(st) if st.phase == v1::TenantClusterPhase::Ready as i32 => ready.push(n),
+            // Failed at placement: kept (tainted in state), unplaced.
+            Some(st) => {
+                assert_eq!(st.phase, v1::TenantClusterPhase::Failed as i32, "{st:?}");
+                assert!(st.datastore.is_empty(), "{n} was placed: {st:?}");
+                assert!(out.contains("could not be created"), "{out}");
+                failed.push(n);
+            }
+            // Refused by the create's own check: nothing was created.
+            None => assert!(out.contains("Invalid datastore"), "{out}"),
+        }
+    }
+    assert_eq!(ready.len(), 1, "{out}");
+
+    // Capacity frees: a failed tenant does not take it behind the user's back.
+    let r = one.tf(&["destroy", "-auto-approve", "-input=false"]);
+    assert!(r.ok(), "destroy:\n{}", r.output());
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    for n in &failed {
+        let st = phase(&h, n).await.unwrap().status.unwrap();
+        assert_eq!(st.phase, v1::TenantClusterPhase::Failed as i32, "{st:?}");
+        assert!(st.datastore.is_empty(), "{n} took freed capacity: {st:?}");
+    }
+
+    // Applied again, the missing one is created (or its failed one replaced) and placed.
+    race.must_apply();
+    for n in ["t2", "t3"] {
+        assert_eq!(
+            race.resource(&format!("kamaji_tenant_cluster.{n}"))["values"]["status"],
+            "Ready"
+        );
+    }
+
+    // Full again, a third is refused by the create itself, with the reason and nothing kept.
+    let third = h.workdir("third");
+    third.write(&format!("{PROVIDER_HCL}\n{}", plain("t4", "")));
+    let r = third.apply();
+    assert!(!r.ok(), "t4 should not fit:\n{}", r.output());
+    assert!(
+        r.output().contains("holds its max_tenants (2)"),
+        "{}",
+        r.output()
+    );
+    assert!(phase(&h, "t4").await.is_none(), "t4 was created");
+
+    // A named datastore without room is an error at plan, on `datastore`.
+    let over = h.workdir("over");
+    over.write(&format!(
+        "{PROVIDER_HCL}\n{}",
+        plain("t5", "  datastore = \"a\"\n")
+    ));
+    let r = over.tf(&["plan", "-input=false"]);
+    assert!(!r.ok(), "plan should refuse t5:\n{}", r.output());
+    assert!(points_at(&r.output(), "datastore"), "{}", r.output());
+    assert!(
+        r.output().contains("holds its max_tenants (2)"),
+        "{}",
+        r.output()
+    );
+    for w in [&race, &pool] {
+        let r = w.tf(&["destroy", "-auto-approve", "-input=false"]);
+        assert!(r.ok(), "destroy:\n{}", r.output());
+    }
+}
