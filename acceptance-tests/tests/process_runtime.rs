@@ -226,6 +226,32 @@ async fn real_control_planes_answer_kubectl_keep_to_their_prefix_and_survive_fau
         .unwrap_or_else(|| panic!("no endpoint address: {slice:#}"));
     assert!(!ip.is_loopback(), "{slice:#}");
     assert_eq!(slice["ports"][0]["port"], port, "{slice:#}");
+    // What plan-time validation of `network.dns_service_ip` rests on, shown by the real
+    // apiserver: no Service gets the service range's network address, broadcast address or
+    // first address (the `kubernetes` Service's), and another is free.
+    for (ip, svc) in [
+        ("10.96.0.0", "net"),
+        ("10.111.255.255", "bcast"),
+        ("10.96.0.1", "first"),
+    ] {
+        let r = team_k.run(&[
+            "create",
+            "service",
+            "clusterip",
+            svc,
+            "--tcp=53:53",
+            &format!("--clusterip={ip}"),
+        ]);
+        assert!(!r.ok, "the apiserver gave {ip} to a Service: {r:?}");
+    }
+    team_k.must(&[
+        "create",
+        "service",
+        "clusterip",
+        "tenth",
+        "--tcp=53:53",
+        "--clusterip=10.96.0.20",
+    ]);
     // Bootstrapped for kubeadm join by kamajid, through the real apiserver.
     team_k.must(&["-n", "kube-public", "get", "configmap", "cluster-info"]);
 

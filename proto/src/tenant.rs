@@ -90,10 +90,14 @@ pub fn version(field: &str, v: &str) -> Result<Version, FieldError> {
     let [major, minor, patch] = parts.as_slice() else {
         return Err(bad());
     };
+    // Release numbers as Kubernetes writes them: digits, no leading zero ("035" names no release;
+    // kube-apiserver would never report it, so the binaries would never be found).
     let num = |s: &str| {
-        s.parse::<u32>()
-            .ok()
-            .filter(|_| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        s.parse::<u32>().ok().filter(|_| {
+            !s.is_empty()
+                && s.bytes().all(|b| b.is_ascii_digit())
+                && (s == "0" || !s.starts_with('0'))
+        })
     };
     let (Some(1), Some(minor), Some(patch)) = (num(major), num(minor), num(patch)) else {
         return Err(bad());
@@ -181,6 +185,33 @@ fn contains(net: (IpAddr, u32), ip: IpAddr) -> bool {
             u128::from(n) & mask == u128::from(a) & mask
         }
         _ => false,
+    }
+}
+
+/// Why kube-apiserver never gives `ip` (inside `net`) to a Service, if it does not: the network
+/// address, an IPv4 range's broadcast address, and the first address, which is the
+/// `kubernetes` Service's own.
+fn reserved_service_ip(net: (IpAddr, u32), ip: IpAddr) -> Option<&'static str> {
+    let (base, host_bits, value) = match (net.0, ip) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => (
+            u128::from(u32::from(n)),
+            32 - net.1,
+            u128::from(u32::from(a)),
+        ),
+        (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), 128 - net.1, u128::from(a)),
+        _ => return None,
+    };
+    let offset = value - base;
+    let last = if host_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    match offset {
+        0 => Some("the network address"),
+        1 => Some("the first address, which the `kubernetes` Service takes,"),
+        o if o == last && ip.is_ipv4() => Some("the broadcast address"),
+        _ => None,
     }
 }
 
@@ -341,6 +372,16 @@ pub fn network(n: &Network) -> Vec<FieldError> {
                     errs.push(FieldError::new(
                         "network.dns_service_ip",
                         format!("{ip} is outside service_cidr {}", n.service_cidr),
+                    ));
+                } else if let Some(why) = reserved_service_ip(s, ip) {
+                    errs.push(FieldError::new(
+                        "network.dns_service_ip",
+                        format!(
+                            "{ip} is {why} of service_cidr {}; kube-apiserver gives it to no \
+                             Service, so DNS would never answer there: use another address of the \
+                             range (the tenth is usual)",
+                            n.service_cidr
+                        ),
                     ));
                 }
             }
@@ -515,6 +556,57 @@ mod tests {
             .unwrap_err()
             .message
             .contains("not supported"));
+    }
+
+    #[test]
+    fn the_dns_ip_must_be_one_the_apiserver_can_give_a_service() {
+        let net = |cidr: &str, dns: &str| Network {
+            service_cidr: cidr.into(),
+            pod_cidr: "10.244.0.0/16".into(),
+            dns_service_ip: dns.into(),
+            port: 6443,
+            service_type: ServiceType::ClusterIp as i32,
+            ..Default::default()
+        };
+        for (cidr, dns, why) in [
+            ("10.96.0.0/12", "10.96.0.0", "the network address"),
+            ("10.96.0.0/12", "10.96.0.1", "the first address"),
+            ("10.96.0.0/12", "10.111.255.255", "the broadcast address"),
+            ("fd00::/108", "fd00::", "the network address"),
+            ("fd00::/108", "fd00::1", "the first address"),
+        ] {
+            let errs = network(&net(cidr, dns));
+            assert!(
+                errs.iter()
+                    .any(|e| e.field == "network.dns_service_ip" && e.message.contains(why)),
+                "{cidr} {dns}: {errs:?}"
+            );
+        }
+        for (cidr, dns) in [
+            ("10.96.0.0/12", "10.96.0.10"),
+            ("fd00::/108", "fd00::a"),
+            ("172.0.0.0/8", "172.0.0.10"),
+        ] {
+            assert!(network(&net(cidr, dns)).is_empty(), "{cidr} {dns}");
+        }
+    }
+
+    #[test]
+    fn versions_with_leading_zeros_are_refused() {
+        for v in ["1.035.2", "01.35.2", "1.35.02", "1.35.00"] {
+            let e = version("kubernetes_version", v).unwrap_err();
+            assert!(
+                e.message.contains("is not a Kubernetes version"),
+                "{v}: {e:?}"
+            );
+        }
+        assert_eq!(
+            version("v", "1.35.0").unwrap(),
+            Version {
+                minor: 35,
+                patch: 0
+            }
+        );
     }
 
     #[test]

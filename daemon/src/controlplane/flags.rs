@@ -101,11 +101,15 @@ pub fn apiserver(spec: &TenantClusterSpec, i: &FlagInputs<'_>) -> Vec<String> {
     let port = i.ports.apiserver;
     let pki = &i.layout.pki_dir;
     let etcd = &i.layout.etcd_pki_dir;
-    let plugins = if spec.admission_plugins.is_empty() {
-        DEFAULT_ADMISSION_PLUGINS.join(",")
-    } else {
-        spec.admission_plugins.join(",")
-    };
+    // In addition to the defaults, as the docs say: replacing them would drop NodeRestriction,
+    // and a node's credentials could then modify other nodes.
+    let mut plugins: Vec<&str> = DEFAULT_ADMISSION_PLUGINS.to_vec();
+    for p in &spec.admission_plugins {
+        if !plugins.contains(&p.as_str()) {
+            plugins.push(p);
+        }
+    }
+    let plugins = plugins.join(",");
     let mut d = BTreeMap::from([
         ("allow-privileged", "true".to_owned()),
         ("authorization-mode", "Node,RBAC".to_owned()),
@@ -310,6 +314,24 @@ mod tests {
         assert!(f.contains(&"--kubeconfig=/var/lib/kamaji/acme/controller-manager.conf".to_owned()));
         assert!(
             f.contains(&"--cluster-signing-key-file=/var/lib/kamaji/acme/pki/ca.key".to_owned())
+        );
+    }
+
+    #[test]
+    fn admission_plugins_add_to_the_defaults_never_replace_them() {
+        let eps = vec!["https://e:2379".to_owned()];
+        let layout = Layout::pod();
+        let mut sp = spec();
+        sp.admission_plugins = vec!["PodSecurity".into(), "NodeRestriction".into()];
+        let a = apiserver(&sp, &inputs(&eps, &layout));
+        assert!(
+            a.contains(&"--enable-admission-plugins=NodeRestriction,PodSecurity".to_owned()),
+            "{a:?}"
+        );
+        let a = apiserver(&spec(), &inputs(&eps, &layout));
+        assert!(
+            a.contains(&"--enable-admission-plugins=NodeRestriction".to_owned()),
+            "{a:?}"
         );
     }
 
