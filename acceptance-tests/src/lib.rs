@@ -660,3 +660,34 @@ pub fn write_private(path: &Path, content: &str) {
     std::fs::write(path, content).expect("writing a private file");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 0600");
 }
+
+/// `(file, pid)` of every PID file of the process runtime's tenant directories under `dir`.
+pub fn pids_under(dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(t.path()).into_iter().flatten().flatten() {
+            if f.path().extension().is_some_and(|x| x == "pid") {
+                if let Some(pid) = std::fs::read_to_string(f.path())
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                {
+                    out.push((f.path(), pid));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Kills whatever the tenants' PID files under its directory name when dropped, even when a
+/// test fails: the process runtime's tenant processes outlive kamajid by design.
+pub struct Reaper(pub PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for (_, pid) in pids_under(&self.0) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}

@@ -2,31 +2,12 @@
 //! on the real Kubernetes binaries, and a real etcd shard: what the next `apply` and `destroy`
 //! do with them, and that a tenant no datastore can take fails at once and holds nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use acceptance_tests::k8s;
 use acceptance_tests::*;
 use kamaji_proto::v1;
 use kamajid::devenv::EtcdSecurity;
-
-/// Kills whatever the tenants' PID files name when the test ends, even on failure.
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for t in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
-            for f in std::fs::read_dir(t.path()).into_iter().flatten().flatten() {
-                if f.path().extension().is_some_and(|x| x == "pid") {
-                    if let Ok(pid) = std::fs::read_to_string(f.path()) {
-                        let _ = std::process::Command::new("kill")
-                            .args(["-9", pid.trim()])
-                            .status();
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// kamajid with the process runtime reading binaries from `bins`.
 async fn harness(root: &Path, bins: &Path, slot: u16) -> (Harness, Reaper) {

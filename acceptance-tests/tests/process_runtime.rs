@@ -13,39 +13,6 @@ use acceptance_tests::*;
 use kamaji_proto::v1;
 use kamajid::devenv::EtcdSecurity;
 
-/// Kills whatever the tenants' PID files name when the test ends, even on failure: tenant
-/// processes outlive kamajid by design.
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for pid in pids_under(&self.0).into_iter().map(|(_, p)| p) {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
-/// `(file, pid)` of every PID file under the process dir.
-fn pids_under(dir: &Path) -> Vec<(PathBuf, u32)> {
-    let mut out = Vec::new();
-    for t in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(t.path()).into_iter().flatten().flatten() {
-            if f.path().extension().is_some_and(|x| x == "pid") {
-                if let Some(pid) = std::fs::read_to_string(f.path())
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                {
-                    out.push((f.path(), pid));
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn pid_of(pids: &[(PathBuf, u32)], tenant: &str, component: &str) -> u32 {
     pids.iter()
         .find(|(f, _)| f.ends_with(format!("{tenant}/{component}.pid")))
