@@ -229,6 +229,27 @@ impl Harness {
         }
     }
 
+    /// kamajid with the process runtime running tenants' components from `bins` (a
+    /// `--k8s-bin-dir`) under `root/tenants`. `slot` (0 or 1) keeps the port ranges of tests
+    /// running side by side apart. Returns the tenants' directory and the first port of the range.
+    pub async fn with_process_runtime(root: &Path, bins: &Path, slot: u16) -> (Self, PathBuf, u16) {
+        let tenants = root.join("tenants");
+        // Below the ephemeral range (32768-60999): an outgoing connection must never take a
+        // port a component is about to listen on.
+        let base = 20000 + (std::process::id() % 60) as u16 * 200 + slot * 100;
+        let h = Self::start_with_args(
+            None,
+            vec![
+                "--runtime=process".into(),
+                format!("--k8s-bin-dir={}", bins.display()),
+                format!("--process-dir={}", tenants.display()),
+                format!("--process-port-range={base}-{}", base + 99),
+            ],
+        )
+        .await;
+        (h, tenants, base)
+    }
+
     /// The kamajid process id, to read its memory.
     pub fn kamajid_pid(&self) -> u32 {
         self.kamajid.id()

@@ -11,19 +11,7 @@ use kamajid::devenv::EtcdSecurity;
 
 /// kamajid with the process runtime reading binaries from `bins`.
 async fn harness(root: &Path, bins: &Path, slot: u16) -> (Harness, Reaper) {
-    let tenants = root.join("tenants");
-    // Below the ephemeral port range, apart from the other tests' ranges.
-    let base = 21000 + (std::process::id() % 50) as u16 * 200 + slot * 100;
-    let h = Harness::start_with_args(
-        None,
-        vec![
-            "--runtime=process".into(),
-            format!("--k8s-bin-dir={}", bins.display()),
-            format!("--process-dir={}", tenants.display()),
-            format!("--process-port-range={base}-{}", base + 99),
-        ],
-    )
-    .await;
+    let (h, tenants, _) = Harness::with_process_runtime(root, bins, slot).await;
     (h, Reaper(tenants))
 }
 

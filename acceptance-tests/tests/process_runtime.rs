@@ -52,26 +52,6 @@ async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// kamajid with the process runtime on the real binaries; `slot` keeps the port ranges of
-/// tests running side by side apart.
-async fn harness(root: &Path, slot: u16) -> (Harness, PathBuf, u16) {
-    let tenants_dir = root.join("tenants");
-    // Below the ephemeral range (32768-60999): an outgoing connection must never take a
-    // port a component is about to listen on.
-    let base = 20000 + (std::process::id() % 60) as u16 * 200 + slot * 100;
-    let h = Harness::start_with_args(
-        None,
-        vec![
-            "--runtime=process".into(),
-            format!("--k8s-bin-dir={}", k8s::bin_dir().display()),
-            format!("--process-dir={}", tenants_dir.display()),
-            format!("--process-port-range={base}-{}", base + 99),
-        ],
-    )
-    .await;
-    (h, tenants_dir, base)
-}
-
 fn tenant_hcl(label: &str, name: &str, version: &str, extra: &str) -> String {
     format!(
         "resource \"kamaji_tenant_cluster\" \"{label}\" {{\n  name               = \"{name}\"\n  kubernetes_version = \"{version}\"\n  datastore          = kamaji_datastore.a.name\n{extra}}}\n"
@@ -89,7 +69,8 @@ fn kubectl_for(w: &Workdir, address: &str, file: &str) -> Kubectl {
 #[tokio::test(flavor = "multi_thread")]
 async fn real_control_planes_answer_kubectl_keep_to_their_prefix_and_survive_faults() {
     let root = tempfile::tempdir().unwrap();
-    let (mut h, tenants_dir, base) = harness(root.path(), 0).await;
+    let (mut h, tenants_dir, base) =
+        Harness::with_process_runtime(root.path(), &k8s::bin_dir(), 0).await;
     let _reaper = Reaper(tenants_dir.clone());
     let shard = h.etcd("shard", EtcdSecurity::default()).await;
     let ds = DatastoreHcl::new("a", "shard", &shard.endpoint);
@@ -395,7 +376,7 @@ fn served_sans(port: u16) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn real_control_planes_take_new_sans_and_upgrade_in_place_keeping_data() {
     let root = tempfile::tempdir().unwrap();
-    let (h, tenants_dir, _) = harness(root.path(), 1).await;
+    let (h, tenants_dir, _) = Harness::with_process_runtime(root.path(), &k8s::bin_dir(), 1).await;
     let _reaper = Reaper(tenants_dir.clone());
     let shard = h.etcd("shard", EtcdSecurity::default()).await;
     let ds = DatastoreHcl::new("a", "shard", &shard.endpoint);
