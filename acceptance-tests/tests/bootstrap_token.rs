@@ -160,7 +160,12 @@ async fn a_module_joins_workers_with_an_expiring_token_that_terraform_replaces()
     );
 
     // Bad input is refused at plan, naming the attribute.
-    for (ttl, msg) in [("30s", "out of range"), ("soon", "not a duration")] {
+    // J: "0s" is a duration, too short, not a misread one.
+    for (ttl, msg) in [
+        ("30s", "out of range"),
+        ("0s", "\"0s\" is out of range"),
+        ("soon", "not a duration"),
+    ] {
         write(ttl);
         let r = w.plan_code();
         assert_eq!(r.code, 1, "{}", r.output());

@@ -211,6 +211,8 @@ async fn destroy_is_refused_while_tenants_are_placed_on_the_datastore() {
         "{}",
         r.stderr
     );
+    // J: the datastore is in use; no attribute of it is at fault.
+    assert!(!r.stderr.contains("Invalid name"), "{}", r.stderr);
     assert_eq!(h.datastore_names().await, ["shard-t"]);
     // The refresh before the destroy recorded the tenant.
     assert_eq!(
@@ -368,6 +370,25 @@ async fn bad_inputs_fail_naming_the_attribute_and_store_nothing() {
             hcl: with(&|d| d.extra = "  quota_bytes = 0".into()),
             attribute: "quota_bytes",
             says: "positive",
+        },
+        // G: numbers that are not whole, or too large for any number of bytes.
+        Bad {
+            case: "quota-fraction",
+            hcl: with(&|d| d.extra = "  quota_bytes = 1.5".into()),
+            attribute: "quota_bytes",
+            says: "1.5 is not a whole number",
+        },
+        Bad {
+            case: "quota-huge",
+            hcl: with(&|d| d.extra = "  quota_bytes = pow(2, 63)".into()),
+            attribute: "quota_bytes",
+            says: "is too large: whole numbers here are at most",
+        },
+        Bad {
+            case: "max-tenants-negative",
+            hcl: with(&|d| d.extra = "  max_tenants = -1".into()),
+            attribute: "max_tenants",
+            says: "got -1",
         },
         Bad {
             case: "max-tenants-zero",
@@ -535,5 +556,43 @@ async fn provider_settings_errors_name_the_setting() {
         "{}",
         r.output()
     );
+
+    // J: a plain-HTTP endpoint is refused at plan with what to write instead, from the block
+    // and from the environment alike.
+    let plain = plain_http_endpoint(&h);
+    w.write(&format!(
+        "{}\nprovider \"kamaji\" {{\n  endpoint = \"{plain}\"\n}}\n",
+        config(
+            &[DatastoreHcl::new("p", "shard-p", &etcd.endpoint).render()],
+            ""
+        )
+    ));
+    let r = w.tf(&["plan", "-input=false"]);
+    let https = plain.replace("http://", "https://");
+    let said = |r: &Tf| r.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        !r.ok()
+            && said(&r).contains("TLS only")
+            && said(&r).contains(&https)
+            && points_at(&r.output(), "endpoint"),
+        "{}",
+        r.output()
+    );
+    w.write(&config(
+        &[DatastoreHcl::new("p", "shard-p", &etcd.endpoint).render()],
+        "",
+    ));
+    w.set_env("KAMAJI_ENDPOINT", Some(&plain));
+    let r = w.tf(&["plan", "-input=false"]);
+    assert!(
+        !r.ok() && said(&r).contains("TLS only") && !r.stderr.contains("h2 protocol"),
+        "{}",
+        r.output()
+    );
     assert!(h.datastore_names().await.is_empty());
+}
+
+/// kamajid's own address as a plain-HTTP URL, as a user might mistype it.
+fn plain_http_endpoint(h: &Harness) -> String {
+    h.endpoint.replace("https://", "http://")
 }

@@ -341,7 +341,45 @@ output "acme_kubeconfig" {
     w.must_apply();
     assert_eq!(values(&w, "kamaji_tenant_cluster.beta")["status"], "Ready");
 
-    // Destroy: nothing is left in the admin cluster, on either shard, or in kamajid's records.
+    // J: destroying a datastore that holds tenants this plan leaves in place is refused at plan,
+    // naming them (here from a second configuration that holds only the datastore).
+    let other = h.workdir("datastore-only");
+    other.write(&format!(
+        "{PROVIDER_HCL}\n{}",
+        DatastoreHcl::new("a", "shard-a", &p.endpoints[0]).render()
+    ));
+    let imported = other.tf(&["import", "-input=false", "kamaji_datastore.a", "shard-a"]);
+    assert!(imported.ok(), "{}", imported.output());
+    let on_a: Vec<String> = h
+        .tenants()
+        .await
+        .list_tenant_clusters(v1::ListTenantClustersRequest {
+            datastore: "shard-a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant_clusters
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(!on_a.is_empty());
+    let r = other.tf(&["plan", "-destroy", "-input=false"]);
+    let out = r.output();
+    assert!(
+        !r.ok(),
+        "destroying a datastore with tenants planned:\n{out}"
+    );
+    assert!(
+        out.contains("still holds tenant clusters")
+            && on_a.iter().all(|t| out.contains(t.as_str())),
+        "{out}"
+    );
+    assert!(!out.contains("Terraform will perform"), "{out}");
+
+    // Destroy: nothing is left in the admin cluster, on either shard, or in kamajid's records;
+    // tenants and their datastores in one plan pass the check above (dependents go first).
     let r = w.tf(&["destroy", "-auto-approve", "-input=false"]);
     assert!(r.ok(), "terraform destroy failed:\n{}", r.output());
     assert!(
@@ -357,7 +395,12 @@ output "acme_kubeconfig" {
         );
     }
     let mut state = h.state_etcd().await;
-    for prefix in ["/kamajid/v1/tenants/", "/kamajid/v1/placements/"] {
+    // H: no reservation record outlives its datastore.
+    for prefix in [
+        "/kamajid/v1/tenants/",
+        "/kamajid/v1/placements/",
+        "/kamajid/v1/reservations/",
+    ] {
         let n = state
             .get(
                 prefix,
@@ -440,6 +483,11 @@ async fn bad_inputs_fail_naming_the_attribute_and_create_nothing() {
         bad("version-from-variable", "  name = \"t\"\n  kubernetes_version = var.k8s\n", "kubernetes_version", "not supported"),
         bad("replicas-zero", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  replicas = 0\n", "replicas", "between 1 and 9"),
         bad("replicas-many", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  replicas = 12\n", "replicas", "between 1 and 9"),
+        // G: numbers the API cannot carry are judged as written, on their attribute.
+        bad("replicas-negative", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  replicas = -1\n", "replicas", "-1 is not between 1 and 9"),
+        bad("replicas-fraction", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  replicas = 1.5\n", "replicas", "1.5 is not a whole number"),
+        bad("port-huge", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    port = pow(2, 63)\n  }\n", "port", "is too large: whole numbers here are at most"),
+        bad("port-negative", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    port = -443\n  }\n", "port", "-443 is not a TCP port"),
         bad("datastore-syntax", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  datastore = \"Shard_A\"\n", "datastore", "DNS-1123"),
         bad("datastore-and-selector", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  datastore = \"shard-a\"\n  datastore_selector = { tier = \"gold\" }\n", "datastore_selector", "not both"),
         bad("selector-syntax", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  datastore_selector = { \"bad key\" = \"x\" }\n", "datastore_selector", "invalid"),
@@ -458,6 +506,7 @@ async fn bad_inputs_fail_naming_the_attribute_and_create_nothing() {
         bad("managed-flag", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  extra_args {\n    apiserver = { \"etcd-servers\" = \"https://elsewhere:2379\" }\n  }\n", "apiserver", "set by kamajid"),
         bad("flag-dashes", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  extra_args {\n    scheduler = { \"--v\" = \"4\" }\n  }\n", "scheduler", "without leading dashes"),
         bad("labels", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  labels = { \"team\" = \"a value with spaces\" }\n", "labels", "invalid"),
+        bad("timeouts-zero", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  timeouts {\n    delete = \"0s\"\n  }\n", "delete", "longer than 0s"),
         bad("timeouts", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  timeouts {\n    create = \"soon\"\n  }\n", "create", "duration"),
     ];
     let apply_time = [

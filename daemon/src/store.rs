@@ -268,8 +268,10 @@ impl Store {
         Ok(resp.succeeded())
     }
 
-    /// Deletes the datastore record (and its status) if it is still at `mod_revision` and no
-    /// placement key exists under its prefix, all in one transaction.
+    /// Deletes the datastore record, its status and its reservation record if it is still at
+    /// `mod_revision` and no placement key exists under its prefix, all in one transaction:
+    /// nothing of a removed datastore stays behind to be counted when a datastore of the same
+    /// name is registered again.
     pub async fn delete_datastore(&self, name: &str, mod_revision: i64) -> Result<(), StoreError> {
         let key = datastore_key(name);
         let placements = placements_prefix(name);
@@ -282,6 +284,7 @@ impl Store {
             .and_then([
                 TxnOp::delete(key.as_str(), None),
                 TxnOp::delete(datastore_status_key(name), None),
+                TxnOp::delete(reservation_key(name), None),
             ]);
         let resp = self.client.clone().txn(txn).await.map_err(etcd("delete"))?;
         if resp.succeeded() {

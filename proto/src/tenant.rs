@@ -387,11 +387,8 @@ pub fn network(n: &Network) -> Vec<FieldError> {
             }
         }
     }
-    if !(1..=65535).contains(&n.port) {
-        errs.push(FieldError::new(
-            "network.port",
-            format!("{} is not a TCP port (1 to 65535)", n.port),
-        ));
+    if let Err(e) = port("network.port", i64::from(n.port)) {
+        errs.push(e);
     }
     if ServiceType::try_from(n.service_type).unwrap_or_default() == ServiceType::Unspecified {
         errs.push(FieldError::new(
@@ -414,6 +411,31 @@ pub fn network(n: &Network) -> Vec<FieldError> {
     errs
 }
 
+/// Control-plane replicas: 1 to [`MAX_REPLICAS`]. Takes the number as written (a client may
+/// hold `-1`), so the message shows what the user wrote.
+pub fn replicas(field: &str, n: i64) -> Check {
+    if (1..=i64::from(MAX_REPLICAS)).contains(&n) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("{n} is not between 1 and {MAX_REPLICAS}"),
+        ))
+    }
+}
+
+/// A TCP port, as written.
+pub fn port(field: &str, n: i64) -> Check {
+    if (1..=65535).contains(&n) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("{n} is not a TCP port (1 to 65535)"),
+        ))
+    }
+}
+
 /// Every check of a tenant cluster spec, collected, one error per field.
 pub fn tenant_cluster(name: &str, spec: &TenantClusterSpec) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -428,11 +450,8 @@ pub fn tenant_cluster(name: &str, spec: &TenantClusterSpec) -> Vec<FieldError> {
     if let Err(e) = version("kubernetes_version", &spec.kubernetes_version) {
         errs.push(e);
     }
-    if !(1..=MAX_REPLICAS).contains(&spec.replicas) {
-        errs.push(FieldError::new(
-            "replicas",
-            format!("{} is not between 1 and {MAX_REPLICAS}", spec.replicas),
-        ));
+    if let Err(e) = replicas("replicas", i64::from(spec.replicas)) {
+        errs.push(e);
     }
     if !spec.datastore.is_empty() {
         if let Err(e) = dns_label("datastore", &spec.datastore) {

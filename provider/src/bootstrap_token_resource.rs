@@ -18,8 +18,8 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 use tonic::Code;
 
 use crate::client::{report, Shared};
+use crate::duration::parse_duration;
 use crate::schema::*;
-use crate::tenant_cluster_state::parse_duration;
 
 pub const DEFAULT_TTL: &str = "24h";
 const MIN_TTL: Duration = Duration::from_secs(60);

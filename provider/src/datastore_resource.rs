@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
+use kamaji_proto::errors::FieldError;
 use kamaji_proto::v1;
 use kamaji_proto::validate::{self, pem_fingerprint};
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,8 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 use tonic::Code;
 
 use crate::client::{report, Shared};
-use crate::own_names::{already_exists, OwnNames};
+use crate::number::Number;
+use crate::plan_memo::{already_exists, NameSet};
 use crate::schema::docs::*;
 use crate::schema::*;
 
@@ -34,8 +36,8 @@ pub struct DatastoreState {
     pub client_key: Value<String>,
     pub client_ca_certificate: Value<String>,
     pub client_ca_key: Value<String>,
-    pub quota_bytes: Value<i64>,
-    pub max_tenants: Value<i64>,
+    pub quota_bytes: Value<Number>,
+    pub max_tenants: Value<Number>,
     pub labels: Value<BTreeMap<String, Value<String>>>,
     pub schedulable: Value<bool>,
     pub status: Value<String>,
@@ -57,7 +59,9 @@ pub struct KeyFingerprints {
 
 pub struct DatastoreResource {
     pub client: Shared,
-    pub own_names: OwnNames,
+    pub own_names: NameSet,
+    /// Tenant clusters this plan destroys, see [`crate::plan_memo`].
+    pub tenants_leaving: NameSet,
 }
 
 pub fn phase_name(p: i32) -> &'static str {
@@ -151,19 +155,23 @@ impl DatastoreState {
                 _ => {}
             }
         }
-        if let Value::Value(q) = self.quota_bytes {
-            if let Err(e) = validate::quota_bytes("quota_bytes", q) {
-                err(diags, e);
-            } else if q > kamaji_proto::RECOMMENDED_MAX_QUOTA_BYTES {
-                diags.warning(
-                    "quota_bytes above etcd's recommended maximum",
-                    format!("{q} bytes is more than the 8 GiB etcd recommends; large databases slow down compaction and defragmentation."),
-                    AttributePath::new("quota_bytes"),
-                );
-            }
+        let whole = |field: &str, v: &Value<Number>| -> Option<Result<i64, FieldError>> {
+            v.as_ref_option()
+                .map(|n| n.whole().map_err(|why| FieldError::new(field, why)))
+        };
+        match whole("quota_bytes", &self.quota_bytes).map(|q| {
+            q.and_then(|q| validate::quota_bytes("quota_bytes", q).map(|()| q))
+        }) {
+            Some(Err(e)) => err(diags, e),
+            Some(Ok(q)) if q > kamaji_proto::RECOMMENDED_MAX_QUOTA_BYTES => diags.warning(
+                "quota_bytes above etcd's recommended maximum",
+                format!("{q} bytes is more than the 8 GiB etcd recommends; large databases slow down compaction and defragmentation."),
+                AttributePath::new("quota_bytes"),
+            ),
+            _ => {}
         }
-        if let Value::Value(m) = self.max_tenants {
-            if let Err(e) = validate::max_tenants("max_tenants", m) {
+        if let Some(m) = whole("max_tenants", &self.max_tenants) {
+            if let Err(e) = m.and_then(|m| validate::max_tenants("max_tenants", m)) {
                 err(diags, e);
             }
         }
@@ -186,15 +194,19 @@ impl DatastoreState {
             client_key: s(&self.client_key),
             client_ca_certificate: s(&self.client_ca_certificate),
             client_ca_key: s(&self.client_ca_key),
+            // Checked at plan; an unusable number reaches kamajid as one it refuses too.
             quota_bytes: self
                 .quota_bytes
                 .as_ref_option()
-                .copied()
-                .unwrap_or(kamaji_proto::DEFAULT_QUOTA_BYTES),
-            max_tenants: self
-                .max_tenants
-                .as_ref_option()
-                .map(|m| u32::try_from(*m).unwrap_or(u32::MAX)),
+                .map_or(kamaji_proto::DEFAULT_QUOTA_BYTES, |n| {
+                    n.whole().unwrap_or(0)
+                }),
+            max_tenants: self.max_tenants.as_ref_option().map(|m| {
+                m.whole()
+                    .ok()
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(0)
+            }),
             labels: known_map(&self.labels).unwrap_or_default(),
             schedulable: self.schedulable.as_ref_option().copied().unwrap_or(true),
         }
@@ -203,7 +215,7 @@ impl DatastoreState {
     /// Fills in defaults for unset optional attributes, as the plan must show them.
     fn with_defaults(mut self) -> Self {
         if self.quota_bytes.is_null() {
-            self.quota_bytes = Value::Value(kamaji_proto::DEFAULT_QUOTA_BYTES);
+            self.quota_bytes = Value::Value(kamaji_proto::DEFAULT_QUOTA_BYTES.into());
         }
         if self.schedulable.is_null() {
             self.schedulable = Value::Value(true);
@@ -239,8 +251,8 @@ impl DatastoreState {
             client_key: keep(&keys_from.client_key, &ds.client_key_sha256),
             client_ca_certificate: Value::Value(spec.client_ca_certificate),
             client_ca_key: keep(&keys_from.client_ca_key, &ds.client_ca_key_sha256),
-            quota_bytes: Value::Value(spec.quota_bytes),
-            max_tenants: spec.max_tenants.map(i64::from).into(),
+            quota_bytes: Value::Value(spec.quota_bytes.into()),
+            max_tenants: spec.max_tenants.map(Number::from).into(),
             labels: if spec.labels.is_empty() && keys_from.labels.is_null() {
                 Value::Null
             } else {
@@ -482,13 +494,55 @@ impl Resource for DatastoreResource {
         Some((planned, private, replace))
     }
 
+    /// Refuses to destroy a datastore that holds tenants this plan does not destroy too: the
+    /// apply would fail there, after destroying whatever came before it.
     async fn plan_destroy<'a>(
         &self,
-        _diags: &mut Diagnostics,
-        _prior: Self::State<'a>,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
         private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<Self::PrivateState<'a>> {
+        let (Some(name), Some(client)) = (prior.name.as_ref_option(), self.client.get(diags).await)
+        else {
+            return Some(private);
+        };
+        let listed = client
+            .tenant_clusters()
+            .list_tenant_clusters(v1::ListTenantClustersRequest {
+                datastore: name.clone(),
+                ..Default::default()
+            })
+            .await;
+        match listed {
+            Ok(r) => {
+                let staying: Vec<String> = r
+                    .into_inner()
+                    .tenant_clusters
+                    .into_iter()
+                    .map(|t| t.name)
+                    .filter(|t| !self.tenants_leaving.contains(t))
+                    .collect();
+                if !staying.is_empty() {
+                    diags.root_error(
+                        format!("Datastore {name:?} still holds tenant clusters"),
+                        format!(
+                            "Destroying it would fail: it holds {} tenant cluster(s) this plan does not destroy first: {}. \
+                             Destroy or move them first; tenant clusters of this configuration must depend on the \
+                             datastore (a reference or depends_on) so that Terraform removes them before it.",
+                            staying.len(),
+                            staying.join(", ")
+                        ),
+                    );
+                }
+            }
+            Err(s) => report(
+                diags,
+                &format!("Checking the tenant clusters on datastore {name:?}"),
+                &client.endpoint,
+                &s,
+            ),
+        }
         Some(private)
     }
 

@@ -10,6 +10,7 @@ use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{map, AttributePath, Diagnostics, DynamicDataSource, DynamicResource, Provider};
 
 use crate::client::{Client, Settings, Shared};
+use crate::plan_memo::NameSet;
 use crate::schema::{attributes, optional, sensitive, string};
 use crate::{
     bootstrap_token_resource, datastore_data_source, datastore_resource, datastores_data_source,
@@ -26,6 +27,8 @@ pub struct ProviderConfig {
 #[derive(Default)]
 pub struct KamajiProvider {
     client: Shared,
+    /// Tenant clusters the running plan destroys, see [`crate::plan_memo`].
+    tenants_leaving: NameSet,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -61,6 +64,19 @@ fn setting(
     }
 }
 
+/// What is wrong with a kamajid URL, if anything. kamajid serves its API over TLS only: a
+/// plain `http://` URL would fail later as an HTTP/2 protocol error that says nothing useful.
+fn endpoint_problem(e: &str) -> Option<String> {
+    if let Some(rest) = e.strip_prefix("http://") {
+        return Some(format!(
+            "{e:?} is plain HTTP, but kamajid serves its API over TLS only: use \"https://{rest}\" \
+             (and set ca_certificate to the CA that signed kamajid's certificate)"
+        ));
+    }
+    (!e.starts_with("https://"))
+        .then(|| format!("{e:?} must be a URL such as https://kamajid.example:7443"))
+}
+
 impl KamajiProvider {
     fn settings(config: &ProviderConfig, diags: &mut Diagnostics) -> Option<Settings> {
         let endpoint = setting(
@@ -92,6 +108,10 @@ impl KamajiProvider {
             );
             return None;
         };
+        if let Some(why) = endpoint_problem(&endpoint) {
+            diags.error("Invalid endpoint", why, AttributePath::new("endpoint"));
+            return None;
+        }
         let Some(token) = token else {
             diags.error(
                 "Missing kamajid token",
@@ -100,7 +120,7 @@ impl KamajiProvider {
             );
             return None;
         };
-        if endpoint.starts_with("https://") && ca.is_none() {
+        if ca.is_none() {
             diags.error(
                 "Missing kamajid CA certificate",
                 "Set ca_certificate (PEM) or KAMAJI_CA_CERTIFICATE / KAMAJI_CA_CERTIFICATE_FILE to the CA that signed kamajid's serving certificate.",
@@ -141,12 +161,8 @@ impl Provider for KamajiProvider {
 
     async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::Config<'a>) -> Option<()> {
         if let Value::Value(e) = &config.endpoint {
-            if !(e.starts_with("https://") || e.starts_with("http://")) {
-                diags.error(
-                    "Invalid endpoint",
-                    format!("{e:?} must be a URL such as https://kamajid.example:7443"),
-                    AttributePath::new("endpoint"),
-                );
+            if let Some(why) = endpoint_problem(e) {
+                diags.error("Invalid endpoint", why, AttributePath::new("endpoint"));
             }
         }
         if let Value::Value(ca) = &config.ca_certificate {
@@ -184,8 +200,8 @@ impl Provider for KamajiProvider {
         _diags: &mut Diagnostics,
     ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
         Some(map! {
-            "datastore" => datastore_resource::DatastoreResource { client: self.client.clone(), own_names: Default::default() },
-            "tenant_cluster" => tenant_cluster_resource::TenantClusterResource { client: self.client.clone(), own_names: Default::default() },
+            "datastore" => datastore_resource::DatastoreResource { client: self.client.clone(), own_names: Default::default(), tenants_leaving: self.tenants_leaving.clone() },
+            "tenant_cluster" => tenant_cluster_resource::TenantClusterResource { client: self.client.clone(), own_names: Default::default(), leaving: self.tenants_leaving.clone() },
             "bootstrap_token" => bootstrap_token_resource::BootstrapTokenResource { client: self.client.clone() },
         })
     }

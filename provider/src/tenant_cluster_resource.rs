@@ -22,14 +22,16 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 
 use crate::client::{report, Client, Shared};
-use crate::own_names::{already_exists, OwnNames};
+use crate::plan_memo::{already_exists, NameSet};
 use crate::schema::tenant_docs::*;
 use crate::schema::*;
 use crate::tenant_cluster_state::{field_diag, status_message, TenantClusterState};
 
 pub struct TenantClusterResource {
     pub client: Shared,
-    pub own_names: OwnNames,
+    pub own_names: NameSet,
+    /// Tenants this plan destroys, shared with the datastore resource.
+    pub leaving: NameSet,
 }
 
 pub fn schema() -> Schema {
@@ -616,6 +618,7 @@ impl Resource for TenantClusterResource {
         if prior.deletion_protection.as_ref_option() == Some(&true) {
             protected_error(diags, &name_of(&prior), "Destroying");
         }
+        self.leaving.mark(&name_of(&prior));
         Some(private)
     }
 

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use tf_provider::value::Value;
 use tf_provider::{AttributePath, Diagnostics};
 
+use crate::duration::parse_duration;
+use crate::number::Number;
+
 pub type StrMap = BTreeMap<String, Value<String>>;
 pub type StrList = Vec<Value<String>>;
 
@@ -22,7 +25,7 @@ pub struct Network {
     pub service_cidr: Value<String>,
     pub pod_cidr: Value<String>,
     pub dns_service_ip: Value<String>,
-    pub port: Value<i64>,
+    pub port: Value<Number>,
     pub service_type: Value<String>,
     pub endpoint_address: Value<String>,
     pub extra_sans: Value<StrList>,
@@ -68,7 +71,7 @@ pub struct TenantClusterState {
     pub id: Value<String>,
     pub name: Value<String>,
     pub kubernetes_version: Value<String>,
-    pub replicas: Value<i64>,
+    pub replicas: Value<Number>,
     pub datastore: Value<String>,
     pub datastore_selector: Value<StrMap>,
     pub network: Value<Network>,
@@ -96,29 +99,6 @@ pub struct TenantClusterState {
 pub const CREATE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 pub const UPDATE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 pub const DELETE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
-
-/// Parses Terraform-style durations: `90s`, `20m`, `1h30m`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = 0u64;
-    let mut num = String::new();
-    let mut any = false;
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        total += n * match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        };
-        any = true;
-    }
-    (any && num.is_empty() && total > 0).then(|| Duration::from_secs(total))
-}
 
 /// The phase as users read it.
 pub fn phase_name(p: i32) -> &'static str {
@@ -161,6 +141,9 @@ pub fn field_diag(diags: &mut Diagnostics, e: FieldError) {
 #[derive(Default)]
 struct Reader {
     unknown: Vec<String>,
+    /// Numbers that cannot be what the API carries (negative, fractions, too large), by path,
+    /// judged by [`TenantClusterState::check`] on the number as written.
+    invalid: Vec<(String, Number)>,
 }
 
 impl Reader {
@@ -175,9 +158,15 @@ impl Reader {
         }
     }
 
-    fn int(&mut self, path: &str, v: &Value<i64>, default: u32) -> u32 {
+    fn int(&mut self, path: &str, v: &Value<Number>, default: u32) -> u32 {
         match v {
-            Value::Value(n) => u32::try_from(*n).unwrap_or(u32::MAX),
+            Value::Value(n) => match n.whole().ok().and_then(|w| u32::try_from(w).ok()) {
+                Some(w) => w,
+                None => {
+                    self.invalid.push((path.to_owned(), n.clone()));
+                    default
+                }
+            },
             Value::Null => default,
             Value::Unknown => {
                 self.unknown.push(path.to_owned());
@@ -257,6 +246,11 @@ impl TenantClusterState {
     /// The API spec these values describe, defaults filled in, and the attribute paths whose
     /// values are not known yet.
     pub fn spec(&self) -> (v1::TenantClusterSpec, Vec<String>) {
+        let (spec, r) = self.read();
+        (spec, r.unknown)
+    }
+
+    fn read(&self) -> (v1::TenantClusterSpec, Reader) {
         let mut r = Reader::default();
         let net = self.network.as_ref_option().cloned().unwrap_or_default();
         let service_type = r.string(
@@ -317,13 +311,14 @@ impl TenantClusterState {
                 kube_proxy: r.boolean("addons.kube_proxy", &addons.kube_proxy, true),
             }),
         };
-        (spec, r.unknown)
+        (spec, r)
     }
 
     /// Every check the API makes that can be made from known values, plus the service type
     /// name and the timeouts, reported on the attributes at fault.
     pub fn check(&self, diags: &mut Diagnostics) {
-        let (spec, mut unknown) = self.spec();
+        let (spec, read) = self.read();
+        let mut unknown = read.unknown;
         let name = match &self.name {
             Value::Value(n) => n.clone(),
             _ => {
@@ -337,6 +332,20 @@ impl TenantClusterState {
                 errors.retain(|x| x.field != e.field);
                 errors.push(e);
             }
+        }
+        // A number the API cannot carry is judged as written, not by its placeholder.
+        for (field, n) in &read.invalid {
+            errors.retain(|e| &e.field != field);
+            let range = match field.as_str() {
+                "replicas" => contract::replicas,
+                _ => contract::port,
+            };
+            errors.push(match n.whole() {
+                Ok(w) => range(field, w).err().unwrap_or_else(|| {
+                    FieldError::new(field.clone(), format!("{w} is out of range"))
+                }),
+                Err(why) => FieldError::new(field.clone(), why),
+            });
         }
         let judged = |field: &str| {
             !unknown
@@ -352,19 +361,16 @@ impl TenantClusterState {
                 ("update", &t.update),
                 ("delete", &t.delete),
             ] {
-                if let Value::Value(s) = v {
-                    if parse_duration(s).is_none() {
-                        field_diag(
-                            diags,
-                            FieldError::new(
-                                format!("timeouts.{k}"),
-                                format!(
-                                    "{s:?} is not a duration such as \"30s\", \"20m\" or \"1h30m\""
-                                ),
-                            ),
-                        );
+                let why = match v.as_ref_option().map(|s| (s, parse_duration(s))) {
+                    Some((s, None)) => {
+                        format!("{s:?} is not a duration such as \"30s\", \"20m\" or \"1h30m\"")
                     }
-                }
+                    Some((s, Some(d))) if d.is_zero() => {
+                        format!("{s:?} leaves no time to wait: give a duration longer than 0s")
+                    }
+                    _ => continue,
+                };
+                field_diag(diags, FieldError::new(format!("timeouts.{k}"), why));
             }
         }
     }
@@ -378,13 +384,14 @@ impl TenantClusterState {
         };
         v.as_ref_option()
             .and_then(|s| parse_duration(s))
+            .filter(|d| !d.is_zero())
             .unwrap_or(default)
     }
 
     /// Fills in the defaults of unset settings, as the plan must show them.
     pub fn with_defaults(mut self) -> Self {
         if self.replicas.is_null() {
-            self.replicas = Value::Value(i64::from(defaults::REPLICAS));
+            self.replicas = Value::Value(defaults::REPLICAS.into());
         }
         if self.deletion_protection.is_null() {
             self.deletion_protection = Value::Value(false);
@@ -400,7 +407,7 @@ impl TenantClusterState {
         fill(&mut net.dns_service_ip, defaults::DNS_SERVICE_IP);
         fill(&mut net.service_type, defaults::SERVICE_TYPE);
         if net.port.is_null() {
-            net.port = Value::Value(i64::from(defaults::PORT));
+            net.port = Value::Value(defaults::PORT.into());
         }
         self.network = Value::Value(net);
         self.resources = Value::Value(
@@ -478,7 +485,7 @@ impl TenantClusterState {
             id: Value::Value(tc.name.clone()),
             name: Value::Value(tc.name.clone()),
             kubernetes_version: Value::Value(spec.kubernetes_version.clone()),
-            replicas: Value::Value(i64::from(spec.replicas)),
+            replicas: Value::Value(spec.replicas.into()),
             datastore: if spec.datastore.is_empty() {
                 text(&st.datastore)
             } else {
@@ -489,7 +496,7 @@ impl TenantClusterState {
                 service_cidr: Value::Value(net.service_cidr),
                 pod_cidr: Value::Value(net.pod_cidr),
                 dns_service_ip: Value::Value(net.dns_service_ip),
-                port: Value::Value(i64::from(net.port)),
+                port: Value::Value(net.port.into()),
                 service_type: Value::Value(
                     contract::service_type_name(net.service_type).to_owned(),
                 ),
@@ -603,16 +610,6 @@ pub fn list_like(l: &[String], prior: &Value<StrList>) -> Value<StrList> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn durations_read_like_terraform_timeouts() {
-        assert_eq!(parse_duration("20m"), Some(Duration::from_secs(1200)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("45s"), Some(Duration::from_secs(45)));
-        for bad in ["", "20", "m", "20x", "-5m", "0s", "1h 30m"] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
-    }
-
     fn config() -> TenantClusterState {
         TenantClusterState {
             name: Value::Value("acme".into()),
@@ -659,7 +656,7 @@ mod tests {
         let mut s = config();
         s.network = Value::Value(Network {
             service_type: Value::Value("Ingress".into()),
-            port: Value::Value(70000),
+            port: Value::Value(Number::Whole(70000)),
             ..Default::default()
         });
         s.timeouts = Value::Value(Timeouts {
@@ -676,5 +673,27 @@ mod tests {
                 "Invalid timeouts.create"
             ]
         );
+    }
+
+    #[test]
+    fn numbers_the_api_cannot_carry_are_judged_as_written() {
+        let mut s = config();
+        s.replicas = Value::Value(Number::Whole(-1));
+        let mut d = Diagnostics::default();
+        s.check(&mut d);
+        let msgs: Vec<String> = d
+            .errors
+            .iter()
+            .map(|e| e.detail.lines().next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(msgs, ["-1 is not between 1 and 9"]);
+        s.replicas = Value::Value(Number::Other("1.5".into()));
+        s.network = Value::Value(Network {
+            port: Value::Value(Number::Other("9223372036854775808".into())),
+            ..Default::default()
+        });
+        let mut e = errors(&s);
+        e.sort();
+        assert_eq!(e, ["Invalid network.port", "Invalid replicas"]);
     }
 }

@@ -295,17 +295,12 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
                 info!(datastore = %name, "datastore removed");
                 Ok(Response::new(v1::DeleteDatastoreResponse {}))
             }
-            Err(StoreError::HasTenants { tenants, .. }) => Err(field_status(
-                Code::FailedPrecondition,
-                &[FieldError::new(
-                    "name",
-                    format!(
-                        "datastore {name:?} still holds {} tenant(s): {}; delete or move them first",
-                        tenants.len(),
-                        tenants.join(", ")
-                    ),
-                )],
-            )),
+            // Not a fault of any attribute: the datastore is in use.
+            Err(StoreError::HasTenants { tenants, .. }) => Err(Status::failed_precondition(format!(
+                "datastore {name:?} still holds {} tenant cluster(s): {}; destroy or move them first",
+                tenants.len(),
+                tenants.join(", ")
+            ))),
             Err(e) => Err(store_status(e)),
         }
     }
