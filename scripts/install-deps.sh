@@ -12,9 +12,12 @@
 # - flock: one build of the Kubernetes programs at a time (Debian util-linux).
 # - kubernetes-validate: rendered objects against the upstream schemas (PyPI).
 # - terraform: the CLI the acceptance tests and the demo drive (built from its Go module, pinned).
+# - tofu: OpenTofu, the other CLI the acceptance suites run under (scripts/tofu.sh: built from
+#   the github.com/opentofu/opentofu Go module at tools/tofu-build/VERSION, cached).
 # - kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm, kubectl: real tenant control
-#   planes, worker join, and what tests and the demo talk to tenants with (scripts/k8s-binaries.sh:
-#   built from the k8s.io/kubernetes Go module, cached per version).
+#   planes, the admin cluster of the Kubernetes-runtime tests, worker join, and what tests and the
+#   demo talk to tenants with (scripts/k8s-binaries.sh: built from the k8s.io/kubernetes Go module,
+#   cached per version). kubectl is also linked onto PATH when the machine has none.
 # Go (1.26 on the machines this project builds on) is only a build tool for upstream programs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -86,3 +89,13 @@ fi
 for v in $(grep -v '^#' "$root/tools/k8s-build/VERSIONS"); do
   "$root/scripts/k8s-binaries.sh" "$v" >/dev/null
 done
+
+# kubectl for users of the demo's kubeconfigs, when the machine has none: the newest built one.
+newest=$(grep -v '^#' "$root/tools/k8s-build/VERSIONS" | tail -n 1)
+if ! command -v kubectl >/dev/null 2>&1; then
+  ln -sf "$cache/k8s/v$newest/kubectl" "$(bin_on_path)/kubectl"
+  say "kubectl: linked v$newest onto PATH"
+fi
+
+tofu_bin=$("$root/scripts/tofu.sh")
+[ -x "$tofu_bin" ] || { say "OpenTofu is not available"; exit 1; }

@@ -5,6 +5,7 @@
 //! random port; each [`Workdir`] is a Terraform root module with its own state. Tests check both
 //! what Terraform says (plan JSON, state JSON, diagnostics) and what kamajid holds.
 
+pub mod admin_cluster;
 pub mod k8s;
 pub mod kube_double;
 
@@ -421,6 +422,34 @@ impl Harness {
     }
 }
 
+/// The CLI the suites drive: `terraform` on PATH, or OpenTofu when `KAMAJI_TF_CLI=tofu` (built
+/// once per machine by `scripts/tofu.sh` at the version in `tools/tofu-build/VERSION`). Any other
+/// value is the path of a CLI to use. `make test` runs the suites under both.
+pub fn cli() -> PathBuf {
+    static CLI: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CLI.get_or_init(|| match std::env::var("KAMAJI_TF_CLI").as_deref() {
+        Err(_) | Ok("") | Ok("terraform") => PathBuf::from("terraform"),
+        Ok("tofu") => {
+            let out = Command::new(workspace().join("scripts/tofu.sh"))
+                .output()
+                .expect("running scripts/tofu.sh");
+            assert!(
+                out.status.success(),
+                "OpenTofu is not available:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+        Ok(path) => PathBuf::from(path),
+    })
+    .clone()
+}
+
+/// Whether the CLI printed a plan of changes (terraform and tofu word it differently).
+pub fn planned_changes(out: &str) -> bool {
+    out.contains("Terraform will perform") || out.contains("OpenTofu will perform")
+}
+
 /// The outcome of one terraform command.
 #[derive(Debug)]
 pub struct Tf {
@@ -471,7 +500,7 @@ impl Workdir {
     }
 
     pub fn tf(&self, args: &[&str]) -> Tf {
-        let mut cmd = Command::new("terraform");
+        let mut cmd = Command::new(cli());
         cmd.current_dir(&self.dir).args(args).arg("-no-color");
         for (k, v) in &self.env {
             cmd.env(k, v);

@@ -487,7 +487,7 @@ async fn bad_inputs_fail_naming_the_attribute_and_store_nothing() {
         );
         if !apply {
             assert!(
-                !out.contains("Terraform will perform"),
+                !planned_changes(&out),
                 "{}: failed only after planning",
                 bad.case
             );

@@ -165,6 +165,10 @@ pub struct ServeConfig {
     /// usage says more. A fresh small cluster uses a few MiB; busy ones hundreds.
     #[arg(long, env = "KAMAJID_TENANT_RESERVATION_MIB", default_value_t = 64)]
     pub tenant_reservation_mib: i64,
+    /// Seconds between re-applies of each Ready tenant's control-plane objects and the objects
+    /// inside it: fields kamajid owns that someone else changed are taken back then.
+    #[arg(long, env = "KAMAJID_RESYNC_SECONDS", default_value_t = crate::reconcile::BOOTSTRAP_RESYNC)]
+    pub resync_seconds: i64,
     #[command(flatten)]
     pub process: ProcessRuntimeConfig,
 }

@@ -321,6 +321,7 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
         kubeconfig: cfg.kubeconfig.clone(),
         tenant_dns_domain: "cluster.local".into(),
         tenant_reservation_mib: 64,
+        resync_seconds: crate::reconcile::BOOTSTRAP_RESYNC,
         process: crate::config::ProcessRuntimeConfig {
             // An admin cluster wins; else local processes when binaries are given.
             runtime: if cfg.kubeconfig.is_none() && cfg.k8s_bin_dir.is_some() {

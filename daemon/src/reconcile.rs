@@ -13,7 +13,9 @@
 //! control plane answers and the objects `kubeadm join` needs are in it; those are re-applied
 //! every [`BOOTSTRAP_RESYNC`] so drift inside the tenant is repaired. When the endpoint the
 //! admin cluster gave the tenant is not in its serving certificate, AwaitReady re-issues the
-//! certificate and goes back to Apply. A Ready tenant's control plane is checked every
+//! certificate and goes back to Apply. At each resync the runtime's objects are applied again
+//! too, so a field kamajid owns that someone else changed (a `kubectl scale` of the control-plane
+//! Deployment) is taken back. A Ready tenant's control plane is checked every
 //! [`HEALTH_RESYNC`]; one that stopped answering goes Degraded and back through AwaitReady,
 //! so its status says so and it is bootstrapped again when it returns.
 
@@ -47,7 +49,8 @@ pub const COND_RECONCILED: &str = "Reconciled";
 /// Tenants one kamajid drives at the same time.
 pub const CONCURRENCY: usize = 64;
 
-/// How often a Ready tenant's bootstrap objects are re-applied.
+/// How often, by default, a Ready tenant's bootstrap objects and control plane are re-applied
+/// (`--resync-seconds`).
 pub const BOOTSTRAP_RESYNC: i64 = 600;
 
 /// How often a Ready tenant's control plane is checked (the runtime's status). Kept in memory
@@ -109,6 +112,8 @@ pub struct Context<R> {
     pub policy: Policy,
     pub dns_domain: String,
     pub etcd_timeout: Duration,
+    /// Seconds between re-applies of a Ready tenant's objects (drift repair).
+    pub resync_seconds: i64,
     pub shared: Shared,
 }
 
@@ -478,7 +483,11 @@ pub async fn step<R: Runtime>(ctx: &Context<R>, name: &str) -> Result<Outcome, R
         save(ctx, &rec, rev).await?;
         return Ok(Outcome::Ran(Step::AwaitReady));
     }
-    if bootstrap_due(&rec) {
+    if bootstrap_due(&rec, ctx.resync_seconds) {
+        // Drift repair: what kamajid owns in the runtime and inside the tenant, applied again.
+        ctx.runtime
+            .apply(&ctx.tenant(&rec, &spec, &ds), &pki)
+            .await?;
         bootstrap_tenant(ctx, &mut rec, &spec, &pki).await?;
         save(ctx, &rec, rev).await?;
         return Ok(Outcome::Ran(Step::Bootstrap));
@@ -542,8 +551,8 @@ pub fn endpoint_host(endpoint: &str) -> String {
         .to_owned()
 }
 
-fn bootstrap_due(rec: &TenantRecord) -> bool {
-    rec.phase == Phase::Ready && now_unix() - rec.bootstrapped_at >= BOOTSTRAP_RESYNC
+fn bootstrap_due(rec: &TenantRecord, resync_seconds: i64) -> bool {
+    rec.phase == Phase::Ready && now_unix() - rec.bootstrapped_at >= resync_seconds
 }
 
 /// A client for the tenant's apiserver as its admin.
@@ -670,11 +679,11 @@ pub async fn converge<R: Runtime>(
 }
 
 /// Whether a tenant needs work: not ready, behind its spec, being deleted, or due a check.
-fn pending(rec: &TenantRecord, shared: &Shared) -> bool {
+fn pending(rec: &TenantRecord, shared: &Shared, resync_seconds: i64) -> bool {
     rec.deleting
         || (rec.phase != Phase::Ready && rec.phase != Phase::Failed)
         || rec.observed_generation < rec.generation
-        || bootstrap_due(rec)
+        || bootstrap_due(rec, resync_seconds)
         || shared.health_due(&rec.name)
 }
 
@@ -711,7 +720,7 @@ pub async fn run<R: Runtime>(
             };
         let work = tenants
             .into_iter()
-            .filter(|t| pending(&t.value, &ctx.shared))
+            .filter(|t| pending(&t.value, &ctx.shared, ctx.resync_seconds))
             .map(|t| {
                 let ctx = ctx.clone();
                 async move {

@@ -128,6 +128,7 @@ struct ReconcilerParts {
     kek: Kek,
     dns_domain: String,
     etcd_timeout: std::time::Duration,
+    resync_seconds: i64,
     wake: Arc<tokio::sync::Notify>,
     leading: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
@@ -142,6 +143,7 @@ impl ReconcilerParts {
             policy: Policy::Spread,
             dns_domain: self.dns_domain,
             etcd_timeout: self.etcd_timeout,
+            resync_seconds: self.resync_seconds.max(1),
             shared: Default::default(),
         });
         tokio::spawn(reconcile::run(
@@ -192,6 +194,7 @@ pub async fn serve(
         kek: kek.clone(),
         dns_domain: cfg.tenant_dns_domain.clone(),
         etcd_timeout: cfg.probe_timeout(),
+        resync_seconds: cfg.resync_seconds,
         wake: wake.clone(),
         leading: leading_rx.clone(),
         shutdown: shutdown.clone(),

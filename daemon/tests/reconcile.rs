@@ -105,6 +105,7 @@ impl World {
             policy: Policy::Spread,
             dns_domain: "cluster.local".into(),
             etcd_timeout: Duration::from_secs(5),
+            resync_seconds: kamajid::reconcile::BOOTSTRAP_RESYNC,
             shared: Default::default(),
         }
     }

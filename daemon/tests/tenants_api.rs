@@ -109,6 +109,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         policy: Policy::Spread,
         dns_domain: "cluster.local".into(),
         etcd_timeout: Duration::from_secs(5),
+        resync_seconds: kamajid::reconcile::BOOTSTRAP_RESYNC,
         shared: Default::default(),
     });
     let driver = tokio::spawn(reconcile::run(

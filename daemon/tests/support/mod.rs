@@ -78,6 +78,7 @@ impl Env {
             kubeconfig: None,
             tenant_dns_domain: "cluster.local".into(),
             tenant_reservation_mib: 64,
+            resync_seconds: kamajid::reconcile::BOOTSTRAP_RESYNC,
             process: Default::default(),
         };
         let (stop, rx) = watch::channel(false);

@@ -1,0 +1,259 @@
+//! The Kubernetes runtime against a real admin cluster, through the real terraform (or tofu) CLI:
+//! a real kube-apiserver and kube-controller-manager on loopback judge every object kamajid
+//! applies with server-side apply; [`PodRunner`] plays the kubelet (no kubelet can run pods
+//! here) by running each control-plane Deployment's pod template as local processes of the real
+//! programs, so the tenants answer kubectl at the address kamajid derives from their Service.
+
+use std::time::{Duration, Instant};
+
+use acceptance_tests::admin_cluster::{AdminCluster, PodRunner};
+use acceptance_tests::k8s::{self, Kubectl};
+use acceptance_tests::*;
+
+/// What server-side apply recorded about who owns an object's fields: `(manager, operation)`.
+fn managers(obj: &serde_json::Value) -> Vec<(String, String)> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap_or_default().to_owned(),
+                m["operation"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn tenant_hcl(label: &str, name: &str, version: &str, replicas: u32, network: &str) -> String {
+    format!(
+        "resource \"kamaji_tenant_cluster\" \"{label}\" {{\n  name = \"{name}\"\n  kubernetes_version = \"{version}\"\n  replicas = {replicas}\n  datastore = kamaji_datastore.a.name\n  network {{\n{network}  }}\n  timeouts {{\n    create = \"5m\"\n    update = \"5m\"\n  }}\n}}\n"
+    )
+}
+
+async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_admin_cluster_takes_every_object_patches_in_place_and_is_left_empty() {
+    let admin = AdminCluster::start().await;
+    let pods = PodRunner::start(&admin);
+    let h = Harness::start_with_args(
+        Some(admin.kubeconfig.clone()),
+        // Drift repair every few seconds, so the test sees kamajid take a field back.
+        vec!["--resync-seconds=3".into()],
+    )
+    .await;
+    let shard = h.etcd("shard", EtcdSecurity::default()).await;
+    let ds = DatastoreHcl::new("a", "shard", &shard.endpoint);
+    let (old, new) = (k8s::oldest(), k8s::newest());
+    // One tenant per Service type. The NodePort and ClusterIP ones are reached at the address
+    // users give (`endpoint_address`); the LoadBalancer one at the balancer's.
+    let ports = [free_port(), free_port(), free_port()];
+    let lb = format!(
+        "    port = {}\n    service_type = \"LoadBalancer\"\n",
+        ports[0]
+    );
+    let np = format!(
+        "    port = {}\n    service_type = \"NodePort\"\n    endpoint_address = \"127.0.0.1\"\n",
+        ports[1]
+    );
+    let cip = format!(
+        "    port = {}\n    service_type = \"ClusterIP\"\n    endpoint_address = \"127.0.0.1\"\n",
+        ports[2]
+    );
+    let config = |lb_version: &str, np_replicas: u32, cip_sans: &str| {
+        format!(
+            "{PROVIDER_HCL}\n{}\n{}\n{}\n{}",
+            ds.render(),
+            tenant_hcl("lb", "lb", lb_version, 2, &lb),
+            tenant_hcl("np", "np", &old, np_replicas, &np),
+            tenant_hcl("cip", "cip", &old, 1, &format!("{cip}{cip_sans}")),
+        )
+    };
+    let w = h.workdir("admin");
+    w.write(&config(&old, 1, ""));
+    w.must_apply();
+    let kubectl = admin.kubectl();
+
+    // Every rendered object was accepted by the real apiserver, applied by kamajid alone.
+    for t in ["lb", "np", "cip"] {
+        let ns = format!("tenant-{t}");
+        let nsobj = kubectl.json(&["namespace", &ns, "--show-managed-fields"]);
+        assert_eq!(managers(&nsobj), [("kamajid".into(), "Apply".into())]);
+        for (kind, name) in [
+            ("secret", "pki"),
+            ("secret", "etcd-pki"),
+            ("secret", "kubeconfigs"),
+            ("deployment", "control-plane"),
+            ("service", "kube-apiserver"),
+            ("networkpolicy", "kube-apiserver-ingress"),
+            ("poddisruptionbudget", "control-plane"),
+        ] {
+            let obj = kubectl.json(&[kind, name, "-n", &ns, "--show-managed-fields"]);
+            let m = managers(&obj);
+            assert!(
+                m.contains(&("kamajid".into(), "Apply".into())),
+                "{kind}/{name} in {ns}: {m:?}"
+            );
+            assert_eq!(
+                obj["metadata"]["labels"]["app.kubernetes.io/managed-by"], "kamajid",
+                "{kind}/{name}"
+            );
+        }
+        let svc = kubectl.json(&["service", "kube-apiserver", "-n", &ns]);
+        let want = match t {
+            "lb" => "LoadBalancer",
+            "np" => "NodePort",
+            _ => "ClusterIP",
+        };
+        assert_eq!(svc["spec"]["type"], want);
+    }
+    // Each tenant answers at its endpoint with the kubeconfig terraform returned, and was
+    // bootstrapped there for kubeadm join.
+    let mut tenant_kubectl = Vec::new();
+    for (t, port) in ["lb", "np", "cip"].into_iter().zip(ports) {
+        let v = w.resource(&format!("kamaji_tenant_cluster.{t}"))["values"].clone();
+        assert_eq!(v["status"], "Ready", "{v:#}");
+        assert_eq!(v["endpoint"], format!("https://127.0.0.1:{port}"));
+        let k = Kubectl::new(
+            &w.dir.join(format!("{t}.kubeconfig")),
+            v["admin_kubeconfig"].as_str().unwrap(),
+        );
+        k.must(&["get", "ns", "kube-system"]);
+        k.must(&["get", "configmap", "cluster-info", "-n", "kube-public"]);
+        tenant_kubectl.push(k);
+    }
+    // The pod layout's flags are what run: the apiserver's certificate files from the mounted
+    // Secrets, the tenant's etcd prefix.
+    let lb_uid = w.resource("kamaji_tenant_cluster.lb")["values"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cmds = pods.commands("tenant-lb");
+    let api = cmds
+        .iter()
+        .find(|c| c[0].ends_with("/kube-apiserver"))
+        .expect("apiserver running");
+    assert!(api.contains(&format!("--etcd-prefix=/{lb_uid}")), "{api:?}");
+    assert!(api[0].contains(&format!("v{old}/")), "{api:?}");
+
+    // One apply changes all three in place: an upgrade, a replica change and a new SAN. The real
+    // apiserver takes each patch with no conflict; the plan after it is empty.
+    w.write(&config(&new, 3, "    extra_sans = [\"api.cip.example\"]\n"));
+    let plan = planned_actions(&w.plan_json());
+    for t in ["lb", "np", "cip"] {
+        assert_eq!(
+            plan[&format!("kamaji_tenant_cluster.{t}")],
+            ["update"],
+            "{plan:?}"
+        );
+    }
+    w.must_apply();
+    let lb_dep = kubectl.json(&["deployment", "control-plane", "-n", "tenant-lb"]);
+    let images: Vec<&str> = lb_dep["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["image"].as_str().unwrap())
+        .collect();
+    assert!(
+        images.iter().all(|i| i.ends_with(&format!(":v{new}"))),
+        "{images:?}"
+    );
+    let version: serde_json::Value =
+        serde_json::from_str(&tenant_kubectl[0].must(&["get", "--raw", "/version"])).unwrap();
+    assert_eq!(version["gitVersion"], format!("v{new}"));
+    let np_dep = kubectl.json(&["deployment", "control-plane", "-n", "tenant-np"]);
+    assert_eq!(np_dep["spec"]["replicas"], 3);
+    let pki = kubectl.json(&["secret", "pki", "-n", "tenant-cip"]);
+    let cert = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(pki["data"]["apiserver.crt"].as_str().unwrap())
+            .unwrap()
+    };
+    let sans = openssl(&["x509", "-noout", "-ext", "subjectAltName"], &cert);
+    let sans = String::from_utf8_lossy(&sans);
+    assert!(sans.contains("api.cip.example"), "{sans}");
+    tenant_kubectl[2].must(&["get", "ns", "default"]);
+    assert_eq!(w.plan_code().code, 0, "plan after the update is not empty");
+
+    // A second field manager: applying a field kamajid owns is a conflict the apiserver refuses;
+    // forcing it (here `kubectl scale`) works until kamajid's next resync takes the field back.
+    // A field kamajid does not set (a label of the operator's) stays.
+    let theirs = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"control-plane","namespace":"tenant-np"},"spec":{"replicas":5}}"#;
+    let r = kubectl.run_with(
+        &["apply", "--server-side", "--field-manager=ops", "-f", "-"],
+        Some(theirs),
+    );
+    assert!(
+        !r.ok && r.stderr.contains("conflict"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    kubectl.must(&[
+        "scale",
+        "deployment",
+        "control-plane",
+        "-n",
+        "tenant-np",
+        "--replicas=5",
+    ]);
+    kubectl.must(&[
+        "label",
+        "deployment",
+        "control-plane",
+        "-n",
+        "tenant-np",
+        "ops.example/owner=team-x",
+    ]);
+    wait_until("kamaji to take spec.replicas back", 60, || {
+        kubectl.json(&["deployment", "control-plane", "-n", "tenant-np"])["spec"]["replicas"] == 3
+    })
+    .await;
+    let np_dep = kubectl.json(&["deployment", "control-plane", "-n", "tenant-np"]);
+    assert_eq!(np_dep["metadata"]["labels"]["ops.example/owner"], "team-x");
+
+    // Destroy: every tenant namespace is finalized by the real namespace controller, and
+    // nothing kamajid made is left anywhere in the admin cluster.
+    let r = w.tf(&["destroy", "-auto-approve", "-input=false"]);
+    assert!(r.ok(), "destroy failed:\n{}", r.output());
+    for t in ["lb", "np", "cip"] {
+        let r = kubectl.run(&["get", "namespace", &format!("tenant-{t}")]);
+        assert!(
+            !r.ok && r.stderr.contains("NotFound"),
+            "{}{}",
+            r.stdout,
+            r.stderr
+        );
+    }
+    for kind in [
+        "namespaces",
+        "secrets",
+        "deployments",
+        "services",
+        "networkpolicies",
+        "poddisruptionbudgets",
+    ] {
+        let left = kubectl.json(&[kind, "-A", "-l", "app.kubernetes.io/managed-by=kamajid"]);
+        assert_eq!(
+            left["items"].as_array().map(Vec::len),
+            Some(0),
+            "{kind} left: {left:#}"
+        );
+    }
+    assert_eq!(
+        h.shard_leftovers(&shard.endpoint).await,
+        (vec![], vec![], 0)
+    );
+}
