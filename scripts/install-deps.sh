@@ -77,7 +77,8 @@ if ! command -v terraform >/dev/null 2>&1; then
   if [ ! -x "$dest/terraform" ]; then
     say "no terraform on PATH: building terraform v$TERRAFORM_VERSION from its Go module (a few minutes)"
     mkdir -p "$dest"
-    GOBIN="$dest" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+    GOBIN="$dest" CGO_ENABLED=0 go install -trimpath \
+      -ldflags "-s -w -X github.com/hashicorp/terraform/version.dev=no" \
       "github.com/hashicorp/terraform@v$TERRAFORM_VERSION"
   fi
   ln -sf "$dest/terraform" "$(bin_on_path)/terraform"

@@ -126,6 +126,13 @@ impl Kubectl {
         r.stdout
     }
 
+    /// Runs `kubectl ARGS` with `stdin` and fails the test unless it succeeds.
+    pub fn must_with(&self, args: &[&str], stdin: &str) -> String {
+        let r = self.run_with(args, Some(stdin));
+        assert!(r.ok, "kubectl {args:?} failed:\n{}{}", r.stdout, r.stderr);
+        r.stdout
+    }
+
     /// `kubectl apply -f -` of `manifest`.
     pub fn apply(&self, manifest: &str) -> String {
         let r = self.run_with(&["apply", "-f", "-"], Some(manifest));
