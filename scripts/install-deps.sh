@@ -8,13 +8,16 @@
 #   etcd-client, which imports descriptor.proto and struct.proto (Debian protobuf-compiler, and
 #   libprotobuf-dev, only a Recommends of it, which --no-install-recommends drops: named here).
 # - openssl: tests cross-check certificates and hashes with it (Debian openssl).
-# - curl and ca-certificates: the checksum-verified download of release binaries (Debian).
+# - curl and ca-certificates: the checksum-verified download of release binaries, and the tests'
+#   raw calls to a tenant apiserver as a node (Debian).
+# - containerd and runc: the container runtime a real kubelet needs to start and join a tenant in
+#   the worker-join test (Debian containerd, runc; no image can be pulled here, so no pod runs).
 # - flock: one build of the Kubernetes programs at a time (Debian util-linux).
 # - kubernetes-validate: rendered objects against the upstream schemas (PyPI).
 # - terraform: the CLI the acceptance tests and the demo drive (built from its Go module, pinned).
 # - tofu: OpenTofu, the other CLI the acceptance suites run under (scripts/tofu.sh: built from
 #   the github.com/opentofu/opentofu Go module at tools/tofu-build/VERSION, cached).
-# - kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm, kubectl: real tenant control
+# - kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm, kubectl, kubelet: real tenant control
 #   planes, the admin cluster of the Kubernetes-runtime tests, worker join, and what tests and the
 #   demo talk to tenants with (scripts/k8s-binaries.sh: built from the k8s.io/kubernetes Go module,
 #   cached per version). kubectl is also linked onto PATH when the machine has none.
@@ -38,6 +41,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 [ -e /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provides the upstream Kubernetes programs for VERSION in CACHE/vVERSION/: kube-apiserver,
-# kube-controller-manager and kube-scheduler (what the process runtime runs), kubeadm (worker
-# join) and kubectl (what users and the tests talk to tenants with). Prints CACHE, the
+# kube-controller-manager and kube-scheduler (what the process runtime runs), kubeadm and
+# kubelet (worker join) and kubectl (what users and the tests talk to tenants with). Prints CACHE, the
 # --k8s-bin-dir, on stdout; progress goes to stderr.
 #
 # Where they come from, first that works (KAMAJI_K8S_SOURCE=download|build forces one):
@@ -21,7 +21,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 source_pref=${KAMAJI_K8S_SOURCE:-auto}
 arch=$(uname -m); case "$arch" in x86_64) arch=amd64 ;; aarch64|arm64) arch=arm64 ;; esac
 dir="$cache/v$version"
-programs=(kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl)
+programs=(kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl kubelet)
 say() { echo "k8s-binaries: $*" >&2; }
 
 if ! [[ "$version" =~ ^1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$ ]]; then

@@ -89,8 +89,7 @@ async fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread")]
 async fn kubeadm_discovers_with_the_join_command_and_a_node_bootstraps_its_certificate() {
     let root = tempfile::tempdir().unwrap();
-    let (h, tenants_dir, _) =
-        Harness::with_process_runtime(root.path(), &k8s::bin_dir(), 0).await;
+    let (h, tenants_dir, _) = Harness::with_process_runtime(root.path(), &k8s::bin_dir(), 0).await;
     let _reaper = Reaper(tenants_dir);
     let shard = h.etcd("shard", EtcdSecurity::default()).await;
     let version = k8s::newest();
@@ -201,7 +200,13 @@ async fn kubeadm_discovers_with_the_join_command_and_a_node_bootstraps_its_certi
     let dir = w.dir.join("worker-1");
     std::fs::create_dir_all(&dir).unwrap();
     let key = openssl(
-        &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ],
         b"",
     );
     let key_path = dir.join("kubelet.key");
@@ -232,7 +237,10 @@ async fn kubeadm_discovers_with_the_join_command_and_a_node_bootstraps_its_certi
     let mut issued = String::new();
     eventually("the CSR to be approved and signed", 60, || {
         let c = admin.json(&["csr", csr_name]);
-        issued = c["status"]["certificate"].as_str().unwrap_or_default().to_owned();
+        issued = c["status"]["certificate"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         !issued.is_empty()
     })
     .await;
@@ -262,7 +270,12 @@ async fn kubeadm_discovers_with_the_join_command_and_a_node_bootstraps_its_certi
         ),
     );
     assert_eq!(
-        node.must(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]),
+        node.must(&[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}"
+        ]),
         "system:node:worker-1"
     );
     let node_obj = |name: &str| {
@@ -299,12 +312,245 @@ async fn kubeadm_discovers_with_the_join_command_and_a_node_bootstraps_its_certi
     node.must(&["get", "configmap", "kubeadm-config", "-n", "kube-system"]);
     // Another node is off limits: neither created nor changed by worker-1.
     let r = node.run_with(&["create", "-f", "-"], Some(&node_obj("worker-2")));
-    assert!(!r.ok && r.stderr.contains("Forbidden"), "{}{}", r.stdout, r.stderr);
+    assert!(
+        !r.ok && r.stderr.contains("Forbidden"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
     admin.must_with(&["create", "-f", "-"], &node_obj("worker-2"));
     let r = node.run(&["label", "node", "worker-2", "pool=stolen"]);
-    assert!(!r.ok && r.stderr.contains("Forbidden"), "{}{}", r.stdout, r.stderr);
+    assert!(
+        !r.ok && r.stderr.contains("Forbidden"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
     let r = node.run(&["delete", "node", "worker-2"]);
-    assert!(!r.ok && r.stderr.contains("Forbidden"), "{}{}", r.stdout, r.stderr);
+    assert!(
+        !r.ok && r.stderr.contains("Forbidden"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
     let status = admin.json(&["node", "worker-1"]);
-    assert_eq!(status["status"]["conditions"][0]["reason"], "KubeletNotReady");
+    assert_eq!(
+        status["status"]["conditions"][0]["reason"],
+        "KubeletNotReady"
+    );
+}
+
+/// Host paths a kubelet uses whatever its `--root-dir`; removed after the test when it made them.
+const KUBELET_HOST_PATHS: [&str; 3] = ["/var/lib/kubelet", "/var/log/pods", "/var/log/containers"];
+
+/// Stops a process and, once gone, removes what the kubelet left on the host.
+struct Stop(Vec<std::process::Child>, Vec<&'static str>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for p in &self.1 {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+/// A real kubelet (built from the same module) with Debian's containerd joins a tenant as far as
+/// this machine allows: it TLS-bootstraps with a token terraform issued, its CSR is approved and
+/// signed, it registers its Node and reports it; its pods cannot start (no image can be pulled
+/// here), so the Node stays NotReady.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_kubelet_bootstraps_and_registers_its_node() {
+    assert_eq!(
+        uid(),
+        0,
+        "a kubelet and containerd run as root; run the tests as root (CI does)"
+    );
+    let root = tempfile::tempdir().unwrap();
+    let (h, tenants_dir, _) = Harness::with_process_runtime(root.path(), &k8s::bin_dir(), 1).await;
+    let _reaper = Reaper(tenants_dir);
+    let shard = h.etcd("shard", EtcdSecurity::default()).await;
+    let version = k8s::newest();
+    let w = h.workdir("kubelet");
+    w.write(&config(
+        &DatastoreHcl::new("a", "shard", &shard.endpoint).render(),
+        &version,
+    ));
+    w.must_apply();
+    let acme = w.resource("kamaji_tenant_cluster.acme")["values"].clone();
+    let token = w.resource("kamaji_bootstrap_token.workers")["values"].clone();
+    let endpoint = acme["endpoint"].as_str().unwrap().to_owned();
+    let ca = acme["cluster_ca_certificate"].as_str().unwrap().to_owned();
+    let admin = Kubectl::new(
+        &w.dir.join("admin.kubeconfig"),
+        acme["admin_kubeconfig"].as_str().unwrap(),
+    );
+
+    // containerd, private to this test: its root, state and socket under the test directory.
+    let dir = root.path().join("node");
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    let made: Vec<&'static str> = KUBELET_HOST_PATHS
+        .into_iter()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    let default = std::process::Command::new("containerd")
+        .args(["config", "default"])
+        .output()
+        .expect("containerd (scripts/install-deps.sh installs it)");
+    let sock = dir.join("containerd.sock");
+    let ctd_config: String = String::from_utf8_lossy(&default.stdout)
+        .lines()
+        .map(|l| match l.trim_start() {
+            t if t.starts_with("root = ") && !l.starts_with(' ') => {
+                format!("root = {:?}", dir.join("containerd/root"))
+            }
+            t if t.starts_with("state = ") && !l.starts_with(' ') => {
+                format!("state = {:?}", dir.join("containerd/state"))
+            }
+            t if t.starts_with("address = \"/run/containerd/containerd.sock\"") => {
+                format!("  address = {sock:?}")
+            }
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("containerd.toml"), ctd_config).unwrap();
+    let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+    let containerd = std::process::Command::new("containerd")
+        .arg("--config")
+        .arg(dir.join("containerd.toml"))
+        .stdout(log("containerd.log"))
+        .stderr(log("containerd.err"))
+        .spawn()
+        .expect("containerd");
+    let mut running = Stop(vec![containerd], made);
+    eventually("containerd to listen", 30, || sock.exists()).await;
+
+    // What `kubeadm join` would write for the kubelet: the bootstrap kubeconfig with the token,
+    // and the kubelet configuration the cluster publishes, with this host's paths.
+    std::fs::write(dir.join("ca.crt"), &ca).unwrap();
+    write_private(
+        &dir.join("bootstrap-kubelet.conf"),
+        &kubeconfig(
+            &endpoint,
+            &ca,
+            &format!("    token: {}\n", token["token"].as_str().unwrap()),
+        ),
+    );
+    let published: serde_json::Value = serde_json::from_str(
+        admin.json(&["configmap", "kubelet-config", "-n", "kube-system"])["data"]["kubelet"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(published["clusterDNS"][0], "10.96.0.10");
+    let mut cfg = published.clone();
+    cfg["authentication"]["x509"]["clientCAFile"] = dir.join("ca.crt").display().to_string().into();
+    cfg["staticPodPath"] = dir.join("manifests").display().to_string().into();
+    cfg["containerRuntimeEndpoint"] = format!("unix://{}", sock.display()).into();
+    // This host: no systemd, cgroup v1 (which kubelets refuse unless told), swap maybe.
+    for (k, v) in [
+        ("cgroupDriver", serde_json::json!("cgroupfs")),
+        ("failCgroupV1", serde_json::json!(false)),
+        ("failSwapOn", serde_json::json!(false)),
+        ("cgroupsPerQOS", serde_json::json!(false)),
+        ("enforceNodeAllocatable", serde_json::json!([])),
+        ("healthzPort", serde_json::json!(0)),
+        ("readOnlyPort", serde_json::json!(0)),
+        ("port", serde_json::json!(free_port())),
+    ] {
+        cfg[k] = v;
+    }
+    std::fs::write(dir.join("kubelet.json"), cfg.to_string()).unwrap();
+    let kubelet = std::process::Command::new(k8s::program(&version, "kubelet"))
+        .arg(format!(
+            "--bootstrap-kubeconfig={}",
+            dir.join("bootstrap-kubelet.conf").display()
+        ))
+        .arg(format!(
+            "--kubeconfig={}",
+            dir.join("kubelet.conf").display()
+        ))
+        .arg(format!("--config={}", dir.join("kubelet.json").display()))
+        .arg(format!("--root-dir={}", dir.join("kubelet").display()))
+        .arg(format!("--cert-dir={}", dir.join("pki").display()))
+        .arg("--hostname-override=worker-real")
+        .stdout(log("kubelet.out"))
+        .stderr(log("kubelet.log"))
+        .spawn()
+        .expect("kubelet");
+    running.0.push(kubelet);
+
+    // TLS bootstrap: its CSR, made with the token, approved and signed by the real controllers.
+    let id = token["token_id"].as_str().unwrap().to_owned();
+    let mut csr = serde_json::Value::Null;
+    eventually("the kubelet's CSR to be issued", 90, || {
+        let all = admin.json(&["csr"]);
+        csr = all["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["spec"]["username"] == format!("system:bootstrap:{id}"))
+            .cloned()
+            .unwrap_or_default();
+        csr["status"]["certificate"].is_string()
+    })
+    .await;
+    assert_eq!(
+        csr["spec"]["signerName"],
+        "kubernetes.io/kube-apiserver-client-kubelet"
+    );
+    assert_eq!(csr["status"]["conditions"][0]["type"], "Approved");
+    let pem = std::fs::read(dir.join("pki/kubelet-client-current.pem")).unwrap();
+    let subject =
+        String::from_utf8_lossy(&openssl(&["x509", "-noout", "-subject"], &pem)).into_owned();
+    assert!(subject.contains("system:node:worker-real"), "{subject}");
+
+    // It registered its Node with its own credentials, and reports it.
+    let mut node = serde_json::Value::Null;
+    eventually(
+        "the kubelet to register its Node and report its status",
+        90,
+        || {
+            let r = admin.run(&["get", "node", "worker-real", "-o", "json"]);
+            node = serde_json::from_str(&r.stdout).unwrap_or_default();
+            node["status"]["nodeInfo"]["kubeletVersion"].is_string()
+                && node["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| !c.is_empty())
+        },
+    )
+    .await;
+    assert_eq!(
+        node["status"]["nodeInfo"]["kubeletVersion"],
+        format!("v{version}")
+    );
+    assert!(
+        node["status"]["nodeInfo"]["containerRuntimeVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("containerd://"),
+        "{node:#}"
+    );
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .unwrap_or_default();
+    // No CNI and no pullable image here: the node is registered but not Ready.
+    assert_eq!(ready["status"], "False", "{node:#}");
+    drop(running);
+}
+
+/// The user this test runs as (`/proc/self` belongs to it).
+fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
 }
