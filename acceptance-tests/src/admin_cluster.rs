@@ -470,3 +470,39 @@ fn start_pod(
         ready_reported: false,
     })
 }
+
+/// A kamajid whose admin cluster is a real one, with [`PodRunner`] running its tenants' pods;
+/// `extra` are more `kamajid serve` flags.
+pub async fn harness(extra: Vec<String>) -> (AdminCluster, PodRunner, crate::Harness) {
+    let admin = AdminCluster::start().await;
+    let pods = PodRunner::start(&admin);
+    let h = crate::Harness::start_with_args(Some(admin.kubeconfig.clone()), extra).await;
+    (admin, pods, h)
+}
+
+impl AdminCluster {
+    /// Names of the objects kamajid made that are still in the admin cluster, as `kind/ns/name`:
+    /// what a destroy must leave empty.
+    pub fn kamajid_objects(&self) -> Vec<String> {
+        let k = self.kubectl();
+        let mut out = Vec::new();
+        for kind in [
+            "namespaces",
+            "secrets",
+            "deployments",
+            "services",
+            "networkpolicies",
+            "poddisruptionbudgets",
+        ] {
+            let list = k.json(&[kind, "-A", "-l", "app.kubernetes.io/managed-by=kamajid"]);
+            for o in list["items"].as_array().into_iter().flatten() {
+                out.push(format!(
+                    "{kind}/{}/{}",
+                    o["metadata"]["namespace"].as_str().unwrap_or(""),
+                    o["metadata"]["name"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        out
+    }
+}

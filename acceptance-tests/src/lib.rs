@@ -655,34 +655,6 @@ pub fn points_at(out: &str, attribute: &str) -> bool {
 pub const PROVIDER_HCL: &str =
     "terraform {\n  required_providers {\n    kamaji = { source = \"kamaji/kamaji\" }\n  }\n}\n";
 
-/// `https://<address>:6443` where the double's load balancer exposes tenant `name`, after
-/// checking that kamajid bootstrapped the tenant there (it could only do so over TLS verified
-/// against the tenant CA, so the address is in the serving certificate).
-pub fn bootstrapped_endpoint(double: &kube_double::KubeDouble, name: &str) -> String {
-    let ns = format!("tenant-{name}");
-    let svc = double
-        .get(&format!("/api/v1/namespaces/{ns}/services/kube-apiserver"))
-        .unwrap_or_else(|| panic!("no Service for tenant {name}"));
-    let ip = svc["status"]["loadBalancer"]["ingress"][0]["ip"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no load-balancer address for tenant {name}: {svc:#}"));
-    let endpoint = format!("https://{ip}:6443");
-    let api = double
-        .tenant(&ns)
-        .unwrap_or_else(|| panic!("tenant {name}'s apiserver double is not running"));
-    let ci = api
-        .get("/api/v1/namespaces/kube-public/configmaps/cluster-info")
-        .unwrap_or_else(|| panic!("tenant {name} not bootstrapped: no cluster-info"));
-    assert!(
-        ci["data"]["kubeconfig"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(&format!("server: {endpoint}")),
-        "cluster-info of {name} does not point at {endpoint}: {ci:#}"
-    );
-    endpoint
-}
-
 /// Runs `openssl ARGS` with `input` on stdin and returns what it prints: an independent reading
 /// of certificates and keys.
 pub fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {

@@ -1,9 +1,10 @@
-//! Worker join through the real `terraform` CLI: a tenant cluster, the shipped
+//! Worker join through the real `terraform` (or tofu) CLI: a tenant cluster, the shipped
 //! `examples/modules/worker-cloud-init` module and its `kamaji_bootstrap_token`, against a real
-//! kamajid and real etcd, with the Kubernetes API test double as the admin cluster and as the
-//! tenant's apiserver.
+//! kamajid, real etcd and a real admin cluster, the tenant's control plane run by [`PodRunner`]
+//! as local processes of the real programs. What a joining worker then does is in worker_join.rs.
 
-use acceptance_tests::kube_double::KubeDouble;
+use acceptance_tests::admin_cluster;
+use acceptance_tests::k8s::{self, Kubectl};
 use acceptance_tests::*;
 use kamajid::devenv::EtcdSecurity;
 
@@ -31,13 +32,16 @@ fn openssl_ca_hash(pem: &str) -> String {
     digest.split_whitespace().next().unwrap().to_owned()
 }
 
-fn config(module: &str, ttl: &str, addons: &str) -> String {
+fn config(module: &str, version: &str, port: u16, ttl: &str, addons: &str) -> String {
     format!(
         r#"
 resource "kamaji_tenant_cluster" "acme" {{
   name               = "acme"
-  kubernetes_version = "1.35.2"
+  kubernetes_version = "{version}"
   datastore          = kamaji_datastore.a.name
+  network {{
+    port = {port}
+  }}
   {addons}
 }}
 
@@ -60,9 +64,8 @@ output "expires_at" {{ value = module.join.token_expires_at }}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_module_joins_workers_with_an_expiring_token_that_terraform_replaces() {
-    let double = KubeDouble::admin_cluster();
-    let base = double.start().await;
-    let h = Harness::start_with_admin_cluster(Some(KubeDouble::kubeconfig(&base))).await;
+    let (_admin, _pods, h) = admin_cluster::harness(vec![]).await;
+    let (version, port) = (k8s::newest(), free_port());
     let shard = h.etcd("shard", EtcdSecurity::default()).await;
     let ds = DatastoreHcl::new("a", "shard", &shard.endpoint);
     let module = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -75,7 +78,7 @@ async fn a_module_joins_workers_with_an_expiring_token_that_terraform_replaces()
         w.write(&format!(
             "{PROVIDER_HCL}\n{}\n{}",
             ds.render(),
-            config(&module, ttl, addons)
+            config(&module, &version, port, ttl, addons)
         ))
     };
     let write = |ttl: &str| write_with(ttl, "");
@@ -86,7 +89,12 @@ async fn a_module_joins_workers_with_an_expiring_token_that_terraform_replaces()
 
     // The token is kubeadm's, in the tenant, and the join command carries the right hash.
     let acme = w.resource("kamaji_tenant_cluster.acme")["values"].clone();
-    let endpoint = bootstrapped_endpoint(&double, "acme");
+    let endpoint = format!("https://127.0.0.1:{port}");
+    assert_eq!(acme["endpoint"], endpoint.as_str());
+    let tenant = Kubectl::new(
+        &w.dir.join("acme.kubeconfig"),
+        acme["admin_kubeconfig"].as_str().unwrap(),
+    );
     let ca = acme["cluster_ca_certificate"].as_str().unwrap();
     let hash = openssl_ca_hash(ca);
     let t = token(&w);
@@ -107,17 +115,23 @@ async fn a_module_joins_workers_with_an_expiring_token_that_terraform_replaces()
             endpoint.trim_start_matches("https://")
         )
     );
-    let tenant = double.tenant("tenant-acme").expect("tenant apiserver");
-    let secret_path = format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{id}");
-    let secret = tenant
-        .get(&secret_path)
-        .expect("token Secret in the tenant");
+    let secret_name = format!("bootstrap-token-{id}");
+    let secret = tenant.json(&["secret", &secret_name, "-n", "kube-system"]);
     assert_eq!(secret["type"], "bootstrap.kubernetes.io/token");
-    assert_eq!(secret["stringData"]["expiration"], t["expires_at"]);
+    let data = |s: &serde_json::Value, k: &str| -> String {
+        use base64::Engine;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(s["data"][k].as_str().unwrap_or_default())
+                .unwrap(),
+        )
+        .unwrap()
+    };
     assert_eq!(
-        secret["stringData"]["description"],
-        "workers of acme (terraform)"
+        data(&secret, "expiration"),
+        t["expires_at"].as_str().unwrap()
     );
+    assert_eq!(data(&secret, "description"), "workers of acme (terraform)");
     let sensitive = &w.state_json()["values"]["root_module"]["child_modules"][0]["resources"][0]
         ["sensitive_values"];
     assert_eq!(sensitive["token"], true, "{sensitive:#}");
@@ -125,23 +139,32 @@ async fn a_module_joins_workers_with_an_expiring_token_that_terraform_replaces()
     let out = w.tf(&["output", "-raw", "cloud_init"]);
     assert!(out.stdout.starts_with("#cloud-config"), "{}", out.stdout);
     assert!(out.stdout.contains(t["join_command"].as_str().unwrap()));
-    assert!(out.stdout.contains("pkgs.k8s.io/core:/stable:/v1.35/deb/"));
+    let minor = version.rsplit_once('.').unwrap().0;
+    assert!(out
+        .stdout
+        .contains(&format!("pkgs.k8s.io/core:/stable:/v{minor}/deb/")));
     assert!(out.stdout.contains("--node-labels=pool=general"));
     assert_eq!(w.plan_code().code, 0, "re-plan not empty");
 
     // Deleted inside the tenant: the next plan creates a new token.
-    tenant.remove(&secret_path);
+    tenant.must(&["delete", "secret", &secret_name, "-n", "kube-system"]);
     let plan = w.plan_json();
     assert_eq!(planned_actions(&plan)[TOKEN], ["create"], "{plan:#}");
     w.must_apply();
     let second = token(&w)["token_id"].as_str().unwrap().to_owned();
     assert_ne!(second, id);
 
-    // Expired (and not yet cleaned up by the tenant's token cleaner): planned for re-creation.
-    let path2 = format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{second}");
-    let mut old = tenant.get(&path2).unwrap();
-    old["stringData"]["expiration"] = "2020-01-01T00:00:00Z".into();
-    tenant.put(&path2, old);
+    // Expired (whether or not the tenant's token cleaner removed it yet): planned for re-creation.
+    tenant.must(&[
+        "patch",
+        "secret",
+        &format!("bootstrap-token-{second}"),
+        "-n",
+        "kube-system",
+        "--type=merge",
+        "-p",
+        r#"{"stringData":{"expiration":"2020-01-01T00:00:00Z"}}"#,
+    ]);
     assert_eq!(planned_actions(&w.plan_json())[TOKEN], ["create"]);
     w.must_apply();
     let third = token(&w)["token_id"].as_str().unwrap().to_owned();
@@ -150,14 +173,17 @@ async fn a_module_joins_workers_with_an_expiring_token_that_terraform_replaces()
     write("48h");
     assert_eq!(planned_actions(&w.plan_json())[TOKEN], ["delete", "create"]);
     w.must_apply();
-    assert!(
-        tenant
-            .get(&format!(
-                "/api/v1/namespaces/kube-system/secrets/bootstrap-token-{third}"
-            ))
-            .is_none(),
-        "replaced token left in the tenant"
-    );
+    let gone = |id: &str| {
+        let r = tenant.run(&[
+            "get",
+            "secret",
+            &format!("bootstrap-token-{id}"),
+            "-n",
+            "kube-system",
+        ]);
+        !r.ok && r.stderr.contains("NotFound")
+    };
+    assert!(gone(&third), "replaced token left in the tenant");
 
     // Bad input is refused at plan, naming the attribute.
     // J: "0s" is a duration, too short, not a misread one.
@@ -178,36 +204,44 @@ async fn a_module_joins_workers_with_an_expiring_token_that_terraform_replaces()
     write("48h");
 
     // Add-ons are on by default, at the tenant's version; turning kube-proxy off removes it in place.
-    const KUBE_PROXY: &str = "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy";
-    const COREDNS: &str = "/apis/apps/v1/namespaces/kube-system/deployments/coredns";
+    const KUBE_PROXY: [&str; 4] = ["daemonset", "kube-proxy", "-n", "kube-system"];
+    const COREDNS: [&str; 4] = ["deployment", "coredns", "-n", "kube-system"];
+    let exists = |what: &[&str]| {
+        let mut a = vec!["get"];
+        a.extend_from_slice(what);
+        tenant.run(&a).ok
+    };
     let acme = w.resource("kamaji_tenant_cluster.acme")["values"].clone();
     assert_eq!(
         acme["addons"],
         serde_json::json!({"coredns": true, "kube_proxy": true})
     );
-    let ds = tenant.get(KUBE_PROXY).expect("kube-proxy");
+    let ds = tenant.json(&KUBE_PROXY);
     assert_eq!(
         ds["spec"]["template"]["spec"]["containers"][0]["image"],
-        "registry.k8s.io/kube-proxy:v1.35.2"
+        format!("registry.k8s.io/kube-proxy:v{version}")
     );
-    assert!(tenant.get(COREDNS).is_some(), "coredns");
+    assert!(exists(&COREDNS), "coredns");
     write_with("48h", "addons {\n    kube_proxy = false\n  }");
     assert_eq!(
         planned_actions(&w.plan_json())["kamaji_tenant_cluster.acme"],
         ["update"]
     );
     w.must_apply();
-    assert!(tenant.get(KUBE_PROXY).is_none(), "kube-proxy not removed");
-    assert!(tenant.get(COREDNS).is_some(), "coredns removed too");
+    assert!(!exists(&KUBE_PROXY), "kube-proxy not removed");
+    assert!(exists(&COREDNS), "coredns removed too");
     assert_eq!(w.plan_code().code, 0, "re-plan not empty");
 
-    // Destroy leaves no token behind.
+    // Destroying the module deletes its token from the running tenant; then everything goes.
     let last = token(&w)["token_id"].as_str().unwrap().to_owned();
+    let r = w.tf(&[
+        "destroy",
+        "-auto-approve",
+        "-input=false",
+        "-target=module.join",
+    ]);
+    assert!(r.ok(), "destroy of the module:\n{}", r.output());
+    assert!(gone(&last), "token left after destroy");
     let r = w.tf(&["destroy", "-auto-approve", "-input=false"]);
     assert!(r.ok(), "destroy:\n{}", r.output());
-    assert!(tenant
-        .get(&format!(
-            "/api/v1/namespaces/kube-system/secrets/bootstrap-token-{last}"
-        ))
-        .is_none());
 }

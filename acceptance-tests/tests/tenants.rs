@@ -1,22 +1,24 @@
-//! Tenant clusters through the real `kamajid serve` binary: real etcd (state and a shared
-//! datastore, secured), and the Kubernetes API test double as the admin cluster.
+//! Tenant clusters through the real `kamajid serve` binary's gRPC API: real etcd (state and a
+//! shared datastore, secured) and a real admin cluster, whose control-plane pods [`PodRunner`]
+//! runs as local processes of the real programs (no kubelet can run pods here).
 
 use std::time::Duration;
 
-use acceptance_tests::kube_double::KubeDouble;
+use acceptance_tests::admin_cluster;
+use acceptance_tests::k8s::{self, Kubectl};
 use acceptance_tests::*;
 use kamaji_proto::v1::{self, TenantClusterPhase};
 use tokio_stream::StreamExt;
 
-fn tenant_spec() -> v1::TenantClusterSpec {
+fn tenant_spec(port: u16) -> v1::TenantClusterSpec {
     v1::TenantClusterSpec {
-        kubernetes_version: "1.35.2".into(),
+        kubernetes_version: k8s::newest(),
         replicas: 2,
         network: Some(v1::Network {
             service_cidr: "10.96.0.0/12".into(),
             pod_cidr: "10.244.0.0/16".into(),
             dns_service_ip: "10.96.0.10".into(),
-            port: 6443,
+            port: u32::from(port),
             service_type: v1::ServiceType::LoadBalancer as i32,
             ..Default::default()
         }),
@@ -26,9 +28,9 @@ fn tenant_spec() -> v1::TenantClusterSpec {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_removes_it_all() {
-    let double = KubeDouble::admin_cluster();
-    let base = double.start().await;
-    let h = Harness::start_with_admin_cluster(Some(KubeDouble::kubeconfig(&base))).await;
+    let (admin_cluster, _pods, h) = admin_cluster::harness(vec![]).await;
+    let admin_k = admin_cluster.kubectl();
+    let port = free_port();
     let etcd = h.etcd("shard-a", EtcdSecurity::default()).await;
     let mut ds = h.client().await;
     ds.create_datastore(v1::CreateDatastoreRequest {
@@ -51,7 +53,7 @@ async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_remove
     let mut t = h.tenants().await;
     t.create_tenant_cluster(v1::CreateTenantClusterRequest {
         name: "acme".into(),
-        spec: Some(tenant_spec()),
+        spec: Some(tenant_spec(port)),
         validate_only: false,
     })
     .await
@@ -64,7 +66,7 @@ async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_remove
         .unwrap()
         .into_inner();
     let ready = loop {
-        let next = tokio::time::timeout(Duration::from_secs(60), watch.next())
+        let next = tokio::time::timeout(Duration::from_secs(120), watch.next())
             .await
             .expect("not ready in time");
         let tc = next.expect("watch ended").expect("watch error");
@@ -74,30 +76,27 @@ async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_remove
     };
     let st = ready.status.unwrap();
     assert_eq!(st.datastore, "shard-a");
-    let endpoint = bootstrapped_endpoint(&double, "acme");
+    let endpoint = format!("https://127.0.0.1:{port}");
     assert_eq!(st.endpoint, endpoint, "endpoint from the LoadBalancer");
-    assert_eq!(st.current_version, "1.35.2");
+    assert_eq!(st.current_version, k8s::newest());
 
     // What kamajid applied to the admin cluster.
-    let paths = double.paths();
-    for want in [
-        "/api/v1/namespaces/tenant-acme",
-        "/api/v1/namespaces/tenant-acme/secrets/pki",
-        "/api/v1/namespaces/tenant-acme/secrets/etcd-pki",
-        "/api/v1/namespaces/tenant-acme/secrets/kubeconfigs",
-        "/apis/apps/v1/namespaces/tenant-acme/deployments/control-plane",
-        "/api/v1/namespaces/tenant-acme/services/kube-apiserver",
-        "/apis/networking.k8s.io/v1/namespaces/tenant-acme/networkpolicies/kube-apiserver-ingress",
-        "/apis/policy/v1/namespaces/tenant-acme/poddisruptionbudgets/control-plane",
-    ] {
-        assert!(
-            paths.iter().any(|p| p == want),
-            "{want} not applied; have {paths:?}"
-        );
-    }
-    let dep = double
-        .get("/apis/apps/v1/namespaces/tenant-acme/deployments/control-plane")
-        .unwrap();
+    let mut objects = admin_cluster.kamajid_objects();
+    objects.sort();
+    assert_eq!(
+        objects,
+        [
+            "deployments/tenant-acme/control-plane",
+            "namespaces//tenant-acme",
+            "networkpolicies/tenant-acme/kube-apiserver-ingress",
+            "poddisruptionbudgets/tenant-acme/control-plane",
+            "secrets/tenant-acme/etcd-pki",
+            "secrets/tenant-acme/kubeconfigs",
+            "secrets/tenant-acme/pki",
+            "services/tenant-acme/kube-apiserver",
+        ]
+    );
+    let dep = admin_k.json(&["deployment", "control-plane", "-n", "tenant-acme"]);
     let args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .unwrap()
@@ -134,6 +133,15 @@ async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_remove
     assert!(creds
         .admin_kubeconfig
         .contains(&format!("server: {endpoint}")));
+    let tenant = Kubectl::new(
+        &h.dir.path().join("acme.kubeconfig"),
+        &creds.admin_kubeconfig,
+    );
+    let ci = tenant.json(&["configmap", "cluster-info", "-n", "kube-public"]);
+    assert!(ci["data"]["kubeconfig"]
+        .as_str()
+        .unwrap_or_default()
+        .contains(&format!("server: {endpoint}")));
 
     // The datastore cannot go while the tenant lives on it.
     let err = ds
@@ -167,9 +175,9 @@ async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_remove
     }
     assert!(gone, "tenant not removed");
     assert!(
-        double.paths().is_empty(),
+        admin_cluster.kamajid_objects().is_empty(),
         "objects left in the admin cluster: {:?}",
-        double.paths()
+        admin_cluster.kamajid_objects()
     );
     assert!(
         admin.user_get(ready.uid.as_str()).await.is_err(),
