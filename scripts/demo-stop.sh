@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops the environment `make demo` started: the tenant control planes, then kamajid dev (which
+# Stops the environment `make demo` started: the tenant control planes, then kamajid-dev (which
 # ends its etcd processes itself).
 set -euo pipefail
 dir="$(cd "$(dirname "$0")/.." && pwd)/.demo"

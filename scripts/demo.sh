@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make demo: start a local secured environment (state etcd, two etcd datastores, kamajid) with
-# `kamajid dev`, `terraform apply` examples/quickstart against it with the freshly built
+# `kamajid-dev`, `terraform apply` examples/quickstart against it with the freshly built
 # provider, show each tenant answering kubectl, re-plan (no changes) and destroy. KEEP=1 leaves
 # the environment running afterwards (stop it with `make demo-stop`).
 set -euo pipefail
@@ -29,14 +29,14 @@ if [ -z "${KAMAJID_KUBECONFIG:-}" ]; then
   echo "demo: tenant control planes run as local processes from $KAMAJI_K8S_BIN_DIR/v$version"
   [ -x "$KAMAJI_K8S_BIN_DIR/v$version/kubectl" ] && kubectl="$KAMAJI_K8S_BIN_DIR/v$version/kubectl"
 fi
-"$bin/kamajid" dev --dir "$dir" --datastores 2 >"$dir/kamajid.log" 2>&1 &
+"$bin/kamajid-dev" --dir "$dir" --datastores 2 >"$dir/kamajid.log" 2>&1 &
 echo $! >"$dir/kamajid.pid"
 # Never leave the environment running after a failure (KEEP=1 keeps it on purpose).
 trap '[ "${KEEP:-0}" = 1 ] || "$root/scripts/demo-stop.sh" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
   [ -f "$dir/ready" ] && break
   if ! kill -0 "$(cat "$dir/kamajid.pid")" 2>/dev/null; then
-    echo "demo: kamajid dev exited; its log:" >&2; cat "$dir/kamajid.log" >&2; exit 1
+    echo "demo: kamajid-dev exited; its log:" >&2; cat "$dir/kamajid.log" >&2; exit 1
   fi
   sleep 0.3
 done

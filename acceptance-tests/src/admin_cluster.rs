@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kamajid::pki::{kubeconfig, mint, TenantPkiSpec};
+use kamaji_core::ids::TenantId;
+use kamaji_core::pki::{kubeconfig, mint, TenantPkiSpec};
 
 use crate::k8s::{self, Kubectl};
 use crate::{free_port, write_private, DevPki, EtcdProcess, EtcdSecurity};
@@ -82,7 +83,7 @@ impl AdminCluster {
         .expect("the admin cluster's etcd");
         let pki = mint(
             &TenantPkiSpec {
-                tenant_id: "admin".into(),
+                tenant_id: TenantId::parse("admin").expect("an id"),
                 service_cidr: "10.0.0.0/24".into(),
                 dns_domain: "cluster.local".into(),
                 external_sans: vec!["127.0.0.1".into(), "localhost".into()],

@@ -7,19 +7,19 @@
 
 pub mod admin_cluster;
 pub mod k8s;
-pub mod kube_double;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+pub use kamaji_core::pki::{issue, new_ca, Pem};
 use kamaji_proto::v1::datastores_client::DatastoresClient;
 use kamaji_proto::v1::tenant_clusters_client::TenantClustersClient;
-use kamajid::devenv::write_file;
-pub use kamajid::devenv::{free_port, DevPki, EtcdProcess, EtcdSecurity};
+use kamaji_testkit::devenv::write_file;
+pub use kamaji_testkit::devenv::{free_port, DevPki, EtcdProcess, EtcdSecurity};
+pub use kamaji_testkit::kube_double;
 use kamajid::etcd::{connect, EtcdTls};
-pub use kamajid::pki::{issue, new_ca, Pem};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
@@ -197,7 +197,7 @@ impl Harness {
         write_file(&dir.path().join("tokens"), TOKEN, true).expect("tokens");
         write_file(
             &dir.path().join("kek"),
-            &kamajid::kek::Kek::generate_encoded(),
+            &kamaji_core::kek::Kek::generate_encoded(),
             true,
         )
         .expect("kek");

@@ -6,7 +6,6 @@
 use acceptance_tests::admin_cluster;
 use acceptance_tests::k8s::{self, Kubectl};
 use acceptance_tests::*;
-use kamajid::devenv::EtcdSecurity;
 
 const TOKEN: &str = "module.join.kamaji_bootstrap_token.this";
 

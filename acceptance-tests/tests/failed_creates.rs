@@ -7,7 +7,6 @@ use std::path::Path;
 use acceptance_tests::k8s;
 use acceptance_tests::*;
 use kamaji_proto::v1;
-use kamajid::devenv::EtcdSecurity;
 
 /// kamajid with the process runtime reading binaries from `bins`.
 async fn harness(root: &Path, bins: &Path, slot: u16) -> (Harness, Reaper) {

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use acceptance_tests::k8s::{self, Kubectl};
 use acceptance_tests::*;
 use kamaji_proto::v1;
-use kamajid::devenv::EtcdSecurity;
 
 fn pid_of(pids: &[(PathBuf, u32)], tenant: &str, component: &str) -> u32 {
     pids.iter()

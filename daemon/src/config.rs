@@ -88,15 +88,11 @@ pub struct Cli {
     pub command: Command,
 }
 
-// Parsed once at start-up; boxing the larger variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the gRPC API and run background work.
-    Serve(ServeConfig),
-    /// Start a local, secured development environment (etcd state store, etcd datastores and
-    /// kamajid itself) and write what a client needs into a directory. Runs until interrupted.
-    Dev(DevConfig),
+    /// Serve the gRPC API and run background work. (A local development environment is
+    /// `kamajid-dev`, a separate program of the test kit.)
+    Serve(Box<ServeConfig>),
 }
 
 /// How to reach the etcd that holds kamajid's own records.
@@ -167,7 +163,7 @@ pub struct ServeConfig {
     pub tenant_reservation_mib: i64,
     /// Seconds between re-applies of each Ready tenant's control-plane objects and the objects
     /// inside it: fields kamajid owns that someone else changed are taken back then.
-    #[arg(long, env = "KAMAJID_RESYNC_SECONDS", default_value_t = crate::reconcile::BOOTSTRAP_RESYNC)]
+    #[arg(long, env = "KAMAJID_RESYNC_SECONDS", default_value_t = kamaji_core::lifecycle::RESYNC_SECONDS)]
     pub resync_seconds: i64,
     #[command(flatten)]
     pub process: ProcessRuntimeConfig,
@@ -180,28 +176,4 @@ impl ServeConfig {
     pub fn probe_timeout(&self) -> Duration {
         Duration::from_secs(self.probe_timeout_seconds.max(1))
     }
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct DevConfig {
-    /// Directory for certificates, etcd data, logs and the generated client settings.
-    #[arg(long, env = "KAMAJID_DEV_DIR", default_value = ".demo")]
-    pub dir: PathBuf,
-    /// How many etcd datastores to start besides the state etcd.
-    #[arg(long, default_value_t = 2)]
-    pub datastores: usize,
-    /// Address the gRPC API listens on.
-    #[arg(long, default_value = "127.0.0.1:7443")]
-    pub listen: SocketAddr,
-    /// Seconds between health probes of each datastore.
-    #[arg(long, default_value_t = 5)]
-    pub health_interval_seconds: u64,
-    /// Kubeconfig of an admin cluster to run tenant control planes in. Without one the dev
-    /// environment serves datastores only and the quickstart creates no tenant clusters.
-    #[arg(long, env = "KAMAJID_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubernetes server binaries to run tenant control planes as local processes when there is
-    /// no admin cluster (flat or in `v<version>/` subdirectories).
-    #[arg(long, env = "KAMAJI_K8S_BIN_DIR")]
-    pub k8s_bin_dir: Option<PathBuf>,
 }

@@ -1,4 +1,5 @@
-//! Connecting to etcd, shared by the state store, datastore probes and the dev environment.
+//! Connecting to etcd, shared by the state store, datastore probes, isolation and the dev
+//! environment.
 
 use std::time::Duration;
 
@@ -59,31 +60,4 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     parts.join(": ")
-}
-
-/// The end of the key range covering every key that starts with `prefix` (etcd's range_end).
-/// With a trailing '/' in the prefix, `/a/` never covers `/ab/`.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0] // every key
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_end_covers_exactly_the_prefix() {
-        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
-        assert!(b"/ab/".as_slice() >= prefix_end(b"/a/").as_slice());
-        assert!(b"/a/zzz".as_slice() < prefix_end(b"/a/").as_slice());
-        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
-        assert_eq!(prefix_end(b""), vec![0]);
-    }
 }

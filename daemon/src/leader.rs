@@ -11,7 +11,7 @@ use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::store::leader_key;
+use crate::store::Store;
 
 /// Campaigns until `shutdown`, publishing whether this replica leads on `leading`.
 pub async fn run(
@@ -23,7 +23,7 @@ pub async fn run(
 ) {
     let ttl = ttl_seconds.max(2);
     let renew = Duration::from_millis((ttl as u64 * 1000) / 3);
-    let key = leader_key();
+    let key = Store::leader_key();
     loop {
         if *shutdown.borrow() {
             return;

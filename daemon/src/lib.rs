@@ -1,29 +1,27 @@
-//! kamajid: the daemon behind terraform-provider-kamaji.
+//! kamajid: the daemon behind terraform-provider-kamaji, the adapters around
+//! [`kamaji_core`]: what the core decides is carried out here, over the network and files.
 //!
-//! Layout, inward to outward:
-//! - [`kek`], [`etcd`]: sealing secrets; connecting to etcd.
-//! - [`store`]: kamajid's own durable records in etcd, every write compare-and-swap.
-//! - [`datastore`]: the etcd shards tenants live on: records, probes, the health loop, and
-//!   per-tenant isolation (user, role and key prefix).
-//! - [`placement`]: the pure choice of a datastore for a new tenant (capacity-aware).
-//! - [`leader`]: lease-held leadership so several replicas can run; background work runs on one.
-//! - [`api`]: the gRPC services (TLS, bearer tokens), translating requests into the above.
-//! - [`server`]: wiring; [`config`]: flags and environment; [`devenv`]: a local secured
-//!   environment (etcd processes, certificates) for demos and tests.
+//! Layout, outward in:
+//! - [`server`]: wiring (`serve(cfg, listener, shutdown)`); [`config`]: flags and environment.
+//! - [`api`]: the gRPC services (TLS, bearer tokens). They parse requests (the input contract,
+//!   then [`wire`]), call a service, and map errors to statuses once.
+//! - [`service`]: the tenant clusters service, every rule about writing a tenant's desired state.
+//! - [`wire`]: the v1 messages and the core's types, converted in one place.
+//! - The lifecycle's ports, implemented: [`store`] (`Records`: kamajid's records in etcd; it owns
+//!   the key layout), [`datastore::isolation`] (`Isolation`: a tenant's user and role on a shared
+//!   etcd), [`runtime`] (`Runtime`: pods in an admin cluster, or local processes) and
+//!   [`tenant_client`] (`TenantObjects`: what kamajid keeps inside a tenant, and its tokens).
+//! - [`datastore`]: probing datastores and the leader's health loop; [`leader`]: the lease that
+//!   lets several replicas run with one doing background work; [`etcd`]: connecting to etcd.
 
 pub mod api;
-pub mod bootstrap;
 pub mod config;
-pub mod controlplane;
 pub mod datastore;
-pub mod devenv;
 pub mod etcd;
-pub mod kek;
 pub mod leader;
-pub mod pki;
-pub mod placement;
-pub mod reconcile;
 pub mod runtime;
 pub mod server;
+pub mod service;
 pub mod store;
-pub mod tenant;
+pub mod tenant_client;
+pub mod wire;

@@ -15,16 +15,16 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(cfg) => {
             let (tx, rx) = watch::channel(false);
             tokio::spawn(async move {
-                kamajid::devenv::wait_for_signal().await;
+                kamajid::server::wait_for_signal().await;
                 let _ = tx.send(true);
             });
-            kamajid::server::serve(cfg, rx)
-                .await
-                .map_err(|e| e.to_string())
+            match kamajid::server::bind(cfg.listen).await {
+                Ok(listener) => kamajid::server::serve(*cfg, listener, rx)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
         }
-        Command::Dev(cfg) => kamajid::devenv::run_dev(cfg)
-            .await
-            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -13,22 +13,26 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tracing::info;
 
+use kamaji_core::kek::{Kek, KekError};
+use kamaji_core::lifecycle::ports::{PortError, Runtime};
+use kamaji_core::lifecycle::{Lifecycle, Settings};
+use kamaji_core::placement::Policy;
+
 use crate::api::auth::{Tokens, TokensError};
 use crate::api::bootstrap_tokens::BootstrapTokenApi;
 use crate::api::datastores::DatastoreApi;
 use crate::api::tenants::TenantApi;
 use crate::config::RuntimeKind;
 use crate::config::{ServeConfig, StateEtcdConfig};
+use crate::datastore::isolation::EtcdIsolation;
 use crate::datastore::{health, probe::EtcdProber};
 use crate::etcd::{connect, error_chain, EtcdTls};
-use crate::kek::{Kek, KekError};
 use crate::leader;
-use crate::placement::Policy;
-use crate::reconcile::{self, Context};
 use crate::runtime::kubernetes::KubeRuntime;
 use crate::runtime::process::{ProcessConfig, ProcessRuntime};
-use crate::runtime::Runtime;
-use crate::store::{Store, ROOT};
+use crate::service::TenantService;
+use crate::store::Store;
+use crate::tenant_client::KubeTenantObjects;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -37,8 +41,8 @@ pub enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Kek(#[from] KekError),
+    #[error("the key-encryption key file {path}: {source}")]
+    Kek { path: PathBuf, source: KekError },
     #[error(transparent)]
     Tokens(#[from] TokensError),
     #[error("connecting to the state etcd at {endpoints}: {detail}")]
@@ -53,7 +57,7 @@ pub enum ServeError {
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
-    Runtime(#[from] crate::runtime::RuntimeError),
+    Runtime(#[from] PortError),
 }
 
 fn read(path: &Path) -> Result<String, ServeError> {
@@ -82,14 +86,12 @@ pub async fn connect_state(cfg: &StateEtcdConfig) -> Result<Store, ServeError> {
         ca_pem: cfg.ca_file.as_deref().map(read).transpose()?,
         identity,
     };
-    let mut client = connect(&cfg.endpoints, &tls, std::time::Duration::from_secs(5))
+    let client = connect(&cfg.endpoints, &tls, std::time::Duration::from_secs(5))
         .await
         .map_err(|e| err(error_chain(&e)))?;
-    client
-        .get(ROOT, None)
-        .await
-        .map_err(|e| err(error_chain(&e)))?;
-    Ok(Store::new(client))
+    let store = Store::new(client);
+    store.ping().await.map_err(|e| err(error_chain(&e)))?;
+    Ok(store)
 }
 
 /// The admin-cluster client: from `--kubeconfig`, else inferred (in-cluster, KUBECONFIG,
@@ -122,32 +124,28 @@ async fn kube_client(path: Option<&Path>) -> Option<kube::Client> {
     }
 }
 
-/// What every reconciler needs besides its runtime.
-struct ReconcilerParts {
+/// What every lifecycle needs besides its runtime.
+struct LifecycleParts {
     store: Store,
     kek: Kek,
-    dns_domain: String,
+    settings: Settings,
     etcd_timeout: std::time::Duration,
-    resync_seconds: i64,
     wake: Arc<tokio::sync::Notify>,
     leading: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
 }
 
-impl ReconcilerParts {
+impl LifecycleParts {
     fn spawn<R: Runtime>(self, runtime: Arc<R>) -> tokio::task::JoinHandle<()> {
-        let ctx = Arc::new(Context {
-            store: self.store,
-            kek: self.kek,
+        let life = Arc::new(Lifecycle::new(
+            self.store,
+            EtcdIsolation::new(self.kek.clone(), self.etcd_timeout),
             runtime,
-            policy: Policy::Spread,
-            dns_domain: self.dns_domain,
-            etcd_timeout: self.etcd_timeout,
-            resync_seconds: self.resync_seconds.max(1),
-            shared: Default::default(),
-        });
-        tokio::spawn(reconcile::run(
-            ctx,
+            KubeTenantObjects,
+            self.kek,
+            self.settings,
+        ));
+        tokio::spawn(life.run(
             std::time::Duration::from_secs(2),
             self.wake,
             self.leading,
@@ -156,14 +154,26 @@ impl ReconcilerParts {
     }
 }
 
+/// Binds the API's listener: callers (and tests) bind first, so a port is never released and
+/// taken again between choosing and serving.
+pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })
+}
+
 /// Runs kamajid until `shutdown` turns true.
 pub async fn serve(
     cfg: ServeConfig,
+    listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     install_crypto();
     let tokens = Tokens::load(&cfg.tokens_file)?;
-    let kek = Kek::load(&cfg.kek_file)?;
+    let kek = Kek::from_encoded(&read(&cfg.kek_file)?).map_err(|source| ServeError::Kek {
+        path: cfg.kek_file.clone(),
+        source,
+    })?;
     let identity = Identity::from_pem(read(&cfg.tls_cert_file)?, read(&cfg.tls_key_file)?);
     let store = connect_state(&cfg.state_etcd).await?;
     let prober = Arc::new(EtcdProber {
@@ -171,7 +181,11 @@ pub async fn serve(
     });
 
     let (leading_tx, leading_rx) = watch::channel(false);
-    let id = format!("{}-{}", std::process::id(), crate::datastore::now_unix());
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        kamaji_core::lifecycle::now_unix()
+    );
     let campaign = tokio::spawn(leader::run(
         store.client(),
         id,
@@ -189,12 +203,15 @@ pub async fn serve(
     ));
 
     let wake = Arc::new(tokio::sync::Notify::new());
-    let parts = ReconcilerParts {
+    let parts = LifecycleParts {
         store: store.clone(),
         kek: kek.clone(),
-        dns_domain: cfg.tenant_dns_domain.clone(),
+        settings: Settings {
+            policy: Policy::Spread,
+            dns_domain: cfg.tenant_dns_domain.clone(),
+            resync_seconds: cfg.resync_seconds.max(1),
+        },
         etcd_timeout: cfg.probe_timeout(),
-        resync_seconds: cfg.resync_seconds,
         wake: wake.clone(),
         leading: leading_rx.clone(),
         shutdown: shutdown.clone(),
@@ -223,32 +240,26 @@ pub async fn serve(
         }
     };
     let has_runtime = reconciler.is_some();
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: cfg.listen,
-            source,
-        })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen {
         addr: cfg.listen,
         source,
     })?;
     info!(%addr, "kamajid API listening (TLS, bearer tokens)");
+    let service = Arc::new(TenantService {
+        store: store.clone(),
+        kek: kek.clone(),
+        wake,
+        reservation_bytes: cfg.tenant_reservation_mib.saturating_mul(1024 * 1024),
+    });
     let tenants = TenantClustersServer::with_interceptor(
         TenantApi {
-            store: store.clone(),
-            kek: kek.clone(),
-            wake,
+            service: service.clone(),
             has_runtime,
-            reservation_bytes: cfg.tenant_reservation_mib.saturating_mul(1024 * 1024),
         },
         tokens.clone().interceptor(),
     );
     let tokens_api = BootstrapTokensServer::with_interceptor(
-        BootstrapTokenApi {
-            store: store.clone(),
-            kek: kek.clone(),
-        },
+        BootstrapTokenApi { service },
         tokens.clone().interceptor(),
     );
     let datastores = DatastoresServer::with_interceptor(
@@ -276,4 +287,12 @@ pub async fn serve(
     }
     info!("kamajid stopped");
     served
+}
+/// Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
 }

@@ -5,10 +5,10 @@ mod support;
 
 use std::time::Duration;
 
+use kamaji_core::pki::{issue, new_ca};
 use kamaji_proto::errors::field_errors;
 use kamaji_proto::v1::{self, DatastorePhase};
-use kamajid::devenv::{free_port, EtcdSecurity};
-use kamajid::pki::{issue, new_ca};
+use kamaji_testkit::devenv::{free_port, EtcdSecurity};
 use support::{create, names, Env};
 use tonic::Code;
 

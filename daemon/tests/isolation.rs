@@ -4,10 +4,17 @@
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
-use kamajid::datastore::isolation::{ensure, prefix, remove};
-use kamajid::devenv::{DevPki, EtcdProcess, EtcdSecurity};
+use kamaji_core::datastore::DatastoreRecord;
+use kamaji_core::etcd_keys::prefix;
+use kamaji_core::ids::{DatastoreName, TenantId};
+use kamaji_core::kek::Kek;
+use kamaji_core::lifecycle::ports::Isolation;
+use kamaji_core::pki::{issue, Pem};
+use kamaji_proto::v1;
+use kamaji_testkit::devenv::{DevPki, EtcdProcess, EtcdSecurity};
+use kamajid::datastore::isolation::EtcdIsolation;
 use kamajid::etcd::{connect, error_chain, EtcdTls};
-use kamajid::pki::{issue, Pem};
+use kamajid::wire;
 
 async fn client_as(etcd: &EtcdProcess, pki: &DevPki, cert: &Pem) -> Client {
     let tls = EtcdTls {
@@ -41,9 +48,33 @@ async fn a_tenant_reaches_its_prefix_and_nothing_else_and_removal_is_exact() {
         .await
         .unwrap();
 
-    for id in ["team", "team-a"] {
-        ensure(&admin, id).await.unwrap();
-        ensure(&admin, id).await.unwrap(); // idempotent: a resumed reconcile runs it again
+    // The datastore as kamajid records it: admin credentials sealed with the KEK.
+    let kek = Kek::from_bytes(&[5; 32]);
+    let ds: DatastoreRecord = wire::seal_datastore(
+        &DatastoreName::parse("shared").unwrap(),
+        &v1::DatastoreSpec {
+            endpoints: vec![etcd.endpoint.clone()],
+            ca_certificate: pki.ca.cert.clone(),
+            client_certificate: pki.root.cert.clone(),
+            client_key: pki.root.key.clone(),
+            client_ca_certificate: pki.ca.cert.clone(),
+            client_ca_key: pki.ca.key.clone(),
+            quota_bytes: 1 << 30,
+            schedulable: true,
+            ..Default::default()
+        },
+        &kek,
+        1,
+        1,
+    );
+    let isolation = EtcdIsolation::new(kek, Duration::from_secs(5));
+    let (team_id, team_a_id) = (
+        TenantId::parse("team").unwrap(),
+        TenantId::parse("team-a").unwrap(),
+    );
+    for id in [&team_id, &team_a_id] {
+        isolation.ensure(&ds, id).await.unwrap();
+        isolation.ensure(&ds, id).await.unwrap(); // idempotent: a resumed lifecycle runs it again
     }
     let team_cert = issue(&pki.ca, "team", &[]).unwrap();
     let team_a_cert = issue(&pki.ca, "team-a", &[]).unwrap();
@@ -83,10 +114,10 @@ async fn a_tenant_reaches_its_prefix_and_nothing_else_and_removal_is_exact() {
     );
 
     // Removing team-a leaves team untouched and nothing of team-a behind.
-    remove(&admin, "team-a").await.unwrap();
-    remove(&admin, "team-a").await.unwrap(); // idempotent
+    isolation.remove(&ds, &team_a_id).await.unwrap();
+    isolation.remove(&ds, &team_a_id).await.unwrap(); // idempotent
     let left = admin
-        .get(prefix("team-a"), Some(GetOptions::new().with_prefix()))
+        .get(prefix(&team_a_id), Some(GetOptions::new().with_prefix()))
         .await
         .unwrap();
     assert!(left.kvs().is_empty(), "team-a keys left behind");

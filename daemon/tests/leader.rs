@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kamajid::devenv::{DevPki, EtcdProcess, EtcdSecurity};
+use kamaji_testkit::devenv::{DevPki, EtcdProcess, EtcdSecurity};
 use kamajid::etcd::{connect, EtcdTls};
 use tokio::sync::watch;
 

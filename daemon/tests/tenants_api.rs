@@ -6,21 +6,26 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kamaji_core::datastore::{DatastoreStatusRecord, Phase as DsPhase};
+use kamaji_core::ids::{DatastoreName, TenantName};
+use kamaji_core::kek::Kek;
+use kamaji_core::lifecycle::{Lifecycle, Settings};
+use kamaji_core::tenant::DEFAULT_RESERVATION_BYTES;
 use kamaji_proto::errors::field_errors;
 use kamaji_proto::v1::bootstrap_tokens_client::BootstrapTokensClient;
 use kamaji_proto::v1::bootstrap_tokens_server::BootstrapTokensServer;
 use kamaji_proto::v1::tenant_clusters_client::TenantClustersClient;
 use kamaji_proto::v1::tenant_clusters_server::TenantClustersServer;
 use kamaji_proto::v1::{self, TenantClusterPhase};
+use kamaji_testkit::devenv::{DevPki, EtcdProcess, EtcdSecurity};
 use kamajid::api::bootstrap_tokens::BootstrapTokenApi;
 use kamajid::api::tenants::TenantApi;
-use kamajid::datastore::{DatastoreRecord, DatastoreStatusRecord, Phase as DsPhase};
-use kamajid::devenv::{free_port, DevPki, EtcdProcess, EtcdSecurity};
+use kamajid::datastore::isolation::EtcdIsolation;
 use kamajid::etcd::{connect, EtcdTls};
-use kamajid::kek::Kek;
-use kamajid::placement::Policy;
-use kamajid::reconcile::{self, Context};
-use kamajid::store::{datastore_key, datastore_status_key, Store};
+use kamajid::service::TenantService;
+use kamajid::store::Store;
+use kamajid::tenant_client::KubeTenantObjects;
+use kamajid::wire;
 use support::{tenant_spec, MemoryRuntime};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -84,16 +89,15 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         schedulable: true,
         ..Default::default()
     };
-    let ready = serde_json::to_vec(&DatastoreStatusRecord {
+    let ready = DatastoreStatusRecord {
         phase: DsPhase::Ready,
         ..Default::default()
-    })
-    .unwrap();
+    };
+    let shard_name = DatastoreName::parse("shard").unwrap();
     store
-        .create(
-            &datastore_key("shard"),
-            &DatastoreRecord::seal("shard", &ds_spec, &kek, 1),
-            vec![(datastore_status_key("shard"), ready)],
+        .create_datastore(
+            &wire::seal_datastore(&shard_name, &ds_spec, &kek, 1, 1),
+            &ready,
         )
         .await
         .unwrap();
@@ -102,42 +106,41 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
     let wake = Arc::new(tokio::sync::Notify::new());
     let (_leader_tx, leader_rx) = tokio::sync::watch::channel(true);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let ctx = Arc::new(Context {
-        store: store.clone(),
-        kek: kek.clone(),
-        runtime: runtime.clone(),
-        policy: Policy::Spread,
-        dns_domain: "cluster.local".into(),
-        etcd_timeout: Duration::from_secs(5),
-        resync_seconds: kamajid::reconcile::BOOTSTRAP_RESYNC,
-        shared: Default::default(),
-    });
-    let driver = tokio::spawn(reconcile::run(
-        ctx,
+    let life = Arc::new(Lifecycle::new(
+        store.clone(),
+        EtcdIsolation::new(kek.clone(), Duration::from_secs(5)),
+        runtime.clone(),
+        KubeTenantObjects,
+        kek.clone(),
+        Settings::default(),
+    ));
+    let driver = tokio::spawn(life.run(
         Duration::from_millis(200),
         wake.clone(),
         leader_rx,
         stop_rx.clone(),
     ));
-    let port = free_port();
-    let api = TenantApi {
+    let service = Arc::new(TenantService {
         store: store.clone(),
         kek: kek.clone(),
         wake,
+        reservation_bytes: DEFAULT_RESERVATION_BYTES,
+    });
+    let api = TenantApi {
+        service: service.clone(),
         has_runtime: true,
-        reservation_bytes: kamajid::tenant::DEFAULT_RESERVATION_BYTES,
     };
-    let tokens_api = BootstrapTokenApi {
-        store: store.clone(),
-        kek: kek.clone(),
-    };
+    let tokens_api = BootstrapTokenApi { service };
+    let listener = kamajid::server::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(TenantClustersServer::new(api))
             .add_service(BootstrapTokensServer::new(tokens_api))
-            .serve(format!("127.0.0.1:{port}").parse().unwrap()),
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut c = TenantClustersClient::connect(format!("http://127.0.0.1:{port}"))
         .await
         .unwrap();
@@ -175,7 +178,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         .unwrap_err();
     assert_eq!(field_errors(&err)[0].field, "datastore_selector");
     assert!(store
-        .get::<kamajid::tenant::TenantRecord>(&kamajid::store::tenant_key("lost"))
+        .tenant_record(&TenantName::parse("lost").unwrap())
         .await
         .unwrap()
         .is_none());

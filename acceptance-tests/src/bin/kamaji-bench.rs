@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use acceptance_tests::kube_double::KubeDouble;
 use acceptance_tests::*;
+use kamaji_core::ids::{DatastoreName, TenantId};
+use kamaji_core::placement::{self, Candidate, Policy, Request};
 use kamaji_proto::v1;
-use kamajid::placement::{self, Candidate, Policy, Request};
 
 const GIB: i64 = 1024 * 1024 * 1024;
 const MIB: i64 = 1024 * 1024;
@@ -161,19 +162,19 @@ fn tenant_spec() -> v1::TenantClusterSpec {
 /// 3. The time to mint one tenant's full PKI, in-process (this binary is built in release).
 fn bench_pki() {
     let client_ca = new_ca("etcd-client-ca").expect("ca");
-    let spec = kamajid::pki::TenantPkiSpec {
-        tenant_id: "bench-00001".into(),
+    let spec = kamaji_core::pki::TenantPkiSpec {
+        tenant_id: TenantId::parse("bench-00001").expect("an id"),
         service_cidr: "10.96.0.0/12".into(),
         dns_domain: "cluster.local".into(),
         external_sans: vec!["bench.example.com".into()],
     };
     for _ in 0..5 {
-        kamajid::pki::mint(&spec, &client_ca).expect("mint");
+        kamaji_core::pki::mint(&spec, &client_ca).expect("mint");
     }
     let mut times: Vec<f64> = (0..200)
         .map(|_| {
             let t = Instant::now();
-            kamajid::pki::mint(&spec, &client_ca).expect("mint");
+            kamaji_core::pki::mint(&spec, &client_ca).expect("mint");
             t.elapsed().as_secs_f64() * 1000.0
         })
         .collect();
@@ -192,7 +193,7 @@ fn bench_balance(tenants: usize) {
         .iter()
         .enumerate()
         .map(|(i, q)| Candidate {
-            name: format!("shard-{}-{q}g", i + 1),
+            name: DatastoreName::parse(&format!("shard-{}-{q}g", i + 1)).expect("a name"),
             ready: true,
             schedulable: true,
             labels: BTreeMap::new(),
@@ -232,7 +233,7 @@ fn bench_balance(tenants: usize) {
         worst = worst.max((u - ideal).abs());
         println!(
             "  {:<12} quota {:>2} GiB: {:>4} tenants, utilisation {:>5.1}% ({:+.2} points from ideal)",
-            c.name,
+            c.name.as_str(),
             c.quota_bytes / GIB,
             c.tenants,
             u,

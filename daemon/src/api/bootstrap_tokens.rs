@@ -3,27 +3,28 @@
 //! controller-manager signs discovery with them and deletes them when they expire. kamajid keeps
 //! no copy: the secret half is returned by Create only.
 
+use std::sync::Arc;
+
+use kamaji_core::bootstrap::tokens::{self, TokenInfo};
+use kamaji_core::pki::TenantPki;
+use kamaji_core::tenant::TenantRecord;
 use kamaji_proto::errors::{field_status, FieldError};
 use kamaji_proto::v1::{self, bootstrap_tokens_server::BootstrapTokens};
 use time::OffsetDateTime;
 use tonic::{Code, Request, Response, Status};
 use tracing::info;
 
-use super::store_status;
-use crate::bootstrap::{self, TokenInfo};
-use crate::kek::Kek;
-use crate::pki::TenantPki;
-use crate::reconcile::tenant_client;
-use crate::store::{tenant_key, Store};
-use crate::tenant::{Phase, TenantRecord};
+use super::tenants::service_status;
+use crate::service::{ServiceError, TenantService};
+use crate::tenant_client::{self, admin_client};
+use crate::wire;
 
 /// Token lifetimes accepted: a minute to a year (kubeadm's default is a day).
 pub const TTL_SECONDS: std::ops::RangeInclusive<i64> = 60..=365 * 24 * 3600;
 pub const DESCRIPTION_MAX: usize = 256;
 
 pub struct BootstrapTokenApi {
-    pub store: Store,
-    pub kek: Kek,
+    pub service: Arc<TenantService>,
 }
 
 fn field(code: Code, name: &str, message: impl Into<String>) -> Status {
@@ -100,45 +101,19 @@ fn to_proto(tenant: &str, t: &TokenInfo, ca_cert_hash: &str) -> v1::BootstrapTok
 }
 
 impl BootstrapTokenApi {
-    /// The tenant, its PKI and a client for its apiserver; tokens need it Ready.
+    /// The tenant, its PKI and a client for its apiserver; tokens need it Ready. Errors about
+    /// the tenant point at `tenant_cluster`.
     async fn tenant(&self, name: &str) -> Result<(TenantRecord, TenantPki, kube::Client), Status> {
-        let rec = self
-            .store
-            .get::<TenantRecord>(&tenant_key(name))
-            .await
-            .map_err(store_status)?
-            .ok_or_else(|| {
-                field(
-                    Code::NotFound,
-                    "tenant_cluster",
-                    format!("tenant cluster {name:?} does not exist"),
-                )
-            })?
-            .value;
-        let ready = rec.endpoint.is_some()
-            && rec.pki.is_some()
-            && rec.bootstrapped_at > 0
-            && !rec.deleting
-            && rec.phase != Phase::Provisioning;
-        if !ready {
-            return Err(field(
-                Code::FailedPrecondition,
-                "tenant_cluster",
-                format!("tenant cluster {name:?} is not Ready yet: tokens are created once its control plane answers"),
-            ));
-        }
-        let sealed = rec
-            .pki
-            .as_ref()
-            .map(|p| p.sealed.clone())
-            .unwrap_or_default();
-        let json = self
-            .kek
-            .open(&tenant_key(name), &sealed)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let pki: TenantPki = serde_json::from_str(&json)
-            .map_err(|_| Status::internal("stored PKI does not decode"))?;
-        let client = tenant_client(&rec, &pki)
+        let tenant = wire::tenant_name(name)
+            .map_err(|e| field(Code::InvalidArgument, "tenant_cluster", e.detail))?;
+        let (rec, pki) = self.service.ready(&tenant).await.map_err(|e| match e {
+            ServiceError::NotFound(_) => field(Code::NotFound, "tenant_cluster", e.to_string()),
+            ServiceError::NotReady(..) => {
+                field(Code::FailedPrecondition, "tenant_cluster", e.to_string())
+            }
+            e => service_status(e),
+        })?;
+        let client = admin_client(&rec, &pki)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok((rec, pki, client))
@@ -161,10 +136,10 @@ impl BootstrapTokens for BootstrapTokenApi {
             return Err(field_status(Code::InvalidArgument, &errors));
         }
         let (rec, pki, client) = self.tenant(&req.tenant_cluster).await?;
-        let (id, secret) = bootstrap::new_token();
+        let (id, secret) = tokens::new_token();
         let expires = OffsetDateTime::now_utc() + time::Duration::seconds(req.ttl_seconds);
-        let obj = bootstrap::token_secret(&id, &secret, expires, &req.description);
-        bootstrap::apply(&client, std::slice::from_ref(&obj))
+        let obj = tokens::token_secret(&id, &secret, expires, &req.description);
+        tenant_client::apply(&client, std::slice::from_ref(&obj))
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         info!(tenant = %rec.name, token_id = %id, "bootstrap token created");
@@ -173,13 +148,13 @@ impl BootstrapTokens for BootstrapTokenApi {
         let info = TokenInfo {
             id,
             description: req.description,
-            expires: bootstrap::parse_rfc3339(&bootstrap::rfc3339(expires)),
+            expires: tokens::parse_rfc3339(&tokens::rfc3339(expires)),
             usages: vec!["authentication".into(), "signing".into()],
-            groups: vec![bootstrap::NODE_TOKEN_GROUP.into()],
+            groups: vec![kamaji_core::bootstrap::NODE_TOKEN_GROUP.into()],
         };
-        let mut out = to_proto(&rec.name, &info, &hash);
+        let mut out = to_proto(rec.name.as_str(), &info, &hash);
         out.join_command =
-            bootstrap::join_command(rec.endpoint.as_deref().unwrap_or_default(), &token, &hash);
+            tokens::join_command(rec.endpoint.as_deref().unwrap_or_default(), &token, &hash);
         out.token = token;
         Ok(Response::new(out))
     }
@@ -191,17 +166,22 @@ impl BootstrapTokens for BootstrapTokenApi {
         let req = req.into_inner();
         check_id(&req.id)?;
         let (rec, pki, client) = self.tenant(&req.tenant_cluster).await?;
-        let found = bootstrap::get_token(&client, &req.id, OffsetDateTime::now_utc())
+        let found = tenant_client::get_token(&client, &req.id, OffsetDateTime::now_utc())
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         match found {
-            Some(t) => Ok(Response::new(to_proto(&rec.name, &t, &Self::hash(&pki)))),
+            Some(t) => Ok(Response::new(to_proto(
+                rec.name.as_str(),
+                &t,
+                &Self::hash(&pki),
+            ))),
             None => Err(field(
                 Code::NotFound,
                 "id",
                 format!(
                     "bootstrap token {:?} of tenant cluster {:?} does not exist or has expired",
-                    req.id, rec.name
+                    req.id,
+                    rec.name.as_str()
                 ),
             )),
         }
@@ -214,11 +194,11 @@ impl BootstrapTokens for BootstrapTokenApi {
         let req = req.into_inner();
         let (rec, pki, client) = self.tenant(&req.tenant_cluster).await?;
         let hash = Self::hash(&pki);
-        let tokens = bootstrap::list_tokens(&client, OffsetDateTime::now_utc())
+        let tokens = tenant_client::list_tokens(&client, OffsetDateTime::now_utc())
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?
             .iter()
-            .map(|t| to_proto(&rec.name, t, &hash))
+            .map(|t| to_proto(rec.name.as_str(), t, &hash))
             .collect();
         Ok(Response::new(v1::ListBootstrapTokensResponse { tokens }))
     }
@@ -230,7 +210,7 @@ impl BootstrapTokens for BootstrapTokenApi {
         let req = req.into_inner();
         check_id(&req.id)?;
         let (rec, _, client) = self.tenant(&req.tenant_cluster).await?;
-        bootstrap::delete_token(&client, &req.id)
+        tenant_client::delete_token(&client, &req.id)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         info!(tenant = %rec.name, token_id = %req.id, "bootstrap token deleted");

@@ -8,13 +8,16 @@ use kamaji_proto::validate::{self, selector_matches};
 use tonic::{Code, Request, Response, Status};
 use tracing::info;
 
+use kamaji_core::datastore::{DatastoreRecord, DatastoreStatusRecord, Phase};
+use kamaji_core::ids::DatastoreName;
+use kamaji_core::kek::Kek;
+use kamaji_core::lifecycle::now_unix;
+use kamaji_core::pki::Pem;
+
 use super::store_status;
 use crate::datastore::probe::{ProbeReport, Prober};
-use crate::datastore::{now_unix, AdminCredentials, DatastoreRecord, DatastoreStatusRecord, Phase};
-use crate::kek::Kek;
-use crate::store::{
-    datastore_key, datastore_status_key, placements_prefix, Store, StoreError, Versioned, ROOT,
-};
+use crate::store::{Store, StoreError, Versioned};
+use crate::wire::{self, admin_credentials};
 
 pub struct DatastoreApi<P> {
     pub store: Store,
@@ -43,6 +46,11 @@ fn not_found(name: &str) -> Status {
     )
 }
 
+fn name(n: &str) -> Result<DatastoreName, Status> {
+    wire::datastore_name(n)
+        .map_err(|e| field_status(Code::InvalidArgument, &[FieldError::new("name", e.detail)]))
+}
+
 /// Parses the request's spec and applies the whole input contract.
 fn checked_spec(name: &str, spec: Option<v1::DatastoreSpec>) -> Result<v1::DatastoreSpec, Status> {
     let spec = spec.ok_or_else(|| {
@@ -62,7 +70,7 @@ fn checked_spec(name: &str, spec: Option<v1::DatastoreSpec>) -> Result<v1::Datas
 impl<P: Prober> DatastoreApi<P> {
     async fn probe(&self, spec: &v1::DatastoreSpec) -> Result<ProbeReport, Status> {
         self.prober
-            .probe(&AdminCredentials::from_spec(spec))
+            .probe(&admin_credentials(spec))
             .await
             .map_err(|e| {
                 field_status(
@@ -78,34 +86,26 @@ impl<P: Prober> DatastoreApi<P> {
     /// `127.0.0.1` are one etcd).
     async fn check_new_connection(
         &self,
-        name: &str,
+        name: &DatastoreName,
         spec: &v1::DatastoreSpec,
         report: &ProbeReport,
     ) -> Result<(), Status> {
         let refuse = |field: &str, message: String| {
             field_status(Code::FailedPrecondition, &[FieldError::new(field, message)])
         };
-        let ca = crate::pki::Pem {
+        let ca = Pem {
             cert: spec.client_ca_certificate.clone(),
             key: spec.client_ca_key.clone(),
         };
         self.prover_check(spec, &ca).await?;
         let ours: std::collections::BTreeSet<u64> = report.members.iter().map(|m| m.id).collect();
-        let names = self
+        let statuses = self
             .store
-            .list_names(&datastore_status_key(""))
+            .datastore_statuses()
             .await
             .map_err(store_status)?;
-        for other_name in names.into_iter().filter(|n| n != name) {
-            let Some(other) = self
-                .store
-                .get::<DatastoreStatusRecord>(&datastore_status_key(&other_name))
-                .await
-                .map_err(store_status)?
-            else {
-                continue;
-            };
-            if let Some(m) = other.value.members.iter().find(|m| ours.contains(&m.id)) {
+        for (other_name, other) in statuses.into_iter().filter(|(n, _)| n != name.as_str()) {
+            if let Some(m) = other.members.iter().find(|m| ours.contains(&m.id)) {
                 return Err(refuse(
                     "endpoints",
                     format!(
@@ -119,13 +119,9 @@ impl<P: Prober> DatastoreApi<P> {
         Ok(())
     }
 
-    async fn prover_check(
-        &self,
-        spec: &v1::DatastoreSpec,
-        ca: &crate::pki::Pem,
-    ) -> Result<(), Status> {
+    async fn prover_check(&self, spec: &v1::DatastoreSpec, ca: &Pem) -> Result<(), Status> {
         self.prober
-            .prove_client_ca(&AdminCredentials::from_spec(spec), ca)
+            .prove_client_ca(&admin_credentials(spec), ca)
             .await
             .map_err(|e| {
                 field_status(
@@ -135,27 +131,31 @@ impl<P: Prober> DatastoreApi<P> {
             })
     }
 
-    async fn get_record(&self, name: &str) -> Result<Versioned<DatastoreRecord>, Status> {
+    async fn get_record(&self, name: &DatastoreName) -> Result<Versioned<DatastoreRecord>, Status> {
         self.store
-            .get(&datastore_key(name))
+            .datastore_record(name)
             .await
             .map_err(store_status)?
-            .ok_or_else(|| not_found(name))
+            .ok_or_else(|| not_found(name.as_str()))
     }
 
     async fn view(&self, rec: &DatastoreRecord) -> Result<v1::Datastore, Status> {
-        let status: Option<Versioned<DatastoreStatusRecord>> = self
+        let status = self
             .store
-            .get(&datastore_status_key(&rec.name))
+            .datastore_status(&rec.name)
             .await
-            .map_err(store_status)?;
+            .map_err(store_status)?
+            .map(|s| s.value)
+            .unwrap_or_default();
         let tenants = self
             .store
-            .count(&placements_prefix(&rec.name))
+            .placement_count(&rec.name)
             .await
             .map_err(store_status)?;
-        let status = status.map(|s| s.value).unwrap_or_default();
-        Ok(rec.to_proto(Some(status.to_proto(tenants))))
+        Ok(wire::datastore_to_proto(
+            rec,
+            Some(wire::status_to_proto(&status, tenants)),
+        ))
     }
 }
 
@@ -167,8 +167,8 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
     ) -> Result<Response<v1::Datastore>, Status> {
         let req = req.into_inner();
         let spec = checked_spec(&req.name, req.spec)?;
-        let key = datastore_key(&req.name);
-        let exists = |_| {
+        let ds = name(&req.name)?;
+        let exists = || {
             field_status(
                 Code::AlreadyExists,
                 &[FieldError::new(
@@ -179,40 +179,36 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
         };
         if self
             .store
-            .get::<DatastoreRecord>(&key)
+            .datastore_record(&ds)
             .await
             .map_err(store_status)?
             .is_some()
         {
-            return Err(exists(()));
+            return Err(exists());
         }
         let report = self.probe(&spec).await?;
-        self.check_new_connection(&req.name, &spec, &report).await?;
+        self.check_new_connection(&ds, &spec, &report).await?;
         let status = ready_status(report);
-        let rec = DatastoreRecord::seal(&req.name, &spec, &self.kek, now_unix());
-        let status_json = serde_json::to_vec(&status).unwrap_or_default();
-        match self
-            .store
-            .create(
-                &key,
-                &rec,
-                vec![(datastore_status_key(&req.name), status_json)],
-            )
-            .await
-        {
+        let now = now_unix();
+        let rec = wire::seal_datastore(&ds, &spec, &self.kek, now, now);
+        match self.store.create_datastore(&rec, &status).await {
             Ok(()) => {}
-            Err(StoreError::AlreadyExists { .. }) => return Err(exists(())),
+            Err(StoreError::AlreadyExists { .. }) => return Err(exists()),
             Err(e) => return Err(store_status(e)),
         }
-        info!(datastore = %req.name, version = %status.etcd_version, "datastore registered");
-        Ok(Response::new(rec.to_proto(Some(status.to_proto(0)))))
+        info!(datastore = %ds, version = %status.etcd_version, "datastore registered");
+        Ok(Response::new(wire::datastore_to_proto(
+            &rec,
+            Some(wire::status_to_proto(&status, 0)),
+        )))
     }
 
     async fn get_datastore(
         &self,
         req: Request<v1::GetDatastoreRequest>,
     ) -> Result<Response<v1::Datastore>, Status> {
-        let rec = self.get_record(&req.into_inner().name).await?;
+        let ds = name(&req.into_inner().name)?;
+        let rec = self.get_record(&ds).await?;
         Ok(Response::new(self.view(&rec.value).await?))
     }
 
@@ -221,11 +217,7 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
         req: Request<v1::ListDatastoresRequest>,
     ) -> Result<Response<v1::ListDatastoresResponse>, Status> {
         let selector = req.into_inner().label_selector;
-        let records: Vec<Versioned<DatastoreRecord>> = self
-            .store
-            .list(&format!("{ROOT}datastores/"))
-            .await
-            .map_err(store_status)?;
+        let records = self.store.datastore_records().await.map_err(store_status)?;
         let mut datastores = Vec::new();
         for r in records {
             let labels = r
@@ -247,8 +239,9 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
     ) -> Result<Response<v1::Datastore>, Status> {
         let req = req.into_inner();
         let spec = checked_spec(&req.name, req.spec)?;
-        let current = self.get_record(&req.name).await?;
-        if current.value.client_ca_differs(&spec) {
+        let ds = name(&req.name)?;
+        let current = self.get_record(&ds).await?;
+        if wire::client_ca_differs(&current.value, &spec) {
             return Err(field_status(
                 Code::InvalidArgument,
                 &[FieldError::new(
@@ -258,29 +251,26 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
                 )],
             ));
         }
-        let probed = if current.value.connection_differs(&spec) {
+        let probed = if wire::connection_differs(&current.value, &spec) {
             let report = self.probe(&spec).await?;
-            self.check_new_connection(&req.name, &spec, &report).await?;
+            self.check_new_connection(&ds, &spec, &report).await?;
             Some(ready_status(report))
         } else {
             None
         };
-        let rec = DatastoreRecord::seal(&req.name, &spec, &self.kek, current.value.create_time);
+        let rec =
+            wire::seal_datastore(&ds, &spec, &self.kek, current.value.create_time, now_unix());
         self.store
-            .update(&datastore_key(&req.name), &rec, current.mod_revision)
+            .update_datastore(&rec, current.revision)
             .await
             .map_err(store_status)?;
         if let Some(status) = &probed {
             self.store
-                .put_if_exists(
-                    &datastore_status_key(&req.name),
-                    status,
-                    &datastore_key(&req.name),
-                )
+                .put_status(&ds, status)
                 .await
                 .map_err(store_status)?;
         }
-        info!(datastore = %req.name, reprobed = probed.is_some(), "datastore updated");
+        info!(datastore = %ds, reprobed = probed.is_some(), "datastore updated");
         Ok(Response::new(self.view(&rec).await?))
     }
 
@@ -288,19 +278,22 @@ impl<P: Prober> Datastores for DatastoreApi<P> {
         &self,
         req: Request<v1::DeleteDatastoreRequest>,
     ) -> Result<Response<v1::DeleteDatastoreResponse>, Status> {
-        let name = req.into_inner().name;
-        let current = self.get_record(&name).await?;
-        match self.store.delete_datastore(&name, current.mod_revision).await {
+        let ds = name(&req.into_inner().name)?;
+        let current = self.get_record(&ds).await?;
+        match self.store.delete_datastore(&ds, current.revision).await {
             Ok(()) => {
-                info!(datastore = %name, "datastore removed");
+                info!(datastore = %ds, "datastore removed");
                 Ok(Response::new(v1::DeleteDatastoreResponse {}))
             }
             // Not a fault of any attribute: the datastore is in use.
-            Err(StoreError::HasTenants { tenants, .. }) => Err(Status::failed_precondition(format!(
-                "datastore {name:?} still holds {} tenant cluster(s): {}; destroy or move them first",
+            Err(StoreError::HasTenants { tenants, .. }) => {
+                Err(Status::failed_precondition(format!(
+                "datastore {:?} still holds {} tenant cluster(s): {}; destroy or move them first",
+                ds.as_str(),
                 tenants.len(),
                 tenants.join(", ")
-            ))),
+            )))
+            }
             Err(e) => Err(store_status(e)),
         }
     }

@@ -1,7 +1,7 @@
 //! The leader's loop that keeps every datastore's status current.
 //!
 //! Only the leader probes, so N replicas do not multiply the load on the datastores. A status is
-//! written only while its datastore record exists ([`Store::put_if_exists`]), so a probe racing a
+//! written only while its datastore record exists ([`Store::put_status`]), so a probe racing a
 //! delete never leaves a stray status behind.
 
 use std::sync::Arc;
@@ -10,10 +10,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use kamaji_core::datastore::{DatastoreRecord, DatastoreStatusRecord, Phase};
+use kamaji_core::kek::Kek;
+use kamaji_core::lifecycle::now_unix;
+
 use super::probe::Prober;
-use super::{now_unix, DatastoreRecord, DatastoreStatusRecord, Phase};
-use crate::kek::Kek;
-use crate::store::{datastore_key, datastore_status_key, Store, StoreError, ROOT};
+use crate::store::{Store, StoreError};
 
 /// Probes one datastore and records the outcome.
 pub async fn refresh<P: Prober>(
@@ -46,13 +48,7 @@ pub async fn refresh<P: Prober>(
             },
         },
     };
-    store
-        .put_if_exists(
-            &datastore_status_key(&rec.name),
-            &status,
-            &datastore_key(&rec.name),
-        )
-        .await?;
+    store.put_status(&rec.name, &status).await?;
     Ok(status)
 }
 
@@ -79,10 +75,7 @@ pub async fn run<P: Prober>(
         if !*leader.borrow() {
             continue;
         }
-        let records = match store
-            .list::<DatastoreRecord>(&format!("{ROOT}datastores/"))
-            .await
-        {
+        let records = match store.datastore_records().await {
             Ok(r) => r,
             Err(e) => {
                 warn!(error = %e, "listing datastores for health probes");

@@ -1,121 +1,165 @@
-//! Fencing a tenant into its own key prefix of a shared etcd.
+//! Fencing a tenant into its own key prefix of a shared etcd, over etcd's auth API: the
+//! lifecycle's [`Isolation`] port.
 //!
 //! Per tenant id: a role with read-write on exactly `["/<id>/", prefix_end("/<id>/"))`, and a
 //! password-less user of the same name, granted that role. The tenant's kube-apiserver connects
 //! with a client certificate whose CN is the id (signed by the datastore's client CA) and runs
 //! with `--etcd-prefix=/<id>`. The trailing '/' is what keeps tenant `team` out of `team-a`.
 //!
-//! Guarantees: [`ensure`] and [`remove`] are idempotent (etcd answers "already exists" and "not
-//! found" for repeats; those are recognised here, in one place) so a reconcile interrupted at
-//! any step can run them again. [`remove`] revokes access first (role), then deletes exactly the
+//! Guarantees: `ensure` and `remove` are idempotent (etcd answers "already exists" and "not
+//! found" for repeats; those are recognised here, in one place) so a lifecycle interrupted at
+//! any step can run them again. `remove` revokes access first (role), then deletes exactly the
 //! prefix, then the user: a crash between steps never leaves a user that can still read data.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
 use etcd_client::{Client, DeleteOptions, Permission, UserAddOptions};
+use kamaji_core::datastore::DatastoreRecord;
+use kamaji_core::etcd_keys::{prefix, prefix_end};
+use kamaji_core::ids::{DatastoreName, TenantId};
+use kamaji_core::kek::Kek;
+use kamaji_core::lifecycle::ports::{Isolation, PortError};
 
-use crate::etcd::{error_chain, prefix_end};
+use crate::etcd::{connect, error_chain, EtcdTls};
 
-#[derive(Debug, thiserror::Error)]
-pub enum IsolationError {
-    #[error("tenant id {0:?} is not usable as an etcd prefix (a DNS-1123 label is required)")]
-    BadId(String),
-    #[error("{step} for tenant {id}: {detail}")]
-    Etcd {
-        step: &'static str,
-        id: String,
-        detail: String,
-    },
+/// Isolation on real etcd datastores, with one admin connection per datastore kept between
+/// calls (keyed by the record's update time, so changed credentials reconnect; dropped when a
+/// call through it fails).
+pub struct EtcdIsolation {
+    kek: Kek,
+    timeout: Duration,
+    admins: Mutex<HashMap<DatastoreName, (i64, Client)>>,
 }
 
-/// The key prefix of tenant `id`, with the trailing '/' that isolation rests on.
-pub fn prefix(id: &str) -> String {
-    format!("/{id}/")
-}
-
-/// The value of kube-apiserver's `--etcd-prefix` for tenant `id` (it appends '/' itself).
-pub fn apiserver_etcd_prefix(id: &str) -> String {
-    format!("/{id}")
-}
-
-fn check(id: &str) -> Result<(), IsolationError> {
-    kamaji_proto::validate::dns_label("id", id).map_err(|_| IsolationError::BadId(id.to_owned()))
+fn failed(op: &str, id: &TenantId, detail: String) -> PortError {
+    PortError {
+        op: format!("{op} for tenant {id}"),
+        detail,
+    }
 }
 
 /// Runs one etcd call, treating an answer containing `benign` (e.g. "already exists") as
 /// success; etcd repeats of grants succeed on their own and pass `None`.
-async fn step<T>(
-    id: &str,
-    name: &'static str,
+async fn call<T>(
+    id: &TenantId,
+    op: &'static str,
     benign: Option<&str>,
-    call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<(), IsolationError> {
-    match call.await {
+    c: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<(), PortError> {
+    match c.await {
         Ok(_) => Ok(()),
         Err(e) => {
             let detail = error_chain(&e);
             if benign.is_some_and(|b| detail.contains(b)) {
                 Ok(())
             } else {
-                Err(IsolationError::Etcd {
-                    step: name,
-                    id: id.to_owned(),
-                    detail,
-                })
+                Err(failed(op, id, detail))
             }
         }
     }
 }
 
-/// Creates (or completes) tenant `id`'s role and user.
-pub async fn ensure(client: &Client, id: &str) -> Result<(), IsolationError> {
-    check(id)?;
-    let p = prefix(id);
-    let mut c = client.clone();
-    step(id, "adding role", Some("already exists"), c.role_add(id)).await?;
-    let perm = Permission::read_write(p.as_bytes()).with_range_end(prefix_end(p.as_bytes()));
-    step(
-        id,
-        "granting the prefix",
-        None,
-        c.role_grant_permission(id, perm),
-    )
-    .await?;
-    step(
-        id,
-        "adding user",
-        Some("already exists"),
-        c.user_add(id, "", Some(UserAddOptions::new().with_no_pwd())),
-    )
-    .await?;
-    step(id, "granting the role", None, c.user_grant_role(id, id)).await?;
-    Ok(())
+impl EtcdIsolation {
+    pub fn new(kek: Kek, timeout: Duration) -> Self {
+        Self {
+            kek,
+            timeout,
+            admins: Mutex::default(),
+        }
+    }
+
+    async fn admin(&self, ds: &DatastoreRecord, id: &TenantId) -> Result<Client, PortError> {
+        if let Ok(cache) = self.admins.lock() {
+            if let Some((at, c)) = cache.get(&ds.name) {
+                if *at == ds.update_time {
+                    return Ok(c.clone());
+                }
+            }
+        }
+        let creds = ds
+            .admin_credentials(&self.kek)
+            .map_err(|e| failed("opening the admin key of its datastore", id, e.to_string()))?;
+        let tls = EtcdTls {
+            ca_pem: Some(creds.ca_certificate),
+            identity: Some((creds.client_certificate, creds.client_key)),
+        };
+        let client = connect(&creds.endpoints, &tls, self.timeout)
+            .await
+            .map_err(|e| {
+                failed(
+                    &format!("connecting to datastore {}", ds.name),
+                    id,
+                    error_chain(&e),
+                )
+            })?;
+        if let Ok(mut cache) = self.admins.lock() {
+            cache.insert(ds.name.clone(), (ds.update_time, client.clone()));
+        }
+        Ok(client)
+    }
+
+    fn forget(&self, ds: &DatastoreName) {
+        if let Ok(mut cache) = self.admins.lock() {
+            cache.remove(ds);
+        }
+    }
+
+    async fn ensure_with(&self, mut c: Client, id: &TenantId) -> Result<(), PortError> {
+        let p = prefix(id);
+        let name = id.as_str();
+        call(id, "adding role", Some("already exists"), c.role_add(name)).await?;
+        let perm = Permission::read_write(p.as_bytes()).with_range_end(prefix_end(p.as_bytes()));
+        call(
+            id,
+            "granting the prefix",
+            None,
+            c.role_grant_permission(name, perm),
+        )
+        .await?;
+        call(
+            id,
+            "adding user",
+            Some("already exists"),
+            c.user_add(name, "", Some(UserAddOptions::new().with_no_pwd())),
+        )
+        .await?;
+        call(id, "granting the role", None, c.user_grant_role(name, name)).await
+    }
+
+    async fn remove_with(&self, mut c: Client, id: &TenantId) -> Result<(), PortError> {
+        let p = prefix(id);
+        let name = id.as_str();
+        call(id, "deleting role", Some("not found"), c.role_delete(name)).await?;
+        let range = DeleteOptions::new().with_range(prefix_end(p.as_bytes()));
+        call(
+            id,
+            "deleting keys",
+            None,
+            c.delete(p.as_bytes(), Some(range)),
+        )
+        .await?;
+        call(id, "deleting user", Some("not found"), c.user_delete(name)).await
+    }
 }
 
-/// Removes tenant `id`: its role, every key under its prefix, and its user.
-pub async fn remove(client: &Client, id: &str) -> Result<(), IsolationError> {
-    check(id)?;
-    let p = prefix(id);
-    let mut c = client.clone();
-    step(id, "deleting role", Some("not found"), c.role_delete(id)).await?;
-    let range = DeleteOptions::new().with_range(prefix_end(p.as_bytes()));
-    step(
-        id,
-        "deleting keys",
-        None,
-        c.delete(p.as_bytes(), Some(range)),
-    )
-    .await?;
-    step(id, "deleting user", Some("not found"), c.user_delete(id)).await?;
-    Ok(())
-}
+impl Isolation for EtcdIsolation {
+    async fn ensure(&self, ds: &DatastoreRecord, id: &TenantId) -> Result<(), PortError> {
+        let c = self.admin(ds, id).await?;
+        let r = self.ensure_with(c, id).await;
+        if r.is_err() {
+            self.forget(&ds.name);
+        }
+        r
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes_end_with_a_slash_so_names_that_share_a_start_stay_apart() {
-        assert_eq!(prefix("team"), "/team/");
-        assert!(!prefix("team-a").starts_with(&prefix("team")));
-        assert_eq!(apiserver_etcd_prefix("team"), "/team");
+    async fn remove(&self, ds: &DatastoreRecord, id: &TenantId) -> Result<(), PortError> {
+        let c = self.admin(ds, id).await?;
+        let r = self.remove_with(c, id).await;
+        if r.is_err() {
+            self.forget(&ds.name);
+        }
+        r
     }
 }

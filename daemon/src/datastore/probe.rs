@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use etcd_client::Client;
 
-use super::{AdminCredentials, Member, Phase};
+use kamaji_core::datastore::{AdminCredentials, Member, Phase};
+use kamaji_core::pki::Pem;
+
 use crate::etcd::{connect, error_chain, EtcdTls};
 
 /// What a successful probe learned.
@@ -75,7 +77,7 @@ pub trait Prober: Send + Sync + 'static {
     fn prove_client_ca(
         &self,
         creds: &AdminCredentials,
-        client_ca: &crate::pki::Pem,
+        client_ca: &Pem,
     ) -> impl Future<Output = Result<(), ProbeError>> + Send;
 }
 
@@ -222,13 +224,14 @@ impl Prober for EtcdProber {
     async fn prove_client_ca(
         &self,
         creds: &AdminCredentials,
-        client_ca: &crate::pki::Pem,
+        client_ca: &Pem,
     ) -> Result<(), ProbeError> {
-        let probe = crate::pki::issue(client_ca, "kamajid-client-ca-probe", &[]).map_err(|e| {
-            ProbeError::ClientCaUnusable {
-                detail: e.to_string(),
-            }
-        })?;
+        let probe =
+            kamaji_core::pki::issue(client_ca, "kamajid-client-ca-probe", &[]).map_err(|e| {
+                ProbeError::ClientCaUnusable {
+                    detail: e.to_string(),
+                }
+            })?;
         let tls = EtcdTls {
             ca_pem: Some(creds.ca_certificate.clone()),
             identity: Some((probe.cert, probe.key)),

@@ -18,9 +18,10 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::Resource;
 use serde::Serialize;
 
-use super::{Runtime, RuntimeError, RuntimeStatus};
-use crate::controlplane::render::{namespace_name, render, Tenant, DEPLOYMENT, SERVICE};
-use crate::pki::TenantPki;
+use kamaji_core::controlplane::{render, Tenant, DEPLOYMENT, SERVICE};
+use kamaji_core::ids::TenantName;
+use kamaji_core::lifecycle::ports::{PortError, Runtime, RuntimeStatus};
+use kamaji_core::pki::TenantPki;
 
 pub const FIELD_MANAGER: &str = "kamajid";
 
@@ -33,15 +34,14 @@ impl KubeRuntime {
         Self { client }
     }
 
-    fn err(op: &'static str, tenant: &str, e: impl std::fmt::Display) -> RuntimeError {
-        RuntimeError {
-            op,
-            tenant: tenant.to_owned(),
+    fn err(op: &str, tenant: &TenantName, e: impl std::fmt::Display) -> PortError {
+        PortError {
+            op: format!("{op} tenant {tenant}"),
             detail: e.to_string(),
         }
     }
 
-    async fn apply_one<K>(&self, api: Api<K>, obj: &K, tenant: &str) -> Result<(), RuntimeError>
+    async fn apply_one<K>(&self, api: Api<K>, obj: &K, tenant: &TenantName) -> Result<(), PortError>
     where
         K: Resource<DynamicType = ()>
             + Serialize
@@ -63,9 +63,9 @@ fn not_found(e: &kube::Error) -> bool {
 }
 
 impl Runtime for KubeRuntime {
-    async fn apply(&self, t: &Tenant<'_>, pki: &TenantPki) -> Result<(), RuntimeError> {
+    async fn apply(&self, t: &Tenant<'_>, pki: &TenantPki) -> Result<(), PortError> {
         let r = render(t, pki);
-        let ns = namespace_name(t.name);
+        let ns = t.name.namespace();
         let c = self.client.clone();
         self.apply_one(Api::<Namespace>::all(c.clone()), &r.namespace, t.name)
             .await?;
@@ -100,8 +100,8 @@ impl Runtime for KubeRuntime {
         Ok(())
     }
 
-    async fn status(&self, t: &Tenant<'_>) -> Result<RuntimeStatus, RuntimeError> {
-        let ns = namespace_name(t.name);
+    async fn status(&self, t: &Tenant<'_>) -> Result<RuntimeStatus, PortError> {
+        let ns = t.name.namespace();
         let d = Api::<Deployment>::namespaced(self.client.clone(), &ns)
             .get_opt(DEPLOYMENT)
             .await
@@ -121,9 +121,9 @@ impl Runtime for KubeRuntime {
         let ready =
             rolled && updated >= want && available >= want && st.replicas.unwrap_or(0) == want;
 
-        let net = t.spec.network.clone().unwrap_or_default();
-        let host = if !net.endpoint_address.is_empty() {
-            Some(net.endpoint_address.clone())
+        let net = &t.spec.network;
+        let host = if let Some(address) = &net.endpoint_address {
+            Some(address.clone())
         } else {
             let svc = Api::<Service>::namespaced(self.client.clone(), &ns)
                 .get_opt(SERVICE)
@@ -161,9 +161,9 @@ impl Runtime for KubeRuntime {
         })
     }
 
-    async fn delete(&self, tenant: &str) -> Result<bool, RuntimeError> {
+    async fn delete(&self, tenant: &TenantName) -> Result<bool, PortError> {
         let api = Api::<Namespace>::all(self.client.clone());
-        let ns = namespace_name(tenant);
+        let ns = tenant.namespace();
         match api.delete(&ns, &DeleteParams::foreground()).await {
             Ok(_) => {}
             Err(e) if not_found(&e) => return Ok(true),
@@ -182,10 +182,18 @@ mod tests {
     //! The shape of every call, against a scripted API server (tower-test), as kube-rs'
     //! controller examples do: method, path, field manager, and the body we send.
     use super::*;
-    use crate::pki::{mint, new_ca, TenantPkiSpec};
     use http::{Method, Request, Response};
+    use kamaji_core::ids::TenantId;
+    use kamaji_core::pki::{mint, new_ca, TenantPkiSpec};
     use kamaji_proto::v1;
     use kube::client::Body;
+
+    fn acme() -> (TenantName, TenantId) {
+        (
+            TenantName::parse("acme").unwrap(),
+            TenantId::parse("acme-1").unwrap(),
+        )
+    }
 
     type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
@@ -232,12 +240,13 @@ mod tests {
     #[tokio::test]
     async fn apply_server_side_applies_every_object_in_order_as_kamajid() {
         let (rt, mut handle) = runtime();
-        let s = spec("");
+        let s = crate::wire::tenant_spec(&spec("")).unwrap();
+        let (name, id) = acme();
         let eps = vec!["https://10.0.0.1:2379".to_owned()];
         let etcd_ca = new_ca("etcd").unwrap();
         let pki = mint(
             &TenantPkiSpec {
-                tenant_id: "acme-1".into(),
+                tenant_id: id.clone(),
                 service_cidr: "10.96.0.0/12".into(),
                 dns_domain: "cluster.local".into(),
                 external_sans: vec![],
@@ -246,8 +255,8 @@ mod tests {
         )
         .unwrap();
         let t = Tenant {
-            name: "acme",
-            id: "acme-1",
+            name: &name,
+            id: &id,
             spec: &s,
             etcd_endpoints: &eps,
             etcd_ca_certificate: &etcd_ca.cert,
@@ -301,10 +310,11 @@ mod tests {
     #[tokio::test]
     async fn status_waits_for_the_rollout_and_takes_the_endpoint_from_the_load_balancer() {
         let (rt, mut handle) = runtime();
-        let s = spec("");
+        let s = crate::wire::tenant_spec(&spec("")).unwrap();
+        let (name, id) = acme();
         let t = Tenant {
-            name: "acme",
-            id: "acme-1",
+            name: &name,
+            id: &id,
             spec: &s,
             etcd_endpoints: &[],
             etcd_ca_certificate: "",
@@ -384,8 +394,9 @@ mod tests {
                 serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "namespaces \"tenant-acme\" not found"}),
             );
         });
-        assert!(!rt.delete("acme").await.unwrap(), "still terminating");
-        assert!(rt.delete("acme").await.unwrap(), "gone");
+        let (name, _) = acme();
+        assert!(!rt.delete(&name).await.unwrap(), "still terminating");
+        assert!(rt.delete(&name).await.unwrap(), "gone");
         server.await.unwrap();
     }
 }

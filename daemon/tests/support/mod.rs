@@ -5,12 +5,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kamaji_core::controlplane::Tenant;
+use kamaji_core::ids::TenantName;
+use kamaji_core::kek::Kek;
+use kamaji_core::lifecycle::ports::{PortError, Runtime, RuntimeStatus};
+use kamaji_core::pki::TenantPki;
 use kamaji_proto::v1::datastores_client::DatastoresClient;
 use kamaji_proto::v1::{self, DatastoreSpec};
+use kamaji_testkit::devenv::{write_file, DevPki, EtcdProcess, EtcdSecurity};
 use kamajid::config::{ServeConfig, StateEtcdConfig};
-use kamajid::devenv::{free_port, write_file, DevPki, EtcdProcess, EtcdSecurity};
 use kamajid::etcd::{connect, EtcdTls};
-use kamajid::kek::Kek;
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
@@ -59,9 +63,13 @@ impl Env {
         let state = EtcdProcess::start(dir.path(), "state", &pki, EtcdSecurity::default())
             .await
             .unwrap();
-        let port = free_port();
+        // Bound here, port 0: the server takes the listener, so no port is chosen and lost.
+        let listener = kamajid::server::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
         let cfg = ServeConfig {
-            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            listen: listener.local_addr().unwrap(),
             tls_cert_file: pki_dir.join("server.crt"),
             tls_key_file: pki_dir.join("server.key"),
             tokens_file: dir.path().join("tokens"),
@@ -78,21 +86,12 @@ impl Env {
             kubeconfig: None,
             tenant_dns_domain: "cluster.local".into(),
             tenant_reservation_mib: 64,
-            resync_seconds: kamajid::reconcile::BOOTSTRAP_RESYNC,
+            resync_seconds: kamaji_core::lifecycle::RESYNC_SECONDS,
             process: Default::default(),
         };
         let (stop, rx) = watch::channel(false);
-        let server = tokio::spawn(kamajid::server::serve(cfg, rx));
+        let server = tokio::spawn(kamajid::server::serve(cfg, listener, rx));
         let endpoint = format!("https://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         Self {
             dir,
             pki,
@@ -193,10 +192,7 @@ pub async fn names(client: &mut Client) -> Vec<String> {
         .collect()
 }
 
-/// The Kubernetes API test double, shared with the acceptance tests.
-#[path = "../../../acceptance-tests/src/kube_double.rs"]
-#[allow(dead_code)]
-pub mod kube_double;
+pub use kamaji_testkit::kube_double;
 
 /// A runtime double for tenant tests: remembers the version applied per tenant; a tenant is
 /// ready once the version its spec asks for has been applied. Its "control plane" is a tenant
@@ -216,49 +212,43 @@ impl MemoryRuntime {
     }
 }
 
-impl kamajid::runtime::Runtime for MemoryRuntime {
-    async fn apply(
-        &self,
-        t: &kamajid::controlplane::render::Tenant<'_>,
-        pki: &kamajid::pki::TenantPki,
-    ) -> Result<(), kamajid::runtime::RuntimeError> {
+impl Runtime for MemoryRuntime {
+    async fn apply(&self, t: &Tenant<'_>, pki: &TenantPki) -> Result<(), PortError> {
         assert!(pki.etcd_client.cert.contains("BEGIN CERTIFICATE"));
+        let name = t.name.to_string();
         self.serving_certs
             .lock()
             .unwrap()
-            .insert(t.name.to_owned(), pki.apiserver.cert.clone());
+            .insert(name.clone(), pki.apiserver.cert.clone());
         self.versions
             .lock()
             .unwrap()
-            .insert(t.name.to_owned(), t.spec.kubernetes_version.clone());
-        let mut apis = self.apis.lock().unwrap();
-        if !apis.contains_key(t.name) {
-            let server = kube_double::TenantServer::start(&pki.apiserver.cert, &pki.apiserver.key)
-                .expect("tenant apiserver double");
-            apis.insert(t.name.to_owned(), server);
-        }
+            .insert(name.clone(), t.spec.kubernetes_version.to_string());
+        self.apis.lock().unwrap().entry(name).or_insert_with(|| {
+            kube_double::TenantServer::start(&pki.apiserver.cert, &pki.apiserver.key)
+                .expect("tenant apiserver double")
+        });
         Ok(())
     }
-    async fn status(
-        &self,
-        t: &kamajid::controlplane::render::Tenant<'_>,
-    ) -> Result<kamajid::runtime::RuntimeStatus, kamajid::runtime::RuntimeError> {
-        let ready = self.versions.lock().unwrap().get(t.name) == Some(&t.spec.kubernetes_version);
+    async fn status(&self, t: &Tenant<'_>) -> Result<RuntimeStatus, PortError> {
+        let name = t.name.to_string();
+        let ready = self.versions.lock().unwrap().get(&name)
+            == Some(&t.spec.kubernetes_version.to_string());
         let endpoint = self
             .apis
             .lock()
             .unwrap()
-            .get(t.name)
+            .get(&name)
             .map(|s| format!("https://{}", s.addr));
-        Ok(kamajid::runtime::RuntimeStatus {
+        Ok(RuntimeStatus {
             ready,
             endpoint,
             message: "rolling out".into(),
         })
     }
-    async fn delete(&self, tenant: &str) -> Result<bool, kamajid::runtime::RuntimeError> {
-        self.versions.lock().unwrap().remove(tenant);
-        self.apis.lock().unwrap().remove(tenant);
+    async fn delete(&self, tenant: &TenantName) -> Result<bool, PortError> {
+        self.versions.lock().unwrap().remove(tenant.as_str());
+        self.apis.lock().unwrap().remove(tenant.as_str());
         Ok(true)
     }
 }

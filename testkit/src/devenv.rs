@@ -1,29 +1,22 @@
-//! A local, secured development environment: a dev PKI and etcd processes started with TLS,
-//! client-certificate auth and auth enabled, exactly as kamajid requires of real datastores.
-//!
-//! `kamajid dev` uses it for `make demo`; the test suites use it to run against real etcd.
-//! Variants with client-certificate auth or auth switched off exist so tests can check that
-//! kamajid refuses them.
+//! Real etcd, secured as kamajid requires of datastores: a dev PKI and etcd processes started
+//! with TLS, client-certificate auth and auth enabled. Variants with client-certificate auth or
+//! auth switched off exist so tests can check that kamajid refuses them.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::pki::{issue, new_ca, Pem, PkiError};
 use etcd_client::{Client, UserAddOptions};
+use kamaji_core::pki::{issue, new_ca, Pem, PkiError};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
-use tracing::info;
 
-use crate::config::{DevConfig, ServeConfig, StateEtcdConfig};
-use crate::etcd::{connect, error_chain, EtcdTls};
-use crate::kek::Kek;
+use kamajid::etcd::{connect, error_chain, EtcdTls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
     #[error("generating dev certificates: {0}")]
-    Pki(#[from] crate::pki::PkiError),
+    Pki(#[from] PkiError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -42,10 +35,10 @@ pub enum DevError {
     #[error("enabling auth on etcd {name}: {detail}")]
     Auth { name: String, detail: String },
     #[error(transparent)]
-    Serve(#[from] crate::server::ServeError),
+    Serve(#[from] kamajid::server::ServeError),
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DevError {
+pub(crate) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DevError {
     let path = path.to_owned();
     move |source| DevError::Io { what, path, source }
 }
@@ -93,7 +86,9 @@ pub fn write_file(path: &Path, content: &str, private: bool) -> Result<(), DevEr
     Ok(())
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago. Only for programs that must be told a port
+/// (etcd, kube-apiserver): it may be taken again before they bind it. kamajid itself takes a
+/// bound listener instead ([`kamajid::server::serve`]).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -247,127 +242,4 @@ async fn enable_auth(mut client: Client, name: &str) -> Result<(), DevError> {
     client.user_grant_role("root", "root").await.map_err(err)?;
     client.auth_enable().await.map_err(err)?;
     Ok(())
-}
-
-/// `kamajid dev`: a fresh local environment (state etcd, N datastores, kamajid) until
-/// interrupted. Writes into `dir`: `pki/` (CA, server and root certificates), `token`, `kek`,
-/// `env` (provider settings to source) and `quickstart.tfvars.json` (inputs for
-/// examples/quickstart), then `ready` once the API listens.
-pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
-    crate::server::install_crypto();
-    std::fs::create_dir_all(&cfg.dir).map_err(io("creating", &cfg.dir))?;
-    let dir = cfg.dir.canonicalize().map_err(io("resolving", &cfg.dir))?;
-    let _ = std::fs::remove_file(dir.join("ready"));
-    let etcd_dir = dir.join("etcd");
-    let _ = std::fs::remove_dir_all(&etcd_dir);
-
-    let pki = DevPki::generate()?;
-    let pki_dir = dir.join("pki");
-    pki.write(&pki_dir)?;
-    let token_path = dir.join("token");
-    let token = hex::encode(rand::random::<[u8; 24]>());
-    write_file(&token_path, &token, true)?;
-    let kek_path = dir.join("kek");
-    write_file(&kek_path, &Kek::generate_encoded(), true)?;
-
-    let state = EtcdProcess::start(&etcd_dir, "state", &pki, EtcdSecurity::default()).await?;
-    let mut datastores = Vec::new();
-    for i in 1..=cfg.datastores {
-        datastores.push(
-            EtcdProcess::start(
-                &etcd_dir,
-                &format!("etcd-{i}"),
-                &pki,
-                EtcdSecurity::default(),
-            )
-            .await?,
-        );
-    }
-    let endpoint = format!("https://{}", cfg.listen);
-    let tfvars = serde_json::json!({
-        "kamaji_endpoint": endpoint,
-        "pki_dir": pki_dir,
-        "datastore_endpoints": datastores.iter().map(|d| d.endpoint.clone()).collect::<Vec<_>>(),
-        // Tenant clusters need somewhere to run their control planes.
-        "tenant_clusters": if cfg.kubeconfig.is_some() || cfg.k8s_bin_dir.is_some() { vec!["alpha", "beta"] } else { vec![] },
-    });
-    write_file(
-        &dir.join("quickstart.tfvars.json"),
-        &format!("{tfvars:#}\n"),
-        false,
-    )?;
-    let env = format!(
-        "export KAMAJI_ENDPOINT={endpoint}\nexport KAMAJI_TOKEN_FILE={}\nexport KAMAJI_CA_CERTIFICATE_FILE={}\n",
-        token_path.display(),
-        pki_dir.join("ca.crt").display()
-    );
-    write_file(&dir.join("env"), &env, false)?;
-
-    let serve_cfg = ServeConfig {
-        listen: cfg.listen,
-        tls_cert_file: pki_dir.join("server.crt"),
-        tls_key_file: pki_dir.join("server.key"),
-        tokens_file: token_path,
-        kek_file: kek_path,
-        state_etcd: StateEtcdConfig {
-            endpoints: vec![state.endpoint.clone()],
-            ca_file: Some(pki_dir.join("ca.crt")),
-            cert_file: Some(pki_dir.join("root.crt")),
-            key_file: Some(pki_dir.join("root.key")),
-        },
-        health_interval_seconds: cfg.health_interval_seconds,
-        probe_timeout_seconds: 5,
-        leader_lease_seconds: 10,
-        kubeconfig: cfg.kubeconfig.clone(),
-        tenant_dns_domain: "cluster.local".into(),
-        tenant_reservation_mib: 64,
-        resync_seconds: crate::reconcile::BOOTSTRAP_RESYNC,
-        process: crate::config::ProcessRuntimeConfig {
-            // An admin cluster wins; else local processes when binaries are given.
-            runtime: if cfg.kubeconfig.is_none() && cfg.k8s_bin_dir.is_some() {
-                crate::config::RuntimeKind::Process
-            } else {
-                crate::config::RuntimeKind::Kubernetes
-            },
-            k8s_bin_dir: cfg.k8s_bin_dir.clone(),
-            process_dir: dir.join("tenants"),
-            process_port_range: 16443..=16542,
-            advertise_address: "127.0.0.1".into(),
-        },
-    };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(crate::server::serve(serve_cfg, stop_rx));
-    // The listener binds right after the state store answers; wait for the port to accept.
-    let start = Instant::now();
-    while tokio::net::TcpStream::connect(cfg.listen).await.is_err()
-        && start.elapsed() < Duration::from_secs(30)
-    {
-        if server.is_finished() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if !server.is_finished() {
-        write_file(&dir.join("ready"), "", false)?;
-        info!(dir = %dir.display(), %endpoint, datastores = datastores.len(), "dev environment ready; source {}/env", dir.display());
-        if cfg.kubeconfig.is_none() && cfg.k8s_bin_dir.is_none() {
-            info!("no admin cluster (--kubeconfig) and no Kubernetes binaries (--k8s-bin-dir): tenant clusters are refused; datastores work");
-        }
-        wait_for_signal().await;
-        let _ = stop_tx.send(true);
-    }
-    let result = server.await.unwrap_or(Ok(()));
-    let _ = std::fs::remove_file(dir.join("ready"));
-    drop(datastores);
-    drop(state);
-    result.map_err(DevError::from)
-}
-
-/// Ctrl-C or SIGTERM.
-pub async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-    }
 }

@@ -9,7 +9,7 @@
 //! the first service IP, `kube-apiserver-kubelet-client` and the admin in `system:masters`,
 //! components as `system:kube-controller-manager` and `system:kube-scheduler`, front proxy
 //! `front-proxy-client` under its own CA. The etcd client certificate's CN is the tenant id: that
-//! is the etcd user [`crate::datastore::isolation`] creates.
+//! is the etcd user isolation creates (see [`crate::etcd_keys`]).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -161,7 +161,7 @@ pub fn first_service_ip(cidr: &str) -> Result<IpAddr, PkiError> {
 #[derive(Debug, Clone)]
 pub struct TenantPkiSpec {
     /// Immutable tenant id: the etcd user and key prefix.
-    pub tenant_id: String,
+    pub tenant_id: crate::ids::TenantId,
     pub service_cidr: String,
     pub dns_domain: String,
     /// Names and addresses the apiserver is reached by from outside (endpoint, extra SANs).
@@ -240,7 +240,7 @@ pub fn mint(spec: &TenantPkiSpec, etcd_client_ca: &Pem) -> Result<TenantPki, Pki
         front_proxy_client: client(&front_proxy_ca, "front-proxy-client", &[])?,
         service_account_key: sa.serialize_pem(),
         service_account_pub: sa.public_key_pem(),
-        etcd_client: client(etcd_client_ca, &spec.tenant_id, &[])?,
+        etcd_client: client(etcd_client_ca, spec.tenant_id.as_str(), &[])?,
         admin: client(&ca, "kubernetes-admin", &["system:masters"])?,
         controller_manager: client(&ca, "system:kube-controller-manager", &[])?,
         scheduler: client(&ca, "system:kube-scheduler", &[])?,
@@ -430,7 +430,7 @@ mod tests {
 
     fn spec() -> TenantPkiSpec {
         TenantPkiSpec {
-            tenant_id: "acme-7f3k2".into(),
+            tenant_id: crate::ids::TenantId::parse("acme-7f3k2").unwrap(),
             service_cidr: "10.96.0.0/12".into(),
             dns_domain: "cluster.local".into(),
             external_sans: vec!["203.0.113.10".into(), "api.acme.example".into()],

@@ -14,10 +14,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::ids::DatastoreName;
+use crate::spec::Placement;
+
 /// What placement needs to know about one datastore.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    pub name: String,
+    pub name: DatastoreName,
     pub ready: bool,
     pub schedulable: bool,
     pub labels: BTreeMap<String, String>,
@@ -49,9 +52,25 @@ pub enum Policy {
 pub struct Request {
     pub reservation_bytes: i64,
     /// A datastore named by the user; placement then only checks it.
-    pub datastore: Option<String>,
+    pub datastore: Option<DatastoreName>,
     /// Labels a datastore must carry (ignored when `datastore` is set).
     pub selector: BTreeMap<String, String>,
+}
+
+impl Request {
+    /// What a tenant with `placement` asks for, reserving `reservation_bytes`.
+    pub fn new(placement: &Placement, reservation_bytes: i64) -> Self {
+        let (datastore, selector) = match placement {
+            Placement::Any => (None, BTreeMap::new()),
+            Placement::Named(n) => (Some(n.clone()), BTreeMap::new()),
+            Placement::Selector(s) => (None, s.clone()),
+        };
+        Self {
+            reservation_bytes,
+            datastore,
+            selector,
+        }
+    }
 }
 
 /// Why one datastore cannot take the tenant.
@@ -86,15 +105,18 @@ impl std::fmt::Display for Refusal {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
-    #[error("datastore {0:?} does not exist")]
-    UnknownDatastore(String),
-    #[error("datastore {name:?} cannot take the tenant: it {reason}")]
-    Refused { name: String, reason: Refusal },
+    #[error("datastore {:?} does not exist", .0.as_str())]
+    UnknownDatastore(DatastoreName),
+    #[error("datastore {:?} cannot take the tenant: it {reason}", name.as_str())]
+    Refused {
+        name: DatastoreName,
+        reason: Refusal,
+    },
     #[error("no datastore can take the tenant{}", describe(.0))]
-    NoCandidate(Vec<(String, Refusal)>),
+    NoCandidate(Vec<(DatastoreName, Refusal)>),
 }
 
-fn describe(refusals: &[(String, Refusal)]) -> String {
+fn describe(refusals: &[(DatastoreName, Refusal)]) -> String {
     if refusals.is_empty() {
         return ": no datastore is registered".into();
     }
@@ -181,7 +203,7 @@ mod tests {
 
     fn ds(name: &str, quota: i64) -> Candidate {
         Candidate {
-            name: name.into(),
+            name: DatastoreName::parse(name).unwrap(),
             ready: true,
             schedulable: true,
             labels: BTreeMap::new(),
@@ -266,7 +288,10 @@ mod tests {
         }
         let mut ok = pool.clone();
         ok.push(ds("ok", GIB));
-        assert_eq!(place(&req(64), &ok, Policy::Spread).unwrap().name, "ok");
+        assert_eq!(
+            place(&req(64), &ok, Policy::Spread).unwrap().name.as_str(),
+            "ok"
+        );
     }
 
     #[test]
@@ -317,26 +342,29 @@ mod tests {
         let pool = vec![full, ds("roomy", 8 * GIB)];
         let r = Request {
             reservation_bytes: MIB,
-            datastore: Some("full".into()),
+            datastore: Some(DatastoreName::parse("full").unwrap()),
             ..Default::default()
         };
         assert!(
-            matches!(place(&r, &pool, Policy::Spread), Err(PlacementError::Refused { ref name, reason: Refusal::Full { .. } }) if name == "full")
+            matches!(place(&r, &pool, Policy::Spread), Err(PlacementError::Refused { ref name, reason: Refusal::Full { .. } }) if name.as_str() == "full")
         );
         let r = Request {
             reservation_bytes: MIB,
-            datastore: Some("roomy".into()),
+            datastore: Some(DatastoreName::parse("roomy").unwrap()),
             ..Default::default()
         };
-        assert_eq!(place(&r, &pool, Policy::Spread).unwrap().name, "roomy");
+        assert_eq!(
+            place(&r, &pool, Policy::Spread).unwrap().name.as_str(),
+            "roomy"
+        );
         let r = Request {
             reservation_bytes: MIB,
-            datastore: Some("nope".into()),
+            datastore: Some(DatastoreName::parse("nope").unwrap()),
             ..Default::default()
         };
         assert_eq!(
             place(&r, &pool, Policy::Spread).unwrap_err(),
-            PlacementError::UnknownDatastore("nope".into())
+            PlacementError::UnknownDatastore(DatastoreName::parse("nope").unwrap())
         );
     }
 

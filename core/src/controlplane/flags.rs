@@ -3,14 +3,14 @@
 //!
 //! Flags follow kubeadm's static pod manifests, plus what a shared etcd needs
 //! (`--etcd-prefix=/<id>`, the tenant's etcd client certificate). `extra_args` come last and
-//! replace a default of the same name; kamajid's managed flags are refused at validation
-//! ([`kamaji_proto::tenant::MANAGED_FLAGS`]).
+//! replace a default of the same name; kamajid's managed flags are refused at validation (the
+//! input contract's `MANAGED_FLAGS`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use kamaji_proto::v1::TenantClusterSpec;
-
-use crate::datastore::isolation::apiserver_etcd_prefix;
+use crate::etcd_keys::apiserver_etcd_prefix;
+use crate::ids::{TenantId, TenantName};
+use crate::spec::TenantSpec;
 
 /// Where a runtime puts the PKI files and kubeconfigs the components read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,9 +53,9 @@ pub struct Ports {
 }
 
 impl Ports {
-    pub fn pod(spec: &TenantClusterSpec) -> Self {
+    pub fn pod(spec: &TenantSpec) -> Self {
         Self {
-            apiserver: spec.network.as_ref().map_or(6443, |n| n.port),
+            apiserver: u32::from(spec.network.port),
             controller_manager: 10257,
             scheduler: 10259,
         }
@@ -65,7 +65,7 @@ impl Ports {
 /// What the flags depend on besides the spec.
 #[derive(Debug, Clone)]
 pub struct FlagInputs<'a> {
-    pub tenant_id: &'a str,
+    pub tenant_id: &'a TenantId,
     pub etcd_endpoints: &'a [String],
     pub dns_domain: &'a str,
     pub layout: &'a Layout,
@@ -79,25 +79,20 @@ pub struct FlagInputs<'a> {
     pub advertise_address: Option<std::net::IpAddr>,
 }
 
-fn render(
-    defaults: BTreeMap<&str, String>,
-    extra: Option<&HashMap<String, String>>,
-) -> Vec<String> {
+fn render(defaults: BTreeMap<&str, String>, extra: &BTreeMap<String, String>) -> Vec<String> {
     let mut all: BTreeMap<String, String> = defaults
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-    if let Some(extra) = extra {
-        for (k, v) in extra {
-            all.insert(k.clone(), v.clone());
-        }
+    for (k, v) in extra {
+        all.insert(k.clone(), v.clone());
     }
     all.into_iter().map(|(k, v)| format!("--{k}={v}")).collect()
 }
 
 /// kube-apiserver.
-pub fn apiserver(spec: &TenantClusterSpec, i: &FlagInputs<'_>) -> Vec<String> {
-    let net = spec.network.clone().unwrap_or_default();
+pub fn apiserver(spec: &TenantSpec, i: &FlagInputs<'_>) -> Vec<String> {
+    let net = &spec.network;
     let port = i.ports.apiserver;
     let pki = &i.layout.pki_dir;
     let etcd = &i.layout.etcd_pki_dir;
@@ -169,16 +164,16 @@ pub fn apiserver(spec: &TenantClusterSpec, i: &FlagInputs<'_>) -> Vec<String> {
     if let Some(ip) = i.advertise_address {
         d.insert("advertise-address", ip.to_string());
     }
-    render(d, spec.extra_args.as_ref().map(|x| &x.apiserver))
+    render(d, &spec.extra_args.apiserver)
 }
 
 /// kube-controller-manager, with the bootstrap-token controllers `kubeadm join` relies on.
 pub fn controller_manager(
-    spec: &TenantClusterSpec,
-    tenant_name: &str,
+    spec: &TenantSpec,
+    tenant_name: &TenantName,
     i: &FlagInputs<'_>,
 ) -> Vec<String> {
-    let net = spec.network.clone().unwrap_or_default();
+    let net = &spec.network;
     let pki = &i.layout.pki_dir;
     let conf = format!("{}/controller-manager.conf", i.layout.kubeconfig_dir);
     let d = BTreeMap::from([
@@ -188,7 +183,7 @@ pub fn controller_manager(
         ("bind-address", i.health_bind_address.to_owned()),
         ("client-ca-file", format!("{pki}/ca.crt")),
         ("cluster-cidr", net.pod_cidr.clone()),
-        ("cluster-name", tenant_name.to_owned()),
+        ("cluster-name", tenant_name.to_string()),
         ("cluster-signing-cert-file", format!("{pki}/ca.crt")),
         ("cluster-signing-key-file", format!("{pki}/ca.key")),
         ("controllers", "*,bootstrapsigner,tokencleaner".to_owned()),
@@ -204,11 +199,11 @@ pub fn controller_manager(
         ("service-cluster-ip-range", net.service_cidr.clone()),
         ("use-service-account-credentials", "true".to_owned()),
     ]);
-    render(d, spec.extra_args.as_ref().map(|x| &x.controller_manager))
+    render(d, &spec.extra_args.controller_manager)
 }
 
 /// kube-scheduler.
-pub fn scheduler(spec: &TenantClusterSpec, i: &FlagInputs<'_>) -> Vec<String> {
+pub fn scheduler(spec: &TenantSpec, i: &FlagInputs<'_>) -> Vec<String> {
     let conf = format!("{}/scheduler.conf", i.layout.kubeconfig_dir);
     let d = BTreeMap::from([
         ("authentication-kubeconfig", conf.clone()),
@@ -218,33 +213,30 @@ pub fn scheduler(spec: &TenantClusterSpec, i: &FlagInputs<'_>) -> Vec<String> {
         ("leader-elect", "true".to_owned()),
         ("secure-port", i.ports.scheduler.to_string()),
     ]);
-    render(d, spec.extra_args.as_ref().map(|x| &x.scheduler))
+    render(d, &spec.extra_args.scheduler)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kamaji_proto::v1::{ExtraArgs, Network};
+    use crate::controlplane::testing;
+    use crate::spec::ServiceType;
 
-    fn spec() -> TenantClusterSpec {
-        TenantClusterSpec {
-            kubernetes_version: "1.35.1".into(),
-            replicas: 2,
-            network: Some(Network {
-                service_cidr: "10.96.0.0/12".into(),
-                pod_cidr: "10.244.0.0/16".into(),
-                dns_service_ip: "10.96.0.10".into(),
-                port: 6443,
-                service_type: 1,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+    fn spec() -> TenantSpec {
+        testing::spec(ServiceType::ClusterIp)
+    }
+
+    fn id() -> &'static TenantId {
+        Box::leak(Box::new(TenantId::parse("acme-x1y2z").unwrap()))
+    }
+
+    fn acme() -> TenantName {
+        TenantName::parse("acme").unwrap()
     }
 
     fn inputs<'a>(eps: &'a [String], layout: &'a Layout) -> FlagInputs<'a> {
         FlagInputs {
-            tenant_id: "acme-x1y2z",
+            tenant_id: id(),
             etcd_endpoints: eps,
             dns_domain: "cluster.local",
             layout,
@@ -285,15 +277,12 @@ mod tests {
     fn extra_args_replace_defaults_and_add_flags() {
         let mut s = spec();
         s.admission_plugins = vec!["NodeRestriction".into(), "PodSecurity".into()];
-        s.extra_args = Some(ExtraArgs {
-            apiserver: [
-                ("audit-log-maxage".into(), "30".into()),
-                ("authorization-mode".into(), "Node,RBAC,Webhook".into()),
-            ]
-            .into(),
-            scheduler: [("v".into(), "4".into())].into(),
-            ..Default::default()
-        });
+        s.extra_args.apiserver = [
+            ("audit-log-maxage".into(), "30".into()),
+            ("authorization-mode".into(), "Node,RBAC,Webhook".into()),
+        ]
+        .into();
+        s.extra_args.scheduler = [("v".into(), "4".into())].into();
         let eps = vec!["https://e:2379".to_owned()];
         let layout = Layout::pod();
         let f = apiserver(&s, &inputs(&eps, &layout));
@@ -308,7 +297,7 @@ mod tests {
     fn the_controller_manager_runs_the_bootstrap_token_controllers_and_layouts_move_paths() {
         let eps = vec!["https://e:2379".to_owned()];
         let layout = Layout::under(std::path::Path::new("/var/lib/kamaji/acme"));
-        let f = controller_manager(&spec(), "acme", &inputs(&eps, &layout));
+        let f = controller_manager(&spec(), &acme(), &inputs(&eps, &layout));
         assert!(f.contains(&"--controllers=*,bootstrapsigner,tokencleaner".to_owned()));
         assert!(f.contains(&"--cluster-name=acme".to_owned()));
         assert!(f.contains(&"--kubeconfig=/var/lib/kamaji/acme/controller-manager.conf".to_owned()));
@@ -358,7 +347,7 @@ mod tests {
         assert!(a.contains(
             &"--tls-cert-file=/var/lib/kamajid/tenants/acme/pki/apiserver.crt".to_owned()
         ));
-        let cm = controller_manager(&spec(), "acme", &host);
+        let cm = controller_manager(&spec(), &acme(), &host);
         assert!(cm.contains(&"--secure-port=16444".to_owned()));
         assert!(cm.contains(&"--bind-address=127.0.0.1".to_owned()));
         let s = scheduler(&spec(), &host);

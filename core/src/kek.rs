@@ -2,27 +2,34 @@
 //!
 //! Datastore admin keys and client-CA keys are stored sealed (AES-256-GCM, random nonce), with
 //! the record's key path as associated data so a sealed value cannot be moved to another record.
-//! A dump of the state etcd alone therefore leaks no private key. The KEK itself comes from a
-//! file (a mounted Secret in production): 32 random bytes, base64-encoded.
+//! A dump of the state etcd alone therefore leaks no private key. The KEK itself is 32 random
+//! bytes, base64-encoded; kamajid reads it from a file (a mounted Secret in production).
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rand::RngCore;
-use std::path::{Path, PathBuf};
+
+use crate::ids::{DatastoreName, TenantName};
 
 const PREFIX: &str = "kek1:";
 
+/// What a tenant's sealed PKI is bound to. Sealed values carry it, so it never changes (it was
+/// the tenant record's key in the state store when sealing began).
+pub fn tenant_aad(name: &TenantName) -> String {
+    format!("/kamajid/v1/tenants/{name}")
+}
+
+/// What a datastore's sealed keys are bound to (likewise fixed).
+pub fn datastore_aad(name: &DatastoreName) -> String {
+    format!("/kamajid/v1/datastores/{name}")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KekError {
-    #[error("reading the key-encryption key file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the key-encryption key file {path} must hold 32 bytes, base64-encoded (generate one with `head -c32 /dev/urandom | base64`)")]
-    Format { path: PathBuf },
+    #[error("a key-encryption key is 32 bytes, base64-encoded (generate one with `head -c32 /dev/urandom | base64`)")]
+    Format,
     #[error("sealed value for {aad} is malformed or was sealed with another key-encryption key")]
     Open { aad: String },
 }
@@ -46,21 +53,14 @@ impl Kek {
         }
     }
 
-    pub fn load(path: &Path) -> Result<Self, KekError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KekError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let bytes = B64.decode(text.trim()).map_err(|_| KekError::Format {
-            path: path.to_owned(),
-        })?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| KekError::Format {
-            path: path.to_owned(),
-        })?;
+    /// The key written as [`Kek::generate_encoded`] writes it (surrounding whitespace ignored).
+    pub fn from_encoded(text: &str) -> Result<Self, KekError> {
+        let bytes = B64.decode(text.trim()).map_err(|_| KekError::Format)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| KekError::Format)?;
         Ok(Self::from_bytes(&key))
     }
 
-    /// A new random key, base64-encoded as [`Kek::load`] reads it.
+    /// A new random key, base64-encoded as [`Kek::from_encoded`] reads it.
     pub fn generate_encoded() -> String {
         let mut key = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut key);
@@ -136,13 +136,15 @@ mod tests {
     }
 
     #[test]
-    fn load_reads_a_base64_file_and_rejects_short_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let good = dir.path().join("kek");
-        std::fs::write(&good, Kek::generate_encoded() + "\n").unwrap();
-        assert!(Kek::load(&good).is_ok());
-        let short = dir.path().join("short");
-        std::fs::write(&short, B64.encode([1u8; 16])).unwrap();
-        assert!(matches!(Kek::load(&short), Err(KekError::Format { .. })));
+    fn an_encoded_key_reads_back_and_short_keys_are_refused() {
+        assert!(Kek::from_encoded(&(Kek::generate_encoded() + "\n")).is_ok());
+        assert!(matches!(
+            Kek::from_encoded(&B64.encode([1u8; 16])),
+            Err(KekError::Format)
+        ));
+        assert!(matches!(
+            Kek::from_encoded("not base64!"),
+            Err(KekError::Format)
+        ));
     }
 }

@@ -1,6 +1,8 @@
-//! Tenant reconcile against real etcd (a state store and two shared datastores, secured) and a
-//! runtime double: resumption after a crash at every step, exact teardown, spreading, and no
-//! overcommit under concurrent placements.
+//! The tenant lifecycle against real etcd (a state store and shared datastores, secured), the
+//! real isolation and in-tenant adapters, and a runtime double whose tenant apiservers are the
+//! Kubernetes API test double (no real control plane per tenant here; the acceptance suites run
+//! those): resumption after a crash at every step, exact teardown, spreading, and no overcommit
+//! under concurrent placements.
 
 mod support;
 
@@ -8,19 +10,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::GetOptions;
-use kamaji_proto::v1;
-use kamajid::datastore::{isolation, DatastoreRecord, DatastoreStatusRecord, Phase as DsPhase};
-use kamajid::devenv::{DevPki, EtcdProcess, EtcdSecurity};
-use kamajid::etcd::{connect, EtcdTls};
-use kamajid::kek::Kek;
-use kamajid::placement::Policy;
-use kamajid::reconcile::{converge, create, mark_deleting, step, Context, Outcome, Step};
-use kamajid::store::{
-    datastore_key, datastore_status_key, reservation_key, tenant_key, Reservation, Store,
-    Versioned, ROOT,
+use kamaji_core::datastore::{DatastoreStatusRecord, Phase as DsPhase, Reservation};
+use kamaji_core::etcd_keys::prefix;
+use kamaji_core::ids::{DatastoreName, TenantName};
+use kamaji_core::kek::Kek;
+use kamaji_core::lifecycle::steps::{endpoint_host, Step, CREATE, DELETE};
+use kamaji_core::lifecycle::{now_unix, Lifecycle, Outcome, Settings, RESYNC_SECONDS};
+use kamaji_core::pki::covers;
+use kamaji_core::tenant::{
+    Phase, TenantRecord, COND_BOOTSTRAPPED, COND_READY, DEFAULT_RESERVATION_BYTES,
 };
-use kamajid::tenant::{Phase, TenantRecord, DEFAULT_RESERVATION_BYTES};
+use kamaji_proto::v1;
+use kamaji_testkit::devenv::{DevPki, EtcdProcess, EtcdSecurity};
+use kamajid::datastore::isolation::EtcdIsolation;
+use kamajid::etcd::{connect, EtcdTls};
+use kamajid::store::{Store, Versioned};
+use kamajid::tenant_client::KubeTenantObjects;
+use kamajid::wire;
 use support::{tenant_spec, MemoryRuntime};
+
+type Life = Lifecycle<Store, EtcdIsolation, MemoryRuntime, KubeTenantObjects>;
 
 struct World {
     _dir: tempfile::TempDir,
@@ -67,22 +76,13 @@ impl World {
                 schedulable: true,
                 ..Default::default()
             };
-            let rec = DatastoreRecord::seal(&name, &spec, &kek, 1);
+            let rec =
+                wire::seal_datastore(&DatastoreName::parse(&name).unwrap(), &spec, &kek, 1, 1);
             let status = DatastoreStatusRecord {
                 phase: DsPhase::Ready,
                 ..Default::default()
             };
-            store
-                .create(
-                    &datastore_key(&name),
-                    &rec,
-                    vec![(
-                        datastore_status_key(&name),
-                        serde_json::to_vec(&status).unwrap(),
-                    )],
-                )
-                .await
-                .unwrap();
+            store.create_datastore(&rec, &status).await.unwrap();
             shards.push(etcd);
         }
         Self {
@@ -96,18 +96,40 @@ impl World {
         }
     }
 
-    /// A fresh context: what a restarted kamajid has.
-    fn ctx(&self) -> Context<MemoryRuntime> {
-        Context {
-            store: self.store.clone(),
-            kek: self.kek.clone(),
-            runtime: self.runtime.clone(),
-            policy: Policy::Spread,
-            dns_domain: "cluster.local".into(),
-            etcd_timeout: Duration::from_secs(5),
-            resync_seconds: kamajid::reconcile::BOOTSTRAP_RESYNC,
-            shared: Default::default(),
-        }
+    /// A fresh lifecycle: what a restarted kamajid has.
+    fn ctx(&self) -> Life {
+        Lifecycle::new(
+            self.store.clone(),
+            EtcdIsolation::new(self.kek.clone(), Duration::from_secs(5)),
+            self.runtime.clone(),
+            KubeTenantObjects,
+            self.kek.clone(),
+            Settings::default(),
+        )
+    }
+
+    /// A new tenant record, as the API's create writes it.
+    async fn create(&self, name: &str, spec: &v1::TenantClusterSpec) -> TenantName {
+        let name = TenantName::parse(name).unwrap();
+        let rec = TenantRecord::new(
+            name.clone(),
+            wire::encode_spec(spec),
+            DEFAULT_RESERVATION_BYTES,
+            now_unix(),
+        );
+        self.store.create_tenant_record(&rec).await.unwrap();
+        name
+    }
+
+    /// Marks a tenant for deletion, as the API's delete does.
+    async fn mark_deleting(&self, name: &TenantName) {
+        let v = self.versioned(name).await.unwrap();
+        let mut rec = v.value;
+        rec.mark_deleting(now_unix());
+        self.store
+            .update_tenant_record(&rec, v.revision)
+            .await
+            .unwrap();
     }
 
     async fn shard_admin(&self, i: usize) -> etcd_client::Client {
@@ -120,23 +142,23 @@ impl World {
         .unwrap()
     }
 
-    async fn record(&self, name: &str) -> Option<TenantRecord> {
+    async fn record(&self, name: &TenantName) -> Option<TenantRecord> {
         self.versioned(name).await.map(|v| v.value)
     }
 
     /// The record with its revision, to change it as the API would.
-    async fn versioned(&self, name: &str) -> Option<Versioned<TenantRecord>> {
-        self.store
-            .get::<TenantRecord>(&tenant_key(name))
-            .await
-            .unwrap()
+    async fn versioned(&self, name: &TenantName) -> Option<Versioned<TenantRecord>> {
+        self.store.tenant_record(name).await.unwrap()
     }
 
     async fn reservation(&self, shard: &str) -> Reservation {
         self.store
-            .get::<Reservation>(&reservation_key(shard))
+            .candidacies()
             .await
             .unwrap()
+            .into_iter()
+            .find(|c| c.candidate.name == shard)
+            .and_then(|c| c.reservation)
             .map(|v| v.value)
             .unwrap_or_default()
     }
@@ -150,44 +172,33 @@ fn tls(pki: &DevPki) -> EtcdTls {
 }
 
 const GIB: i64 = 1 << 30;
-const CREATE_STEPS: [Step; 5] = [
-    Step::Place,
-    Step::Isolate,
-    Step::MintPki,
-    Step::Apply,
-    Step::AwaitReady,
-];
-const DELETE_STEPS: [Step; 3] = [Step::RemoveControlPlane, Step::ReleaseEtcd, Step::Forget];
 
 #[tokio::test]
 async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
     let w = World::start(&[2 * GIB]).await;
     let admin = w.shard_admin(0).await;
-    for k in 0..=CREATE_STEPS.len() {
-        let name = format!("crash-{k}");
-        create(
-            &w.store,
-            &name,
-            &tenant_spec("1.35.1"),
-            DEFAULT_RESERVATION_BYTES,
-        )
-        .await
-        .unwrap();
+    for k in 0..=CREATE.len() {
+        let name = w
+            .create(&format!("crash-{k}"), &tenant_spec("1.35.1"))
+            .await;
         {
             let first = w.ctx();
-            for s in &CREATE_STEPS[..k] {
-                assert_eq!(step(&first, &name).await.unwrap(), Outcome::Ran(*s));
+            for (s, _) in &CREATE[..k] {
+                assert_eq!(first.step(&name).await.unwrap(), Outcome::Ran(*s));
             }
         } // kamajid dies here
         assert_eq!(
-            converge(&w.ctx(), &name, 20).await.unwrap(),
+            w.ctx().converge(&name, 20).await.unwrap(),
             Outcome::Converged,
             "after a crash at step {k}"
         );
         let rec = w.record(&name).await.unwrap();
         assert_eq!(rec.phase, Phase::Ready);
-        assert_eq!(rec.datastore.as_deref(), Some("shard-0"));
-        let api = w.runtime.tenant_api(&name).expect("tenant apiserver");
+        assert_eq!(rec.datastore.as_ref().map(|d| d.as_str()), Some("shard-0"));
+        let api = w
+            .runtime
+            .tenant_api(name.as_str())
+            .expect("tenant apiserver");
         let endpoint = rec.endpoint.clone().unwrap();
         assert!(endpoint.starts_with("https://127.0.0.1:"), "{endpoint}");
         // Bootstrapped: what kubeadm join discovers is in the tenant, pointing at the endpoint.
@@ -197,24 +208,25 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
             .as_str()
             .unwrap()
             .contains(&format!("server: {endpoint}")));
-        assert!(rec
-            .condition(kamajid::reconcile::COND_BOOTSTRAPPED)
-            .is_some_and(|c| c.ok));
+        assert!(rec.condition(COND_BOOTSTRAPPED).is_some_and(|c| c.ok));
         // Drift inside the tenant is repaired at the next resync.
         api.remove(CLUSTER_INFO);
         let v = w.versioned(&name).await.unwrap();
         let mut stale = v.value.clone();
-        stale.bootstrapped_at -= kamajid::reconcile::BOOTSTRAP_RESYNC;
+        stale.bootstrapped_at -= RESYNC_SECONDS;
         w.store
-            .update(&tenant_key(&name), &stale, v.mod_revision)
+            .update_tenant_record(&stale, v.revision)
             .await
             .unwrap();
         assert_eq!(
-            step(&w.ctx(), &name).await.unwrap(),
-            Outcome::Ran(Step::Bootstrap)
+            w.ctx().step(&name).await.unwrap(),
+            Outcome::Ran(Step::Resync)
         );
         assert!(api.get(CLUSTER_INFO).is_some(), "cluster-info not restored");
-        assert_eq!(step(&w.ctx(), &name).await.unwrap(), Outcome::Converged);
+        assert_eq!(
+            w.ctx().converge(&name, 5).await.unwrap(),
+            Outcome::Converged
+        );
         let rec = w.record(&name).await.unwrap();
         assert!(rec
             .pki
@@ -233,21 +245,17 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
 
         // The tenant writes data, then is deleted with a crash after each teardown step.
         let mut c = admin.clone();
-        c.put(
-            format!("{}registry/x", isolation::prefix(&rec.uid)),
-            "v",
-            None,
-        )
-        .await
-        .unwrap();
-        assert!(mark_deleting(&w.store, &name).await.unwrap());
+        c.put(format!("{}registry/x", prefix(&rec.uid)), "v", None)
+            .await
+            .unwrap();
+        w.mark_deleting(&name).await;
         {
             let first = w.ctx();
-            for s in &DELETE_STEPS[..(k % DELETE_STEPS.len())] {
-                assert_eq!(step(&first, &name).await.unwrap(), Outcome::Ran(*s));
+            for s in &DELETE[..(k % DELETE.len())] {
+                assert_eq!(first.step(&name).await.unwrap(), Outcome::Ran(*s));
             }
         }
-        assert_eq!(converge(&w.ctx(), &name, 10).await.unwrap(), Outcome::Gone);
+        assert_eq!(w.ctx().converge(&name, 10).await.unwrap(), Outcome::Gone);
         assert!(w.record(&name).await.is_none());
         assert!(
             admin.clone().user_get(rec.uid.as_str()).await.is_err(),
@@ -258,10 +266,7 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
             "etcd role left behind"
         );
         let keys = c
-            .get(
-                isolation::prefix(&rec.uid),
-                Some(GetOptions::new().with_prefix()),
-            )
+            .get(prefix(&rec.uid), Some(GetOptions::new().with_prefix()))
             .await
             .unwrap();
         assert!(keys.kvs().is_empty(), "tenant keys left behind");
@@ -278,7 +283,7 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
     let mut raw = w.store.client();
     let placements = raw
         .get(
-            format!("{ROOT}placements/"),
+            "/kamajid/v1/placements/",
             Some(GetOptions::new().with_prefix()),
         )
         .await
@@ -289,66 +294,65 @@ async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
 #[tokio::test]
 async fn a_ready_tenant_whose_control_plane_stops_answering_goes_degraded_and_recovers() {
     let w = World::start(&[2 * GIB]).await;
-    let name = "flaky";
-    create(
-        &w.store,
-        name,
-        &tenant_spec("1.35.1"),
-        DEFAULT_RESERVATION_BYTES,
-    )
-    .await
-    .unwrap();
+    let name = &w.create("flaky", &tenant_spec("1.35.1")).await;
     let ctx = w.ctx();
-    assert_eq!(converge(&ctx, name, 20).await.unwrap(), Outcome::Converged);
+    assert_eq!(ctx.converge(name, 20).await.unwrap(), Outcome::Converged);
     assert_eq!(w.record(name).await.unwrap().phase, Phase::Ready);
 
     // The control plane dies (the runtime no longer reports it ready) and its objects go too.
-    let applied = w.runtime.versions.lock().unwrap().remove(name).unwrap();
+    let applied = w
+        .runtime
+        .versions
+        .lock()
+        .unwrap()
+        .remove(name.as_str())
+        .unwrap();
     const CLUSTER_INFO: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
-    w.runtime.tenant_api(name).unwrap().remove(CLUSTER_INFO);
+    w.runtime
+        .tenant_api(name.as_str())
+        .unwrap()
+        .remove(CLUSTER_INFO);
     // Checked recently: this kamajid does not ask again within HEALTH_RESYNC.
-    assert_eq!(step(&ctx, name).await.unwrap(), Outcome::Converged);
+    assert_eq!(ctx.step(name).await.unwrap(), Outcome::Converged);
     // Due (a fresh kamajid, or HEALTH_RESYNC later): the tenant reads Degraded with the reason.
     assert_eq!(
-        step(&w.ctx(), name).await.unwrap(),
+        w.ctx().step(name).await.unwrap(),
         Outcome::Ran(Step::CheckHealth)
     );
     let rec = w.record(name).await.unwrap();
     assert_eq!(rec.phase, Phase::Degraded);
-    let ready = rec.condition(kamajid::reconcile::COND_READY).unwrap();
+    let ready = rec.condition(COND_READY).unwrap();
     assert!(!ready.ok);
     assert_eq!(ready.reason, "Unhealthy");
     assert_eq!(ready.message, "rolling out");
-    assert!(rec.to_proto().status.unwrap().phase == v1::TenantClusterPhase::Degraded as i32);
+    let shown = wire::tenant_to_proto(&rec, w.store.wire_spec(&rec).unwrap());
+    assert!(shown.status.unwrap().phase == v1::TenantClusterPhase::Degraded as i32);
 
     // While it stays down, each round waits without rewriting the record.
     let before = w.versioned(name).await.unwrap();
     assert_eq!(
-        converge(&w.ctx(), name, 20).await.unwrap(),
+        w.ctx().converge(name, 20).await.unwrap(),
         Outcome::Waiting(Step::AwaitReady)
     );
     let after = w.versioned(name).await.unwrap();
-    assert_eq!(
-        after.mod_revision, before.mod_revision,
-        "a wait rewrote the record"
-    );
+    assert_eq!(after.revision, before.revision, "a wait rewrote the record");
 
     // Back: Ready again, and bootstrapped again, so what kubeadm join needs is restored.
     w.runtime
         .versions
         .lock()
         .unwrap()
-        .insert(name.to_owned(), applied);
+        .insert(name.to_string(), applied);
     assert_eq!(
-        converge(&w.ctx(), name, 20).await.unwrap(),
+        w.ctx().converge(name, 20).await.unwrap(),
         Outcome::Converged
     );
     let rec = w.record(name).await.unwrap();
     assert_eq!(rec.phase, Phase::Ready);
-    assert!(rec.condition(kamajid::reconcile::COND_READY).unwrap().ok);
+    assert!(rec.condition(COND_READY).unwrap().ok);
     assert!(
         w.runtime
-            .tenant_api(name)
+            .tenant_api(name.as_str())
             .unwrap()
             .get(CLUSTER_INFO)
             .is_some(),
@@ -359,20 +363,17 @@ async fn a_ready_tenant_whose_control_plane_stops_answering_goes_degraded_and_re
 #[tokio::test]
 async fn changing_the_serving_names_reissues_the_certificate_in_place() {
     let w = World::start(&[2 * GIB]).await;
-    let name = "renamed";
     let mut spec = tenant_spec("1.35.1");
     spec.network.as_mut().unwrap().extra_sans = vec!["old.acme.example".into()];
-    create(&w.store, name, &spec, DEFAULT_RESERVATION_BYTES)
-        .await
-        .unwrap();
+    let name = &w.create("renamed", &spec).await;
     assert_eq!(
-        converge(&w.ctx(), name, 20).await.unwrap(),
+        w.ctx().converge(name, 20).await.unwrap(),
         Outcome::Converged
     );
     let before = w.record(name).await.unwrap();
-    let served = |w: &World| w.runtime.serving_certs.lock().unwrap()[name].clone();
+    let served = |w: &World| w.runtime.serving_certs.lock().unwrap()[name.as_str()].clone();
     let first = served(&w);
-    assert!(kamajid::pki::covers(&first, "old.acme.example"));
+    assert!(covers(&first, "old.acme.example"));
 
     // What the API's update does: a new spec, the next generation.
     let net = spec.network.as_mut().unwrap();
@@ -380,14 +381,14 @@ async fn changing_the_serving_names_reissues_the_certificate_in_place() {
     net.endpoint_address = "203.0.113.7".into();
     let v = w.versioned(name).await.unwrap();
     let mut rec = v.value;
-    rec.spec = kamajid::tenant::spec_to_stored(&spec);
+    rec.spec = wire::encode_spec(&spec);
     rec.generation += 1;
     w.store
-        .update(&tenant_key(name), &rec, v.mod_revision)
+        .update_tenant_record(&rec, v.revision)
         .await
         .unwrap();
     assert_eq!(
-        converge(&w.ctx(), name, 20).await.unwrap(),
+        w.ctx().converge(name, 20).await.unwrap(),
         Outcome::Converged
     );
 
@@ -403,17 +404,14 @@ async fn changing_the_serving_names_reissues_the_certificate_in_place() {
     let cert = served(&w);
     assert_ne!(cert, first, "the new certificate was not rolled out");
     for host in ["new.acme.example", "203.0.113.7"] {
-        assert!(kamajid::pki::covers(&cert, host), "{host} missing");
+        assert!(covers(&cert, host), "{host} missing");
     }
-    assert!(
-        !kamajid::pki::covers(&cert, "old.acme.example"),
-        "a removed name stayed"
-    );
+    assert!(!covers(&cert, "old.acme.example"), "a removed name stayed");
     // The endpoint the runtime reports is still served (workers joined through it).
-    let host = kamajid::reconcile::endpoint_host(after.endpoint.as_deref().unwrap());
-    assert!(kamajid::pki::covers(&cert, &host));
+    let host = endpoint_host(after.endpoint.as_deref().unwrap());
+    assert!(covers(&cert, &host));
     // Converged means nothing more to do: no re-issue on every round.
-    assert_eq!(step(&w.ctx(), name).await.unwrap(), Outcome::Converged);
+    assert_eq!(w.ctx().converge(name, 5).await.unwrap(), Outcome::Converged);
     assert_eq!(served(&w), cert);
 }
 
@@ -421,17 +419,11 @@ async fn changing_the_serving_names_reissues_the_certificate_in_place() {
 async fn tenants_spread_over_shards_and_concurrent_placements_never_overcommit() {
     let w = World::start(&[GIB, GIB]).await;
     for i in 0..6 {
-        let name = format!("spread-{i}");
-        create(
-            &w.store,
-            &name,
-            &tenant_spec("1.35.1"),
-            DEFAULT_RESERVATION_BYTES,
-        )
-        .await
-        .unwrap();
+        let name = w
+            .create(&format!("spread-{i}"), &tenant_spec("1.35.1"))
+            .await;
         assert_eq!(
-            converge(&w.ctx(), &name, 20).await.unwrap(),
+            w.ctx().converge(&name, 20).await.unwrap(),
             Outcome::Converged
         );
     }
@@ -440,21 +432,18 @@ async fn tenants_spread_over_shards_and_concurrent_placements_never_overcommit()
 
     // A small shard with room for exactly three 64 MiB reservations, and eight tenants at once.
     let small = World::start(&[3 * 64 * 1024 * 1024 + 1024]).await;
-    let names: Vec<String> = (0..8).map(|i| format!("race-{i}")).collect();
-    for n in &names {
-        create(
-            &small.store,
-            n,
-            &tenant_spec("1.35.1"),
-            DEFAULT_RESERVATION_BYTES,
-        )
-        .await
-        .unwrap();
+    let mut names = Vec::new();
+    for i in 0..8 {
+        names.push(
+            small
+                .create(&format!("race-{i}"), &tenant_spec("1.35.1"))
+                .await,
+        );
     }
     let results = futures::future::join_all(names.iter().map(|n| {
         let ctx = small.ctx();
         let n = n.clone();
-        async move { converge(&ctx, &n, 40).await }
+        async move { ctx.converge(&n, 40).await }
     }))
     .await;
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
@@ -482,10 +471,10 @@ async fn tenants_spread_over_shards_and_concurrent_placements_never_overcommit()
     assert_eq!(res.tenants, 3);
     assert!(res.reserved_bytes <= 3 * 64 * 1024 * 1024 + 1024);
     // Capacity frees: a failed tenant never takes it later, behind its user's back.
-    mark_deleting(&small.store, &placed[0]).await.unwrap();
-    converge(&small.ctx(), &placed[0], 40).await.unwrap();
+    small.mark_deleting(&placed[0]).await;
+    small.ctx().converge(&placed[0], 40).await.unwrap();
     for n in names.iter().filter(|n| !placed.contains(n)) {
-        converge(&small.ctx(), n, 40).await.unwrap();
+        small.ctx().converge(n, 40).await.unwrap();
         let rec = small.record(n).await.unwrap();
         assert!(
             rec.datastore.is_none() && rec.phase == Phase::Failed,

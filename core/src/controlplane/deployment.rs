@@ -1,0 +1,328 @@
+//! The control-plane Deployment: kube-apiserver, kube-controller-manager and kube-scheduler in
+//! one pod, replicated, spread over zones and hosts, hardened (non-root, read-only root, no
+//! capabilities), rolled without ever dropping below the desired replicas.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, HTTPGetAction, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::flags::{self, FlagInputs, Layout, Ports};
+use super::{meta, owner_labels, Tenant, ANNOTATION_SERVING_CERT, DEPLOYMENT};
+use crate::pki::TenantPki;
+use crate::spec::Requirements;
+
+/// Runs as this user; the upstream images need no root.
+const NON_ROOT: i64 = 65532;
+
+fn resources(r: &Requirements, default_cpu: &str, default_mem: &str) -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_owned());
+    let requests = BTreeMap::from([
+        (
+            "cpu".to_owned(),
+            q(r.cpu_request.as_deref().unwrap_or(default_cpu)),
+        ),
+        (
+            "memory".to_owned(),
+            q(r.memory_request.as_deref().unwrap_or(default_mem)),
+        ),
+    ]);
+    let mut limits = BTreeMap::new();
+    if let Some(c) = &r.cpu_limit {
+        limits.insert("cpu".to_owned(), q(c));
+    }
+    if let Some(m) = &r.memory_limit {
+        limits.insert("memory".to_owned(), q(m));
+    }
+    ResourceRequirements {
+        requests: Some(requests),
+        limits: (!limits.is_empty()).then_some(limits),
+        ..Default::default()
+    }
+}
+
+fn https_probe(path: &str, port: i32, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(port),
+            scheme: Some("HTTPS".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Default::default()
+    }
+}
+
+fn hardened() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
+/// One component container: the upstream image at the tenant's version, its flags as args.
+struct Component<'a> {
+    name: &'a str,
+    args: Vec<String>,
+    port: u32,
+    health: &'a str,
+    resources: ResourceRequirements,
+    mounts: Vec<VolumeMount>,
+}
+
+impl Component<'_> {
+    fn container(self, t: &Tenant<'_>) -> Container {
+        let port = i32::try_from(self.port).unwrap_or(i32::MAX);
+        Container {
+            name: self.name.into(),
+            image: Some(format!(
+                "registry.k8s.io/{}:{}",
+                self.name,
+                t.spec.kubernetes_version.tag()
+            )),
+            command: Some(vec![self.name.into()]),
+            args: Some(self.args),
+            ports: Some(vec![ContainerPort {
+                name: Some("https".into()),
+                container_port: port,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            startup_probe: Some(https_probe(self.health, port, 5, 60)),
+            liveness_probe: Some(https_probe(self.health, port, 10, 6)),
+            resources: Some(self.resources),
+            security_context: Some(hardened()),
+            volume_mounts: Some(self.mounts),
+            ..Default::default()
+        }
+    }
+}
+
+pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
+    let layout = Layout::pod();
+    let ports = Ports::pod(t.spec);
+    let inputs = FlagInputs {
+        tenant_id: t.id,
+        etcd_endpoints: t.etcd_endpoints,
+        dns_domain: t.dns_domain,
+        layout: &layout,
+        ports,
+        health_bind_address: "0.0.0.0",
+        advertise_address: None,
+    };
+    let res = &t.spec.resources;
+    let pki_mounts = vec![
+        mount("pki", &layout.pki_dir),
+        mount("etcd-pki", &layout.etcd_pki_dir),
+    ];
+    let mut apiserver = Component {
+        name: "kube-apiserver",
+        args: flags::apiserver(t.spec, &inputs),
+        port: ports.apiserver,
+        health: "/livez",
+        resources: resources(&res.apiserver, "250m", "512Mi"),
+        mounts: pki_mounts.clone(),
+    }
+    .container(t);
+    apiserver.readiness_probe = Some(https_probe(
+        "/readyz",
+        i32::try_from(ports.apiserver).unwrap_or(i32::MAX),
+        5,
+        3,
+    ));
+    let mut cm_mounts = pki_mounts;
+    cm_mounts.push(mount("kubeconfigs", &layout.kubeconfig_dir));
+    let controller_manager = Component {
+        name: "kube-controller-manager",
+        args: flags::controller_manager(t.spec, t.name, &inputs),
+        port: ports.controller_manager,
+        health: "/healthz",
+        resources: resources(&res.controller_manager, "100m", "128Mi"),
+        mounts: cm_mounts,
+    }
+    .container(t);
+    let scheduler = Component {
+        name: "kube-scheduler",
+        args: flags::scheduler(t.spec, &inputs),
+        port: ports.scheduler,
+        health: "/healthz",
+        resources: resources(&res.scheduler, "50m", "64Mi"),
+        mounts: vec![mount("kubeconfigs", &layout.kubeconfig_dir)],
+    }
+    .container(t);
+    let secret_volume = |name: &str| Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(name.into()),
+            default_mode: Some(0o440),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let selector = LabelSelector {
+        match_labels: Some(owner_labels(t)),
+        ..Default::default()
+    };
+    let spread = |key: &str| TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: key.into(),
+        when_unsatisfiable: "ScheduleAnyway".into(),
+        label_selector: Some(selector.clone()),
+        ..Default::default()
+    };
+    let mut pod_labels = owner_labels(t);
+    pod_labels.insert("app.kubernetes.io/component".into(), "control-plane".into());
+    let topology_spread_constraints = vec![
+        spread("topology.kubernetes.io/zone"),
+        spread("kubernetes.io/hostname"),
+    ];
+    Deployment {
+        metadata: meta(t, DEPLOYMENT),
+        spec: Some(DeploymentSpec {
+            replicas: Some(i32::try_from(t.spec.replicas).unwrap_or(1)),
+            revision_history_limit: Some(3),
+            selector,
+            // Never below the desired replicas during a rollout: one extra pod at a time.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    // Pods read certificates at start: a re-issued serving certificate rolls them.
+                    annotations: Some(BTreeMap::from([(
+                        ANNOTATION_SERVING_CERT.to_owned(),
+                        crate::pki::fingerprint(&pki.apiserver.cert),
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(NON_ROOT),
+                        run_as_group: Some(NON_ROOT),
+                        fs_group: Some(NON_ROOT),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    topology_spread_constraints: Some(topology_spread_constraints),
+                    containers: vec![apiserver, controller_manager, scheduler],
+                    volumes: Some(vec![
+                        secret_volume("pki"),
+                        secret_volume("etcd-pki"),
+                        secret_volume("kubeconfigs"),
+                    ]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::spec::ServiceType;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    #[test]
+    fn the_deployment_runs_the_three_components_at_the_tenant_version_without_dropping_below_replicas(
+    ) {
+        let r = rendered(&spec(ServiceType::NodePort));
+        let d = r.deployment.spec.as_ref().unwrap();
+        assert_eq!(d.replicas, Some(3));
+        let ru = d
+            .strategy
+            .as_ref()
+            .unwrap()
+            .rolling_update
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (ru.max_unavailable.clone(), ru.max_surge.clone()),
+            (Some(IntOrString::Int(0)), Some(IntOrString::Int(1)))
+        );
+        let pod = d.template.spec.as_ref().unwrap();
+        let images: Vec<_> = pod
+            .containers
+            .iter()
+            .map(|c| c.image.clone().unwrap())
+            .collect();
+        assert_eq!(
+            images,
+            [
+                "registry.k8s.io/kube-apiserver:v1.35.2",
+                "registry.k8s.io/kube-controller-manager:v1.35.2",
+                "registry.k8s.io/kube-scheduler:v1.35.2"
+            ]
+        );
+        let api = &pod.containers[0];
+        assert!(api
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--etcd-prefix=/acme-1a2b3".to_owned()));
+        assert!(
+            api.readiness_probe.is_some()
+                && api.liveness_probe.is_some()
+                && api.startup_probe.is_some()
+        );
+        let res = api.resources.as_ref().unwrap();
+        assert_eq!(
+            res.requests.as_ref().unwrap()["cpu"],
+            Quantity("500m".into())
+        );
+        assert_eq!(
+            res.requests.as_ref().unwrap()["memory"],
+            Quantity("512Mi".into()),
+            "kamajid's default where the spec names none"
+        );
+        assert_eq!(
+            res.limits.as_ref().unwrap()["memory"],
+            Quantity("2Gi".into())
+        );
+        assert!(pod.containers[1]
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--controllers=*,bootstrapsigner,tokencleaner".to_owned()));
+    }
+}

@@ -1,0 +1,28 @@
+//! kamaji-core: what kamaji decides, without touching the world.
+//!
+//! Nothing here opens a connection or a file: no tonic, etcd-client or kube. The daemon's
+//! adapters (its etcd store, the Kubernetes and process runtimes, the client of a tenant's own
+//! apiserver) implement the traits the lifecycle asks of the world, and its gRPC layer parses
+//! requests into these types once.
+//!
+//! Layout, inward to outward:
+//! - [`ids`]: typed names (`TenantName`, `TenantId`, `DatastoreName`), checked where they enter;
+//!   [`spec`]: the typed tenant spec every step reads.
+//! - [`etcd_keys`]: a tenant's key prefix and the range it covers in a shared etcd.
+//! - [`kek`]: sealing secrets bound to the record they belong to (AES-256-GCM).
+//! - [`pki`]: a tenant's certificates and kubeconfigs (rcgen).
+//! - [`placement`]: choosing a datastore by capacity, labels and policy.
+//! - [`controlplane`]: component flags, files and the admin-cluster objects of a tenant.
+//! - [`bootstrap`]: the objects inside a tenant that `kubeadm join` needs, and bootstrap tokens.
+
+pub mod bootstrap;
+pub mod controlplane;
+pub mod datastore;
+pub mod etcd_keys;
+pub mod ids;
+pub mod kek;
+pub mod lifecycle;
+pub mod pki;
+pub mod placement;
+pub mod spec;
+pub mod tenant;

@@ -1,0 +1,371 @@
+//! In-memory fakes of the lifecycle's ports, with a fault injector: the world the lifecycle
+//! tests drive a tenant through, failing any call on demand.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use super::ports::*;
+use crate::controlplane::Tenant;
+use crate::datastore::{DatastoreRecord, Reservation};
+use crate::ids::{DatastoreName, TenantId, TenantName};
+use crate::pki::TenantPki;
+use crate::placement::Candidate;
+use crate::spec::TenantSpec;
+use crate::tenant::{TenantRecord, WireSpec};
+
+/// Calls armed to fail once, by name (`"isolation.ensure"`, `"records.update"`, ...).
+#[derive(Clone, Default)]
+pub struct Faults(Arc<Mutex<HashMap<&'static str, usize>>>);
+
+impl Faults {
+    /// The next `op` fails.
+    pub fn arm(&self, op: &'static str) {
+        *self.0.lock().unwrap().entry(op).or_default() += 1;
+    }
+
+    fn hit(&self, op: &'static str) -> Result<(), PortError> {
+        let mut m = self.0.lock().unwrap();
+        match m.get_mut(op) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                Err(PortError {
+                    op: op.into(),
+                    detail: "injected failure".into(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn record(&self, op: &'static str) -> Result<(), RecordError> {
+        self.hit(op)
+            .map_err(|e| RecordError::Unavailable(e.to_string()))
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Store {
+    rev: i64,
+    tenants: BTreeMap<TenantName, (TenantRecord, i64)>,
+    datastores: BTreeMap<DatastoreName, DatastoreRecord>,
+    reservations: BTreeMap<DatastoreName, (Reservation, i64)>,
+    placements: BTreeSet<(DatastoreName, TenantName)>,
+}
+
+/// kamajid's records, in memory, compare-and-swap as etcd does them.
+#[derive(Clone, Default)]
+pub struct MemRecords {
+    pub(super) store: Arc<Mutex<Store>>,
+    /// What each stored spec decodes to; a spec not here does not decode.
+    pub specs: Arc<Mutex<HashMap<String, TenantSpec>>>,
+    pub faults: Faults,
+}
+
+fn conflict(what: impl std::fmt::Display) -> RecordError {
+    RecordError::Conflict {
+        what: what.to_string(),
+    }
+}
+
+impl MemRecords {
+    /// Encodes `spec` as the store would.
+    pub fn wire(&self, spec: &TenantSpec) -> WireSpec {
+        let key = format!("spec-{}", self.specs.lock().unwrap().len());
+        self.specs.lock().unwrap().insert(key.clone(), spec.clone());
+        WireSpec(key)
+    }
+
+    pub fn add_datastore(&self, ds: DatastoreRecord) {
+        self.store
+            .lock()
+            .unwrap()
+            .datastores
+            .insert(ds.name.clone(), ds);
+    }
+
+    pub fn reservation(&self, ds: &DatastoreName) -> Reservation {
+        self.store
+            .lock()
+            .unwrap()
+            .reservations
+            .get(ds)
+            .map(|r| r.0)
+            .unwrap_or_default()
+    }
+
+    pub fn placements(&self) -> usize {
+        self.store.lock().unwrap().placements.len()
+    }
+
+    pub fn get(&self, name: &TenantName) -> Option<Versioned<TenantRecord>> {
+        self.store
+            .lock()
+            .unwrap()
+            .tenants
+            .get(name)
+            .map(|(v, r)| Versioned {
+                value: v.clone(),
+                revision: *r,
+            })
+    }
+}
+
+impl Records for MemRecords {
+    async fn tenant(
+        &self,
+        name: &TenantName,
+    ) -> Result<Option<Versioned<TenantRecord>>, RecordError> {
+        self.faults.record("records.get")?;
+        Ok(self.get(name))
+    }
+
+    fn spec(&self, rec: &TenantRecord) -> Result<TenantSpec, RecordError> {
+        self.specs
+            .lock()
+            .unwrap()
+            .get(&rec.spec.0)
+            .cloned()
+            .ok_or_else(|| RecordError::Corrupt {
+                what: format!("the spec of tenant {}", rec.name),
+                detail: "not a protobuf TenantClusterSpec".into(),
+            })
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantRecord>, RecordError> {
+        Ok(self
+            .store
+            .lock()
+            .unwrap()
+            .tenants
+            .values()
+            .map(|(v, _)| v.clone())
+            .collect())
+    }
+
+    async fn create_tenant(&self, rec: &TenantRecord) -> Result<(), RecordError> {
+        let mut s = self.store.lock().unwrap();
+        if s.tenants.contains_key(&rec.name) {
+            return Err(RecordError::AlreadyExists {
+                what: rec.name.to_string(),
+            });
+        }
+        s.rev += 1;
+        let rev = s.rev;
+        s.tenants.insert(rec.name.clone(), (rec.clone(), rev));
+        Ok(())
+    }
+
+    async fn update_tenant(&self, rec: &TenantRecord, revision: i64) -> Result<(), RecordError> {
+        self.faults.record("records.update")?;
+        let mut s = self.store.lock().unwrap();
+        match s.tenants.get(&rec.name) {
+            Some((_, r)) if *r == revision => {}
+            _ => return Err(conflict(&rec.name)),
+        }
+        s.rev += 1;
+        let rev = s.rev;
+        s.tenants.insert(rec.name.clone(), (rec.clone(), rev));
+        Ok(())
+    }
+
+    async fn datastore(
+        &self,
+        name: &DatastoreName,
+    ) -> Result<Option<DatastoreRecord>, RecordError> {
+        Ok(self.store.lock().unwrap().datastores.get(name).cloned())
+    }
+
+    async fn candidates(&self) -> Result<Vec<Candidacy>, RecordError> {
+        let s = self.store.lock().unwrap();
+        Ok(s.datastores
+            .values()
+            .map(|ds| {
+                let res = s.reservations.get(&ds.name).map(|(r, rev)| Versioned {
+                    value: *r,
+                    revision: *rev,
+                });
+                let r = res.as_ref().map(|v| v.value).unwrap_or_default();
+                Candidacy {
+                    candidate: Candidate {
+                        name: ds.name.clone(),
+                        ready: true,
+                        schedulable: ds.schedulable,
+                        labels: ds.labels.clone(),
+                        quota_bytes: ds.quota_bytes,
+                        max_tenants: ds.max_tenants,
+                        tenants: r.tenants,
+                        reserved_bytes: r.reserved_bytes,
+                        used_bytes: 0,
+                    },
+                    reservation: res,
+                }
+            })
+            .collect())
+    }
+
+    async fn place(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+        reservation: Option<Versioned<Reservation>>,
+    ) -> Result<(), RecordError> {
+        self.faults.record("records.place")?;
+        let mut s = self.store.lock().unwrap();
+        let ds = rec.datastore.clone().expect("placed on a datastore");
+        let current = s.reservations.get(&ds).map(|(_, r)| *r);
+        if s.tenants.get(&rec.name).map(|(_, r)| *r) != Some(revision)
+            || current != reservation.as_ref().map(|v| v.revision)
+            || !s.datastores.contains_key(&ds)
+        {
+            return Err(conflict(&rec.name));
+        }
+        let r = reservation.map(|v| v.value).unwrap_or_default();
+        s.rev += 1;
+        let rev = s.rev;
+        s.tenants.insert(rec.name.clone(), (rec.clone(), rev));
+        s.placements.insert((ds.clone(), rec.name.clone()));
+        s.reservations.insert(
+            ds,
+            (
+                Reservation {
+                    tenants: r.tenants + 1,
+                    reserved_bytes: r.reserved_bytes + rec.reservation_bytes,
+                },
+                rev,
+            ),
+        );
+        Ok(())
+    }
+
+    async fn release(&self, rec: &TenantRecord, revision: i64) -> Result<(), RecordError> {
+        self.faults.record("records.release")?;
+        let mut s = self.store.lock().unwrap();
+        if s.tenants.get(&rec.name).map(|(_, r)| *r) != Some(revision) {
+            return Err(conflict(&rec.name));
+        }
+        s.rev += 1;
+        let rev = s.rev;
+        s.tenants.remove(&rec.name);
+        if let Some(ds) = &rec.datastore {
+            if s.placements.remove(&(ds.clone(), rec.name.clone())) {
+                let r = s.reservations.get(ds).map(|(r, _)| *r).unwrap_or_default();
+                s.reservations.insert(
+                    ds.clone(),
+                    (
+                        Reservation {
+                            tenants: r.tenants.saturating_sub(1),
+                            reserved_bytes: (r.reserved_bytes - rec.reservation_bytes).max(0),
+                        },
+                        rev,
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// etcd users and roles of each datastore.
+#[derive(Clone, Default)]
+pub struct MemIsolation {
+    pub users: Arc<Mutex<BTreeSet<(DatastoreName, TenantId)>>>,
+    pub faults: Faults,
+}
+
+impl Isolation for MemIsolation {
+    async fn ensure(&self, ds: &DatastoreRecord, id: &TenantId) -> Result<(), PortError> {
+        self.faults.hit("isolation.ensure")?;
+        self.users
+            .lock()
+            .unwrap()
+            .insert((ds.name.clone(), id.clone()));
+        Ok(())
+    }
+
+    async fn remove(&self, ds: &DatastoreRecord, id: &TenantId) -> Result<(), PortError> {
+        self.faults.hit("isolation.remove")?;
+        self.users
+            .lock()
+            .unwrap()
+            .remove(&(ds.name.clone(), id.clone()));
+        Ok(())
+    }
+}
+
+/// Control planes that are ready as soon as they are applied, at `https://127.0.0.1:6443`
+/// (a name every serving certificate carries).
+#[derive(Default)]
+pub struct MemRuntime {
+    /// Tenant → (version, serving certificate) applied.
+    pub applied: Mutex<BTreeMap<TenantName, (String, String)>>,
+    /// Tenants whose control plane stopped answering.
+    pub down: Mutex<BTreeSet<TenantName>>,
+    pub faults: Faults,
+}
+
+pub const ENDPOINT: &str = "https://127.0.0.1:6443";
+
+impl Runtime for MemRuntime {
+    async fn apply(&self, t: &Tenant<'_>, pki: &TenantPki) -> Result<(), PortError> {
+        self.faults.hit("runtime.apply")?;
+        self.applied.lock().unwrap().insert(
+            t.name.clone(),
+            (
+                t.spec.kubernetes_version.to_string(),
+                pki.apiserver.cert.clone(),
+            ),
+        );
+        Ok(())
+    }
+
+    async fn status(&self, t: &Tenant<'_>) -> Result<RuntimeStatus, PortError> {
+        self.faults.hit("runtime.status")?;
+        let ready = self.applied.lock().unwrap().contains_key(t.name)
+            && !self.down.lock().unwrap().contains(t.name);
+        Ok(RuntimeStatus {
+            ready,
+            endpoint: ready.then(|| ENDPOINT.to_owned()),
+            message: if ready {
+                String::new()
+            } else {
+                "rolling out".into()
+            },
+        })
+    }
+
+    async fn delete(&self, tenant: &TenantName) -> Result<bool, PortError> {
+        self.faults.hit("runtime.delete")?;
+        self.applied.lock().unwrap().remove(tenant);
+        Ok(true)
+    }
+}
+
+/// The objects inside each tenant, by the cluster name of the kubeconfig they were applied with.
+#[derive(Clone, Default)]
+pub struct MemObjects {
+    pub applied: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+    pub faults: Faults,
+}
+
+impl TenantObjects for MemObjects {
+    async fn sync(
+        &self,
+        _endpoint: &str,
+        admin_kubeconfig: &str,
+        apply: &[serde_json::Value],
+        _remove: &[serde_json::Value],
+    ) -> Result<(), PortError> {
+        self.faults.hit("objects.sync")?;
+        let cluster = admin_kubeconfig
+            .lines()
+            .find_map(|l| l.strip_prefix("- name: "))
+            .unwrap_or_default()
+            .to_owned();
+        let names = apply
+            .iter()
+            .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"]))
+            .collect();
+        self.applied.lock().unwrap().insert(cluster, names);
+        Ok(())
+    }
+}

@@ -1,0 +1,300 @@
+//! A tenant's life: ordered, named, idempotent steps over the [`ports`], and one driver.
+//!
+//! Guarantees:
+//! - [`Lifecycle::step`] reads the record, decides the one step due ([`steps::next`], pure),
+//!   performs it and records its result with a compare-and-swap, so a kamajid killed anywhere
+//!   resumes from what is recorded;
+//! - every step is idempotent: a step whose effects happened but whose record write was lost
+//!   runs again to the same end (placement is recorded once, in the record's own transaction;
+//!   isolation and applies converge; the PKI is minted only while none is recorded);
+//! - a record, spec or PKI that does not decode stops that tenant with the reason in its
+//!   `Reconciled` condition; nothing is ever minted or defaulted in its place;
+//! - teardown undoes the create steps in reverse (see [`steps::CREATE`]): nothing of the tenant
+//!   is left in the runtime, on its datastore or in the records.
+//!
+//! Assumptions: one kamajid at a time drives tenants (the lease-held leader); ports keep their
+//! contracts ([`ports`]).
+
+pub mod ports;
+pub mod steps;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::ids::TenantName;
+use crate::kek::{tenant_aad, Kek, KekError};
+use crate::pki::{PkiError, TenantPki};
+use crate::placement::Policy;
+use crate::tenant::{Phase, TenantRecord, COND_RECONCILED};
+use ports::{Isolation, PortError, RecordError, Records, Runtime, TenantObjects};
+pub use steps::Step;
+
+/// Tenants one kamajid drives at the same time.
+pub const CONCURRENCY: usize = 64;
+
+/// How often, by default, a Ready tenant's control plane and the objects inside it are
+/// applied again (drift repair).
+pub const RESYNC_SECONDS: i64 = 600;
+
+/// How often a Ready tenant's control plane is checked. Kept in memory only: a restarted
+/// kamajid checks every tenant at once, which is the right thing after a gap.
+pub const HEALTH_RESYNC: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A step ran; call again.
+    Ran(Step),
+    /// The step waits on the outside world (a rollout, a restart); come back next round.
+    Waiting(Step),
+    /// Nothing left to do.
+    Converged,
+    /// The tenant no longer exists.
+    Gone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    #[error("{0}")]
+    World(#[from] PortError),
+    #[error("sealed secrets: {0}")]
+    Kek(#[from] KekError),
+    #[error("certificates: {0}")]
+    Pki(#[from] PkiError),
+    #[error("datastore {datastore}: {detail}")]
+    Datastore { datastore: String, detail: String },
+}
+
+impl LifecycleError {
+    /// Someone else wrote the record first: read again and retry.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Records(RecordError::Conflict { .. }))
+    }
+}
+
+/// What the lifecycle is configured with besides its ports.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub policy: Policy,
+    /// DNS domain of tenant clusters.
+    pub dns_domain: String,
+    /// Seconds between re-applies of a Ready tenant (drift repair).
+    pub resync_seconds: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            policy: Policy::Spread,
+            dns_domain: "cluster.local".into(),
+            resync_seconds: RESYNC_SECONDS,
+        }
+    }
+}
+
+/// The tenant lifecycle over its ports. Cheap to share (`Arc`); state kept between steps is
+/// for speed only (losing it, as a restart does, costs a re-check, never correctness).
+pub struct Lifecycle<R, I, T, O> {
+    pub records: R,
+    pub isolation: I,
+    pub runtime: Arc<T>,
+    pub objects: O,
+    pub kek: Kek,
+    pub settings: Settings,
+    /// Placements by this process go one at a time: they would otherwise lose each other's
+    /// compare-and-swap on the few reservation records and retry. The CAS still guards against
+    /// another process.
+    placing: tokio::sync::Mutex<()>,
+    /// When each Ready tenant's control plane was last found healthy.
+    checked: Mutex<HashMap<TenantName, Instant>>,
+}
+
+/// The current time, unix seconds.
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, O> {
+    pub fn new(
+        records: R,
+        isolation: I,
+        runtime: Arc<T>,
+        objects: O,
+        kek: Kek,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            records,
+            isolation,
+            runtime,
+            objects,
+            kek,
+            settings,
+            placing: Default::default(),
+            checked: Default::default(),
+        }
+    }
+
+    fn health_due(&self, tenant: &TenantName) -> bool {
+        self.checked
+            .lock()
+            .map(|m| m.get(tenant).is_none_or(|at| at.elapsed() >= HEALTH_RESYNC))
+            .unwrap_or(true)
+    }
+
+    fn set_checked(&self, tenant: &TenantName, healthy: bool) {
+        if let Ok(mut m) = self.checked.lock() {
+            if healthy {
+                m.insert(tenant.clone(), Instant::now());
+            } else {
+                m.remove(tenant);
+            }
+        }
+    }
+
+    /// Performs the next step for tenant `name`.
+    pub async fn step(&self, name: &TenantName) -> Result<Outcome, LifecycleError> {
+        let Some(v) = self.records.tenant(name).await? else {
+            return Ok(Outcome::Gone);
+        };
+        let due = steps::Due {
+            resync: steps::resync_due(&v.value, self.settings.resync_seconds, now_unix()),
+            health: self.health_due(name),
+        };
+        match steps::next(&v.value, due) {
+            None => Ok(Outcome::Converged),
+            Some(step) => self.perform(step, v.value, v.revision).await,
+        }
+    }
+
+    /// Runs steps until the tenant converges, waits or is gone, retrying lost
+    /// compare-and-swaps. `limit` bounds the steps so a tenant stuck waiting does not spin.
+    pub async fn converge(
+        &self,
+        name: &TenantName,
+        limit: usize,
+    ) -> Result<Outcome, LifecycleError> {
+        let mut last = Outcome::Converged;
+        for _ in 0..limit {
+            match self.step(name).await {
+                Ok(Outcome::Ran(s)) => last = Outcome::Ran(s),
+                Ok(o) => {
+                    if o == Outcome::Gone {
+                        self.set_checked(name, false);
+                    }
+                    return Ok(o);
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(last)
+    }
+
+    /// Whether a tenant needs work now.
+    pub fn pending(&self, rec: &TenantRecord) -> bool {
+        let due = steps::Due {
+            resync: steps::resync_due(rec, self.settings.resync_seconds, now_unix()),
+            health: self.health_due(&rec.name),
+        };
+        steps::next(rec, due).is_some()
+    }
+
+    /// Records a failed step on the tenant: `Reconciled` false with the reason, phase Degraded
+    /// (unless it is being deleted). Best effort: the next round retries the step anyway.
+    pub async fn record_failure(&self, name: &TenantName, message: &str) {
+        if let Ok(Some(mut v)) = self.records.tenant(name).await {
+            if !v.value.deleting {
+                v.value.phase = Phase::Degraded;
+            }
+            v.value
+                .set_condition(COND_RECONCILED, false, "StepFailed", message, now_unix());
+            let _ = self.records.update_tenant(&v.value, v.revision).await;
+        }
+    }
+
+    /// The leader's loop: every `interval`, or when woken, converge every tenant that needs it,
+    /// at most [`CONCURRENCY`] at once (a thousand at once would hold a thousand TLS sessions
+    /// and their buffers at the same moment, which is what the process's memory then stays at).
+    pub async fn run(
+        self: Arc<Self>,
+        interval: Duration,
+        wake: Arc<tokio::sync::Notify>,
+        mut leader: tokio::sync::watch::Receiver<bool>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = wake.notified() => {}
+                _ = shutdown.changed() => return,
+                _ = leader.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            if !*leader.borrow() {
+                continue;
+            }
+            let tenants = match self.records.tenants().await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing tenants");
+                    continue;
+                }
+            };
+            let work = tenants.into_iter().filter(|t| self.pending(t)).map(|t| {
+                let me = self.clone();
+                async move {
+                    if let Err(e) = me.converge(&t.name, 16).await {
+                        tracing::warn!(tenant = %t.name, error = %e, "reconcile");
+                        me.record_failure(&t.name, &e.to_string()).await;
+                    }
+                }
+            });
+            futures::StreamExt::for_each_concurrent(
+                futures::stream::iter(work),
+                CONCURRENCY,
+                |f| f,
+            )
+            .await;
+        }
+    }
+}
+
+/// Opens a tenant's sealed PKI. A PKI that decrypts but does not decode (a kamajid that wrote
+/// another shape) is an error, never "no PKI": minting a new one would re-key the tenant and
+/// break every kubeconfig and joined node.
+pub fn open_pki(kek: &Kek, rec: &TenantRecord) -> Result<Option<TenantPki>, LifecycleError> {
+    let Some(stored) = &rec.pki else {
+        return Ok(None);
+    };
+    let json = kek.open(&tenant_aad(&rec.name), &stored.sealed)?;
+    serde_json::from_str(&json).map(Some).map_err(|e| {
+        RecordError::Corrupt {
+            what: format!("the stored PKI of tenant {}", rec.name),
+            detail: e.to_string(),
+        }
+        .into()
+    })
+}
+
+/// Seals `pki` into `rec`.
+pub fn seal_pki(kek: &Kek, rec: &mut TenantRecord, pki: &TenantPki) -> Result<(), LifecycleError> {
+    let json = serde_json::to_string(pki).map_err(|e| RecordError::Corrupt {
+        what: format!("the PKI of tenant {}", rec.name),
+        detail: e.to_string(),
+    })?;
+    rec.pki = Some(crate::tenant::StoredPki {
+        sealed: kek.seal(&tenant_aad(&rec.name), &json),
+        ca_certificate: pki.ca.cert.clone(),
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod fakes;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+//! What the lifecycle asks of the world, as narrow traits. The daemon implements them over its
+//! etcd state store, the datastores' etcd, the Kubernetes or process runtime and the client of a
+//! tenant's own apiserver; the lifecycle tests implement them in memory with faults on demand.
+//!
+//! Contract shared by every port: calls are idempotent (the lifecycle may repeat one after a
+//! crash), and an error says what failed without any secret in it.
+
+use std::future::Future;
+
+use crate::controlplane::Tenant;
+use crate::datastore::{DatastoreRecord, Reservation};
+use crate::ids::{DatastoreName, TenantId, TenantName};
+use crate::pki::TenantPki;
+use crate::placement::Candidate;
+use crate::spec::TenantSpec;
+use crate::tenant::TenantRecord;
+
+/// A record and the revision it was read at, for compare-and-swap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub revision: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("{what} was changed or removed concurrently; retry")]
+    Conflict { what: String },
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    /// A stored record (or a part of one) that does not decode: an error to report, never a
+    /// reason to default, re-mint or re-create.
+    #[error("{what} does not decode: {detail}")]
+    Corrupt { what: String, detail: String },
+    #[error("kamajid's state store: {0}")]
+    Unavailable(String),
+}
+
+/// A datastore as placement sees it, with the reservation record (and its revision) the placing
+/// transaction guards.
+#[derive(Debug, Clone)]
+pub struct Candidacy {
+    pub candidate: Candidate,
+    pub reservation: Option<Versioned<Reservation>>,
+}
+
+/// kamajid's own records. Every write is a compare-and-swap on the revision read.
+pub trait Records: Send + Sync + 'static {
+    fn tenant(
+        &self,
+        name: &TenantName,
+    ) -> impl Future<Output = Result<Option<Versioned<TenantRecord>>, RecordError>> + Send;
+
+    /// The spec a record carries, decoded.
+    fn spec(&self, rec: &TenantRecord) -> Result<TenantSpec, RecordError>;
+
+    fn tenants(&self) -> impl Future<Output = Result<Vec<TenantRecord>, RecordError>> + Send;
+
+    fn create_tenant(
+        &self,
+        rec: &TenantRecord,
+    ) -> impl Future<Output = Result<(), RecordError>> + Send;
+
+    fn update_tenant(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+    ) -> impl Future<Output = Result<(), RecordError>> + Send;
+
+    fn datastore(
+        &self,
+        name: &DatastoreName,
+    ) -> impl Future<Output = Result<Option<DatastoreRecord>, RecordError>> + Send;
+
+    /// Every registered datastore as placement sees it.
+    fn candidates(&self) -> impl Future<Output = Result<Vec<Candidacy>, RecordError>> + Send;
+
+    /// Records `rec` (which names its datastore) and adds `rec.reservation_bytes` to that
+    /// datastore's reservation, in one transaction guarded by the tenant's revision, by the
+    /// reservation's as placement saw it, and by the datastore still existing.
+    fn place(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+        reservation: Option<Versioned<Reservation>>,
+    ) -> impl Future<Output = Result<(), RecordError>> + Send;
+
+    /// Removes the record and, when it was placed, its placement and reservation, in one
+    /// transaction.
+    fn release(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+    ) -> impl Future<Output = Result<(), RecordError>> + Send;
+}
+
+/// An error of the world outside kamajid's records: what was being done, and why it failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{op}: {detail}")]
+pub struct PortError {
+    pub op: String,
+    pub detail: String,
+}
+
+/// Fencing a tenant into its own key prefix of a shared etcd: a role with read-write on
+/// exactly its prefix, and a password-less user named by its id (the CN of its certificate).
+pub trait Isolation: Send + Sync + 'static {
+    /// Creates (or completes) tenant `id`'s role and user.
+    fn ensure(
+        &self,
+        ds: &DatastoreRecord,
+        id: &TenantId,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Removes tenant `id`: its role first (no user can read on after a crash), every key under
+    /// its prefix, then its user.
+    fn remove(
+        &self,
+        ds: &DatastoreRecord,
+        id: &TenantId,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// What the runtime reports about one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuntimeStatus {
+    /// Every desired replica runs the desired version and the apiserver answers `/readyz`.
+    pub ready: bool,
+    /// `https://host:port` the tenant apiserver is reached at, once known.
+    pub endpoint: Option<String>,
+    /// Why it is not ready.
+    pub message: String,
+}
+
+/// Where tenant control planes run: pods in an admin cluster, or local processes. `apply` of an
+/// unchanged tenant changes nothing; `delete` says `true` only once nothing is left.
+pub trait Runtime: Send + Sync + 'static {
+    fn apply(
+        &self,
+        t: &Tenant<'_>,
+        pki: &TenantPki,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn status(
+        &self,
+        t: &Tenant<'_>,
+    ) -> impl Future<Output = Result<RuntimeStatus, PortError>> + Send;
+    fn delete(&self, tenant: &TenantName) -> impl Future<Output = Result<bool, PortError>> + Send;
+}
+
+/// The objects kamajid keeps inside a tenant, reached through the tenant's own apiserver as
+/// its admin: applied with server-side apply (drift restored), removed when turned off.
+pub trait TenantObjects: Send + Sync + 'static {
+    fn sync(
+        &self,
+        endpoint: &str,
+        admin_kubeconfig: &str,
+        apply: &[serde_json::Value],
+        remove: &[serde_json::Value],
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}

@@ -1,0 +1,531 @@
+//! The steps of a tenant's life, which one is due ([`next`], pure), and what each does.
+//!
+//! Create, in order ([`CREATE`]), each with the step that undoes it:
+//!
+//! | step | does | undone by |
+//! |---|---|---|
+//! | Place | chooses a datastore; records it with the reservation, in one transaction | Forget |
+//! | Isolate | the tenant's etcd role and user on that datastore | ReleaseEtcd |
+//! | MintPki | the tenant's CA and certificates, sealed into the record | none: the keys live only in the record, gone with it |
+//! | Apply | the control plane, in the runtime | RemoveControlPlane |
+//! | AwaitReady | waits until it answers; re-issues the serving certificate for the address the runtime gave it | none: observes |
+//! | Bootstrap | what `kubeadm join` needs, inside the tenant; the tenant is Ready | none: those objects live in the tenant's own etcd prefix, removed by ReleaseEtcd |
+//!
+//! Day two: Resync (the control plane and the in-tenant objects again, every resync period:
+//! drift repair) and CheckHealth (a Ready tenant that stopped answering turns Degraded and goes
+//! back through AwaitReady and Bootstrap). Delete ([`DELETE`]): RemoveControlPlane, ReleaseEtcd
+//! (role, then keys, then user), Forget (record, placement and reservation in one transaction).
+
+use super::ports::{Isolation, Records, Runtime, TenantObjects};
+use super::{now_unix, open_pki, seal_pki, Lifecycle, LifecycleError, Outcome};
+use crate::bootstrap;
+use crate::controlplane::Tenant;
+use crate::datastore::DatastoreRecord;
+use crate::etcd_keys::prefix;
+use crate::pki::{self, kubeconfig, mint, TenantPki, TenantPkiSpec};
+use crate::placement::{self, Request};
+use crate::spec::TenantSpec;
+use crate::tenant::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Place,
+    Isolate,
+    MintPki,
+    Apply,
+    AwaitReady,
+    ReissueServingCert,
+    Bootstrap,
+    Resync,
+    CheckHealth,
+    RemoveControlPlane,
+    ReleaseEtcd,
+    Forget,
+}
+
+/// How a create step is undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undo {
+    By(Step),
+    /// Nothing to undo, and why.
+    Nothing(&'static str),
+}
+
+/// The create flow, in order, each step with its undo.
+pub const CREATE: [(Step, Undo); 6] = [
+    (Step::Place, Undo::By(Step::Forget)),
+    (Step::Isolate, Undo::By(Step::ReleaseEtcd)),
+    (
+        Step::MintPki,
+        Undo::Nothing("the keys live only in the record, which Forget removes"),
+    ),
+    (Step::Apply, Undo::By(Step::RemoveControlPlane)),
+    (Step::AwaitReady, Undo::Nothing("it only observes")),
+    (
+        Step::Bootstrap,
+        Undo::Nothing("the objects live in the tenant's etcd prefix, which ReleaseEtcd deletes"),
+    ),
+];
+
+/// The delete flow, in order: the create flow's undos, reversed.
+pub const DELETE: [Step; 3] = [Step::RemoveControlPlane, Step::ReleaseEtcd, Step::Forget];
+
+/// What is due besides what the record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Due {
+    /// A Ready tenant's resync period has passed.
+    pub resync: bool,
+    /// A Ready tenant's control plane has not been checked for a while.
+    pub health: bool,
+}
+
+/// Whether a Ready tenant's resync period has passed at `now`.
+pub fn resync_due(rec: &TenantRecord, resync_seconds: i64, now: i64) -> bool {
+    rec.phase == Phase::Ready && now - rec.bootstrapped_at >= resync_seconds
+}
+
+/// The step due for `rec`, if any.
+pub fn next(rec: &TenantRecord, due: Due) -> Option<Step> {
+    if rec.deleting {
+        return Some(if !rec.done(COND_REMOVED) {
+            Step::RemoveControlPlane
+        } else if rec.datastore.is_some() && !rec.done(COND_RELEASED) {
+            Step::ReleaseEtcd
+        } else {
+            Step::Forget
+        });
+    }
+    if rec.phase == Phase::Failed {
+        return None; // terminal: only its deletion is left to do
+    }
+    if rec.datastore.is_none() {
+        return Some(Step::Place);
+    }
+    if !rec.done(COND_ISOLATED) {
+        return Some(Step::Isolate);
+    }
+    if rec.pki.is_none() {
+        return Some(Step::MintPki);
+    }
+    if !rec.done(COND_APPLIED) || rec.observed_generation < rec.generation {
+        return Some(Step::Apply);
+    }
+    if !rec.done(COND_READY) {
+        return Some(Step::AwaitReady);
+    }
+    if !rec.done(COND_BOOTSTRAPPED) || rec.phase != Phase::Ready {
+        return Some(Step::Bootstrap);
+    }
+    if due.resync {
+        return Some(Step::Resync);
+    }
+    if due.health {
+        return Some(Step::CheckHealth);
+    }
+    None
+}
+
+/// `host` of `https://host:port` (IPv6 without brackets).
+pub fn endpoint_host(endpoint: &str) -> String {
+    let hp = bootstrap::host_port(endpoint);
+    let host = match hp.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => hp,
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
+}
+
+/// The names the tenant's serving certificate must carry beyond the in-cluster ones: the
+/// address users gave, the extra names, and the endpoint the runtime reports.
+pub fn pki_spec(rec: &TenantRecord, spec: &TenantSpec, dns_domain: &str) -> TenantPkiSpec {
+    let net = &spec.network;
+    let mut sans: Vec<String> = net.endpoint_address.iter().cloned().collect();
+    for s in &net.extra_sans {
+        if !sans.contains(s) {
+            sans.push(s.clone());
+        }
+    }
+    if let Some(host) = rec.endpoint.as_deref().map(endpoint_host) {
+        if !sans.contains(&host) {
+            sans.push(host);
+        }
+    }
+    TenantPkiSpec {
+        tenant_id: rec.uid.clone(),
+        service_cidr: net.service_cidr.clone(),
+        dns_domain: dns_domain.to_owned(),
+        external_sans: sans,
+    }
+}
+
+/// The objects bootstrap applies inside the tenant, and those of add-ons turned off.
+fn bootstrap_objects(
+    rec: &TenantRecord,
+    spec: &TenantSpec,
+    pki: &TenantPki,
+    endpoint: &str,
+    dns_domain: &str,
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let inputs = bootstrap::Inputs {
+        cluster_name: &rec.name,
+        endpoint,
+        ca_pem: &pki.ca.cert,
+        spec,
+        dns_domain,
+    };
+    (
+        bootstrap::render(&inputs),
+        bootstrap::disabled_addons(&inputs),
+    )
+}
+
+impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, O> {
+    async fn save(&self, rec: &TenantRecord, revision: i64) -> Result<(), LifecycleError> {
+        self.records.update_tenant(rec, revision).await?;
+        Ok(())
+    }
+
+    async fn datastore(&self, rec: &TenantRecord) -> Result<DatastoreRecord, LifecycleError> {
+        let name = rec
+            .datastore
+            .as_ref()
+            .ok_or_else(|| LifecycleError::Datastore {
+                datastore: String::new(),
+                detail: format!("tenant {} is not placed", rec.name),
+            })?;
+        self.records
+            .datastore(name)
+            .await?
+            .ok_or_else(|| LifecycleError::Datastore {
+                datastore: name.to_string(),
+                detail: "no longer registered".into(),
+            })
+    }
+
+    /// What the runtime renders the tenant from.
+    fn render_input<'a>(
+        &'a self,
+        rec: &'a TenantRecord,
+        spec: &'a TenantSpec,
+        ds: &'a DatastoreRecord,
+    ) -> Tenant<'a> {
+        Tenant {
+            name: &rec.name,
+            id: &rec.uid,
+            spec,
+            etcd_endpoints: &ds.endpoints,
+            etcd_ca_certificate: &ds.ca_certificate,
+            dns_domain: &self.settings.dns_domain,
+        }
+    }
+
+    /// The PKI a step past MintPki needs: recorded, and decoding.
+    fn pki(&self, rec: &TenantRecord) -> Result<TenantPki, LifecycleError> {
+        open_pki(&self.kek, rec)?.ok_or_else(|| {
+            crate::lifecycle::ports::RecordError::Corrupt {
+                what: format!("tenant {}", rec.name),
+                detail: "its PKI is missing".into(),
+            }
+            .into()
+        })
+    }
+
+    pub(super) async fn perform(
+        &self,
+        step: Step,
+        mut rec: TenantRecord,
+        rev: i64,
+    ) -> Result<Outcome, LifecycleError> {
+        let now = now_unix();
+        if rec.deleting {
+            return self.teardown(step, rec, rev).await;
+        }
+        let spec = self.records.spec(&rec)?;
+        match step {
+            Step::Place => self.place(rec, rev, &spec, now).await,
+            Step::Isolate => {
+                let ds = self.datastore(&rec).await?;
+                self.isolation.ensure(&ds, &rec.uid).await?;
+                rec.set_condition(
+                    COND_ISOLATED,
+                    true,
+                    "UserAndRoleReady",
+                    format!("etcd user {} fenced into {}", rec.uid, prefix(&rec.uid)),
+                    now,
+                );
+                self.save(&rec, rev).await?;
+                Ok(Outcome::Ran(Step::Isolate))
+            }
+            Step::MintPki => {
+                let ds = self.datastore(&rec).await?;
+                let client_ca = ds.client_ca(&self.kek)?;
+                let pki = mint(
+                    &pki_spec(&rec, &spec, &self.settings.dns_domain),
+                    &client_ca,
+                )?;
+                seal_pki(&self.kek, &mut rec, &pki)?;
+                self.save(&rec, rev).await?;
+                Ok(Outcome::Ran(Step::MintPki))
+            }
+            Step::Apply => self.apply(rec, rev, &spec, now).await,
+            Step::AwaitReady | Step::ReissueServingCert => {
+                self.await_ready(rec, rev, &spec, now).await
+            }
+            Step::Bootstrap => {
+                let pki = self.pki(&rec)?;
+                self.bootstrap(&mut rec, &spec, &pki, now).await?;
+                rec.phase = Phase::Ready;
+                rec.current_version = Some(spec.kubernetes_version.to_string());
+                if rec.condition(COND_RECONCILED).is_some() {
+                    rec.set_condition(COND_RECONCILED, true, "Converged", "", now);
+                }
+                self.save(&rec, rev).await?;
+                Ok(Outcome::Ran(Step::Bootstrap))
+            }
+            Step::Resync => {
+                // Drift repair: what kamajid owns in the runtime and inside the tenant, again.
+                let pki = self.pki(&rec)?;
+                let ds = self.datastore(&rec).await?;
+                self.runtime
+                    .apply(&self.render_input(&rec, &spec, &ds), &pki)
+                    .await?;
+                self.bootstrap(&mut rec, &spec, &pki, now).await?;
+                self.save(&rec, rev).await?;
+                Ok(Outcome::Ran(Step::Resync))
+            }
+            Step::CheckHealth => {
+                let ds = self.datastore(&rec).await?;
+                let status = self
+                    .runtime
+                    .status(&self.render_input(&rec, &spec, &ds))
+                    .await?;
+                self.set_checked(&rec.name, status.ready);
+                if status.ready {
+                    return Ok(Outcome::Converged);
+                }
+                tracing::warn!(tenant = %rec.name, reason = %status.message, "control plane unhealthy");
+                rec.phase = Phase::Degraded;
+                rec.set_condition(COND_READY, false, "Unhealthy", status.message, now);
+                self.save(&rec, rev).await?;
+                Ok(Outcome::Ran(Step::CheckHealth))
+            }
+            Step::RemoveControlPlane | Step::ReleaseEtcd | Step::Forget => {
+                self.teardown(step, rec, rev).await
+            }
+        }
+    }
+
+    async fn place(
+        &self,
+        mut rec: TenantRecord,
+        rev: i64,
+        spec: &TenantSpec,
+        now: i64,
+    ) -> Result<Outcome, LifecycleError> {
+        let _one_at_a_time = self.placing.lock().await;
+        let candidacies = self.records.candidates().await?;
+        let plain: Vec<_> = candidacies.iter().map(|c| c.candidate.clone()).collect();
+        let req = Request::new(&spec.placement, rec.reservation_bytes);
+        let chosen = match placement::place(&req, &plain, self.settings.policy) {
+            Ok(c) => c.name.clone(),
+            Err(e) => {
+                // No room (or no match) now. Waiting would hold the create for its whole
+                // timeout and then grab capacity whenever some frees, long after the user gave
+                // up: fail it now, with the reasons, holding nothing.
+                rec.phase = Phase::Failed;
+                rec.set_condition(COND_PLACED, false, "Unschedulable", e.to_string(), now);
+                self.save(&rec, rev).await?;
+                return Ok(Outcome::Converged);
+            }
+        };
+        let reservation = candidacies
+            .into_iter()
+            .find(|c| c.candidate.name == chosen)
+            .and_then(|c| c.reservation);
+        rec.set_condition(
+            COND_PLACED,
+            true,
+            "Placed",
+            format!("placed on datastore {chosen}"),
+            now,
+        );
+        rec.datastore = Some(chosen);
+        self.records.place(&rec, rev, reservation).await?;
+        Ok(Outcome::Ran(Step::Place))
+    }
+
+    async fn apply(
+        &self,
+        mut rec: TenantRecord,
+        rev: i64,
+        spec: &TenantSpec,
+        now: i64,
+    ) -> Result<Outcome, LifecycleError> {
+        let ds = self.datastore(&rec).await?;
+        // The serving certificate follows `endpoint_address` and `extra_sans`, which change in
+        // place: re-issued (same CA) before the apply that rolls it out.
+        let want = pki_spec(&rec, spec, &self.settings.dns_domain);
+        let mut pki = self.pki(&rec)?;
+        if !pki::serves_exactly(&pki.apiserver.cert, &want)? {
+            pki::reissue_apiserver(&mut pki, &want)?;
+            seal_pki(&self.kek, &mut rec, &pki)?;
+        }
+        self.runtime
+            .apply(&self.render_input(&rec, spec, &ds), &pki)
+            .await?;
+        if rec.observed_generation < rec.generation && rec.observed_generation > 0 {
+            rec.phase = Phase::Upgrading;
+        }
+        rec.observed_generation = rec.generation;
+        rec.set_condition(
+            COND_APPLIED,
+            true,
+            "Applied",
+            format!("generation {} applied", rec.generation),
+            now,
+        );
+        rec.set_condition(
+            COND_READY,
+            false,
+            "Rolling",
+            "waiting for the control plane to answer",
+            now,
+        );
+        self.save(&rec, rev).await?;
+        Ok(Outcome::Ran(Step::Apply))
+    }
+
+    async fn await_ready(
+        &self,
+        mut rec: TenantRecord,
+        rev: i64,
+        spec: &TenantSpec,
+        now: i64,
+    ) -> Result<Outcome, LifecycleError> {
+        let ds = self.datastore(&rec).await?;
+        let status = self
+            .runtime
+            .status(&self.render_input(&rec, spec, &ds))
+            .await?;
+        let endpoint = match (status.ready, status.endpoint) {
+            (true, Some(e)) => e,
+            _ => {
+                // Written only when what it waits for changes: a thousand waiting tenants must
+                // not rewrite their records every round.
+                let before = rec.clone();
+                let reason = if rec.phase == Phase::Degraded {
+                    "Unhealthy"
+                } else {
+                    "Waiting"
+                };
+                rec.set_condition(COND_READY, false, reason, status.message, now);
+                if rec != before {
+                    self.save(&rec, rev).await?;
+                }
+                return Ok(Outcome::Waiting(Step::AwaitReady));
+            }
+        };
+        let pki = self.pki(&rec)?;
+        let host = endpoint_host(&endpoint);
+        if !pki::covers(&pki.apiserver.cert, &host) {
+            let mut pki = pki;
+            rec.endpoint = Some(endpoint);
+            // Recorded now, so the apply that rolls the certificate out keeps this name in it.
+            let want = pki_spec(&rec, spec, &self.settings.dns_domain);
+            pki::reissue_apiserver(&mut pki, &want)?;
+            seal_pki(&self.kek, &mut rec, &pki)?;
+            rec.set_condition(
+                COND_APPLIED,
+                false,
+                "ServingCertReissued",
+                format!("serving certificate re-issued for the endpoint address {host}"),
+                now,
+            );
+            self.save(&rec, rev).await?;
+            return Ok(Outcome::Ran(Step::ReissueServingCert));
+        }
+        rec.endpoint = Some(endpoint);
+        rec.set_condition(COND_READY, true, "Ready", "", now);
+        // Answering again (new, upgraded, or back from Degraded): what kubeadm join needs is
+        // applied again before the tenant reads Ready.
+        rec.set_condition(
+            COND_BOOTSTRAPPED,
+            false,
+            "Pending",
+            "the control plane answers; bootstrapping",
+            now,
+        );
+        self.save(&rec, rev).await?;
+        Ok(Outcome::Ran(Step::AwaitReady))
+    }
+
+    /// Applies the bootstrap objects inside the tenant and records it; the caller saves.
+    async fn bootstrap(
+        &self,
+        rec: &mut TenantRecord,
+        spec: &TenantSpec,
+        pki: &TenantPki,
+        now: i64,
+    ) -> Result<(), LifecycleError> {
+        let endpoint = rec.endpoint.clone().unwrap_or_default();
+        let (apply, remove) =
+            bootstrap_objects(rec, spec, pki, &endpoint, &self.settings.dns_domain);
+        let admin = kubeconfig(
+            rec.name.as_str(),
+            &endpoint,
+            &pki.ca.cert,
+            "kubernetes-admin",
+            &pki.admin,
+        );
+        self.objects
+            .sync(&endpoint, &admin, &apply, &remove)
+            .await?;
+        rec.bootstrapped_at = now;
+        rec.set_condition(
+            COND_BOOTSTRAPPED,
+            true,
+            "Bootstrapped",
+            format!("{} objects for kubeadm join applied", apply.len()),
+            now,
+        );
+        Ok(())
+    }
+
+    async fn teardown(
+        &self,
+        step: Step,
+        mut rec: TenantRecord,
+        rev: i64,
+    ) -> Result<Outcome, LifecycleError> {
+        let now = now_unix();
+        match step {
+            Step::RemoveControlPlane => {
+                if self.runtime.delete(&rec.name).await? {
+                    rec.set_condition(COND_REMOVED, true, "Removed", "control plane removed", now);
+                }
+                self.save(&rec, rev).await?;
+                Ok(Outcome::Ran(Step::RemoveControlPlane))
+            }
+            Step::ReleaseEtcd => {
+                let ds = self.datastore(&rec).await?;
+                self.isolation.remove(&ds, &rec.uid).await?;
+                rec.set_condition(
+                    COND_RELEASED,
+                    true,
+                    "Released",
+                    "etcd role, keys and user removed",
+                    now,
+                );
+                self.save(&rec, rev).await?;
+                Ok(Outcome::Ran(Step::ReleaseEtcd))
+            }
+            _ => {
+                self.records.release(&rec, rev).await?;
+                self.set_checked(&rec.name, false);
+                Ok(Outcome::Ran(Step::Forget))
+            }
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! The lifecycle on in-memory fakes of its ports, as omicron tests its sagas: every step's
+//! effects run twice, a failure at every step is retried to convergence, and a failure at every
+//! step of a delete still ends with nothing left.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::fakes::*;
+use super::ports::Records;
+use super::steps::{next, Due, Step, CREATE, DELETE};
+use super::*;
+use crate::controlplane::testing::spec as tenant_spec;
+use crate::datastore::DatastoreRecord;
+use crate::ids::{DatastoreName, TenantName};
+use crate::kek::datastore_aad;
+use crate::pki::new_ca;
+use crate::spec::ServiceType;
+use crate::tenant::*;
+
+type Life = Lifecycle<MemRecords, MemIsolation, MemRuntime, MemObjects>;
+
+struct World {
+    life: Life,
+    faults: Faults,
+    shard: DatastoreName,
+}
+
+fn world() -> World {
+    let faults = Faults::default();
+    let kek = Kek::from_bytes(&[3; 32]);
+    let records = MemRecords {
+        faults: faults.clone(),
+        ..Default::default()
+    };
+    let shard = DatastoreName::parse("shard-0").unwrap();
+    let client_ca = new_ca("etcd client CA").unwrap();
+    records.add_datastore(DatastoreRecord {
+        name: shard.clone(),
+        endpoints: vec!["https://10.0.0.1:2379".into()],
+        ca_certificate: client_ca.cert.clone(),
+        client_certificate: String::new(),
+        client_key_sealed: String::new(),
+        client_key_sha256: String::new(),
+        client_ca_certificate: client_ca.cert.clone(),
+        client_ca_key_sealed: kek.seal(&datastore_aad(&shard), &client_ca.key),
+        client_ca_key_sha256: String::new(),
+        quota_bytes: 1 << 30,
+        max_tenants: None,
+        labels: BTreeMap::new(),
+        schedulable: true,
+        create_time: 1,
+        update_time: 1,
+    });
+    let life = Lifecycle::new(
+        records,
+        MemIsolation {
+            faults: faults.clone(),
+            ..Default::default()
+        },
+        Arc::new(MemRuntime {
+            faults: faults.clone(),
+            ..Default::default()
+        }),
+        MemObjects {
+            faults: faults.clone(),
+            ..Default::default()
+        },
+        kek,
+        Settings::default(),
+    );
+    World {
+        life,
+        faults,
+        shard,
+    }
+}
+
+impl World {
+    async fn create(&self, name: &str) -> TenantName {
+        let name = TenantName::parse(name).unwrap();
+        let wire = self
+            .life
+            .records
+            .wire(&tenant_spec(ServiceType::LoadBalancer));
+        let rec = TenantRecord::new(name.clone(), wire, DEFAULT_RESERVATION_BYTES, now_unix());
+        self.life.records.create_tenant(&rec).await.unwrap();
+        name
+    }
+
+    fn record(&self, name: &TenantName) -> Option<TenantRecord> {
+        self.life.records.get(name).map(|v| v.value)
+    }
+
+    async fn delete(&self, name: &TenantName) {
+        let v = self.life.records.get(name).unwrap();
+        let mut rec = v.value;
+        rec.mark_deleting(now_unix());
+        self.life
+            .records
+            .update_tenant(&rec, v.revision)
+            .await
+            .unwrap();
+    }
+
+    /// What a converged, Ready tenant holds in the world: one placement, one etcd user, one
+    /// control plane, its in-tenant objects.
+    fn assert_ready(&self, name: &TenantName) {
+        let rec = self.record(name).unwrap();
+        assert_eq!(rec.phase, Phase::Ready, "{rec:#?}");
+        assert_eq!(rec.endpoint.as_deref(), Some(ENDPOINT));
+        assert_eq!(rec.datastore.as_ref(), Some(&self.shard));
+        let res = self.life.records.reservation(&self.shard);
+        assert_eq!(
+            (res.tenants, res.reserved_bytes),
+            (1, DEFAULT_RESERVATION_BYTES),
+            "placed once"
+        );
+        let users = self.life.isolation.users.lock().unwrap().clone();
+        assert_eq!(
+            users.into_iter().collect::<Vec<_>>(),
+            [(self.shard.clone(), rec.uid.clone())]
+        );
+        let applied = self.life.runtime.applied.lock().unwrap();
+        let (version, serving) = &applied[name];
+        assert_eq!(version, "1.35.2");
+        let pki = open_pki(&self.life.kek, &rec).unwrap().unwrap();
+        assert_eq!(
+            serving, &pki.apiserver.cert,
+            "the runtime serves the recorded certificate"
+        );
+        let objects = self.life.objects.applied.lock().unwrap();
+        assert!(
+            objects[name.as_str()]
+                .iter()
+                .any(|o| o.contains("cluster-info")),
+            "{objects:?}"
+        );
+    }
+
+    /// Nothing of any tenant is left anywhere.
+    fn assert_clean(&self) {
+        assert!(self.life.records.tenants_now().is_empty(), "records left");
+        assert_eq!(self.life.records.placements(), 0, "placements left");
+        let res = self.life.records.reservation(&self.shard);
+        assert_eq!(
+            (res.tenants, res.reserved_bytes),
+            (0, 0),
+            "reservation left"
+        );
+        assert!(
+            self.life.isolation.users.lock().unwrap().is_empty(),
+            "etcd users left"
+        );
+        assert!(
+            self.life.runtime.applied.lock().unwrap().is_empty(),
+            "control planes left"
+        );
+    }
+}
+
+impl MemRecords {
+    fn tenants_now(&self) -> Vec<TenantName> {
+        futures::executor::block_on(self.tenants())
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect()
+    }
+}
+
+/// The call each create step writes its result with, after its effects.
+fn save_of(step: Step) -> &'static str {
+    if step == Step::Place {
+        "records.place"
+    } else {
+        "records.update"
+    }
+}
+
+/// The call each step's effect on the world is, where it has one.
+fn effect_of(step: Step) -> &'static str {
+    match step {
+        Step::Place => "records.place",
+        Step::Isolate => "isolation.ensure",
+        Step::MintPki => "records.update",
+        Step::Apply => "runtime.apply",
+        Step::AwaitReady => "runtime.status",
+        Step::Bootstrap => "objects.sync",
+        Step::RemoveControlPlane => "runtime.delete",
+        Step::ReleaseEtcd => "isolation.remove",
+        _ => "records.release",
+    }
+}
+
+#[tokio::test]
+async fn the_create_flow_runs_its_steps_in_order_and_converges_ready() {
+    let w = world();
+    let t = w.create("acme").await;
+    for (step, _) in CREATE {
+        assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(step));
+    }
+    assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Converged);
+    w.assert_ready(&t);
+}
+
+/// A kamajid that dies after a step's effects but before recording them runs the step again on
+/// the next round: the effects happen twice and the world ends as if once.
+#[tokio::test]
+async fn every_create_step_whose_record_was_lost_runs_again_to_the_same_end() {
+    for (i, (step, _)) in CREATE.into_iter().enumerate() {
+        let w = world();
+        let t = w.create("acme").await;
+        for (s, _) in &CREATE[..i] {
+            assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(*s));
+        }
+        w.faults.arm(save_of(step));
+        assert!(w.life.step(&t).await.is_err(), "{step:?}");
+        assert_eq!(
+            w.life.converge(&t, 20).await.unwrap(),
+            Outcome::Converged,
+            "after {step:?} ran twice"
+        );
+        w.assert_ready(&t);
+    }
+}
+
+#[tokio::test]
+async fn a_failure_at_every_create_step_is_reported_then_retried_to_convergence() {
+    for (step, _) in CREATE {
+        let w = world();
+        let t = w.create("acme").await;
+        w.faults.arm(effect_of(step));
+        let err = w.life.converge(&t, 20).await.unwrap_err();
+        w.life.record_failure(&t, &err.to_string()).await;
+        let rec = w.record(&t).unwrap();
+        let c = rec.condition(COND_RECONCILED).unwrap();
+        assert!(
+            !c.ok && c.message.contains("injected failure"),
+            "{step:?}: {c:?}"
+        );
+        assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+        w.assert_ready(&t);
+        let rec = w.record(&t).unwrap();
+        assert!(
+            rec.done(COND_RECONCILED),
+            "{step:?}: the failure stays reported"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_delete_step_interrupted_or_failing_still_leaves_a_clean_slate() {
+    for (k, step) in DELETE.into_iter().enumerate() {
+        for fault in [effect_of(step), "records.update"] {
+            if step == Step::Forget && fault == "records.update" {
+                continue; // Forget writes no record: it removes it
+            }
+            let w = world();
+            let t = w.create("acme").await;
+            assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+            w.delete(&t).await;
+            for s in &DELETE[..k] {
+                assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(*s));
+            }
+            w.faults.arm(fault);
+            assert!(w.life.step(&t).await.is_err(), "{step:?} {fault}");
+            assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Gone);
+            w.assert_clean();
+        }
+    }
+}
+
+/// A record whose PKI decrypts but does not decode (a kamajid that wrote another shape) stops
+/// the tenant with the reason; its CA stays, never re-minted. Likewise a spec that does not
+/// decode.
+#[tokio::test]
+async fn a_stored_pki_or_spec_that_does_not_decode_stops_the_tenant_and_keeps_its_ca() {
+    let w = world();
+    let t = w.create("acme").await;
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    let v = w.life.records.get(&t).unwrap();
+    let mut rec = v.value;
+    let ca = rec.pki.as_ref().unwrap().ca_certificate.clone();
+    rec.pki.as_mut().unwrap().sealed = w
+        .life
+        .kek
+        .seal(&crate::kek::tenant_aad(&t), r#"{"ca":"not a pki"}"#);
+    rec.generation += 1; // something to do: an apply
+    w.life
+        .records
+        .update_tenant(&rec, v.revision)
+        .await
+        .unwrap();
+    let err = w.life.converge(&t, 20).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("stored PKI of tenant acme does not decode"),
+        "{err}"
+    );
+    w.life.record_failure(&t, &err.to_string()).await;
+    let rec = w.record(&t).unwrap();
+    assert_eq!(
+        rec.pki.as_ref().unwrap().ca_certificate,
+        ca,
+        "the CA was replaced"
+    );
+    assert_eq!(rec.phase, Phase::Degraded);
+    assert!(rec
+        .condition(COND_RECONCILED)
+        .unwrap()
+        .message
+        .contains("does not decode"));
+
+    let t2 = w.create("beta").await;
+    let v = w.life.records.get(&t2).unwrap();
+    let mut rec = v.value;
+    rec.spec = WireSpec("not protobuf".into());
+    w.life
+        .records
+        .update_tenant(&rec, v.revision)
+        .await
+        .unwrap();
+    let err = w.life.converge(&t2, 20).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the spec of tenant beta does not decode"),
+        "{err}"
+    );
+    assert!(
+        w.record(&t2).unwrap().datastore.is_none(),
+        "placed on a spec it cannot read"
+    );
+}
+
+#[tokio::test]
+async fn a_ready_tenant_that_stops_answering_goes_degraded_and_comes_back_bootstrapped() {
+    let w = world();
+    let t = w.create("acme").await;
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    w.life.runtime.down.lock().unwrap().insert(t.clone());
+    w.life.objects.applied.lock().unwrap().clear();
+    // The check that converge just made is not due again for a while: make it due now.
+    w.life.set_checked(&t, false);
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::CheckHealth)
+    );
+    let rec = w.record(&t).unwrap();
+    assert_eq!(rec.phase, Phase::Degraded);
+    assert_eq!(rec.condition(COND_READY).unwrap().reason, "Unhealthy");
+    // While down, each round waits without rewriting the record.
+    let before = w.life.records.get(&t).unwrap().revision;
+    assert_eq!(
+        w.life.converge(&t, 20).await.unwrap(),
+        Outcome::Waiting(Step::AwaitReady)
+    );
+    assert_eq!(w.life.records.get(&t).unwrap().revision, before);
+    w.life.runtime.down.lock().unwrap().clear();
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    w.assert_ready(&t);
+}
+
+#[test]
+fn the_next_step_follows_from_the_record_alone() {
+    let name = TenantName::parse("acme").unwrap();
+    let mut rec = TenantRecord::new(name, WireSpec::default(), 1, 0);
+    let due = Due::default();
+    assert_eq!(next(&rec, due), Some(Step::Place));
+    rec.datastore = Some(DatastoreName::parse("a").unwrap());
+    assert_eq!(next(&rec, due), Some(Step::Isolate));
+    rec.set_condition(COND_ISOLATED, true, "", "", 0);
+    assert_eq!(next(&rec, due), Some(Step::MintPki));
+    rec.pki = Some(StoredPki {
+        sealed: String::new(),
+        ca_certificate: String::new(),
+    });
+    assert_eq!(next(&rec, due), Some(Step::Apply));
+    rec.set_condition(COND_APPLIED, true, "", "", 0);
+    rec.observed_generation = 1;
+    assert_eq!(next(&rec, due), Some(Step::AwaitReady));
+    rec.set_condition(COND_READY, true, "", "", 0);
+    assert_eq!(next(&rec, due), Some(Step::Bootstrap));
+    rec.set_condition(COND_BOOTSTRAPPED, true, "", "", 0);
+    rec.phase = Phase::Ready;
+    assert_eq!(next(&rec, due), None);
+    assert_eq!(
+        next(
+            &rec,
+            Due {
+                resync: true,
+                health: true
+            }
+        ),
+        Some(Step::Resync)
+    );
+    assert_eq!(
+        next(
+            &rec,
+            Due {
+                health: true,
+                ..due
+            }
+        ),
+        Some(Step::CheckHealth)
+    );
+    rec.generation = 2;
+    assert_eq!(
+        next(&rec, due),
+        Some(Step::Apply),
+        "a new spec is applied first"
+    );
+    rec.mark_deleting(0);
+    assert_eq!(next(&rec, due), Some(Step::RemoveControlPlane));
+    rec.set_condition(COND_REMOVED, true, "", "", 0);
+    assert_eq!(next(&rec, due), Some(Step::ReleaseEtcd));
+    rec.set_condition(COND_RELEASED, true, "", "", 0);
+    assert_eq!(next(&rec, due), Some(Step::Forget));
+    let mut failed = TenantRecord::new(TenantName::parse("f").unwrap(), WireSpec::default(), 1, 0);
+    failed.phase = Phase::Failed;
+    assert_eq!(next(&failed, due), None, "terminal");
+}

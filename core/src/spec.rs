@@ -1,0 +1,156 @@
+//! A tenant cluster as kamajid means it: the typed spec every step reads. The API parses the wire
+//! spec into it once, after the input contract has checked it (`kamaji_proto::tenant`), and a
+//! stored record is decoded into it the same way; defaults the wire leaves implicit are applied
+//! there, here, once (`Addons::default`), so nothing further in re-derives them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::DatastoreName;
+
+/// The API port of a tenant when the spec names none (kubeadm's).
+pub const DEFAULT_PORT: u16 = 6443;
+
+/// A Kubernetes release `1.<minor>.<patch>`, written without a leading `v`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "1.{}.{}", self.minor, self.patch)
+    }
+}
+
+impl Version {
+    /// Parses `1.35.2` or `v1.35.2`. The input contract checks versions with messages for users;
+    /// this only reads one it has passed.
+    pub fn parse(v: &str) -> Option<Self> {
+        let mut it = v.strip_prefix('v').unwrap_or(v).split('.');
+        let (major, minor, patch) = (it.next()?, it.next()?, it.next()?);
+        if it.next().is_some() || major != "1" {
+            return None;
+        }
+        Some(Self {
+            minor: minor.parse().ok()?,
+            patch: patch.parse().ok()?,
+        })
+    }
+
+    /// `v1.35.2`, as image tags and `--version` output write it.
+    pub fn tag(&self) -> String {
+        format!("v{self}")
+    }
+}
+
+/// How the admin cluster exposes a tenant's apiserver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ServiceType {
+    ClusterIp,
+    NodePort,
+    #[default]
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The Kubernetes Service `type`.
+    pub fn kubernetes_name(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIp => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// Where the tenant's state goes: a named datastore, one matching labels, or any with room.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Placement {
+    #[default]
+    Any,
+    Named(DatastoreName),
+    Selector(BTreeMap<String, String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub service_cidr: String,
+    pub pod_cidr: String,
+    pub dns_service_ip: String,
+    pub port: u16,
+    pub service_type: ServiceType,
+    /// The address workers and users reach the apiserver by, when it is not the Service's.
+    pub endpoint_address: Option<String>,
+    pub extra_sans: Vec<String>,
+}
+
+/// Requests and limits of one component, as Kubernetes quantities; `None` is kamajid's default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Requirements {
+    pub cpu_request: Option<String>,
+    pub memory_request: Option<String>,
+    pub cpu_limit: Option<String>,
+    pub memory_limit: Option<String>,
+}
+
+/// One value per control-plane component.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PerComponent<T> {
+    pub apiserver: T,
+    pub controller_manager: T,
+    pub scheduler: T,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addons {
+    pub coredns: bool,
+    pub kube_proxy: bool,
+}
+
+impl Default for Addons {
+    /// Both on: a tenant cluster is usable without them only with a CNI and DNS of its own.
+    fn default() -> Self {
+        Self {
+            coredns: true,
+            kube_proxy: true,
+        }
+    }
+}
+
+/// The desired state of a tenant cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSpec {
+    pub kubernetes_version: Version,
+    pub replicas: u32,
+    pub placement: Placement,
+    pub network: Network,
+    pub resources: PerComponent<Requirements>,
+    /// Admission plugins in addition to the defaults.
+    pub admission_plugins: Vec<String>,
+    /// Flags per component, replacing a default of the same name.
+    pub extra_args: PerComponent<BTreeMap<String, String>>,
+    pub labels: BTreeMap<String, String>,
+    pub deletion_protection: bool,
+    pub addons: Addons,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_read_and_write_as_kubernetes_does() {
+        let v = Version::parse("v1.37.2").unwrap();
+        assert_eq!((v.minor, v.patch), (37, 2));
+        assert_eq!(v.to_string(), "1.37.2");
+        assert_eq!(v.tag(), "v1.37.2");
+        assert_eq!(Version::parse("1.37.2"), Some(v));
+        for bad in ["2.1.0", "1.37", "1.37.2.1", "latest"] {
+            assert_eq!(Version::parse(bad), None, "{bad}");
+        }
+        assert!(Version::parse("1.36.9").unwrap() < v);
+    }
+}

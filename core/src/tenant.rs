@@ -1,0 +1,177 @@
+//! A tenant cluster as kamajid records it: the desired spec (encoded by the store, see
+//! [`WireSpec`]) with a generation that moves on every change, the immutable id, the datastore
+//! it was placed on and the reservation it holds there, its PKI (private keys sealed), and what
+//! the lifecycle last observed: phase, conditions, endpoint, version.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DatastoreName, TenantId, TenantName};
+
+/// Reservation a tenant holds on its datastore by default, until measured usage says more.
+pub const DEFAULT_RESERVATION_BYTES: i64 = 64 * 1024 * 1024;
+
+pub const COND_PLACED: &str = "DatastoreAssigned";
+pub const COND_ISOLATED: &str = "EtcdIsolated";
+pub const COND_APPLIED: &str = "ControlPlaneApplied";
+pub const COND_READY: &str = "ControlPlaneReady";
+pub const COND_BOOTSTRAPPED: &str = "TenantBootstrapped";
+pub const COND_RECONCILED: &str = "Reconciled";
+pub const COND_REMOVED: &str = "ControlPlaneRemoved";
+pub const COND_RELEASED: &str = "EtcdReleased";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum Phase {
+    #[default]
+    Provisioning,
+    Ready,
+    Upgrading,
+    Deleting,
+    Degraded,
+    /// Could not be placed: terminal, holds no capacity, waits for its deletion.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Condition {
+    pub kind: String,
+    pub ok: bool,
+    pub reason: String,
+    pub message: String,
+    pub since: i64,
+}
+
+/// The PKI a tenant keeps across reconciles: the whole set sealed as one value with the KEK,
+/// and the CA certificate in clear (it is public, and every read of the tenant shows it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredPki {
+    pub sealed: String,
+    pub ca_certificate: String,
+}
+
+/// The desired spec as the API received it, in the store's encoding (base64 protobuf of the
+/// wire spec: lossless, and it reads back across schema additions). Only the store decodes it
+/// into a [`crate::spec::TenantSpec`]; the core never reads it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(transparent)]
+pub struct WireSpec(pub String);
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TenantRecord {
+    pub name: TenantName,
+    pub uid: TenantId,
+    pub spec: WireSpec,
+    pub generation: i64,
+    pub datastore: Option<DatastoreName>,
+    pub reservation_bytes: i64,
+    pub pki: Option<StoredPki>,
+    pub phase: Phase,
+    pub conditions: Vec<Condition>,
+    pub endpoint: Option<String>,
+    pub current_version: Option<String>,
+    pub observed_generation: i64,
+    pub deleting: bool,
+    pub create_time: i64,
+    pub delete_time: i64,
+    /// When the bootstrap objects were last applied inside the tenant (unix seconds).
+    #[serde(default)]
+    pub bootstrapped_at: i64,
+}
+
+impl TenantRecord {
+    /// A new record: the spec, a fresh immutable id, nothing observed yet.
+    pub fn new(name: TenantName, spec: WireSpec, reservation_bytes: i64, now: i64) -> Self {
+        Self {
+            uid: TenantId::mint(&name),
+            name,
+            spec,
+            generation: 1,
+            datastore: None,
+            reservation_bytes,
+            pki: None,
+            phase: Phase::Provisioning,
+            conditions: Vec::new(),
+            endpoint: None,
+            current_version: None,
+            observed_generation: 0,
+            deleting: false,
+            create_time: now,
+            delete_time: 0,
+            bootstrapped_at: 0,
+        }
+    }
+
+    /// Records a condition, keeping its transition time when its truth did not change.
+    pub fn set_condition(
+        &mut self,
+        kind: &str,
+        ok: bool,
+        reason: &str,
+        message: impl Into<String>,
+        now: i64,
+    ) {
+        let message = message.into();
+        match self.conditions.iter_mut().find(|c| c.kind == kind) {
+            Some(c) => {
+                if c.ok != ok {
+                    c.since = now;
+                }
+                c.ok = ok;
+                c.reason = reason.to_owned();
+                c.message = message;
+            }
+            None => self.conditions.push(Condition {
+                kind: kind.to_owned(),
+                ok,
+                reason: reason.to_owned(),
+                message,
+                since: now,
+            }),
+        }
+    }
+
+    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
+
+    /// Whether condition `kind` holds.
+    pub fn done(&self, kind: &str) -> bool {
+        self.condition(kind).is_some_and(|c| c.ok)
+    }
+
+    /// Flags the record for teardown; the lifecycle does the rest.
+    pub fn mark_deleting(&mut self, now: i64) {
+        self.deleting = true;
+        self.phase = Phase::Deleting;
+        self.delete_time = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_keep_their_transition_time_until_their_truth_changes() {
+        let mut r = TenantRecord::new(TenantName::parse("a").unwrap(), WireSpec::default(), 1, 5);
+        r.set_condition("Ready", false, "Waiting", "x", 10);
+        r.set_condition("Ready", false, "Waiting", "y", 20);
+        assert_eq!(r.condition("Ready").unwrap().since, 10);
+        assert_eq!(r.condition("Ready").unwrap().message, "y");
+        r.set_condition("Ready", true, "Ready", "", 30);
+        assert!(r.done("Ready"));
+        assert_eq!(r.condition("Ready").unwrap().since, 30);
+        assert_eq!(r.conditions.len(), 1);
+    }
+
+    #[test]
+    fn a_record_written_before_typed_ids_reads_back() {
+        let old = r#"{"name":"acme","uid":"acme-1a2b3","spec":"CgY=","generation":2,"datastore":"shard-a",
+            "reservation_bytes":1,"pki":null,"phase":"Ready","conditions":[],"endpoint":null,
+            "current_version":null,"observed_generation":2,"deleting":false,"create_time":1,"delete_time":0}"#;
+        let r: TenantRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(r.uid.as_str(), "acme-1a2b3");
+        assert_eq!(r.bootstrapped_at, 0);
+        let bad = old.replace("\"acme-1a2b3\"", "\"Not An Id\"");
+        assert!(serde_json::from_str::<TenantRecord>(&bad).is_err());
+    }
+}

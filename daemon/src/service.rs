@@ -1,0 +1,329 @@
+//! The tenant clusters service: every rule about how a tenant's desired state may be written,
+//! in one place, between the gRPC layer (which only parses and maps errors) and the lifecycle
+//! (which drives tenants to that state, [`kamaji_core::lifecycle`]).
+//!
+//! - create: a tenant no datastore can take now is refused (nothing is written that could only
+//!   fail); else its record is written with a fresh immutable id and the lifecycle is woken;
+//! - update: immutable settings stay, versions move one minor up at a time, the generation
+//!   moves; the lifecycle writes status into the same record, so a lost compare-and-swap is
+//!   re-checked against the fresh record and retried;
+//! - delete: refused while `deletion_protection` is set, checked and marked at one revision;
+//! - credentials and the tenant a bootstrap token is made in: the sealed PKI, opened once here.
+
+use std::sync::Arc;
+
+use kamaji_core::ids::TenantName;
+use kamaji_core::lifecycle::ports::Versioned;
+use kamaji_core::lifecycle::{now_unix, open_pki, LifecycleError};
+use kamaji_core::pki::{kubeconfig, TenantPki};
+use kamaji_core::placement::{self, PlacementError, Policy, Request};
+use kamaji_core::spec::{Placement, TenantSpec};
+use kamaji_core::tenant::{Phase, TenantRecord};
+use kamaji_proto::errors::FieldError;
+use kamaji_proto::tenant as contract;
+use kamaji_proto::v1;
+use tokio::sync::Notify;
+
+use crate::store::{Store, StoreError};
+use crate::wire;
+
+/// How often a request re-reads a record the lifecycle changed under it before giving up.
+const CONFLICT_RETRIES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("tenant cluster {0:?} does not exist")]
+    NotFound(String),
+    #[error("tenant cluster {0:?} already exists; import it or choose another name")]
+    AlreadyExists(String),
+    #[error("invalid tenant cluster")]
+    Invalid(Vec<FieldError>),
+    /// No datastore can take the tenant; `field` is the attribute that chose where.
+    #[error("{error}")]
+    Unplaceable {
+        field: &'static str,
+        error: PlacementError,
+    },
+    #[error("tenant cluster {0:?} has deletion_protection set; unset it first")]
+    Protected(String),
+    #[error("tenant cluster {0:?} is being deleted")]
+    Deleting(String),
+    #[error("tenant cluster {0:?} is not Ready yet: {1}")]
+    NotReady(String, &'static str),
+    #[error("tenant cluster {0:?} kept changing while the request was applied; retry")]
+    Busy(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+}
+
+/// What a client needs to use a tenant as its admin.
+pub struct Credentials {
+    pub admin_kubeconfig: String,
+    pub client_certificate: String,
+    pub client_key: String,
+}
+
+pub struct TenantService {
+    pub store: Store,
+    pub kek: kamaji_core::kek::Kek,
+    /// Wakes the lifecycle after a write.
+    pub wake: Arc<Notify>,
+    /// Datastore bytes set aside for each new tenant.
+    pub reservation_bytes: i64,
+}
+
+/// Fields fixed at creation: placement, the network plan, and the names baked into the PKI.
+/// Naming the datastore the tenant already sits on (or none) is not a move: clients that show
+/// the assigned datastore send it back.
+pub fn immutable_changes(
+    old: &v1::TenantClusterSpec,
+    new: &v1::TenantClusterSpec,
+    placed: Option<&str>,
+) -> Vec<FieldError> {
+    let moved = old.datastore != new.datastore
+        && !new.datastore.is_empty()
+        && placed != Some(new.datastore.as_str());
+    let (o, n) = (
+        old.network.clone().unwrap_or_default(),
+        new.network.clone().unwrap_or_default(),
+    );
+    let fixed = [
+        ("datastore", moved),
+        (
+            "datastore_selector",
+            old.datastore_selector != new.datastore_selector,
+        ),
+        ("network.service_cidr", o.service_cidr != n.service_cidr),
+        ("network.pod_cidr", o.pod_cidr != n.pod_cidr),
+        (
+            "network.dns_service_ip",
+            o.dns_service_ip != n.dns_service_ip,
+        ),
+    ];
+    fixed
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(f, _)| {
+            FieldError::new(
+                f,
+                "cannot change in place; the tenant cluster must be replaced",
+            )
+        })
+        .collect()
+}
+
+/// The attribute a tenant's placement is chosen by, for errors about it.
+fn placement_field(spec: &TenantSpec) -> &'static str {
+    match spec.placement {
+        Placement::Selector(_) => "datastore_selector",
+        _ => "datastore",
+    }
+}
+
+impl TenantService {
+    async fn record(&self, name: &TenantName) -> Result<Versioned<TenantRecord>, ServiceError> {
+        self.store
+            .tenant_record(name)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(name.to_string()))
+    }
+
+    /// A tenant, with its wire spec, as the API shows it.
+    pub async fn get(&self, name: &TenantName) -> Result<v1::TenantCluster, ServiceError> {
+        let rec = self.record(name).await?.value;
+        Ok(wire::tenant_to_proto(&rec, self.store.wire_spec(&rec)?))
+    }
+
+    /// Every tenant, as the API shows it.
+    pub async fn list(&self) -> Result<Vec<v1::TenantCluster>, ServiceError> {
+        let mut out = Vec::new();
+        for rec in self.store.tenant_records().await? {
+            out.push(wire::tenant_to_proto(&rec, self.store.wire_spec(&rec)?));
+        }
+        Ok(out)
+    }
+
+    /// Whether some datastore can take `spec` now. The lifecycle places for real (under a
+    /// compare-and-swap) right after a create.
+    pub async fn check_placement(&self, spec: &TenantSpec) -> Result<(), ServiceError> {
+        let candidates: Vec<_> = self
+            .store
+            .candidacies()
+            .await?
+            .into_iter()
+            .map(|c| c.candidate)
+            .collect();
+        let req = Request::new(&spec.placement, self.reservation_bytes);
+        placement::place(&req, &candidates, Policy::Spread)
+            .map(|_| ())
+            .map_err(|error| ServiceError::Unplaceable {
+                field: placement_field(spec),
+                error,
+            })
+    }
+
+    /// Checks a create without writing: only a named datastore that exists and cannot take the
+    /// tenant is an error at plan time (others may be created by the same apply).
+    pub async fn validate_create(&self, spec: &TenantSpec) -> Result<(), ServiceError> {
+        match self.check_placement(spec).await {
+            Err(
+                e @ ServiceError::Unplaceable {
+                    error: PlacementError::Refused { .. },
+                    ..
+                },
+            ) => Err(e),
+            Ok(()) | Err(ServiceError::Unplaceable { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn create(
+        &self,
+        name: TenantName,
+        wire_spec: &v1::TenantClusterSpec,
+        spec: &TenantSpec,
+    ) -> Result<v1::TenantCluster, ServiceError> {
+        self.check_placement(spec).await?;
+        let rec = TenantRecord::new(
+            name.clone(),
+            wire::encode_spec(wire_spec),
+            self.reservation_bytes,
+            now_unix(),
+        );
+        match self.store.create_tenant_record(&rec).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Err(ServiceError::AlreadyExists(name.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(tenant = %name, uid = %rec.uid, "tenant cluster created");
+        self.wake.notify_one();
+        Ok(wire::tenant_to_proto(&rec, wire_spec.clone()))
+    }
+
+    pub async fn update(
+        &self,
+        name: &TenantName,
+        new: &v1::TenantClusterSpec,
+    ) -> Result<v1::TenantCluster, ServiceError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let Versioned {
+                value: mut rec,
+                revision,
+            } = self.record(name).await?;
+            if rec.deleting {
+                return Err(ServiceError::Deleting(name.to_string()));
+            }
+            let old = self.store.wire_spec(&rec)?;
+            let placed = rec.datastore.as_ref().map(|d| d.as_str());
+            let mut errors = immutable_changes(&old, new, placed);
+            if let (Ok(from), Ok(to)) = (
+                contract::version("kubernetes_version", &old.kubernetes_version),
+                contract::version("kubernetes_version", &new.kubernetes_version),
+            ) {
+                if let Err(e) = contract::upgrade("kubernetes_version", from, to) {
+                    errors.push(e);
+                }
+            }
+            if !errors.is_empty() {
+                return Err(ServiceError::Invalid(errors));
+            }
+            if &old == new {
+                return Ok(wire::tenant_to_proto(&rec, old));
+            }
+            rec.spec = wire::encode_spec(new);
+            rec.generation += 1;
+            if rec.phase == Phase::Ready {
+                rec.phase = if old.kubernetes_version != new.kubernetes_version {
+                    Phase::Upgrading
+                } else {
+                    Phase::Provisioning
+                };
+            }
+            match self.store.update_tenant_record(&rec, revision).await {
+                Ok(()) => {
+                    tracing::info!(tenant = %name, generation = rec.generation, "tenant cluster updated");
+                    self.wake.notify_one();
+                    return Ok(wire::tenant_to_proto(&rec, new.clone()));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Busy(name.to_string()))
+    }
+
+    pub async fn delete(&self, name: &TenantName) -> Result<v1::TenantCluster, ServiceError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let Versioned {
+                value: mut rec,
+                revision,
+            } = self.record(name).await?;
+            let spec = self.store.wire_spec(&rec)?;
+            if rec.deleting {
+                return Ok(wire::tenant_to_proto(&rec, spec));
+            }
+            if spec.deletion_protection {
+                return Err(ServiceError::Protected(name.to_string()));
+            }
+            // Checked and marked against one revision: an update that sets deletion_protection
+            // in between makes this write lose and the check run again.
+            rec.mark_deleting(now_unix());
+            match self.store.update_tenant_record(&rec, revision).await {
+                Ok(()) => {
+                    tracing::info!(tenant = %name, "tenant cluster marked for deletion");
+                    self.wake.notify_one();
+                    return Ok(wire::tenant_to_proto(&rec, spec));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Busy(name.to_string()))
+    }
+
+    /// The tenant's admin credentials, once it has an endpoint.
+    pub async fn credentials(&self, name: &TenantName) -> Result<Credentials, ServiceError> {
+        let rec = self.record(name).await?.value;
+        let (Some(endpoint), Some(pki)) = (&rec.endpoint, open_pki(&self.kek, &rec)?) else {
+            return Err(ServiceError::NotReady(
+                name.to_string(),
+                "it has no credentials yet",
+            ));
+        };
+        Ok(Credentials {
+            admin_kubeconfig: kubeconfig(
+                name.as_str(),
+                endpoint,
+                &pki.ca.cert,
+                "kubernetes-admin",
+                &pki.admin,
+            ),
+            client_certificate: pki.admin.cert.clone(),
+            client_key: pki.admin.key.clone(),
+        })
+    }
+
+    /// A tenant that answers and was bootstrapped, with its PKI: what bootstrap tokens need.
+    pub async fn ready(
+        &self,
+        name: &TenantName,
+    ) -> Result<(TenantRecord, TenantPki), ServiceError> {
+        let rec = self.record(name).await?.value;
+        let ready = rec.endpoint.is_some()
+            && rec.bootstrapped_at > 0
+            && !rec.deleting
+            && rec.phase != Phase::Provisioning;
+        let pki = open_pki(&self.kek, &rec)?;
+        match pki {
+            Some(pki) if ready => Ok((rec, pki)),
+            _ => Err(ServiceError::NotReady(
+                name.to_string(),
+                "tokens are created once its control plane answers",
+            )),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Tenant records, placements and reservations: the lifecycle's [`Records`] over the state etcd.
+
+use etcd_client::{Txn, TxnOp};
+use kamaji_core::datastore::{DatastoreRecord, DatastoreStatusRecord, Phase, Reservation};
+use kamaji_core::ids::{DatastoreName, TenantName};
+use kamaji_core::lifecycle::ports::{Candidacy, RecordError, Records};
+use kamaji_core::placement::Candidate;
+use kamaji_core::spec::TenantSpec;
+use kamaji_core::tenant::TenantRecord;
+
+use super::{at, encode, exists, keys, Store, StoreError, Versioned};
+use crate::wire;
+
+impl Store {
+    /// The decoded wire spec of a record, as the API shows it.
+    pub fn wire_spec(
+        &self,
+        rec: &TenantRecord,
+    ) -> Result<kamaji_proto::v1::TenantClusterSpec, StoreError> {
+        wire::decode_spec(&rec.spec).map_err(|detail| StoreError::Corrupt {
+            key: keys::tenant(&rec.name),
+            detail: format!("the spec: {detail}"),
+        })
+    }
+
+    pub async fn tenant_record(
+        &self,
+        name: &TenantName,
+    ) -> Result<Option<Versioned<TenantRecord>>, StoreError> {
+        self.get(&keys::tenant(name)).await
+    }
+
+    pub async fn tenant_records(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        Ok(self
+            .list::<TenantRecord>(&keys::tenants())
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .collect())
+    }
+
+    pub async fn create_tenant_record(&self, rec: &TenantRecord) -> Result<(), StoreError> {
+        let key = keys::tenant(&rec.name);
+        let txn = Txn::new().when([at(&key, None)]).and_then([TxnOp::put(
+            key.as_str(),
+            encode(&key, rec)?,
+            None,
+        )]);
+        if self.txn("create tenant", txn).await?.succeeded() {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists {
+                what: format!("tenant cluster {:?}", rec.name.as_str()),
+            })
+        }
+    }
+
+    pub async fn update_tenant_record(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+    ) -> Result<(), StoreError> {
+        self.update(
+            &keys::tenant(&rec.name),
+            format!("tenant cluster {:?}", rec.name.as_str()),
+            rec,
+            revision,
+        )
+        .await
+    }
+
+    async fn reservation(
+        &self,
+        ds: &DatastoreName,
+    ) -> Result<Option<Versioned<Reservation>>, StoreError> {
+        self.get(&keys::reservation(ds)).await
+    }
+
+    /// Every registered datastore as placement sees it, with its reservation record.
+    pub async fn candidacies(&self) -> Result<Vec<Candidacy>, StoreError> {
+        let mut out = Vec::new();
+        for ds in self.datastore_records().await? {
+            let ds = ds.value;
+            let status: DatastoreStatusRecord = self
+                .datastore_status(&ds.name)
+                .await?
+                .map(|v| v.value)
+                .unwrap_or_default();
+            let reservation = self.reservation(&ds.name).await?;
+            let res = reservation.as_ref().map(|v| v.value).unwrap_or_default();
+            out.push(Candidacy {
+                candidate: Candidate {
+                    name: ds.name.clone(),
+                    ready: status.phase == Phase::Ready,
+                    schedulable: ds.schedulable,
+                    labels: ds.labels.clone(),
+                    quota_bytes: ds.quota_bytes,
+                    max_tenants: ds.max_tenants,
+                    tenants: res.tenants,
+                    reserved_bytes: res.reserved_bytes,
+                    used_bytes: status.db_size_bytes,
+                },
+                reservation,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn place_record(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+        reservation: Option<Versioned<Reservation>>,
+    ) -> Result<(), StoreError> {
+        let ds = rec.datastore.as_ref().ok_or_else(|| StoreError::Corrupt {
+            key: keys::tenant(&rec.name),
+            detail: "placed on no datastore".into(),
+        })?;
+        let (tkey, rkey) = (keys::tenant(&rec.name), keys::reservation(ds));
+        let current = reservation.as_ref().map(|r| r.value).unwrap_or_default();
+        let next = Reservation {
+            tenants: current.tenants + 1,
+            reserved_bytes: current.reserved_bytes + rec.reservation_bytes,
+        };
+        let txn = Txn::new()
+            .when([
+                at(&tkey, Some(revision)),
+                at(&rkey, reservation.map(|r| r.revision)),
+                exists(&keys::datastore(ds)),
+            ])
+            .and_then([
+                TxnOp::put(tkey.as_str(), encode(&tkey, rec)?, None),
+                TxnOp::put(
+                    keys::placement(ds, &rec.name),
+                    encode(&tkey, &rec.reservation_bytes)?,
+                    None,
+                ),
+                TxnOp::put(rkey.as_str(), encode(&rkey, &next)?, None),
+            ]);
+        if self.txn("place tenant", txn).await?.succeeded() {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                what: format!("the placement of tenant cluster {:?}", rec.name.as_str()),
+            })
+        }
+    }
+
+    async fn release_record(&self, rec: &TenantRecord, revision: i64) -> Result<(), StoreError> {
+        let tkey = keys::tenant(&rec.name);
+        let mut when = vec![at(&tkey, Some(revision))];
+        let mut ops = vec![TxnOp::delete(tkey.as_str(), None)];
+        if let Some(ds) = &rec.datastore {
+            let reservation = self.reservation(ds).await?;
+            let rkey = keys::reservation(ds);
+            let current = reservation.as_ref().map(|r| r.value).unwrap_or_default();
+            let next = Reservation {
+                tenants: current.tenants.saturating_sub(1),
+                reserved_bytes: (current.reserved_bytes - rec.reservation_bytes).max(0),
+            };
+            when.push(at(&rkey, reservation.map(|r| r.revision)));
+            ops.push(TxnOp::delete(keys::placement(ds, &rec.name), None));
+            ops.push(TxnOp::put(rkey.as_str(), encode(&rkey, &next)?, None));
+        }
+        if self
+            .txn("release tenant", Txn::new().when(when).and_then(ops))
+            .await?
+            .succeeded()
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                what: format!("tenant cluster {:?}", rec.name.as_str()),
+            })
+        }
+    }
+}
+
+impl Records for Store {
+    async fn tenant(
+        &self,
+        name: &TenantName,
+    ) -> Result<Option<Versioned<TenantRecord>>, RecordError> {
+        Ok(self.tenant_record(name).await?)
+    }
+
+    fn spec(&self, rec: &TenantRecord) -> Result<TenantSpec, RecordError> {
+        let v = self.wire_spec(rec)?;
+        wire::tenant_spec(&v).map_err(|e| RecordError::Corrupt {
+            what: format!("the spec of tenant {}", rec.name),
+            detail: e.to_string(),
+        })
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantRecord>, RecordError> {
+        Ok(self.tenant_records().await?)
+    }
+
+    async fn create_tenant(&self, rec: &TenantRecord) -> Result<(), RecordError> {
+        Ok(self.create_tenant_record(rec).await?)
+    }
+
+    async fn update_tenant(&self, rec: &TenantRecord, revision: i64) -> Result<(), RecordError> {
+        Ok(self.update_tenant_record(rec, revision).await?)
+    }
+
+    async fn datastore(
+        &self,
+        name: &DatastoreName,
+    ) -> Result<Option<DatastoreRecord>, RecordError> {
+        Ok(self.datastore_record(name).await?.map(|v| v.value))
+    }
+
+    async fn candidates(&self) -> Result<Vec<Candidacy>, RecordError> {
+        Ok(self.candidacies().await?)
+    }
+
+    async fn place(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+        reservation: Option<Versioned<Reservation>>,
+    ) -> Result<(), RecordError> {
+        Ok(self.place_record(rec, revision, reservation).await?)
+    }
+
+    async fn release(&self, rec: &TenantRecord, revision: i64) -> Result<(), RecordError> {
+        Ok(self.release_record(rec, revision).await?)
+    }
+}

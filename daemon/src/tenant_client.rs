@@ -1,0 +1,215 @@
+//! The client of a tenant's own apiserver: applying and removing the bootstrap objects
+//! ([`kamaji_core::bootstrap`]) with server-side apply as `kamajid`, and bootstrap tokens.
+
+use kamaji_core::bootstrap::tokens::{token_info, TokenInfo};
+use kamaji_core::bootstrap::{TOKEN_PREFIX, TOKEN_SECRET_TYPE};
+use kamaji_core::lifecycle::ports::{PortError, TenantObjects};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::runtime::kubernetes::FIELD_MANAGER;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenantApiError {
+    #[error("connecting to the tenant apiserver at {endpoint}: {detail}")]
+    Connect { endpoint: String, detail: String },
+    #[error("applying {kind} {name} in the tenant: {detail}")]
+    Apply {
+        kind: String,
+        name: String,
+        detail: String,
+    },
+    #[error("{0}")]
+    Call(String),
+}
+
+/// A client for the tenant's own apiserver, trusting only the tenant CA.
+pub async fn connect(kubeconfig: &str, endpoint: &str) -> Result<kube::Client, TenantApiError> {
+    let err = |e: &dyn std::fmt::Display| TenantApiError::Connect {
+        endpoint: endpoint.to_owned(),
+        detail: e.to_string(),
+    };
+    let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).map_err(|e| err(&e))?;
+    let mut cfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| err(&e))?;
+    cfg.connect_timeout = Some(std::time::Duration::from_secs(5));
+    cfg.read_timeout = Some(std::time::Duration::from_secs(15));
+    kube::Client::try_from(cfg).map_err(|e| err(&e))
+}
+
+/// Plural resource name and scope of each kind bootstrap writes.
+fn resource_of(obj: &Value) -> Option<(ApiResource, Option<String>, String)> {
+    let api_version = obj["apiVersion"].as_str()?;
+    let kind = obj["kind"].as_str()?;
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let plural = match kind {
+        "ConfigMap" => "configmaps",
+        "Secret" => "secrets",
+        "ServiceAccount" => "serviceaccounts",
+        "Service" => "services",
+        "Role" => "roles",
+        "RoleBinding" => "rolebindings",
+        "ClusterRole" => "clusterroles",
+        "ClusterRoleBinding" => "clusterrolebindings",
+        "Deployment" => "deployments",
+        "DaemonSet" => "daemonsets",
+        _ => return None,
+    };
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    Some((
+        ApiResource::from_gvk_with_plural(&gvk, plural),
+        obj["metadata"]["namespace"].as_str().map(str::to_owned),
+        obj["metadata"]["name"].as_str()?.to_owned(),
+    ))
+}
+
+fn api_for(client: &kube::Client, ar: &ApiResource, ns: Option<&str>) -> Api<DynamicObject> {
+    match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    }
+}
+
+/// Server-side applies `objects` in order; re-applying unchanged objects changes nothing, and
+/// applying over drift restores kamajid's fields.
+pub async fn apply(client: &kube::Client, objects: &[Value]) -> Result<(), TenantApiError> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for obj in objects {
+        let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+        let Some((ar, ns, name)) = resource_of(obj) else {
+            return Err(TenantApiError::Apply {
+                kind,
+                name: String::new(),
+                detail: "kind not known to bootstrap".into(),
+            });
+        };
+        api_for(client, &ar, ns.as_deref())
+            .patch(&name, &params, &Patch::Apply(obj))
+            .await
+            .map_err(|e| TenantApiError::Apply {
+                kind,
+                name,
+                detail: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+/// Deletes `objects` (in reverse order); missing ones are fine.
+pub async fn remove(client: &kube::Client, objects: &[Value]) -> Result<(), TenantApiError> {
+    for obj in objects.iter().rev() {
+        let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+        let Some((ar, ns, name)) = resource_of(obj) else {
+            continue;
+        };
+        match api_for(client, &ar, ns.as_deref())
+            .delete(&name, &Default::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                return Err(TenantApiError::Apply {
+                    kind,
+                    name,
+                    detail: format!("removing: {e}"),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+fn secrets_api(client: &kube::Client) -> Api<k8s_openapi::api::core::v1::Secret> {
+    Api::namespaced(client.clone(), "kube-system")
+}
+
+/// The token `id`, if it exists and has not expired (the controller-manager's token cleaner
+/// deletes expired ones, but not at the second).
+pub async fn get_token(
+    client: &kube::Client,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<Option<TokenInfo>, TenantApiError> {
+    let s = secrets_api(client)
+        .get_opt(&format!("{TOKEN_PREFIX}{id}"))
+        .await
+        .map_err(|e| TenantApiError::Call(format!("reading bootstrap token {id}: {e}")))?;
+    Ok(s.as_ref()
+        .and_then(token_info)
+        .filter(|t| t.expires.is_none_or(|e| e > now)))
+}
+
+pub async fn list_tokens(
+    client: &kube::Client,
+    now: OffsetDateTime,
+) -> Result<Vec<TokenInfo>, TenantApiError> {
+    let list = secrets_api(client)
+        .list(&kube::api::ListParams::default().fields(&format!("type={TOKEN_SECRET_TYPE}")))
+        .await
+        .map_err(|e| TenantApiError::Call(format!("listing bootstrap tokens: {e}")))?;
+    let mut out: Vec<TokenInfo> = list
+        .items
+        .iter()
+        .filter_map(token_info)
+        .filter(|t| t.expires.is_none_or(|e| e > now))
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// Deletes token `id`; deleting a missing token is not an error.
+pub async fn delete_token(client: &kube::Client, id: &str) -> Result<(), TenantApiError> {
+    match secrets_api(client)
+        .delete(&format!("{TOKEN_PREFIX}{id}"), &Default::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(TenantApiError::Call(format!(
+            "deleting bootstrap token {id}: {e}"
+        ))),
+    }
+}
+
+/// The lifecycle's [`TenantObjects`] port over the tenant's own apiserver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KubeTenantObjects;
+
+impl TenantObjects for KubeTenantObjects {
+    async fn sync(
+        &self,
+        endpoint: &str,
+        admin_kubeconfig: &str,
+        apply_objects: &[Value],
+        remove_objects: &[Value],
+    ) -> Result<(), PortError> {
+        let fail = |e: TenantApiError| PortError {
+            op: format!("bootstrapping the tenant at {endpoint}"),
+            detail: e.to_string(),
+        };
+        let client = connect(admin_kubeconfig, endpoint).await.map_err(fail)?;
+        apply(&client, apply_objects).await.map_err(fail)?;
+        remove(&client, remove_objects).await.map_err(fail)
+    }
+}
+
+/// A client for tenant `rec`'s apiserver as its admin.
+pub async fn admin_client(
+    rec: &kamaji_core::tenant::TenantRecord,
+    pki: &kamaji_core::pki::TenantPki,
+) -> Result<kube::Client, TenantApiError> {
+    let endpoint = rec.endpoint.clone().unwrap_or_default();
+    let kc = kamaji_core::pki::kubeconfig(
+        rec.name.as_str(),
+        &endpoint,
+        &pki.ca.cert,
+        "kubernetes-admin",
+        &pki.admin,
+    );
+    connect(&kc, &endpoint).await
+}

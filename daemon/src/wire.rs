@@ -1,0 +1,376 @@
+//! The v1 API's messages and kamaji's core types, converted in one place: a wire spec that the
+//! input contract passed is parsed into the typed [`TenantSpec`] here (defaults the wire leaves
+//! implicit applied here, once), records are shown as API messages here, and the store's
+//! encoding of a spec ([`WireSpec`]) is written and read here.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use kamaji_core::datastore::{
+    AdminCredentials, DatastoreRecord, DatastoreStatusRecord, Phase as DsPhase,
+};
+use kamaji_core::ids::{BadName, DatastoreName, TenantName};
+use kamaji_core::kek::{datastore_aad, Kek};
+use kamaji_core::spec::{
+    Addons, Network, PerComponent, Placement, Requirements, ServiceType, TenantSpec, Version,
+};
+use kamaji_core::tenant::{Phase, TenantRecord, WireSpec};
+use kamaji_proto::v1;
+use kamaji_proto::validate::pem_fingerprint;
+use prost::Message;
+
+/// Why a wire value cannot be what the core needs. The input contract refuses all of these
+/// first, with messages for users; reaching one means a message skipped the contract.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {detail}")]
+pub struct WireError {
+    pub field: &'static str,
+    pub detail: String,
+}
+
+fn bad(field: &'static str) -> impl Fn(BadName) -> WireError {
+    move |e| WireError {
+        field,
+        detail: e.to_string(),
+    }
+}
+
+pub fn tenant_name(name: &str) -> Result<TenantName, WireError> {
+    TenantName::parse(name).map_err(bad("name"))
+}
+
+pub fn datastore_name(name: &str) -> Result<DatastoreName, WireError> {
+    DatastoreName::parse(name).map_err(bad("name"))
+}
+
+fn opt(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn requirements(r: Option<&v1::ResourceRequirements>) -> Requirements {
+    let r = r.cloned().unwrap_or_default();
+    Requirements {
+        cpu_request: opt(&r.cpu_request),
+        memory_request: opt(&r.memory_request),
+        cpu_limit: opt(&r.cpu_limit),
+        memory_limit: opt(&r.memory_limit),
+    }
+}
+
+/// The typed spec of a wire spec the input contract passed.
+pub fn tenant_spec(v: &v1::TenantClusterSpec) -> Result<TenantSpec, WireError> {
+    let version = Version::parse(&v.kubernetes_version).ok_or_else(|| WireError {
+        field: "kubernetes_version",
+        detail: format!("{:?} is not a Kubernetes version", v.kubernetes_version),
+    })?;
+    let net = v.network.clone().ok_or_else(|| WireError {
+        field: "network",
+        detail: "is required".into(),
+    })?;
+    let placement = if !v.datastore.is_empty() {
+        Placement::Named(DatastoreName::parse(&v.datastore).map_err(bad("datastore"))?)
+    } else if !v.datastore_selector.is_empty() {
+        Placement::Selector(v.datastore_selector.clone().into_iter().collect())
+    } else {
+        Placement::Any
+    };
+    let service_type = match v1::ServiceType::try_from(net.service_type) {
+        Ok(v1::ServiceType::ClusterIp) => ServiceType::ClusterIp,
+        Ok(v1::ServiceType::NodePort) => ServiceType::NodePort,
+        Ok(v1::ServiceType::LoadBalancer) => ServiceType::LoadBalancer,
+        _ => {
+            return Err(WireError {
+                field: "network.service_type",
+                detail: "is not set".into(),
+            })
+        }
+    };
+    let res = v.resources.clone().unwrap_or_default();
+    let x = v.extra_args.clone().unwrap_or_default();
+    Ok(TenantSpec {
+        kubernetes_version: version,
+        replicas: v.replicas,
+        placement,
+        network: Network {
+            service_cidr: net.service_cidr,
+            pod_cidr: net.pod_cidr,
+            dns_service_ip: net.dns_service_ip,
+            port: u16::try_from(net.port).map_err(|_| WireError {
+                field: "network.port",
+                detail: format!("{} is not a TCP port", net.port),
+            })?,
+            service_type,
+            endpoint_address: opt(&net.endpoint_address),
+            extra_sans: net.extra_sans,
+        },
+        resources: PerComponent {
+            apiserver: requirements(res.apiserver.as_ref()),
+            controller_manager: requirements(res.controller_manager.as_ref()),
+            scheduler: requirements(res.scheduler.as_ref()),
+        },
+        admission_plugins: v.admission_plugins.clone(),
+        extra_args: PerComponent {
+            apiserver: x.apiserver.into_iter().collect(),
+            controller_manager: x.controller_manager.into_iter().collect(),
+            scheduler: x.scheduler.into_iter().collect(),
+        },
+        labels: v.labels.clone().into_iter().collect(),
+        deletion_protection: v.deletion_protection,
+        // Absent means all on.
+        addons: v.addons.map_or_else(Addons::default, |a| Addons {
+            coredns: a.coredns,
+            kube_proxy: a.kube_proxy,
+        }),
+    })
+}
+
+/// The store's encoding of a wire spec: base64 protobuf, lossless across schema additions.
+pub fn encode_spec(spec: &v1::TenantClusterSpec) -> WireSpec {
+    WireSpec(B64.encode(spec.encode_to_vec()))
+}
+
+pub fn decode_spec(s: &WireSpec) -> Result<v1::TenantClusterSpec, String> {
+    let bytes = B64.decode(&s.0).map_err(|e| e.to_string())?;
+    v1::TenantClusterSpec::decode(bytes.as_slice()).map_err(|e| e.to_string())
+}
+
+pub fn timestamp(unix: i64) -> Option<prost_types::Timestamp> {
+    (unix > 0).then_some(prost_types::Timestamp {
+        seconds: unix,
+        nanos: 0,
+    })
+}
+
+/// A tenant record as the API shows it, with its (decoded) wire spec.
+pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::TenantCluster {
+    v1::TenantCluster {
+        name: rec.name.to_string(),
+        uid: rec.uid.to_string(),
+        spec: Some(spec),
+        status: Some(v1::TenantClusterStatus {
+            phase: match rec.phase {
+                Phase::Provisioning => v1::TenantClusterPhase::Provisioning,
+                Phase::Ready => v1::TenantClusterPhase::Ready,
+                Phase::Upgrading => v1::TenantClusterPhase::Upgrading,
+                Phase::Deleting => v1::TenantClusterPhase::Deleting,
+                Phase::Degraded => v1::TenantClusterPhase::Degraded,
+                Phase::Failed => v1::TenantClusterPhase::Failed,
+            } as i32,
+            conditions: rec
+                .conditions
+                .iter()
+                .map(|c| v1::Condition {
+                    r#type: c.kind.clone(),
+                    status: if c.ok {
+                        v1::ConditionStatus::True
+                    } else {
+                        v1::ConditionStatus::False
+                    } as i32,
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                    last_transition_time: timestamp(c.since),
+                })
+                .collect(),
+            endpoint: rec.endpoint.clone().unwrap_or_default(),
+            cluster_ca_certificate: rec
+                .pki
+                .as_ref()
+                .map(|p| p.ca_certificate.clone())
+                .unwrap_or_default(),
+            current_version: rec.current_version.clone().unwrap_or_default(),
+            datastore: rec
+                .datastore
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            observed_generation: rec.observed_generation,
+            ca_cert_hash: rec
+                .pki
+                .as_ref()
+                .and_then(|p| kamaji_proto::validate::ca_cert_hash(&p.ca_certificate))
+                .unwrap_or_default(),
+        }),
+        generation: rec.generation,
+        create_time: timestamp(rec.create_time),
+        delete_time: timestamp(rec.delete_time),
+    }
+}
+
+pub fn admin_credentials(spec: &v1::DatastoreSpec) -> AdminCredentials {
+    AdminCredentials {
+        endpoints: spec.endpoints.clone(),
+        ca_certificate: spec.ca_certificate.clone(),
+        client_certificate: spec.client_certificate.clone(),
+        client_key: spec.client_key.clone(),
+    }
+}
+
+/// The stored form of a validated datastore spec, its keys sealed.
+pub fn seal_datastore(
+    name: &DatastoreName,
+    spec: &v1::DatastoreSpec,
+    kek: &Kek,
+    create_time: i64,
+    now: i64,
+) -> DatastoreRecord {
+    let aad = datastore_aad(name);
+    DatastoreRecord {
+        name: name.clone(),
+        endpoints: spec.endpoints.clone(),
+        ca_certificate: spec.ca_certificate.clone(),
+        client_certificate: spec.client_certificate.clone(),
+        client_key_sealed: kek.seal(&aad, &spec.client_key),
+        client_key_sha256: pem_fingerprint(&spec.client_key),
+        client_ca_certificate: spec.client_ca_certificate.clone(),
+        client_ca_key_sealed: kek.seal(&aad, &spec.client_ca_key),
+        client_ca_key_sha256: pem_fingerprint(&spec.client_ca_key),
+        quota_bytes: spec.quota_bytes,
+        max_tenants: spec.max_tenants,
+        labels: spec
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        schedulable: spec.schedulable,
+        create_time,
+        update_time: now,
+    }
+}
+
+/// Whether connecting with `spec` would use other credentials or endpoints than stored.
+pub fn connection_differs(rec: &DatastoreRecord, spec: &v1::DatastoreSpec) -> bool {
+    rec.endpoints != spec.endpoints
+        || rec.ca_certificate != spec.ca_certificate
+        || rec.client_certificate != spec.client_certificate
+        || rec.client_key_sha256 != pem_fingerprint(&spec.client_key)
+}
+
+pub fn client_ca_differs(rec: &DatastoreRecord, spec: &v1::DatastoreSpec) -> bool {
+    rec.client_ca_certificate.trim() != spec.client_ca_certificate.trim()
+        || rec.client_ca_key_sha256 != pem_fingerprint(&spec.client_ca_key)
+}
+
+/// The API view of a datastore: the spec without keys, their fingerprints instead.
+pub fn datastore_to_proto(
+    rec: &DatastoreRecord,
+    status: Option<v1::DatastoreStatus>,
+) -> v1::Datastore {
+    v1::Datastore {
+        name: rec.name.to_string(),
+        spec: Some(v1::DatastoreSpec {
+            endpoints: rec.endpoints.clone(),
+            ca_certificate: rec.ca_certificate.clone(),
+            client_certificate: rec.client_certificate.clone(),
+            client_key: String::new(),
+            client_ca_certificate: rec.client_ca_certificate.clone(),
+            client_ca_key: String::new(),
+            quota_bytes: rec.quota_bytes,
+            max_tenants: rec.max_tenants,
+            labels: rec
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            schedulable: rec.schedulable,
+        }),
+        client_key_sha256: rec.client_key_sha256.clone(),
+        client_ca_key_sha256: rec.client_ca_key_sha256.clone(),
+        status,
+        create_time: timestamp(rec.create_time),
+        update_time: timestamp(rec.update_time),
+    }
+}
+
+pub fn status_to_proto(s: &DatastoreStatusRecord, tenant_count: u32) -> v1::DatastoreStatus {
+    v1::DatastoreStatus {
+        phase: match s.phase {
+            DsPhase::Unknown => v1::DatastorePhase::Unspecified,
+            DsPhase::Ready => v1::DatastorePhase::Ready,
+            DsPhase::Unreachable => v1::DatastorePhase::Unreachable,
+            DsPhase::Insecure => v1::DatastorePhase::Insecure,
+        } as i32,
+        message: s.message.clone(),
+        etcd_version: s.etcd_version.clone(),
+        db_size_bytes: s.db_size_bytes,
+        members: s
+            .members
+            .iter()
+            .map(|m| v1::EtcdMember {
+                name: m.name.clone(),
+                id: m.id,
+                client_urls: m.client_urls.clone(),
+                is_learner: m.is_learner,
+            })
+            .collect(),
+        tenant_count,
+        last_probe_time: timestamp(s.probe_time),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn full_spec() -> v1::TenantClusterSpec {
+        v1::TenantClusterSpec {
+            kubernetes_version: "1.35.1".into(),
+            replicas: 3,
+            datastore_selector: [("tier".into(), "gold".into())].into(),
+            network: Some(v1::Network {
+                service_cidr: "10.96.0.0/12".into(),
+                pod_cidr: "10.244.0.0/16".into(),
+                dns_service_ip: "10.96.0.10".into(),
+                port: 6443,
+                service_type: 3,
+                endpoint_address: "203.0.113.7".into(),
+                extra_sans: vec!["api.example".into()],
+            }),
+            resources: Some(v1::ComponentResources {
+                apiserver: Some(v1::ResourceRequirements {
+                    cpu_request: "1".into(),
+                    ..Default::default()
+                }),
+                controller_manager: Some(Default::default()),
+                scheduler: Some(Default::default()),
+            }),
+            admission_plugins: vec!["NodeRestriction".into()],
+            extra_args: Some(v1::ExtraArgs {
+                apiserver: [("v".into(), "2".into())].into(),
+                ..Default::default()
+            }),
+            labels: [("team".into(), "a".into())].into(),
+            deletion_protection: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_spec_survives_the_record_round_trip() {
+        let spec = full_spec();
+        assert_eq!(decode_spec(&encode_spec(&spec)), Ok(spec));
+        assert!(decode_spec(&WireSpec("not base64!".into())).is_err());
+    }
+
+    #[test]
+    fn a_wire_spec_parses_into_the_typed_one_with_defaults_applied_once() {
+        let t = tenant_spec(&full_spec()).unwrap();
+        assert_eq!(t.kubernetes_version.to_string(), "1.35.1");
+        assert_eq!(
+            t.placement,
+            Placement::Selector([("tier".to_owned(), "gold".to_owned())].into())
+        );
+        assert_eq!(t.network.service_type, ServiceType::LoadBalancer);
+        assert_eq!(t.network.endpoint_address.as_deref(), Some("203.0.113.7"));
+        assert_eq!(t.resources.apiserver.cpu_request.as_deref(), Some("1"));
+        assert_eq!(t.resources.apiserver.memory_request, None);
+        assert_eq!(t.addons, Addons::default(), "absent add-ons are all on");
+        let mut off = full_spec();
+        off.addons = Some(v1::Addons {
+            coredns: true,
+            kube_proxy: false,
+        });
+        assert!(!tenant_spec(&off).unwrap().addons.kube_proxy);
+        let mut bad = full_spec();
+        bad.network = None;
+        assert_eq!(tenant_spec(&bad).unwrap_err().field, "network");
+    }
+}
