@@ -9,7 +9,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::runtime::kubernetes::FIELD_MANAGER;
+use kamaji_core::controlplane::FIELD_MANAGER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenantApiError {

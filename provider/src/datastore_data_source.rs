@@ -92,11 +92,7 @@ impl DataSource for DatastoreDataSource {
     }
 
     async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
-        if let Value::Value(n) = &config.name {
-            if let Err(e) = kamaji_proto::validate::dns_label("name", n) {
-                diags.error("Invalid name", e.message, AttributePath::new("name"));
-            }
-        }
+        crate::schema::check_name(diags, "name", &config.name);
         Some(())
     }
 

@@ -1,16 +1,17 @@
 //! Data source `kamaji_datastores`: every registered datastore, optionally filtered by labels.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use kamaji_proto::v1;
 use serde::{Deserialize, Serialize};
 use tf_provider::schema::{AttributeType, Block, Description, Schema};
 use tf_provider::value::{Value, ValueEmpty};
-use tf_provider::{AttributePath, DataSource, Diagnostics};
+use tf_provider::{DataSource, Diagnostics};
 
 use crate::client::{report, Shared};
 use crate::datastore_resource::phase_name;
+use crate::listing;
 use crate::schema::docs::*;
 use crate::schema::*;
 
@@ -34,13 +35,13 @@ pub struct Summary {
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct DatastoresState {
     pub id: Value<String>,
-    pub labels: Value<BTreeMap<String, Value<String>>>,
+    pub labels: listing::LabelFilter,
     pub names: Value<Vec<String>>,
     pub datastores: Value<Vec<Summary>>,
 }
 
 fn summary_type() -> AttributeType {
-    let fields = [
+    listing::objects(&[
         ("name", string()),
         ("endpoints", list_of_strings()),
         ("labels", map_of_strings()),
@@ -50,10 +51,7 @@ fn summary_type() -> AttributeType {
         ("etcd_version", string()),
         ("db_size_bytes", number()),
         ("tenant_count", number()),
-    ];
-    AttributeType::List(Box::new(AttributeType::Object(
-        fields.into_iter().map(|(k, t)| (k.to_owned(), t)).collect(),
-    )))
+    ])
 }
 
 #[async_trait]
@@ -79,15 +77,7 @@ impl DataSource for DatastoresDataSource {
     }
 
     async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
-        if let Value::Value(labels) = &config.labels {
-            let known: Vec<(&str, &str)> = labels
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str(), v.as_ref_option()?.as_str())))
-                .collect();
-            if let Err(e) = kamaji_proto::validate::labels("labels", known) {
-                diags.error("Invalid labels", e.message, AttributePath::new("labels"));
-            }
-        }
+        listing::check_labels(diags, &config.labels);
         Some(())
     }
 
@@ -98,15 +88,7 @@ impl DataSource for DatastoresDataSource {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<Self::State<'a>> {
         let client = self.client.get(diags).await?;
-        let selector: HashMap<String, String> = config
-            .labels
-            .as_ref_option()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_ref_option()?.clone())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let selector = listing::selector(&config.labels);
         let resp = match client
             .datastores()
             .list_datastores(v1::ListDatastoresRequest {
@@ -140,14 +122,8 @@ impl DataSource for DatastoresDataSource {
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut sel: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        sel.sort();
         Some(DatastoresState {
-            id: Value::Value(if sel.is_empty() {
-                "all".into()
-            } else {
-                sel.join(",")
-            }),
+            id: listing::id(&selector, &[]),
             labels: config.labels,
             names: Value::Value(list.iter().map(|s| s.name.clone()).collect()),
             datastores: Value::Value(list),

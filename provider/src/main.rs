@@ -8,6 +8,7 @@ mod datastore_resource;
 mod datastores_data_source;
 mod docs;
 mod duration;
+mod listing;
 mod number;
 mod plan_memo;
 mod provider;

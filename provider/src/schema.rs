@@ -164,3 +164,20 @@ re-joined.";
         "More names and addresses for the serving certificate. Changes in place: the certificate is re-issued (same CA, so \
 kubeconfigs and joined nodes keep working) and the control plane rolls.";
 }
+
+/// Refuses a known value of `field` that is not a DNS-1123 label (a name kamajid could hold).
+pub fn check_name(
+    diags: &mut tf_provider::Diagnostics,
+    field: &'static str,
+    v: &tf_provider::value::Value<String>,
+) {
+    if let tf_provider::value::Value::Value(n) = v {
+        if let Err(e) = kamaji_proto::validate::dns_label(field, n) {
+            diags.error(
+                format!("Invalid {field}"),
+                e.message,
+                tf_provider::AttributePath::new(field),
+            );
+        }
+    }
+}

@@ -306,26 +306,45 @@ impl TenantClusterResource {
         }
     }
 
-    /// Waits for Ready at `generation`, then reads credentials. On failure the error names the
-    /// last phase and failing conditions and the state still records the cluster.
-    // Create and update differ only in these values; a struct for them would be used once.
-    #[allow(clippy::too_many_arguments)]
+    /// What a create or an update sent ends in: kamajid's answer reported if it refused, else
+    /// the tenant followed until Ready at the written generation (then its credentials read).
+    /// On failure the error names the last phase and failing conditions, and the state still
+    /// records the cluster.
     async fn settle(
-        &self,
         diags: &mut Diagnostics,
-        client: &Client,
-        name: &str,
-        generation: i64,
-        timeout: Duration,
-        verb: &str,
-        planned: &TenantClusterState,
-        fallback: v1::TenantCluster,
-    ) -> TenantClusterState {
+        write: Write<'_>,
+        sent: Result<tonic::Response<v1::TenantCluster>, tonic::Status>,
+    ) -> Option<TenantClusterState> {
+        let Write {
+            client,
+            name,
+            verb,
+            planned,
+        } = write;
+        let fallback = match sent {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                let doing = if verb == "create" {
+                    "Creating"
+                } else {
+                    "Updating"
+                };
+                report(
+                    diags,
+                    &format!("{doing} tenant cluster {name:?}"),
+                    &client.endpoint,
+                    &s,
+                );
+                return None;
+            }
+        };
+        let generation = fallback.generation;
+        let timeout = planned.timeout(verb);
         let ready = |tc: &v1::TenantCluster| {
             let st = tc.status.clone().unwrap_or_default();
             st.phase == v1::TenantClusterPhase::Ready as i32 && st.observed_generation >= generation
         };
-        match Self::wait(client, name, timeout, ready, true).await {
+        Some(match Self::wait(client, name, timeout, ready, true).await {
             Ok(tc) => {
                 let creds = Self::credentials(client, name).await;
                 TenantClusterState::from_proto(&tc, creds.as_ref(), planned)
@@ -380,8 +399,17 @@ impl TenantClusterResource {
                 let creds = Self::credentials(client, name).await;
                 TenantClusterState::from_proto(&last, creds.as_ref(), planned)
             }
-        }
+        })
     }
+}
+
+/// A create or an update to follow: which tenant, by which verb (it names the timeout and the
+/// error), against which plan.
+struct Write<'a> {
+    client: &'a Client,
+    name: &'a str,
+    verb: &'static str,
+    planned: &'a TenantClusterState,
 }
 
 /// Statuses worth re-opening a watch for: kamajid restarting or briefly unreachable.
@@ -636,38 +664,21 @@ impl Resource for TenantClusterResource {
         // An unset datastore lets kamajid choose; the planned value is only "known after apply".
         spec_source.datastore = config.datastore.clone();
         let (spec, _) = spec_source.spec();
-        let created = match client
+        let sent = client
             .tenant_clusters()
             .create_tenant_cluster(v1::CreateTenantClusterRequest {
                 name: name.clone(),
                 spec: Some(spec),
                 validate_only: false,
             })
-            .await
-        {
-            Ok(r) => r.into_inner(),
-            Err(s) => {
-                report(
-                    diags,
-                    &format!("Creating tenant cluster {name:?}"),
-                    &client.endpoint,
-                    &s,
-                );
-                return None;
-            }
-        };
-        let state = self
-            .settle(
-                diags,
-                &client,
-                &name,
-                created.generation,
-                planned.timeout("create"),
-                "create",
-                &planned,
-                created,
-            )
             .await;
+        let write = Write {
+            client: &client,
+            name: &name,
+            verb: "create",
+            planned: &planned,
+        };
+        let state = Self::settle(diags, write, sent).await?;
         Some((state, private))
     }
 
@@ -690,37 +701,20 @@ impl Resource for TenantClusterResource {
             state.timeouts = planned.timeouts.clone();
             return Some((state, private));
         }
-        let updated = match client
+        let sent = client
             .tenant_clusters()
             .update_tenant_cluster(v1::UpdateTenantClusterRequest {
                 name: name.clone(),
                 spec: Some(spec),
             })
-            .await
-        {
-            Ok(r) => r.into_inner(),
-            Err(s) => {
-                report(
-                    diags,
-                    &format!("Updating tenant cluster {name:?}"),
-                    &client.endpoint,
-                    &s,
-                );
-                return None;
-            }
-        };
-        let state = self
-            .settle(
-                diags,
-                &client,
-                &name,
-                updated.generation,
-                planned.timeout("update"),
-                "update",
-                &planned,
-                updated,
-            )
             .await;
+        let write = Write {
+            client: &client,
+            name: &name,
+            verb: "update",
+            planned: &planned,
+        };
+        let state = Self::settle(diags, write, sent).await?;
         Some((state, private))
     }
 

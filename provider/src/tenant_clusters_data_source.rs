@@ -2,16 +2,17 @@
 //! some labels or placed on one datastore. No credentials: those are per cluster, through
 //! `kamaji_tenant_cluster`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use kamaji_proto::v1;
 use serde::{Deserialize, Serialize};
 use tf_provider::schema::{AttributeType, Block, Description, Schema};
 use tf_provider::value::{Value, ValueEmpty};
-use tf_provider::{AttributePath, DataSource, Diagnostics};
+use tf_provider::{DataSource, Diagnostics};
 
 use crate::client::{report, Shared};
+use crate::listing;
 use crate::schema::tenant_docs::*;
 use crate::schema::*;
 use crate::tenant_cluster_state::phase_name;
@@ -35,14 +36,14 @@ pub struct Summary {
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct TenantClustersState {
     pub id: Value<String>,
-    pub labels: Value<BTreeMap<String, Value<String>>>,
+    pub labels: listing::LabelFilter,
     pub datastore: Value<String>,
     pub names: Value<Vec<String>>,
     pub tenant_clusters: Value<Vec<Summary>>,
 }
 
 fn summary_type() -> AttributeType {
-    let fields = [
+    listing::objects(&[
         ("name", string()),
         ("uid", string()),
         ("kubernetes_version", string()),
@@ -51,10 +52,7 @@ fn summary_type() -> AttributeType {
         ("endpoint", string()),
         ("status", string()),
         ("labels", map_of_strings()),
-    ];
-    AttributeType::List(Box::new(AttributeType::Object(
-        fields.into_iter().map(|(k, t)| (k.to_owned(), t)).collect(),
-    )))
+    ])
 }
 
 #[async_trait]
@@ -81,24 +79,8 @@ impl DataSource for TenantClustersDataSource {
     }
 
     async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
-        if let Value::Value(labels) = &config.labels {
-            let known: Vec<(&str, &str)> = labels
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str(), v.as_ref_option()?.as_str())))
-                .collect();
-            if let Err(e) = kamaji_proto::validate::labels("labels", known) {
-                diags.error("Invalid labels", e.message, AttributePath::new("labels"));
-            }
-        }
-        if let Value::Value(d) = &config.datastore {
-            if let Err(e) = kamaji_proto::validate::dns_label("datastore", d) {
-                diags.error(
-                    "Invalid datastore",
-                    e.message,
-                    AttributePath::new("datastore"),
-                );
-            }
-        }
+        listing::check_labels(diags, &config.labels);
+        crate::schema::check_name(diags, "datastore", &config.datastore);
         Some(())
     }
 
@@ -109,15 +91,7 @@ impl DataSource for TenantClustersDataSource {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<Self::State<'a>> {
         let client = self.client.get(diags).await?;
-        let selector: HashMap<String, String> = config
-            .labels
-            .as_ref_option()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_ref_option()?.clone())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let selector = listing::selector(&config.labels);
         let datastore = config
             .datastore
             .as_ref_option()
@@ -156,17 +130,8 @@ impl DataSource for TenantClustersDataSource {
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut filters: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        filters.sort();
-        if !datastore.is_empty() {
-            filters.push(format!("datastore={datastore}"));
-        }
         Some(TenantClustersState {
-            id: Value::Value(if filters.is_empty() {
-                "all".into()
-            } else {
-                filters.join(",")
-            }),
+            id: listing::id(&selector, &[("datastore", &datastore)]),
             labels: config.labels,
             datastore: config.datastore,
             names: Value::Value(list.iter().map(|s| s.name.clone()).collect()),

@@ -28,6 +28,9 @@ use crate::ids::{TenantId, TenantName};
 use crate::pki::TenantPki;
 use crate::spec::TenantSpec;
 
+/// The server-side apply field manager of everything kamajid writes, in the admin cluster and
+/// inside tenants.
+pub const FIELD_MANAGER: &str = "kamajid";
 pub const LABEL_TENANT: &str = "kamaji.io/tenant";
 pub const LABEL_TENANT_ID: &str = "kamaji.io/tenant-id";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kamajid");

@@ -18,12 +18,10 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::Resource;
 use serde::Serialize;
 
-use kamaji_core::controlplane::{render, Tenant, DEPLOYMENT, SERVICE};
+use kamaji_core::controlplane::{render, Tenant, DEPLOYMENT, FIELD_MANAGER, SERVICE};
 use kamaji_core::ids::TenantName;
 use kamaji_core::lifecycle::ports::{PortError, Runtime, RuntimeStatus};
 use kamaji_core::pki::TenantPki;
-
-pub const FIELD_MANAGER: &str = "kamajid";
 
 pub struct KubeRuntime {
     client: kube::Client,
