@@ -167,6 +167,13 @@ pub fn generate(root: &Path) -> Result<(), DocsError> {
         "---\npage_title: \"kamaji Provider\"\ndescription: |-\n  {}\n---\n\n# kamaji Provider\n\n{}\n",
         schema.block.description.content, schema.block.description.content
     );
+    index.push_str(
+        "\n## Terraform and OpenTofu\n\nThe provider speaks plugin protocol 6 and works the same under \
+         Terraform (1.8 and later) and OpenTofu (1.12): every resource and data-source suite of its \
+         acceptance tests runs under both. Under OpenTofu, `source = \"kamaji/kamaji\"` resolves against \
+         registry.opentofu.org; a local build is installed for either CLI with `dev_overrides` in the CLI \
+         configuration file (`TF_CLI_CONFIG_FILE`).\n",
+    );
     if let Some(ex) = read_example(root, "examples/provider/provider.tf") {
         let _ = write!(index, "\n## Example Usage\n\n```terraform\n{ex}\n```\n");
     }
