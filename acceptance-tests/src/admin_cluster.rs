@@ -87,6 +87,7 @@ impl AdminCluster {
                 service_cidr: "10.0.0.0/24".into(),
                 dns_domain: "cluster.local".into(),
                 external_sans: vec!["127.0.0.1".into(), "localhost".into()],
+                leaf_validity: kamaji_core::pki::LEAF_VALIDITY,
             },
             &dev.ca,
         )

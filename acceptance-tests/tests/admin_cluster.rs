@@ -93,6 +93,7 @@ async fn a_real_admin_cluster_takes_every_object_patches_in_place_and_is_left_em
             ("secret", "pki"),
             ("secret", "etcd-pki"),
             ("secret", "kubeconfigs"),
+            ("secret", "config"),
             ("deployment", "control-plane"),
             ("service", "kube-apiserver"),
             ("networkpolicy", "kube-apiserver-ingress"),

@@ -90,6 +90,7 @@ async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_remove
             "namespaces//tenant-acme",
             "networkpolicies/tenant-acme/kube-apiserver-ingress",
             "poddisruptionbudgets/tenant-acme/control-plane",
+            "secrets/tenant-acme/config",
             "secrets/tenant-acme/etcd-pki",
             "secrets/tenant-acme/kubeconfigs",
             "secrets/tenant-acme/pki",

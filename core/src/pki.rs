@@ -46,7 +46,8 @@ impl std::fmt::Debug for Pem {
 }
 
 const CA_YEARS: i64 = 10;
-const LEAF_DAYS: i64 = 365;
+/// How long leaf certificates are valid by default; kamajid renews them before they expire.
+pub const LEAF_VALIDITY: Duration = Duration::days(365);
 
 /// A new self-signed CA.
 pub fn new_ca(cn: &str) -> Result<Pem, PkiError> {
@@ -86,8 +87,13 @@ pub struct Leaf<'a> {
     pub usage: Usage,
 }
 
-/// Signs `leaf` with `ca`; the leaf gets a fresh key.
+/// Signs `leaf` with `ca` for [`LEAF_VALIDITY`]; the leaf gets a fresh key.
 pub fn sign(ca: &Pem, leaf: &Leaf<'_>) -> Result<Pem, PkiError> {
+    sign_for(ca, leaf, LEAF_VALIDITY)
+}
+
+/// Signs `leaf` with `ca`, valid for `validity` from now; the leaf gets a fresh key.
+pub fn sign_for(ca: &Pem, leaf: &Leaf<'_>, validity: Duration) -> Result<Pem, PkiError> {
     let issuer = Issuer::from_ca_cert_pem(&ca.cert, KeyPair::from_pem(&ca.key)?)?;
     let key = KeyPair::generate()?;
     let mut p = CertificateParams::new(leaf.sans.to_vec())?;
@@ -109,7 +115,7 @@ pub fn sign(ca: &Pem, leaf: &Leaf<'_>) -> Result<Pem, PkiError> {
     };
     let now = OffsetDateTime::now_utc();
     p.not_before = now - Duration::hours(1);
-    p.not_after = now + Duration::days(LEAF_DAYS);
+    p.not_after = now + validity;
     Ok(Pem {
         cert: p.signed_by(&key, &issuer)?.pem(),
         key: key.serialize_pem(),
@@ -166,6 +172,8 @@ pub struct TenantPkiSpec {
     pub dns_domain: String,
     /// Names and addresses the apiserver is reached by from outside (endpoint, extra SANs).
     pub external_sans: Vec<String>,
+    /// How long leaf certificates are valid.
+    pub leaf_validity: Duration,
 }
 
 /// Every certificate and key a tenant control plane needs.
@@ -184,6 +192,88 @@ pub struct TenantPki {
     pub admin: Pem,
     pub controller_manager: Pem,
     pub scheduler: Pem,
+    /// Keys that encrypt the tenant's objects at rest, the one that encrypts first; older ones
+    /// stay, readable, until every object is rewritten with the newest. Absent from PKIs minted
+    /// before encryption at rest: the lifecycle adds one.
+    #[serde(default)]
+    pub encryption_keys: Vec<EncryptionKey>,
+    /// Resources besides Secrets whose stored objects may be encrypted: what the configuration
+    /// encrypts now and what it encrypted before the last rewrite. Those no longer asked for are
+    /// still read with the keys (and written plain) until the rewrite that follows.
+    #[serde(default)]
+    pub encrypted_resources: Vec<String>,
+}
+
+/// A 32-byte secretbox key, base64, named by the rotation it belongs to. Debug never shows it.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EncryptionKey {
+    pub rotation: u32,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionKey")
+            .field("rotation", &self.rotation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EncryptionKey {
+    /// A new random key for `rotation`.
+    pub fn generate(rotation: u32) -> Self {
+        use rand::RngCore;
+        let mut key = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut key);
+        Self {
+            rotation,
+            secret: B64.encode(key),
+        }
+    }
+
+    /// Its name in the encryption configuration (and in each value it encrypts).
+    pub fn name(&self) -> String {
+        format!("key-{}", self.rotation)
+    }
+}
+
+impl TenantPki {
+    /// Makes the key of `rotation` the one that encrypts, generating it when it is new; older
+    /// keys stay behind it. Whether anything changed.
+    pub fn ensure_encryption_key(&mut self, rotation: u32) -> bool {
+        if self
+            .encryption_keys
+            .first()
+            .is_some_and(|k| k.rotation == rotation)
+        {
+            return false;
+        }
+        self.encryption_keys.retain(|k| k.rotation != rotation);
+        self.encryption_keys
+            .insert(0, EncryptionKey::generate(rotation));
+        true
+    }
+
+    /// Adds `resources` to those that may hold encrypted objects. Whether anything changed.
+    pub fn note_encrypted_resources(&mut self, resources: &[String]) -> bool {
+        let before = self.encrypted_resources.len();
+        for r in resources {
+            if !self.encrypted_resources.contains(r) {
+                self.encrypted_resources.push(r.clone());
+            }
+        }
+        self.encrypted_resources.sort();
+        before != self.encrypted_resources.len()
+    }
+
+    /// Once every object is written again: drops every key but the one that encrypts, and the
+    /// resources no longer encrypted. Whether anything changed.
+    pub fn retire_after_rewrite(&mut self, resources: &[String]) -> bool {
+        let before = (self.encryption_keys.len(), self.encrypted_resources.clone());
+        self.encryption_keys.truncate(1);
+        self.encrypted_resources.retain(|r| resources.contains(r));
+        before != (self.encryption_keys.len(), self.encrypted_resources.clone())
+    }
 }
 
 /// The apiserver's SANs: in-cluster names, the first service IP, loopback (components in the
@@ -210,8 +300,37 @@ pub fn apiserver_sans(spec: &TenantPkiSpec) -> Result<Vec<String>, PkiError> {
 pub fn mint(spec: &TenantPkiSpec, etcd_client_ca: &Pem) -> Result<TenantPki, PkiError> {
     let ca = new_ca("kubernetes")?;
     let front_proxy_ca = new_ca("front-proxy-ca")?;
+    let sa = KeyPair::generate()?;
+    let mut pki = TenantPki {
+        apiserver: ca.clone(),
+        apiserver_kubelet_client: ca.clone(),
+        front_proxy_client: ca.clone(),
+        service_account_key: sa.serialize_pem(),
+        service_account_pub: sa.public_key_pem(),
+        etcd_client: ca.clone(),
+        admin: ca.clone(),
+        controller_manager: ca.clone(),
+        scheduler: ca.clone(),
+        ca,
+        front_proxy_ca,
+        encryption_keys: Vec::new(),
+        encrypted_resources: Vec::new(),
+    };
+    renew_leaves(&mut pki, spec, etcd_client_ca)?;
+    Ok(pki)
+}
+
+/// Signs every leaf certificate of `pki` again, with the same CAs and fresh keys, valid for
+/// `spec.leaf_validity`: what kamajid does before they expire. Everything that trusts the CAs
+/// (kubeconfigs, joined nodes) keeps working; holders of an old leaf keep it until it expires.
+pub fn renew_leaves(
+    pki: &mut TenantPki,
+    spec: &TenantPkiSpec,
+    etcd_client_ca: &Pem,
+) -> Result<(), PkiError> {
+    let validity = spec.leaf_validity;
     let client = |ca: &Pem, cn: &str, orgs: &[&str]| {
-        sign(
+        sign_for(
             ca,
             &Leaf {
                 cn,
@@ -219,34 +338,83 @@ pub fn mint(spec: &TenantPkiSpec, etcd_client_ca: &Pem) -> Result<TenantPki, Pki
                 sans: &[],
                 usage: Usage::Client,
             },
+            validity,
         )
     };
-    let sa = KeyPair::generate()?;
-    Ok(TenantPki {
-        apiserver: sign(
-            &ca,
-            &Leaf {
-                cn: "kube-apiserver",
-                orgs: &[],
-                sans: &apiserver_sans(spec)?,
-                usage: Usage::Server,
-            },
-        )?,
-        apiserver_kubelet_client: client(
-            &ca,
-            "kube-apiserver-kubelet-client",
-            &["system:masters"],
-        )?,
-        front_proxy_client: client(&front_proxy_ca, "front-proxy-client", &[])?,
-        service_account_key: sa.serialize_pem(),
-        service_account_pub: sa.public_key_pem(),
-        etcd_client: client(etcd_client_ca, spec.tenant_id.as_str(), &[])?,
-        admin: client(&ca, "kubernetes-admin", &["system:masters"])?,
-        controller_manager: client(&ca, "system:kube-controller-manager", &[])?,
-        scheduler: client(&ca, "system:kube-scheduler", &[])?,
-        ca,
-        front_proxy_ca,
-    })
+    pki.apiserver = sign_for(
+        &pki.ca,
+        &Leaf {
+            cn: "kube-apiserver",
+            orgs: &[],
+            sans: &apiserver_sans(spec)?,
+            usage: Usage::Server,
+        },
+        validity,
+    )?;
+    pki.apiserver_kubelet_client = client(
+        &pki.ca,
+        "kube-apiserver-kubelet-client",
+        &["system:masters"],
+    )?;
+    pki.front_proxy_client = client(&pki.front_proxy_ca, "front-proxy-client", &[])?;
+    pki.etcd_client = client(etcd_client_ca, spec.tenant_id.as_str(), &[])?;
+    pki.admin = client(&pki.ca, "kubernetes-admin", &["system:masters"])?;
+    pki.controller_manager = client(&pki.ca, "system:kube-controller-manager", &[])?;
+    pki.scheduler = client(&pki.ca, "system:kube-scheduler", &[])?;
+    Ok(())
+}
+
+impl TenantPki {
+    /// The leaf certificates, those [`renew_leaves`] signs again.
+    fn leaves(&self) -> [&Pem; 7] {
+        [
+            &self.apiserver,
+            &self.apiserver_kubelet_client,
+            &self.front_proxy_client,
+            &self.etcd_client,
+            &self.admin,
+            &self.controller_manager,
+            &self.scheduler,
+        ]
+    }
+
+    /// Hex SHA-256 over the leaf certificates: changes when any is re-issued or renewed.
+    pub fn leaves_fingerprint(&self) -> String {
+        let all: String = self.leaves().iter().map(|p| p.cert.as_str()).collect();
+        fingerprint(&all)
+    }
+}
+
+/// When the first of `pki`'s leaf certificates expires (unix seconds); 0 if none parses.
+pub fn leaves_expire_at(pki: &TenantPki) -> i64 {
+    pki.leaves()
+        .iter()
+        .filter_map(|p| not_after(&p.cert))
+        .min()
+        .unwrap_or(0)
+}
+
+/// Whether `cert_pem` is signed by the key of `ca_pem` and names it as issuer.
+pub fn issued_by(cert_pem: &str, ca_pem: &str) -> bool {
+    let parse = |pem: &str| {
+        x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .ok()
+            .map(|(_, p)| p)
+    };
+    let (Some(leaf), Some(ca)) = (parse(cert_pem), parse(ca_pem)) else {
+        return false;
+    };
+    let (Ok(leaf), Ok(ca)) = (leaf.parse_x509(), ca.parse_x509()) else {
+        return false;
+    };
+    leaf.issuer() == ca.subject() && leaf.verify_signature(Some(ca.public_key())).is_ok()
+}
+
+/// A certificate's expiry (unix seconds).
+pub fn not_after(cert_pem: &str) -> Option<i64> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
+    let cert = p.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 /// Hex SHA-256 of a PEM text: tells two certificates apart without revealing anything.
@@ -316,7 +484,7 @@ pub fn serves_exactly(cert_pem: &str, spec: &TenantPkiSpec) -> Result<bool, PkiE
 /// Re-signs the apiserver serving certificate for `spec` (same CA, fresh key): for an
 /// endpoint only known once the admin cluster gave the Service an address.
 pub fn reissue_apiserver(pki: &mut TenantPki, spec: &TenantPkiSpec) -> Result<(), PkiError> {
-    pki.apiserver = sign(
+    pki.apiserver = sign_for(
         &pki.ca,
         &Leaf {
             cn: "kube-apiserver",
@@ -324,6 +492,7 @@ pub fn reissue_apiserver(pki: &mut TenantPki, spec: &TenantPkiSpec) -> Result<()
             sans: &apiserver_sans(spec)?,
             usage: Usage::Server,
         },
+        spec.leaf_validity,
     )?;
     Ok(())
 }
@@ -434,6 +603,7 @@ mod tests {
             service_cidr: "10.96.0.0/12".into(),
             dns_domain: "cluster.local".into(),
             external_sans: vec!["203.0.113.10".into(), "api.acme.example".into()],
+            leaf_validity: LEAF_VALIDITY,
         }
     }
 

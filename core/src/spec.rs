@@ -85,6 +85,46 @@ pub struct Network {
     /// The address workers and users reach the apiserver by, when it is not the Service's.
     pub endpoint_address: Option<String>,
     pub extra_sans: Vec<String>,
+    /// Networks that may reach the apiserver; empty means any.
+    pub authorized_networks: Vec<String>,
+}
+
+/// Encryption at rest: Secrets always, and these resources too, with the key of this rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Encryption {
+    /// Resources besides `secrets`, as the apiserver names them (`configmaps`, `deployments.apps`).
+    pub resources: Vec<String>,
+    /// Which key encrypts: raising it rotates the key.
+    pub key_rotation: u32,
+}
+
+/// An OpenID Connect issuer whose ID tokens the apiserver accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcIssuer {
+    pub issuer_url: String,
+    pub client_id: String,
+    /// `sub` when the spec names none.
+    pub username_claim: String,
+    pub username_prefix: String,
+    pub groups_claim: Option<String>,
+    pub groups_prefix: String,
+    pub ca_certificate: Option<String>,
+}
+
+/// What the apiserver's audit log records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditPolicy {
+    /// Every request at this level (`Metadata`, `Request`, `RequestResponse`), Secrets' and
+    /// tokens' contents never beyond metadata.
+    Preset(&'static str),
+    /// An `audit.k8s.io/v1` Policy as the user wrote it.
+    Custom(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    pub policy: AuditPolicy,
+    pub max_age_days: u32,
 }
 
 /// Requests and limits of one component, as Kubernetes quantities; `None` is kamajid's default.
@@ -135,6 +175,9 @@ pub struct TenantSpec {
     pub labels: BTreeMap<String, String>,
     pub deletion_protection: bool,
     pub addons: Addons,
+    pub encryption: Encryption,
+    pub oidc: Vec<OidcIssuer>,
+    pub audit: Option<Audit>,
 }
 
 #[cfg(test)]

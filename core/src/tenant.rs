@@ -18,6 +18,7 @@ pub const COND_BOOTSTRAPPED: &str = "TenantBootstrapped";
 pub const COND_RECONCILED: &str = "Reconciled";
 pub const COND_REMOVED: &str = "ControlPlaneRemoved";
 pub const COND_RELEASED: &str = "EtcdReleased";
+pub const COND_ENCRYPTED: &str = "EncryptedAtRest";
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -46,6 +47,43 @@ pub struct Condition {
 pub struct StoredPki {
     pub sealed: String,
     pub ca_certificate: String,
+    /// When the first leaf certificate of the sealed set expires (unix seconds); 0 when unknown
+    /// (sealed before this was recorded).
+    #[serde(default)]
+    pub certificates_expire_at: i64,
+}
+
+/// What every object of the encrypted resources is written with: the key rotation, and the
+/// resources besides Secrets (sorted).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EncryptedWith {
+    pub rotation: u32,
+    pub resources: Vec<String>,
+}
+
+impl EncryptedWith {
+    /// What `spec` asks every encrypted object to be written with.
+    pub fn of(spec: &crate::spec::Encryption) -> Self {
+        let mut resources: Vec<String> = spec
+            .resources
+            .iter()
+            .filter(|r| r.as_str() != "secrets")
+            .cloned()
+            .collect();
+        resources.sort();
+        resources.dedup();
+        Self {
+            rotation: spec.key_rotation,
+            resources,
+        }
+    }
+
+    /// Every resource to rewrite, Secrets first.
+    pub fn all_resources(&self) -> Vec<String> {
+        let mut all = vec!["secrets".to_owned()];
+        all.extend(self.resources.iter().cloned());
+        all
+    }
 }
 
 /// The desired spec as the API received it, in the store's encoding (base64 protobuf of the
@@ -75,6 +113,10 @@ pub struct TenantRecord {
     /// When the bootstrap objects were last applied inside the tenant (unix seconds).
     #[serde(default)]
     pub bootstrapped_at: i64,
+    /// What every encrypted object is written with; `None` until the first rewrite (records
+    /// from before encryption at rest).
+    #[serde(default)]
+    pub encrypted: Option<EncryptedWith>,
 }
 
 impl TenantRecord {
@@ -97,6 +139,7 @@ impl TenantRecord {
             create_time: now,
             delete_time: 0,
             bootstrapped_at: 0,
+            encrypted: None,
         }
     }
 

@@ -165,6 +165,14 @@ pub struct ServeConfig {
     /// inside it: fields kamajid owns that someone else changed are taken back then.
     #[arg(long, env = "KAMAJID_RESYNC_SECONDS", default_value_t = kamaji_core::lifecycle::RESYNC_SECONDS)]
     pub resync_seconds: i64,
+    /// Seconds the leaf certificates kamajid signs for control planes (serving, client,
+    /// component kubeconfigs) are valid.
+    #[arg(long, env = "KAMAJID_CERTIFICATE_VALIDITY", default_value_t = 365 * 86_400)]
+    pub certificate_validity_seconds: i64,
+    /// Seconds before the first of a tenant's leaf certificates expires that kamajid renews
+    /// them all; less than the validity.
+    #[arg(long, env = "KAMAJID_CERTIFICATE_RENEW_BEFORE", default_value_t = 30 * 86_400)]
+    pub certificate_renew_before_seconds: i64,
     #[command(flatten)]
     pub process: ProcessRuntimeConfig,
 }
@@ -175,5 +183,28 @@ impl ServeConfig {
     }
     pub fn probe_timeout(&self) -> Duration {
         Duration::from_secs(self.probe_timeout_seconds.max(1))
+    }
+
+    /// The leaf validity and renewal window, checked: a window as long as the validity would
+    /// renew again right after every renewal.
+    pub fn certificate_lifetimes(&self) -> Result<(time::Duration, time::Duration), String> {
+        let (validity, before) = (
+            self.certificate_validity_seconds,
+            self.certificate_renew_before_seconds,
+        );
+        if validity < 60 {
+            return Err(format!(
+                "--certificate-validity-seconds is {validity}: at least 60"
+            ));
+        }
+        if before < 1 || before >= validity {
+            return Err(format!(
+                "--certificate-renew-before-seconds is {before}: between 1 and the validity ({validity}) exclusive"
+            ));
+        }
+        Ok((
+            time::Duration::seconds(validity),
+            time::Duration::seconds(before),
+        ))
     }
 }

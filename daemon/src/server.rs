@@ -169,6 +169,8 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     install_crypto();
+    let (certificate_validity, certificate_renew_before) =
+        cfg.certificate_lifetimes().map_err(ServeError::Config)?;
     let tokens = Tokens::load(&cfg.tokens_file)?;
     let kek = Kek::from_encoded(&read(&cfg.kek_file)?).map_err(|source| ServeError::Kek {
         path: cfg.kek_file.clone(),
@@ -210,6 +212,8 @@ pub async fn serve(
             policy: Policy::Spread,
             dns_domain: cfg.tenant_dns_domain.clone(),
             resync_seconds: cfg.resync_seconds.max(1),
+            certificate_validity,
+            certificate_renew_before,
         },
         etcd_timeout: cfg.probe_timeout(),
         wake: wake.clone(),
@@ -239,7 +243,7 @@ pub async fn serve(
             Some(parts.spawn(rt))
         }
     };
-    let has_runtime = reconciler.is_some();
+    let runtime = reconciler.is_some().then_some(cfg.process.runtime);
     let addr = listener.local_addr().map_err(|source| ServeError::Listen {
         addr: cfg.listen,
         source,
@@ -254,7 +258,7 @@ pub async fn serve(
     let tenants = TenantClustersServer::with_interceptor(
         TenantApi {
             service: service.clone(),
-            has_runtime,
+            runtime,
         },
         tokens.clone().interceptor(),
     );

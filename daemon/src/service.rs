@@ -4,8 +4,8 @@
 //!
 //! - create: a tenant no datastore can take now is refused (nothing is written that could only
 //!   fail); else its record is written with a fresh immutable id and the lifecycle is woken;
-//! - update: immutable settings stay, versions move one minor up at a time, the generation
-//!   moves; the lifecycle writes status into the same record, so a lost compare-and-swap is
+//! - update: immutable settings stay, versions move one minor up at a time, the encryption key
+//!   rotation only forward, the generation moves; the lifecycle writes status into the same record, so a lost compare-and-swap is
 //!   re-checked against the fresh record and retried;
 //! - delete: refused while `deletion_protection` is set, checked and marked at one revision;
 //! - credentials and the tenant a bootstrap token is made in: the sealed PKI, opened once here.
@@ -227,6 +227,15 @@ impl TenantService {
                 if let Err(e) = contract::upgrade("kubernetes_version", from, to) {
                     errors.push(e);
                 }
+            }
+            let rotation =
+                |s: &v1::TenantClusterSpec| s.encryption.as_ref().map_or(0, |e| e.key_rotation);
+            if let Err(e) = contract::key_rotation_change(
+                "encryption.key_rotation",
+                rotation(&old),
+                rotation(new),
+            ) {
+                errors.push(e);
             }
             if !errors.is_empty() {
                 return Err(ServiceError::Invalid(errors));

@@ -176,6 +176,60 @@ pub async fn delete_token(client: &kube::Client, id: &str) -> Result<(), TenantA
     }
 }
 
+/// `resource` as the encryption configuration names it (`secrets`, `deployments.apps`,
+/// `*.apps`): its plural (`*` for every one) and group.
+fn resource_and_group(resource: &str) -> (&str, &str) {
+    resource.split_once('.').unwrap_or((resource, ""))
+}
+
+/// Writes every object of `resource` back unchanged, a page at a time. The apiserver stores an
+/// unchanged object again only when it was read with a key (or provider) that is not the one
+/// that now writes: exactly the objects a rotation must re-encrypt. An object changed or
+/// deleted meanwhile was written (or removed) by that change already.
+pub async fn rewrite(client: &kube::Client, resource: &str) -> Result<usize, TenantApiError> {
+    use kube::discovery::verbs;
+    let (plural, group) = resource_and_group(resource);
+    let found = kube::discovery::group(client, group)
+        .await
+        .map_err(|e| TenantApiError::Call(format!("discovering {resource}: {e}")))?;
+    let mut written = 0;
+    for (ar, caps) in found.recommended_resources() {
+        if (plural != "*" && ar.plural != plural)
+            || !caps.supports_operation(verbs::LIST)
+            || !caps.supports_operation(verbs::UPDATE)
+        {
+            continue;
+        }
+        let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let mut params = kube::api::ListParams::default().limit(500);
+        loop {
+            let page = all
+                .list(&params)
+                .await
+                .map_err(|e| TenantApiError::Call(format!("listing {}: {e}", ar.plural)))?;
+            for obj in &page.items {
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                let api = api_for(client, &ar, obj.metadata.namespace.as_deref());
+                match api.replace(&name, &Default::default(), obj).await {
+                    Ok(_) => written += 1,
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                    Err(e) => {
+                        return Err(TenantApiError::Call(format!(
+                            "writing {} {name} again: {e}",
+                            ar.plural
+                        )))
+                    }
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+    }
+    Ok(written)
+}
+
 /// The lifecycle's [`TenantObjects`] port over the tenant's own apiserver.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KubeTenantObjects;
@@ -195,6 +249,24 @@ impl TenantObjects for KubeTenantObjects {
         let client = connect(admin_kubeconfig, endpoint).await.map_err(fail)?;
         apply(&client, apply_objects).await.map_err(fail)?;
         remove(&client, remove_objects).await.map_err(fail)
+    }
+
+    async fn rewrite(
+        &self,
+        endpoint: &str,
+        admin_kubeconfig: &str,
+        resources: &[String],
+    ) -> Result<usize, PortError> {
+        let fail = |e: TenantApiError| PortError {
+            op: format!("re-encrypting the objects of the tenant at {endpoint}"),
+            detail: e.to_string(),
+        };
+        let client = connect(admin_kubeconfig, endpoint).await.map_err(fail)?;
+        let mut written = 0;
+        for r in resources {
+            written += rewrite(&client, r).await.map_err(fail)?;
+        }
+        Ok(written)
     }
 }
 

@@ -11,7 +11,8 @@ use kamaji_core::datastore::{
 use kamaji_core::ids::{BadName, DatastoreName, TenantName};
 use kamaji_core::kek::{datastore_aad, Kek};
 use kamaji_core::spec::{
-    Addons, Network, PerComponent, Placement, Requirements, ServiceType, TenantSpec, Version,
+    Addons, Audit, AuditPolicy, Encryption, Network, OidcIssuer, PerComponent, Placement,
+    Requirements, ServiceType, TenantSpec, Version,
 };
 use kamaji_core::tenant::{Phase, TenantRecord, WireSpec};
 use kamaji_proto::v1;
@@ -101,6 +102,7 @@ pub fn tenant_spec(v: &v1::TenantClusterSpec) -> Result<TenantSpec, WireError> {
             service_type,
             endpoint_address: opt(&net.endpoint_address),
             extra_sans: net.extra_sans,
+            authorized_networks: net.authorized_networks,
         },
         resources: PerComponent {
             apiserver: requirements(res.apiserver.as_ref()),
@@ -120,6 +122,53 @@ pub fn tenant_spec(v: &v1::TenantClusterSpec) -> Result<TenantSpec, WireError> {
             coredns: a.coredns,
             kube_proxy: a.kube_proxy,
         }),
+        encryption: v
+            .encryption
+            .clone()
+            .map_or_else(Encryption::default, |e| Encryption {
+                resources: e.resources,
+                key_rotation: e.key_rotation,
+            }),
+        oidc: v
+            .authentication
+            .clone()
+            .map(|a| a.oidc.into_iter().map(oidc_issuer).collect())
+            .unwrap_or_default(),
+        audit: v.audit.as_ref().map(audit).transpose()?,
+    })
+}
+
+fn oidc_issuer(o: v1::OidcIssuer) -> OidcIssuer {
+    OidcIssuer {
+        issuer_url: o.issuer_url,
+        client_id: o.client_id,
+        username_claim: opt(&o.username_claim).unwrap_or_else(|| "sub".into()),
+        username_prefix: o.username_prefix,
+        groups_claim: opt(&o.groups_claim),
+        groups_prefix: o.groups_prefix,
+        ca_certificate: opt(&o.ca_certificate),
+    }
+}
+
+fn audit(a: &v1::Audit) -> Result<Audit, WireError> {
+    let policy = if !a.policy.trim().is_empty() {
+        AuditPolicy::Custom(a.policy.clone())
+    } else {
+        AuditPolicy::Preset(match a.preset.as_str() {
+            "metadata" => "Metadata",
+            "request" => "Request",
+            "request_response" => "RequestResponse",
+            other => {
+                return Err(WireError {
+                    field: "audit.preset",
+                    detail: format!("{other:?} is not a preset"),
+                })
+            }
+        })
+    };
+    Ok(Audit {
+        policy,
+        max_age_days: a.max_age_days,
     })
 }
 
@@ -188,6 +237,11 @@ pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::T
                 .as_ref()
                 .and_then(|p| kamaji_proto::validate::ca_cert_hash(&p.ca_certificate))
                 .unwrap_or_default(),
+            certificates_expire_at: rec
+                .pki
+                .as_ref()
+                .and_then(|p| timestamp(p.certificates_expire_at)),
+            encryption_key_rotation: rec.encrypted.as_ref().map_or(0, |e| e.rotation),
         }),
         generation: rec.generation,
         create_time: timestamp(rec.create_time),
@@ -323,6 +377,7 @@ mod tests {
                 service_type: 3,
                 endpoint_address: "203.0.113.7".into(),
                 extra_sans: vec!["api.example".into()],
+                authorized_networks: vec!["203.0.113.0/24".into()],
             }),
             resources: Some(v1::ComponentResources {
                 apiserver: Some(v1::ResourceRequirements {
@@ -339,8 +394,52 @@ mod tests {
             }),
             labels: [("team".into(), "a".into())].into(),
             deletion_protection: true,
+            encryption: Some(v1::Encryption {
+                resources: vec!["configmaps".into()],
+                key_rotation: 2,
+            }),
+            authentication: Some(v1::Authentication {
+                oidc: vec![v1::OidcIssuer {
+                    issuer_url: "https://idp.example".into(),
+                    client_id: "kamaji".into(),
+                    groups_claim: "groups".into(),
+                    ..Default::default()
+                }],
+            }),
+            audit: Some(v1::Audit {
+                preset: "request_response".into(),
+                max_age_days: 7,
+                ..Default::default()
+            }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn security_settings_parse_with_their_defaults() {
+        let t = tenant_spec(&full_spec()).unwrap();
+        assert_eq!(t.network.authorized_networks, ["203.0.113.0/24"]);
+        assert_eq!(t.encryption.key_rotation, 2);
+        assert_eq!(
+            t.oidc[0].username_claim, "sub",
+            "the claim when none is named"
+        );
+        assert_eq!(t.oidc[0].groups_claim.as_deref(), Some("groups"));
+        assert_eq!(t.oidc[0].ca_certificate, None);
+        let audit = t.audit.unwrap();
+        assert_eq!(audit.policy, AuditPolicy::Preset("RequestResponse"));
+        assert_eq!(audit.max_age_days, 7);
+        let mut none = full_spec();
+        none.encryption = None;
+        none.audit = None;
+        none.authentication = None;
+        let t = tenant_spec(&none).unwrap();
+        assert_eq!(
+            t.encryption,
+            Encryption::default(),
+            "Secrets only, rotation 0"
+        );
+        assert!(t.oidc.is_empty() && t.audit.is_none());
     }
 
     #[test]

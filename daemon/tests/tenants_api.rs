@@ -128,7 +128,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
     });
     let api = TenantApi {
         service: service.clone(),
-        has_runtime: true,
+        runtime: Some(kamajid::config::RuntimeKind::Kubernetes),
     };
     let tokens_api = BootstrapTokenApi { service };
     let listener = kamajid::server::bind("127.0.0.1:0".parse().unwrap())

@@ -4,7 +4,10 @@
 use std::net::IpAddr;
 
 use crate::errors::FieldError;
-use crate::v1::{Network, ResourceRequirements, ServiceType, TenantClusterSpec};
+use crate::v1::{
+    Audit, Authentication, Encryption, Network, ResourceRequirements, ServiceType,
+    TenantClusterSpec,
+};
 use crate::validate::{dns_label, labels};
 
 type Check = Result<(), FieldError>;
@@ -289,6 +292,19 @@ pub const MANAGED_FLAGS: &[&str] = &[
     "kubelet-client-key",
     "service-cluster-ip-range",
     "enable-admission-plugins",
+    // encryption {}, authentication {} and audit {} set these:
+    "encryption-provider-config",
+    "encryption-provider-config-automatic-reload",
+    "authentication-config",
+    "oidc-issuer-url",
+    "oidc-client-id",
+    "oidc-ca-file",
+    "oidc-username-claim",
+    "oidc-username-prefix",
+    "oidc-groups-claim",
+    "oidc-groups-prefix",
+    "audit-policy-file",
+    "audit-log-path",
 ];
 
 /// Extra flags for one component: names without leading dashes, not managed by kamajid.
@@ -408,6 +424,13 @@ pub fn network(n: &Network) -> Vec<FieldError> {
     {
         errs.push(e);
     }
+    if let Some(e) = n
+        .authorized_networks
+        .iter()
+        .find_map(|c| authorized_network("network.authorized_networks", c).err())
+    {
+        errs.push(e);
+    }
     errs
 }
 
@@ -434,6 +457,171 @@ pub fn port(field: &str, n: i64) -> Check {
             format!("{n} is not a TCP port (1 to 65535)"),
         ))
     }
+}
+
+/// Days audit logs are kept, as written: 1 to 3650.
+pub fn audit_max_age(field: &str, n: i64) -> Check {
+    if (1..=3650).contains(&n) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("{n} is not between 1 and 3650 days"),
+        ))
+    }
+}
+
+/// An encryption key rotation, as written: a whole number from 0.
+pub fn key_rotation(field: &str, n: i64) -> Check {
+    if (0..=i64::from(u32::MAX)).contains(&n) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "{n} is not a rotation number: a whole number from 0 (raise it by one to rotate)"
+            ),
+        ))
+    }
+}
+
+/// A change of the key rotation: forward only, since an older key may already be retired.
+pub fn key_rotation_change(field: &str, from: u32, to: u32) -> Check {
+    if to >= from {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "{to} is below {from}, the rotation in effect: keys only move forward (raise it to rotate again)"
+            ),
+        ))
+    }
+}
+
+/// A network that may reach the apiserver: any prefix length, host bits clear.
+pub fn authorized_network(field: &str, v: &str) -> Check {
+    let bad = || {
+        FieldError::new(
+            field,
+            format!("{v:?} is not a network in CIDR notation such as \"203.0.113.0/24\""),
+        )
+    };
+    let (ip, bits) = v.split_once('/').ok_or_else(bad)?;
+    let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+    let bits: u32 = bits.parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if bits > max {
+        return Err(bad());
+    }
+    let host_bits = max - bits;
+    let value = match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    let mask = if host_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    if value & mask != 0 {
+        return Err(FieldError::new(
+            field,
+            format!("{v:?} has host bits set; write the network address"),
+        ));
+    }
+    Ok(())
+}
+
+/// Audit presets: what each event records.
+pub const AUDIT_PRESETS: [&str; 3] = ["metadata", "request", "request_response"];
+
+fn encryption(e: &Encryption) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for r in &e.resources {
+        let ok = r.split('.').enumerate().all(|(i, part)| {
+            (i == 0 && part == "*") || (!part.is_empty() && dns_label("", part).is_ok())
+        });
+        if !ok || r == "*" {
+            errs.push(FieldError::new(
+                "encryption.resources",
+                format!(
+                    "{r:?} is not a resource as the apiserver names it, such as \"configmaps\" or \"deployments.apps\""
+                ),
+            ));
+            break;
+        }
+    }
+    errs
+}
+
+fn authentication(a: &Authentication) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for o in &a.oidc {
+        let url_ok = url::Url::parse(&o.issuer_url).is_ok_and(|u| {
+            u.scheme() == "https"
+                && u.host().is_some()
+                && u.query().is_none()
+                && u.fragment().is_none()
+        });
+        if !url_ok {
+            errs.push(FieldError::new(
+                "authentication.oidc.issuer_url",
+                format!(
+                    "{:?} is not an https URL without query or fragment",
+                    o.issuer_url
+                ),
+            ));
+        } else if !seen.insert(o.issuer_url.trim_end_matches('/')) {
+            errs.push(FieldError::new(
+                "authentication.oidc.issuer_url",
+                format!("{:?} is listed twice", o.issuer_url),
+            ));
+        }
+        if o.client_id.trim().is_empty() {
+            errs.push(FieldError::new(
+                "authentication.oidc.client_id",
+                "is required: the audience the issuer's tokens carry",
+            ));
+        }
+        if !o.ca_certificate.is_empty() {
+            if let Err(e) = crate::validate::certificates(
+                "authentication.oidc.ca_certificate",
+                &o.ca_certificate,
+            ) {
+                errs.push(e);
+            }
+        }
+    }
+    errs
+}
+
+fn audit(a: &Audit) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    match (a.preset.as_str(), a.policy.trim()) {
+        ("", "") => errs.push(FieldError::new(
+            "audit.preset",
+            format!("set a preset ({}) or a policy", AUDIT_PRESETS.join(", ")),
+        )),
+        (p, "") if !AUDIT_PRESETS.contains(&p) => errs.push(FieldError::new(
+            "audit.preset",
+            format!("{p:?} is not a preset; use {}", AUDIT_PRESETS.join(", ")),
+        )),
+        ("", policy) if !(policy.contains("audit.k8s.io/v1") && policy.contains("Policy")) => errs.push(FieldError::new(
+            "audit.policy",
+            "is not an audit.k8s.io/v1 Policy document (apiVersion: audit.k8s.io/v1, kind: Policy)",
+        )),
+        (p, policy) if !p.is_empty() && !policy.is_empty() => errs.push(FieldError::new(
+            "audit.policy",
+            "set preset or policy, not both",
+        )),
+        _ => {}
+    }
+    if let Err(e) = audit_max_age("audit.max_age_days", i64::from(a.max_age_days)) {
+        errs.push(e);
+    }
+    errs
 }
 
 /// Every check of a tenant cluster spec, collected, one error per field.
@@ -507,6 +695,15 @@ pub fn tenant_cluster(name: &str, spec: &TenantClusterSpec) -> Vec<FieldError> {
     ) {
         errs.push(e);
     }
+    if let Some(e) = &spec.encryption {
+        errs.extend(encryption(e));
+    }
+    if let Some(a) = &spec.authentication {
+        errs.extend(authentication(a));
+    }
+    if let Some(a) = &spec.audit {
+        errs.extend(audit(a));
+    }
     let mut seen = std::collections::HashSet::new();
     errs.retain(|e| seen.insert(e.field.clone()));
     errs
@@ -529,9 +726,95 @@ mod tests {
                 service_type: ServiceType::LoadBalancer as i32,
                 endpoint_address: String::new(),
                 extra_sans: vec!["api.acme.example".into()],
+                authorized_networks: vec!["203.0.113.0/24".into(), "2001:db8::/32".into()],
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn authorized_networks_are_networks_with_host_bits_clear() {
+        for ok in [
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "192.0.2.7/32",
+            "::/0",
+            "2001:db8::/32",
+        ] {
+            assert!(authorized_network("n", ok).is_ok(), "{ok}");
+        }
+        for (bad, says) in [
+            ("10.0.0.1/8", "host bits"),
+            ("10.0.0.0", "CIDR notation"),
+            ("10.0.0.0/33", "CIDR notation"),
+            ("example.com/24", "CIDR notation"),
+        ] {
+            let e = authorized_network("network.authorized_networks", bad).unwrap_err();
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
+        let mut s = good();
+        s.network.as_mut().unwrap().authorized_networks = vec!["10.1.2.3/16".into()];
+        assert_eq!(fields(&s), ["network.authorized_networks"]);
+    }
+
+    #[test]
+    fn encryption_oidc_and_audit_settings_name_what_is_wrong() {
+        let mut s = good();
+        s.encryption = Some(Encryption {
+            resources: vec![
+                "configmaps".into(),
+                "deployments.apps".into(),
+                "*.apps".into(),
+            ],
+            key_rotation: 3,
+        });
+        s.authentication = Some(Authentication {
+            oidc: vec![crate::v1::OidcIssuer {
+                issuer_url: "https://idp.example/realms/a".into(),
+                client_id: "kamaji".into(),
+                ..Default::default()
+            }],
+        });
+        s.audit = Some(Audit {
+            preset: "metadata".into(),
+            max_age_days: 30,
+            ..Default::default()
+        });
+        assert_eq!(fields(&s), Vec::<String>::new());
+
+        s.encryption.as_mut().unwrap().resources = vec!["Config Maps".into()];
+        let o = &mut s.authentication.as_mut().unwrap().oidc;
+        o[0].issuer_url = "http://idp.example".into();
+        o[0].client_id = " ".into();
+        s.audit = Some(Audit {
+            preset: "everything".into(),
+            max_age_days: 0,
+            ..Default::default()
+        });
+        let mut f = fields(&s);
+        f.sort();
+        assert_eq!(
+            f,
+            [
+                "audit.max_age_days",
+                "audit.preset",
+                "authentication.oidc.client_id",
+                "authentication.oidc.issuer_url",
+                "encryption.resources"
+            ]
+        );
+        s = good();
+        s.audit = Some(Audit {
+            preset: "metadata".into(),
+            policy: "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: []".into(),
+            max_age_days: 1,
+        });
+        assert_eq!(fields(&s), ["audit.policy"], "preset or policy, not both");
+        assert!(key_rotation_change("encryption.key_rotation", 2, 1)
+            .unwrap_err()
+            .message
+            .contains("only move forward"));
+        assert!(key_rotation_change("encryption.key_rotation", 1, 1).is_ok());
     }
 
     fn fields(spec: &TenantClusterSpec) -> Vec<String> {

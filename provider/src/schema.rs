@@ -109,6 +109,33 @@ pub fn read_only(block: &Block, inputs: &[&str]) -> Block {
         };
     }
     b.blocks.remove("timeouts");
+    // A data source cannot have Terraform count its blocks: repeated and optional ones become
+    // computed lists of objects, which hold the same values.
+    let repeated: Vec<String> = b
+        .blocks
+        .iter()
+        .filter(|(_, nb)| matches!(nb, NestedBlock::List(_) | NestedBlock::Optional(_)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for name in repeated {
+        if let Some(NestedBlock::List(inner) | NestedBlock::Optional(inner)) =
+            b.blocks.remove(&name)
+        {
+            let fields = inner
+                .attributes
+                .iter()
+                .map(|(k, a)| (k.clone(), a.attr_type.clone()))
+                .collect();
+            let a = Attribute {
+                attr_type: AttributeType::List(Box::new(AttributeType::Object(fields))),
+                description: inner.description.clone(),
+                constraint: AttributeConstraint::Computed,
+                sensitive: false,
+                deprecated: false,
+            };
+            b.attributes.insert(name, a);
+        }
+    }
     for nb in b.blocks.values_mut() {
         if let NestedBlock::Group(inner) = nb {
             *inner = read_only(inner, &[]);
@@ -160,6 +187,28 @@ forward, or the next minor; skipping a minor or going down is refused at plan.";
 (e.g. a DNS name in front of a NodePort). It is in the serving certificate. Changes in place: the certificate is re-issued \
 and the control plane rolls; workers joined through the old address keep using it, so list that in `extra_sans` until they are \
 re-joined.";
+    pub const TC_AUTHORIZED_NETWORKS: &str = "Networks (CIDRs) that may reach the API server; unset or empty means any. On Kubernetes \
+the Service's `loadBalancerSourceRanges` (with `externalTrafficPolicy: Local`, so the client address is kept) and the \
+tenant's NetworkPolicy enforce it; kamajid's own checks still reach the control plane. The process runtime cannot enforce \
+it and refuses a cluster that sets it.";
+    pub const TC_ENCRYPTION: &str = "Encryption at rest in the shared etcd. Secrets are always encrypted (secretbox: \
+XSalsa20-Poly1305 with a random nonce per write), with a per-cluster key kamajid generates and keeps sealed under its key \
+encryption key.";
+    pub const TC_ENCRYPTION_RESOURCES: &str = "Resources encrypted besides `secrets`, as the API server names them: \
+`configmaps`, `deployments.apps`, or `*.apps` for a whole group. Removing one writes its objects back in plain.";
+    pub const TC_KEY_ROTATION: &str = "Which key encrypts. Raise it (by one) to rotate: a new key encrypts, kamajid \
+writes every encrypted object again with it and then retires the old key, which stays readable until then. Never \
+lowered; unset keeps the rotation in effect. Defaults to 0.";
+    pub const TC_KEY_ROTATION_IN_EFFECT: &str =
+        "The key rotation every encrypted object is written with now; it reaches `encryption.key_rotation` once the rewrite is done.";
+    pub const TC_CERTS_EXPIRE: &str = "When the first of the control plane's leaf certificates (serving, client, \
+component kubeconfigs, the admin's) expires, RFC 3339. kamajid renews them all before (30 days by default), with the same CA; \
+a refresh then reads the new admin credentials.";
+    pub const TC_OIDC: &str = "An OpenID Connect issuer whose ID tokens the API server accepts (structured \
+authentication configuration: several issuers may be listed). Bind RBAC roles to the mapped users and groups.";
+    pub const TC_AUDIT: &str = "The API server's audit log. In the admin cluster each replica writes it to its \
+standard output as JSON lines, where the admin cluster's log collection picks it up beside the component logs; the \
+process runtime writes `audit.log` in the tenant's directory, rotated, kept `max_age_days`.";
     pub const TC_EXTRA_SANS: &str =
         "More names and addresses for the serving certificate. Changes in place: the certificate is re-issued (same CA, so \
 kubeconfigs and joined nodes keep working) and the control plane rolls.";

@@ -90,6 +90,8 @@ pub fn schema() -> Schema {
                 ("current_version", computed(string(), TC_CURRENT_VERSION)),
                 ("status", computed(string(), TC_STATUS)),
                 ("status_message", computed(string(), TC_STATUS_MESSAGE)),
+                ("certificates_expire_at", computed(string(), TC_CERTS_EXPIRE)),
+                ("encryption_key_rotation", computed(number(), TC_KEY_ROTATION_IN_EFFECT)),
             ]),
             blocks: [
                 (
@@ -104,6 +106,7 @@ pub fn schema() -> Schema {
                             ("service_type", optional_default(string(), TC_SERVICE_TYPE)),
                             ("endpoint_address", optional(string(), TC_ENDPOINT_ADDRESS)),
                             ("extra_sans", optional(list_of_strings(), TC_EXTRA_SANS)),
+                            ("authorized_networks", optional(list_of_strings(), TC_AUTHORIZED_NETWORKS)),
                         ]),
                         Default::default(),
                     ),
@@ -118,6 +121,55 @@ pub fn schema() -> Schema {
                         ]),
                         Default::default(),
                     ),
+                ),
+                (
+                    "encryption".to_owned(),
+                    group(
+                        TC_ENCRYPTION,
+                        attributes([
+                            ("resources", optional(list_of_strings(), TC_ENCRYPTION_RESOURCES)),
+                            ("key_rotation", optional_default(number(), TC_KEY_ROTATION)),
+                        ]),
+                        Default::default(),
+                    ),
+                ),
+                (
+                    "authentication".to_owned(),
+                    group(
+                        "Who may sign in besides certificate and service-account holders.",
+                        Default::default(),
+                        [(
+                            "oidc".to_owned(),
+                            tf_provider::schema::NestedBlock::List(Block {
+                                version: 1,
+                                description: Description::markdown(TC_OIDC),
+                                attributes: attributes([
+                                    ("issuer_url", required(string(), "`https` URL of the issuer; its discovery document is at `/.well-known/openid-configuration` under it.")),
+                                    ("client_id", required(string(), "The audience (`aud`) the issuer's ID tokens carry for this cluster.")),
+                                    ("username_claim", optional_default(string(), "Claim the username is taken from. Defaults to `sub`.")),
+                                    ("username_prefix", optional(string(), "Prefix of every username from this issuer, e.g. `oidc:`, so they cannot pass for other users.")),
+                                    ("groups_claim", optional(string(), "Claim the groups are taken from; unset means no groups.")),
+                                    ("groups_prefix", optional(string(), "Prefix of every group from this issuer.")),
+                                    ("ca_certificate", optional(string(), "PEM CA of the issuer's serving certificate; unset means the host's trust store.")),
+                                ]),
+                                ..Default::default()
+                            }),
+                        )]
+                        .into(),
+                    ),
+                ),
+                (
+                    "audit".to_owned(),
+                    tf_provider::schema::NestedBlock::Optional(Block {
+                        version: 1,
+                        description: Description::markdown(TC_AUDIT),
+                        attributes: attributes([
+                            ("preset", optional(string(), "`metadata`, `request` or `request_response`: what each event records. Secrets, ConfigMaps and token requests are recorded at `metadata` whatever the preset; health checks not at all.")),
+                            ("policy", optional(string(), "An `audit.k8s.io/v1` Policy document (YAML), instead of a preset.")),
+                            ("max_age_days", optional_default(number(), "Days audit log files are kept, 1 to 3650. Defaults to 30.")),
+                        ]),
+                        ..Default::default()
+                    }),
                 ),
                 (
                     "resources".to_owned(),
@@ -467,10 +519,16 @@ impl Resource for TenantClusterResource {
             Some(Some(tc)) => {
                 // Ours: a tainted one is planned next as a create of this name.
                 self.own_names.mark(&name);
-                // Credentials follow from the CA and endpoint; a refresh of an unchanged tenant
-                // keeps the ones in state and saves a round trip per resource.
+                // Credentials follow from the CA, the endpoint and the renewal of the leaf
+                // certificates; a refresh of an unchanged tenant keeps the ones in state and
+                // saves a round trip per resource.
                 let st = tc.status.clone().unwrap_or_default();
+                let expiry = st
+                    .certificates_expire_at
+                    .as_ref()
+                    .map(|t| crate::tenant_cluster_state::rfc3339(t.seconds));
                 let unchanged = state.admin_kubeconfig.is_value()
+                    && state.certificates_expire_at.as_ref_option() == expiry.as_ref()
                     && state.endpoint.as_ref_option().map(String::as_str)
                         == Some(st.endpoint.as_str())
                     && state
@@ -570,6 +628,25 @@ impl Resource for TenantClusterResource {
                 }
             }
         }
+        if let (Value::Value(p), Some(c)) = (&mut planned.audit, config.audit.as_ref_option()) {
+            if c.max_age_days.is_null() {
+                p.max_age_days = Value::Null;
+            }
+        }
+        if let (Value::Value(p), Some(c)) = (
+            &mut planned.authentication,
+            config.authentication.as_ref_option(),
+        ) {
+            if let (Value::Value(pl), Value::Value(cl)) = (&mut p.oidc, &c.oidc) {
+                for (po, co) in pl.iter_mut().zip(cl) {
+                    if let (Value::Value(po), Value::Value(co)) = (po, co) {
+                        if co.username_claim.is_null() {
+                            po.username_claim = Value::Null;
+                        }
+                    }
+                }
+            }
+        }
         if let (Value::Value(p), Some(c)) = (&mut planned.network, config.network.as_ref_option()) {
             for (pv, cv) in [
                 (&mut p.service_cidr, &c.service_cidr),
@@ -607,6 +684,19 @@ impl Resource for TenantClusterResource {
         }
         let (old_spec, _) = prior.spec();
         let (new_spec, unknown) = planned.spec();
+        // Keys only move forward: an older one may already be retired.
+        if let (Value::Value(_), Some(from), Some(to)) = (
+            planned
+                .encryption
+                .as_ref_option()
+                .map_or(Value::Null, |e| e.key_rotation.clone()),
+            old_spec.encryption.as_ref().map(|e| e.key_rotation),
+            new_spec.encryption.as_ref().map(|e| e.key_rotation),
+        ) {
+            if let Err(e) = contract::key_rotation_change("encryption.key_rotation", from, to) {
+                field_diag(diags, e);
+            }
+        }
         let spec_changed =
             !unknown.is_empty() || old_spec != new_spec || planned.datastore != prior.datastore;
         if !replace.is_empty() {

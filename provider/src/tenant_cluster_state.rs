@@ -29,7 +29,40 @@ pub struct Network {
     pub service_type: Value<String>,
     pub endpoint_address: Value<String>,
     pub extra_sans: Value<StrList>,
+    pub authorized_networks: Value<StrList>,
 }
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Encryption {
+    pub resources: Value<StrList>,
+    pub key_rotation: Value<Number>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Oidc {
+    pub issuer_url: Value<String>,
+    pub client_id: Value<String>,
+    pub username_claim: Value<String>,
+    pub username_prefix: Value<String>,
+    pub groups_claim: Value<String>,
+    pub groups_prefix: Value<String>,
+    pub ca_certificate: Value<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Authentication {
+    pub oidc: Value<Vec<Value<Oidc>>>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Audit {
+    pub preset: Value<String>,
+    pub policy: Value<String>,
+    pub max_age_days: Value<Number>,
+}
+
+/// Days audit logs are kept when `audit.max_age_days` is unset.
+pub const AUDIT_MAX_AGE_DAYS: u32 = 30;
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Requirements {
@@ -81,6 +114,11 @@ pub struct TenantClusterState {
     pub labels: Value<StrMap>,
     pub deletion_protection: Value<bool>,
     pub addons: Value<Addons>,
+    pub encryption: Value<Encryption>,
+    pub authentication: Value<Authentication>,
+    /// At most one `audit {}` block: null when there is none.
+    #[serde(with = "tf_provider::value::serde_as_vec")]
+    pub audit: Value<Audit>,
     /// Absent from the data source's schema, hence never serialized when null.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub timeouts: Value<Timeouts>,
@@ -94,6 +132,8 @@ pub struct TenantClusterState {
     pub current_version: Value<String>,
     pub status: Value<String>,
     pub status_message: Value<String>,
+    pub certificates_expire_at: Value<String>,
+    pub encryption_key_rotation: Value<Number>,
 }
 
 pub const CREATE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
@@ -276,7 +316,48 @@ impl TenantClusterState {
                 .unwrap_or_default(),
             endpoint_address: r.string("network.endpoint_address", &net.endpoint_address, ""),
             extra_sans: r.list("network.extra_sans", &net.extra_sans),
+            authorized_networks: r.list("network.authorized_networks", &net.authorized_networks),
         };
+        let enc = self.encryption.as_ref_option().cloned().unwrap_or_default();
+        let encryption = v1::Encryption {
+            resources: r.list("encryption.resources", &enc.resources),
+            key_rotation: r.int("encryption.key_rotation", &enc.key_rotation, 0),
+        };
+        let oidc: Vec<v1::OidcIssuer> = self
+            .authentication
+            .as_ref_option()
+            .and_then(|a| a.oidc.as_ref_option())
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_ref_option)
+                    .map(|o| {
+                        let f = |k: &str| format!("authentication.oidc.{k}");
+                        v1::OidcIssuer {
+                            issuer_url: r.string(&f("issuer_url"), &o.issuer_url, ""),
+                            client_id: r.string(&f("client_id"), &o.client_id, ""),
+                            username_claim: r.string(
+                                &f("username_claim"),
+                                &o.username_claim,
+                                "sub",
+                            ),
+                            username_prefix: r.string(
+                                &f("username_prefix"),
+                                &o.username_prefix,
+                                "",
+                            ),
+                            groups_claim: r.string(&f("groups_claim"), &o.groups_claim, ""),
+                            groups_prefix: r.string(&f("groups_prefix"), &o.groups_prefix, ""),
+                            ca_certificate: r.string(&f("ca_certificate"), &o.ca_certificate, ""),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let audit = self.audit.as_ref_option().map(|a| v1::Audit {
+            preset: r.string("audit.preset", &a.preset, ""),
+            policy: r.string("audit.policy", &a.policy, ""),
+            max_age_days: r.int("audit.max_age_days", &a.max_age_days, AUDIT_MAX_AGE_DAYS),
+        });
         let res = self.resources.as_ref_option().cloned().unwrap_or_default();
         let resources = v1::ComponentResources {
             apiserver: r.requirements("resources.apiserver", &res.apiserver),
@@ -310,6 +391,9 @@ impl TenantClusterState {
                 coredns: r.boolean("addons.coredns", &addons.coredns, true),
                 kube_proxy: r.boolean("addons.kube_proxy", &addons.kube_proxy, true),
             }),
+            encryption: (encryption != v1::Encryption::default()).then_some(encryption),
+            authentication: (!oidc.is_empty()).then_some(v1::Authentication { oidc }),
+            audit,
         };
         (spec, r)
     }
@@ -338,7 +422,9 @@ impl TenantClusterState {
             errors.retain(|e| &e.field != field);
             let range = match field.as_str() {
                 "replicas" => contract::replicas,
-                _ => contract::port,
+                "network.port" => contract::port,
+                "audit.max_age_days" => contract::audit_max_age,
+                _ => contract::key_rotation,
             };
             errors.push(match n.whole() {
                 Ok(w) => range(field, w).err().unwrap_or_else(|| {
@@ -427,6 +513,30 @@ impl TenantClusterState {
             }
         }
         self.addons = Value::Value(addons);
+        let mut enc = self.encryption.as_ref_option().cloned().unwrap_or_default();
+        if enc.key_rotation.is_null() {
+            enc.key_rotation = Value::Value(Number::Whole(0));
+        }
+        self.encryption = Value::Value(enc);
+        let mut authn = self
+            .authentication
+            .as_ref_option()
+            .cloned()
+            .unwrap_or_default();
+        if let Value::Value(list) = &mut authn.oidc {
+            for o in list.iter_mut().filter_map(|o| match o {
+                Value::Value(o) => Some(o),
+                _ => None,
+            }) {
+                fill(&mut o.username_claim, "sub");
+            }
+        }
+        self.authentication = Value::Value(authn);
+        if let Value::Value(a) = &mut self.audit {
+            if a.max_age_days.is_null() {
+                a.max_age_days = Value::Value(AUDIT_MAX_AGE_DAYS.into());
+            }
+        }
         if self.timeouts.is_null() {
             self.timeouts = Value::Value(Timeouts::default());
         }
@@ -438,6 +548,8 @@ impl TenantClusterState {
         self.current_version = Value::Unknown;
         self.status = Value::Unknown;
         self.status_message = Value::Unknown;
+        self.certificates_expire_at = Value::Unknown;
+        self.encryption_key_rotation = Value::Unknown;
         self
     }
 
@@ -508,6 +620,7 @@ impl TenantClusterState {
                     Value::Value(net.endpoint_address)
                 },
                 extra_sans: list_like(&net.extra_sans, &pnet.extra_sans),
+                authorized_networks: list_like(&net.authorized_networks, &pnet.authorized_networks),
             }),
             resources: Value::Value(Resources {
                 apiserver: requirements(res.apiserver.as_ref()),
@@ -532,6 +645,60 @@ impl TenantClusterState {
                     kube_proxy: Value::Value(a.kube_proxy),
                 })
             },
+            encryption: {
+                let e = spec.encryption.clone().unwrap_or_default();
+                let pe = prior
+                    .encryption
+                    .as_ref_option()
+                    .cloned()
+                    .unwrap_or_default();
+                Value::Value(Encryption {
+                    resources: list_like(&e.resources, &pe.resources),
+                    key_rotation: Value::Value(e.key_rotation.into()),
+                })
+            },
+            authentication: {
+                let list = spec.authentication.clone().unwrap_or_default().oidc;
+                let prior_empty = prior
+                    .authentication
+                    .as_ref_option()
+                    .is_some_and(|a| matches!(&a.oidc, Value::Value(l) if l.is_empty()));
+                Value::Value(Authentication {
+                    oidc: if list.is_empty() && !prior_empty {
+                        Value::Null
+                    } else {
+                        Value::Value(
+                            list.into_iter()
+                                .map(|o| {
+                                    Value::Value(Oidc {
+                                        issuer_url: Value::Value(o.issuer_url),
+                                        client_id: Value::Value(o.client_id),
+                                        username_claim: Value::Value(
+                                            if o.username_claim.is_empty() {
+                                                "sub".into()
+                                            } else {
+                                                o.username_claim
+                                            },
+                                        ),
+                                        username_prefix: text(&o.username_prefix),
+                                        groups_claim: text(&o.groups_claim),
+                                        groups_prefix: text(&o.groups_prefix),
+                                        ca_certificate: text(&o.ca_certificate),
+                                    })
+                                })
+                                .collect(),
+                        )
+                    },
+                })
+            },
+            audit: match &spec.audit {
+                Some(a) => Value::Value(Audit {
+                    preset: text(&a.preset),
+                    policy: text(&a.policy),
+                    max_age_days: Value::Value(a.max_age_days.into()),
+                }),
+                None => Value::Null,
+            },
             timeouts: match &prior.timeouts {
                 Value::Value(t) => Value::Value(t.clone()),
                 _ => Value::Null,
@@ -549,6 +716,11 @@ impl TenantClusterState {
             current_version: text(&st.current_version),
             status: Value::Value(phase_name(st.phase).to_owned()),
             status_message: Value::Value(status_message(tc)),
+            certificates_expire_at: match &st.certificates_expire_at {
+                Some(t) => Value::Value(rfc3339(t.seconds)),
+                None => Value::Null,
+            },
+            encryption_key_rotation: Value::Value(st.encryption_key_rotation.into()),
         }
     }
 }
@@ -567,6 +739,17 @@ impl Resources {
         }
         self
     }
+}
+
+/// Unix seconds as RFC 3339 (UTC), as Terraform's `timestamp()` writes them.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 fn requirements(r: Option<&v1::ResourceRequirements>) -> Value<Requirements> {

@@ -119,6 +119,8 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
         tenant_dns_domain: "cluster.local".into(),
         tenant_reservation_mib: 64,
         resync_seconds: kamaji_core::lifecycle::RESYNC_SECONDS,
+        certificate_validity_seconds: 365 * 86_400,
+        certificate_renew_before_seconds: 30 * 86_400,
         process: ProcessRuntimeConfig {
             // An admin cluster wins; else local processes when binaries are given.
             runtime: if cfg.kubeconfig.is_none() && cfg.k8s_bin_dir.is_some() {

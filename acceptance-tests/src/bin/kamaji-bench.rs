@@ -167,6 +167,7 @@ fn bench_pki() {
         service_cidr: "10.96.0.0/12".into(),
         dns_domain: "cluster.local".into(),
         external_sans: vec!["bench.example.com".into()],
+        leaf_validity: kamaji_core::pki::LEAF_VALIDITY,
     };
     for _ in 0..5 {
         kamaji_core::pki::mint(&spec, &client_ca).expect("mint");

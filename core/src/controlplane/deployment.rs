@@ -16,8 +16,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::files::files;
 use super::flags::{self, FlagInputs, Layout, Ports};
-use super::{meta, owner_labels, Tenant, ANNOTATION_SERVING_CERT, DEPLOYMENT};
+use super::{meta, owner_labels, Tenant, ANNOTATION_CERTIFICATES, ANNOTATION_CONFIG, DEPLOYMENT};
 use crate::pki::TenantPki;
 use crate::spec::Requirements;
 
@@ -141,13 +142,15 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
         mount("pki", &layout.pki_dir),
         mount("etcd-pki", &layout.etcd_pki_dir),
     ];
+    let mut api_mounts = pki_mounts.clone();
+    api_mounts.push(mount("config", &layout.config_dir));
     let mut apiserver = Component {
         name: "kube-apiserver",
         args: flags::apiserver(t.spec, &inputs),
         port: ports.apiserver,
         health: "/livez",
         resources: resources(&res.apiserver, "250m", "512Mi"),
-        mounts: pki_mounts.clone(),
+        mounts: api_mounts,
     }
     .container(t);
     apiserver.readiness_probe = Some(https_probe(
@@ -219,11 +222,15 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    // Pods read certificates at start: a re-issued serving certificate rolls them.
-                    annotations: Some(BTreeMap::from([(
-                        ANNOTATION_SERVING_CERT.to_owned(),
-                        crate::pki::fingerprint(&pki.apiserver.cert),
-                    )])),
+                    // Pods read their client certificates and configuration at start: a
+                    // re-issued or renewed certificate, or a new configuration, rolls them.
+                    annotations: Some(BTreeMap::from([
+                        (ANNOTATION_CERTIFICATES.to_owned(), pki.leaves_fingerprint()),
+                        (
+                            ANNOTATION_CONFIG.to_owned(),
+                            files(t, pki, "").config_sha256(),
+                        ),
+                    ])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -246,6 +253,7 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
                         secret_volume("pki"),
                         secret_volume("etcd-pki"),
                         secret_volume("kubeconfigs"),
+                        secret_volume("config"),
                     ]),
                     ..Default::default()
                 }),

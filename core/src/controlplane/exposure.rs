@@ -3,18 +3,28 @@
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+    IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{meta, owner_labels, Tenant, SERVICE};
+use crate::spec::ServiceType;
 
+/// With authorized networks, a load balancer admits only them (`loadBalancerSourceRanges`) and
+/// keeps the client's address (`externalTrafficPolicy: Local`), so the NetworkPolicy can check
+/// it too.
 pub fn service(t: &Tenant<'_>) -> Service {
+    let net = &t.spec.network;
+    let fenced_lb =
+        net.service_type == ServiceType::LoadBalancer && !net.authorized_networks.is_empty();
     Service {
         metadata: meta(t, SERVICE),
         spec: Some(ServiceSpec {
             type_: Some(t.spec.network.service_type.kubernetes_name().into()),
+            load_balancer_source_ranges: fenced_lb.then(|| net.authorized_networks.clone()),
+            external_traffic_policy: fenced_lb.then(|| "Local".to_owned()),
             selector: Some(owner_labels(t)),
             ports: Some(vec![ServicePort {
                 name: Some("https".into()),
@@ -29,8 +39,10 @@ pub fn service(t: &Tenant<'_>) -> Service {
     }
 }
 
-/// Only the tenant API port is reachable; the components' health ports are for the kubelet.
+/// Only the tenant API port is reachable, and only from the authorized networks when there are
+/// any; the components' health ports are for the kubelet.
 pub fn network_policy(t: &Tenant<'_>) -> NetworkPolicy {
+    let from = &t.spec.network.authorized_networks;
     NetworkPolicy {
         metadata: meta(t, "kube-apiserver-ingress"),
         spec: Some(NetworkPolicySpec {
@@ -45,7 +57,17 @@ pub fn network_policy(t: &Tenant<'_>) -> NetworkPolicy {
                     protocol: Some("TCP".into()),
                     ..Default::default()
                 }]),
-                ..Default::default()
+                from: (!from.is_empty()).then(|| {
+                    from.iter()
+                        .map(|cidr| NetworkPolicyPeer {
+                            ip_block: Some(IPBlock {
+                                cidr: cidr.clone(),
+                                except: None,
+                            }),
+                            ..Default::default()
+                        })
+                        .collect()
+                }),
             }]),
             ..Default::default()
         }),
@@ -56,6 +78,45 @@ pub fn network_policy(t: &Tenant<'_>) -> NetworkPolicy {
 mod tests {
     use super::super::testing::*;
     use crate::spec::ServiceType;
+
+    #[test]
+    fn authorized_networks_fence_the_load_balancer_and_the_api_port() {
+        let mut s = spec(ServiceType::LoadBalancer);
+        s.network.authorized_networks = vec!["203.0.113.0/24".into(), "2001:db8::/32".into()];
+        let r = rendered(&s);
+        let svc = r.service.spec.as_ref().unwrap();
+        assert_eq!(
+            svc.load_balancer_source_ranges.as_deref(),
+            Some(&s.network.authorized_networks[..])
+        );
+        assert_eq!(svc.external_traffic_policy.as_deref(), Some("Local"));
+        let rule = &r
+            .network_policy
+            .spec
+            .as_ref()
+            .unwrap()
+            .ingress
+            .as_ref()
+            .unwrap()[0];
+        let cidrs: Vec<&str> = rule
+            .from
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| p.ip_block.as_ref().unwrap().cidr.as_str())
+            .collect();
+        assert_eq!(cidrs, ["203.0.113.0/24", "2001:db8::/32"]);
+        let open = rendered(&spec(ServiceType::LoadBalancer));
+        assert!(open
+            .service
+            .spec
+            .as_ref()
+            .unwrap()
+            .load_balancer_source_ranges
+            .is_none());
+        let np = open.network_policy.spec.unwrap();
+        assert!(np.ingress.unwrap()[0].from.is_none());
+    }
 
     #[test]
     fn the_service_has_the_tenant_type_and_port() {

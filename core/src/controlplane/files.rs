@@ -1,7 +1,7 @@
 //! The files the components read, by directory of [`Layout`](super::flags::Layout): the
 //! Kubernetes runtime mounts them as Secrets, the process runtime writes them to disk.
 
-use super::Tenant;
+use super::{config, Tenant};
 use crate::pki::{kubeconfig, TenantPki};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,13 +9,43 @@ pub struct TenantFiles {
     pub pki: Vec<(&'static str, String)>,
     pub etcd_pki: Vec<(&'static str, String)>,
     pub kubeconfigs: Vec<(&'static str, String)>,
+    /// The apiserver's configuration files; their change restarts it (see [`Self::config_sha256`]).
+    pub config: Vec<(&'static str, String)>,
+}
+
+impl TenantFiles {
+    /// Hex SHA-256 of the configuration files: what the apiserver reads only at start, so a
+    /// change rolls it.
+    pub fn config_sha256(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for (name, content) in &self.config {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(content.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    }
 }
 
 /// The files of tenant `t`; `local_server` is the URL the controller-manager and scheduler
 /// reach their apiserver at.
 pub fn files(t: &Tenant<'_>, pki: &TenantPki, local_server: &str) -> TenantFiles {
     let cluster = t.name.as_str();
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let mut config_files = vec![(
+        "encryption-config.yaml",
+        pretty(&config::encryption(t.spec, pki)),
+    )];
+    if let Some(a) = config::authentication(t.spec) {
+        config_files.push(("authentication-config.yaml", pretty(&a)));
+    }
+    if let Some(p) = config::audit_policy(t.spec) {
+        config_files.push(("audit-policy.yaml", p));
+    }
     TenantFiles {
+        config: config_files,
         pki: vec![
             ("ca.crt", pki.ca.cert.clone()),
             ("ca.key", pki.ca.key.clone()),

@@ -18,15 +18,23 @@ pub struct Layout {
     pub pki_dir: String,
     pub etcd_pki_dir: String,
     pub kubeconfig_dir: String,
+    /// The apiserver's configuration files (encryption, authentication, audit policy).
+    pub config_dir: String,
+    /// Where the audit log goes: `-` (stdout) in a pod, a file on a host.
+    pub audit_log: String,
 }
 
 impl Layout {
     /// The layout inside control-plane pods (Secrets mounted at these paths).
+    /// In a pod the audit log goes to stdout, where the admin cluster's log collection (and
+    /// `kubectl logs -c kube-apiserver`) takes it: a pod's files would die with it.
     pub fn pod() -> Self {
         Self {
             pki_dir: "/etc/kubernetes/pki".into(),
             etcd_pki_dir: "/etc/kubernetes/pki/etcd".into(),
             kubeconfig_dir: "/etc/kubernetes/kubeconfig".into(),
+            config_dir: "/etc/kubernetes/config".into(),
+            audit_log: "-".into(),
         }
     }
 
@@ -36,6 +44,8 @@ impl Layout {
             pki_dir: dir.join("pki").display().to_string(),
             etcd_pki_dir: dir.join("pki/etcd").display().to_string(),
             kubeconfig_dir: dir.display().to_string(),
+            config_dir: dir.join("config").display().to_string(),
+            audit_log: dir.join("audit.log").display().to_string(),
         }
     }
 }
@@ -164,6 +174,27 @@ pub fn apiserver(spec: &TenantSpec, i: &FlagInputs<'_>) -> Vec<String> {
     if let Some(ip) = i.advertise_address {
         d.insert("advertise-address", ip.to_string());
     }
+    let config = &i.layout.config_dir;
+    // Always on: a shared etcd must not hold a tenant's Secrets in the clear.
+    d.insert(
+        "encryption-provider-config",
+        format!("{config}/encryption-config.yaml"),
+    );
+    d.insert("encryption-provider-config-automatic-reload", "true".into());
+    if !spec.oidc.is_empty() {
+        d.insert(
+            "authentication-config",
+            format!("{config}/authentication-config.yaml"),
+        );
+    }
+    if let Some(audit) = &spec.audit {
+        d.insert("audit-policy-file", format!("{config}/audit-policy.yaml"));
+        d.insert("audit-log-path", i.layout.audit_log.clone());
+        d.insert("audit-log-format", "json".into());
+        d.insert("audit-log-maxage", audit.max_age_days.to_string());
+        d.insert("audit-log-maxbackup", "10".into());
+        d.insert("audit-log-maxsize", "100".into());
+    }
     render(d, &spec.extra_args.apiserver)
 }
 
@@ -266,11 +297,12 @@ mod tests {
         ] {
             assert!(f.iter().any(|x| x == want), "{want} missing from {f:?}");
         }
-        // Sorted and unique: stable args mean no spurious rollouts.
-        let mut sorted = f.clone();
+        // Sorted by name and unique: stable args mean no spurious rollouts.
+        let names: Vec<&str> = f.iter().map(|a| a.split('=').next().unwrap()).collect();
+        let mut sorted = names.clone();
         sorted.sort();
         sorted.dedup();
-        assert_eq!(sorted, f);
+        assert_eq!(sorted, names);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! the same tenant gives the same objects, so server-side apply of an unchanged tenant is a
 //! no-op and never restarts its pods. Every object passes the upstream schemas strictly (tested).
 
+pub mod config;
 pub mod deployment;
 pub mod disruption;
 pub mod exposure;
@@ -34,7 +35,8 @@ pub const FIELD_MANAGER: &str = "kamajid";
 pub const LABEL_TENANT: &str = "kamaji.io/tenant";
 pub const LABEL_TENANT_ID: &str = "kamaji.io/tenant-id";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kamajid");
-pub const ANNOTATION_SERVING_CERT: &str = "kamaji.io/serving-cert-sha256";
+pub const ANNOTATION_CERTIFICATES: &str = "kamaji.io/certificates-sha256";
+pub const ANNOTATION_CONFIG: &str = "kamaji.io/config-sha256";
 pub const DEPLOYMENT: &str = "control-plane";
 pub const SERVICE: &str = "kube-apiserver";
 
@@ -129,6 +131,7 @@ pub(crate) mod testing {
                 service_type,
                 endpoint_address: None,
                 extra_sans: vec![],
+                authorized_networks: vec![],
             },
             resources: PerComponent {
                 apiserver: Requirements {
@@ -143,7 +146,25 @@ pub(crate) mod testing {
             labels: Default::default(),
             deletion_protection: false,
             addons: Addons::default(),
+            encryption: Default::default(),
+            oidc: vec![],
+            audit: None,
         }
+    }
+
+    /// A fresh PKI for tenant `acme-1a2b3`.
+    pub fn pki() -> crate::pki::TenantPki {
+        mint(
+            &TenantPkiSpec {
+                tenant_id: TenantId::parse("acme-1a2b3").unwrap(),
+                service_cidr: "10.96.0.0/12".into(),
+                dns_domain: "cluster.local".into(),
+                external_sans: vec![],
+                leaf_validity: crate::pki::LEAF_VALIDITY,
+            },
+            &new_ca("etcd").unwrap(),
+        )
+        .unwrap()
     }
 
     /// Renders tenant `acme` (id `acme-1a2b3`) of `spec` with a fresh PKI.
@@ -151,16 +172,6 @@ pub(crate) mod testing {
         let etcd_ca = new_ca("etcd").unwrap();
         let name = TenantName::parse("acme").unwrap();
         let id = TenantId::parse("acme-1a2b3").unwrap();
-        let pki = mint(
-            &TenantPkiSpec {
-                tenant_id: id.clone(),
-                service_cidr: "10.96.0.0/12".into(),
-                dns_domain: "cluster.local".into(),
-                external_sans: vec![],
-            },
-            &etcd_ca,
-        )
-        .unwrap();
         let eps = vec!["https://10.0.0.1:2379".to_owned()];
         render(
             &Tenant {
@@ -171,7 +182,7 @@ pub(crate) mod testing {
                 etcd_ca_certificate: &etcd_ca.cert,
                 dns_domain: "cluster.local",
             },
-            &pki,
+            &pki(),
         )
     }
 }
@@ -214,6 +225,7 @@ mod tests {
                 service_cidr: "10.96.0.0/12".into(),
                 dns_domain: "cluster.local".into(),
                 external_sans: vec![],
+                leaf_validity: crate::pki::LEAF_VALIDITY,
             },
             &etcd_ca,
         )

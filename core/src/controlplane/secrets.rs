@@ -22,8 +22,8 @@ fn secret(t: &Tenant<'_>, name: &str, files: &[(&'static str, String)]) -> Secre
     }
 }
 
-/// `pki`, `etcd-pki` and `kubeconfigs`; inside a pod the components reach their apiserver on
-/// localhost.
+/// `pki`, `etcd-pki`, `kubeconfigs` and `config`; inside a pod the components reach their
+/// apiserver on localhost.
 pub fn secrets(t: &Tenant<'_>, pki: &TenantPki) -> Vec<Secret> {
     let f = files(
         t,
@@ -34,5 +34,6 @@ pub fn secrets(t: &Tenant<'_>, pki: &TenantPki) -> Vec<Secret> {
         secret(t, "pki", &f.pki),
         secret(t, "etcd-pki", &f.etcd_pki),
         secret(t, "kubeconfigs", &f.kubeconfigs),
+        secret(t, "config", &f.config),
     ]
 }

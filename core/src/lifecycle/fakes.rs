@@ -300,6 +300,8 @@ pub struct MemRuntime {
     pub applied: Mutex<BTreeMap<TenantName, (String, String)>>,
     /// Tenants whose control plane stopped answering.
     pub down: Mutex<BTreeSet<TenantName>>,
+    /// Tenant → the encryption keys its applied configuration holds, the encrypting one first.
+    pub keys: Mutex<BTreeMap<TenantName, Vec<String>>>,
     pub faults: Faults,
 }
 
@@ -314,6 +316,10 @@ impl Runtime for MemRuntime {
                 t.spec.kubernetes_version.to_string(),
                 pki.apiserver.cert.clone(),
             ),
+        );
+        self.keys.lock().unwrap().insert(
+            t.name.clone(),
+            pki.encryption_keys.iter().map(|k| k.name()).collect(),
         );
         Ok(())
     }
@@ -340,11 +346,24 @@ impl Runtime for MemRuntime {
     }
 }
 
+/// One rewrite: the cluster, and the resources written again.
+pub type Rewrite = (String, Vec<String>);
+
 /// The objects inside each tenant, by the cluster name of the kubeconfig they were applied with.
 #[derive(Clone, Default)]
 pub struct MemObjects {
     pub applied: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+    /// Each rewrite: the cluster and the resources written again.
+    pub rewrites: Arc<Mutex<Vec<Rewrite>>>,
     pub faults: Faults,
+}
+
+fn cluster_of(admin_kubeconfig: &str) -> String {
+    admin_kubeconfig
+        .lines()
+        .find_map(|l| l.strip_prefix("- name: "))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl TenantObjects for MemObjects {
@@ -356,16 +375,26 @@ impl TenantObjects for MemObjects {
         _remove: &[serde_json::Value],
     ) -> Result<(), PortError> {
         self.faults.hit("objects.sync")?;
-        let cluster = admin_kubeconfig
-            .lines()
-            .find_map(|l| l.strip_prefix("- name: "))
-            .unwrap_or_default()
-            .to_owned();
+        let cluster = cluster_of(admin_kubeconfig);
         let names = apply
             .iter()
             .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"]))
             .collect();
         self.applied.lock().unwrap().insert(cluster, names);
         Ok(())
+    }
+
+    async fn rewrite(
+        &self,
+        _endpoint: &str,
+        admin_kubeconfig: &str,
+        resources: &[String],
+    ) -> Result<usize, PortError> {
+        self.faults.hit("objects.rewrite")?;
+        self.rewrites
+            .lock()
+            .unwrap()
+            .push((cluster_of(admin_kubeconfig), resources.to_vec()));
+        Ok(resources.len())
     }
 }

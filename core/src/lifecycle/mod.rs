@@ -82,7 +82,15 @@ pub struct Settings {
     pub dns_domain: String,
     /// Seconds between re-applies of a Ready tenant (drift repair).
     pub resync_seconds: i64,
+    /// How long the leaf certificates kamajid signs are valid.
+    pub certificate_validity: time::Duration,
+    /// How long before the first leaf certificate expires they are all renewed.
+    pub certificate_renew_before: time::Duration,
 }
+
+/// Leaf certificates are renewed this long before they expire, by default: a month leaves
+/// time to notice and fix a renewal that keeps failing.
+pub const RENEW_BEFORE: time::Duration = time::Duration::days(30);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -90,6 +98,8 @@ impl Default for Settings {
             policy: Policy::Spread,
             dns_domain: "cluster.local".into(),
             resync_seconds: RESYNC_SECONDS,
+            certificate_validity: crate::pki::LEAF_VALIDITY,
+            certificate_renew_before: RENEW_BEFORE,
         }
     }
 }
@@ -159,10 +169,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         let Some(v) = self.records.tenant(name).await? else {
             return Ok(Outcome::Gone);
         };
-        let due = steps::Due {
-            resync: steps::resync_due(&v.value, self.settings.resync_seconds, now_unix()),
-            health: self.health_due(name),
-        };
+        let due = self.due(&v.value);
         match steps::next(&v.value, due) {
             None => Ok(Outcome::Converged),
             Some(step) => self.perform(step, v.value, v.revision).await,
@@ -193,13 +200,24 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         Ok(last)
     }
 
+    /// What is due for `rec` now besides what its record says.
+    fn due(&self, rec: &TenantRecord) -> steps::Due {
+        let now = now_unix();
+        steps::Due {
+            resync: steps::resync_due(rec, self.settings.resync_seconds, now),
+            health: self.health_due(&rec.name),
+            // A spec that does not decode is reported by the step that needs it.
+            reencrypt: self
+                .records
+                .spec(rec)
+                .is_ok_and(|s| steps::reencrypt_due(rec, &s)),
+            renew: steps::renew_due(rec, self.settings.certificate_renew_before, now),
+        }
+    }
+
     /// Whether a tenant needs work now.
     pub fn pending(&self, rec: &TenantRecord) -> bool {
-        let due = steps::Due {
-            resync: steps::resync_due(rec, self.settings.resync_seconds, now_unix()),
-            health: self.health_due(&rec.name),
-        };
-        steps::next(rec, due).is_some()
+        steps::next(rec, self.due(rec)).is_some()
     }
 
     /// Records a failed step on the tenant: `Reconciled` false with the reason, phase Degraded
@@ -290,6 +308,7 @@ pub fn seal_pki(kek: &Kek, rec: &mut TenantRecord, pki: &TenantPki) -> Result<()
     rec.pki = Some(crate::tenant::StoredPki {
         sealed: kek.seal(&tenant_aad(&rec.name), &json),
         ca_certificate: pki.ca.cert.clone(),
+        certificates_expire_at: crate::pki::leaves_expire_at(pki),
     });
     Ok(())
 }

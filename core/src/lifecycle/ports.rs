@@ -157,4 +157,13 @@ pub trait TenantObjects: Send + Sync + 'static {
         apply: &[serde_json::Value],
         remove: &[serde_json::Value],
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Writes every object of `resources` (`secrets`, `deployments.apps`) back unchanged, so
+    /// the apiserver stores each with the key that now encrypts. How many were written.
+    fn rewrite(
+        &self,
+        endpoint: &str,
+        admin_kubeconfig: &str,
+        resources: &[String],
+    ) -> impl Future<Output = Result<usize, PortError>> + Send;
 }

@@ -11,13 +11,16 @@
 //! | AwaitReady | waits until it answers; re-issues the serving certificate for the address the runtime gave it | none: observes |
 //! | Bootstrap | what `kubeadm join` needs, inside the tenant; the tenant is Ready | none: those objects live in the tenant's own etcd prefix, removed by ReleaseEtcd |
 //!
-//! Day two: Resync (the control plane and the in-tenant objects again, every resync period:
+//! Day two: Reencrypt (every encrypted object written again with the newest key, after a key
+//! rotation or a change of the encrypted resources; then the old keys are retired),
+//! RenewCertificates (the leaf certificates signed again before they expire; Apply rolls them
+//! out), Resync (the control plane and the in-tenant objects again, every resync period:
 //! drift repair) and CheckHealth (a Ready tenant that stopped answering turns Degraded and goes
 //! back through AwaitReady and Bootstrap). Delete ([`DELETE`]): RemoveControlPlane, ReleaseEtcd
 //! (role, then keys, then user), Forget (record, placement and reservation in one transaction).
 
 use super::ports::{Isolation, Records, Runtime, TenantObjects};
-use super::{now_unix, open_pki, seal_pki, Lifecycle, LifecycleError, Outcome};
+use super::{now_unix, open_pki, seal_pki, Lifecycle, LifecycleError, Outcome, Settings};
 use crate::bootstrap;
 use crate::controlplane::Tenant;
 use crate::datastore::DatastoreRecord;
@@ -36,6 +39,8 @@ pub enum Step {
     AwaitReady,
     ReissueServingCert,
     Bootstrap,
+    Reencrypt,
+    RenewCertificates,
     Resync,
     CheckHealth,
     RemoveControlPlane,
@@ -77,6 +82,25 @@ pub struct Due {
     pub resync: bool,
     /// A Ready tenant's control plane has not been checked for a while.
     pub health: bool,
+    /// Encrypted objects are not all written as the spec asks ([`reencrypt_due`]).
+    pub reencrypt: bool,
+    /// The leaf certificates expire soon, or their expiry is not recorded ([`renew_due`]).
+    pub renew: bool,
+}
+
+/// Whether the tenant's encrypted objects are not all written with the key and for the
+/// resources `spec` asks.
+pub fn reencrypt_due(rec: &TenantRecord, spec: &TenantSpec) -> bool {
+    rec.encrypted.as_ref() != Some(&EncryptedWith::of(&spec.encryption))
+}
+
+/// Whether the first leaf certificate expires within `renew_before` of `now` (or its expiry
+/// was never recorded).
+pub fn renew_due(rec: &TenantRecord, renew_before: time::Duration, now: i64) -> bool {
+    rec.pki.as_ref().is_some_and(|p| {
+        p.certificates_expire_at == 0
+            || now >= p.certificates_expire_at - renew_before.whole_seconds()
+    })
 }
 
 /// Whether a Ready tenant's resync period has passed at `now`.
@@ -113,8 +137,16 @@ pub fn next(rec: &TenantRecord, due: Due) -> Option<Step> {
     if !rec.done(COND_READY) {
         return Some(Step::AwaitReady);
     }
+    // Before the tenant reads Ready again: a key rotation is done when every object is
+    // written with the new key, and that is when an apply waiting for Ready should return.
+    if due.reencrypt {
+        return Some(Step::Reencrypt);
+    }
     if !rec.done(COND_BOOTSTRAPPED) || rec.phase != Phase::Ready {
         return Some(Step::Bootstrap);
+    }
+    if due.renew {
+        return Some(Step::RenewCertificates);
     }
     if due.resync {
         return Some(Step::Resync);
@@ -139,7 +171,7 @@ pub fn endpoint_host(endpoint: &str) -> String {
 
 /// The names the tenant's serving certificate must carry beyond the in-cluster ones: the
 /// address users gave, the extra names, and the endpoint the runtime reports.
-pub fn pki_spec(rec: &TenantRecord, spec: &TenantSpec, dns_domain: &str) -> TenantPkiSpec {
+pub fn pki_spec(rec: &TenantRecord, spec: &TenantSpec, settings: &Settings) -> TenantPkiSpec {
     let net = &spec.network;
     let mut sans: Vec<String> = net.endpoint_address.iter().cloned().collect();
     for s in &net.extra_sans {
@@ -155,9 +187,19 @@ pub fn pki_spec(rec: &TenantRecord, spec: &TenantSpec, dns_domain: &str) -> Tena
     TenantPkiSpec {
         tenant_id: rec.uid.clone(),
         service_cidr: net.service_cidr.clone(),
-        dns_domain: dns_domain.to_owned(),
+        dns_domain: settings.dns_domain.clone(),
         external_sans: sans,
+        leaf_validity: settings.certificate_validity,
     }
+}
+
+/// Makes `pki` ready to encrypt as `spec` asks: the key of its rotation first, its resources
+/// noted as possibly encrypted. Whether anything changed (the configuration then changes too).
+fn prepare_encryption(pki: &mut TenantPki, spec: &TenantSpec) -> bool {
+    let want = EncryptedWith::of(&spec.encryption);
+    let key = pki.ensure_encryption_key(want.rotation);
+    let resources = pki.note_encrypted_resources(&want.resources);
+    key || resources
 }
 
 /// The objects bootstrap applies inside the tenant, and those of add-ons turned off.
@@ -261,10 +303,22 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             Step::MintPki => {
                 let ds = self.datastore(&rec).await?;
                 let client_ca = ds.client_ca(&self.kek)?;
-                let pki = mint(
-                    &pki_spec(&rec, &spec, &self.settings.dns_domain),
-                    &client_ca,
-                )?;
+                let mut pki = mint(&pki_spec(&rec, &spec, &self.settings), &client_ca)?;
+                // Nothing is stored yet: everything the tenant ever writes is encrypted.
+                prepare_encryption(&mut pki, &spec);
+                let want = EncryptedWith::of(&spec.encryption);
+                rec.set_condition(
+                    COND_ENCRYPTED,
+                    true,
+                    "Encrypted",
+                    format!(
+                        "every object of {} is written with key-{}",
+                        want.all_resources().join(", "),
+                        want.rotation
+                    ),
+                    now,
+                );
+                rec.encrypted = Some(want);
                 seal_pki(&self.kek, &mut rec, &pki)?;
                 self.save(&rec, rev).await?;
                 Ok(Outcome::Ran(Step::MintPki))
@@ -284,6 +338,8 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 self.save(&rec, rev).await?;
                 Ok(Outcome::Ran(Step::Bootstrap))
             }
+            Step::Reencrypt => self.reencrypt(rec, rev, &spec, now).await,
+            Step::RenewCertificates => self.renew(rec, rev, &spec, now).await,
             Step::Resync => {
                 // Drift repair: what kamajid owns in the runtime and inside the tenant, again.
                 let pki = self.pki(&rec)?;
@@ -366,10 +422,14 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         let ds = self.datastore(&rec).await?;
         // The serving certificate follows `endpoint_address` and `extra_sans`, which change in
         // place: re-issued (same CA) before the apply that rolls it out.
-        let want = pki_spec(&rec, spec, &self.settings.dns_domain);
+        let want = pki_spec(&rec, spec, &self.settings);
         let mut pki = self.pki(&rec)?;
+        let mut changed = prepare_encryption(&mut pki, spec);
         if !pki::serves_exactly(&pki.apiserver.cert, &want)? {
             pki::reissue_apiserver(&mut pki, &want)?;
+            changed = true;
+        }
+        if changed {
             seal_pki(&self.kek, &mut rec, &pki)?;
         }
         self.runtime
@@ -433,7 +493,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             let mut pki = pki;
             rec.endpoint = Some(endpoint);
             // Recorded now, so the apply that rolls the certificate out keeps this name in it.
-            let want = pki_spec(&rec, spec, &self.settings.dns_domain);
+            let want = pki_spec(&rec, spec, &self.settings);
             pki::reissue_apiserver(&mut pki, &want)?;
             seal_pki(&self.kek, &mut rec, &pki)?;
             rec.set_condition(
@@ -459,6 +519,108 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         );
         self.save(&rec, rev).await?;
         Ok(Outcome::Ran(Step::AwaitReady))
+    }
+
+    /// Writes every encrypted object again, so each is stored with the newest key (or, for a
+    /// resource no longer encrypted, plain), then retires what no object needs any more. Runs
+    /// only once the control plane answers with the configuration that encrypts as the spec
+    /// asks: a PKI not yet prepared for it is prepared and rolled out first.
+    async fn reencrypt(
+        &self,
+        mut rec: TenantRecord,
+        rev: i64,
+        spec: &TenantSpec,
+        now: i64,
+    ) -> Result<Outcome, LifecycleError> {
+        let mut pki = self.pki(&rec)?;
+        if prepare_encryption(&mut pki, spec) {
+            // A record from before encryption at rest, or a spec change Apply has not seen.
+            seal_pki(&self.kek, &mut rec, &pki)?;
+            rec.set_condition(
+                COND_APPLIED,
+                false,
+                "EncryptionKeyAdded",
+                "rolling out the encryption configuration before rewriting",
+                now,
+            );
+            self.save(&rec, rev).await?;
+            return Ok(Outcome::Ran(Step::Reencrypt));
+        }
+        let want = EncryptedWith::of(&spec.encryption);
+        let mut resources = want.all_resources();
+        for r in &pki.encrypted_resources {
+            if !resources.contains(r) {
+                resources.push(r.clone());
+            }
+        }
+        let endpoint = rec.endpoint.clone().unwrap_or_default();
+        let admin = kubeconfig(
+            rec.name.as_str(),
+            &endpoint,
+            &pki.ca.cert,
+            "kubernetes-admin",
+            &pki.admin,
+        );
+        let written = self.objects.rewrite(&endpoint, &admin, &resources).await?;
+        if pki.retire_after_rewrite(&want.resources) {
+            seal_pki(&self.kek, &mut rec, &pki)?;
+            rec.set_condition(
+                COND_APPLIED,
+                false,
+                "EncryptionKeysRetired",
+                "rolling out the encryption configuration without the retired keys",
+                now,
+            );
+        }
+        rec.set_condition(
+            COND_ENCRYPTED,
+            true,
+            "Rewritten",
+            format!(
+                "{written} objects of {} written again with key-{}",
+                resources.join(", "),
+                want.rotation
+            ),
+            now,
+        );
+        rec.encrypted = Some(want);
+        self.save(&rec, rev).await?;
+        Ok(Outcome::Ran(Step::Reencrypt))
+    }
+
+    /// Signs the leaf certificates again (same CAs) once the first is within the renewal
+    /// window; Apply then rolls them out. A record that does not say when they expire gets the
+    /// date recorded instead.
+    async fn renew(
+        &self,
+        mut rec: TenantRecord,
+        rev: i64,
+        spec: &TenantSpec,
+        now: i64,
+    ) -> Result<Outcome, LifecycleError> {
+        let mut pki = self.pki(&rec)?;
+        let expires = pki::leaves_expire_at(&pki);
+        if now < expires - self.settings.certificate_renew_before.whole_seconds() {
+            seal_pki(&self.kek, &mut rec, &pki)?;
+            self.save(&rec, rev).await?;
+            return Ok(Outcome::Ran(Step::RenewCertificates));
+        }
+        let ds = self.datastore(&rec).await?;
+        let client_ca = ds.client_ca(&self.kek)?;
+        pki::renew_leaves(&mut pki, &pki_spec(&rec, spec, &self.settings), &client_ca)?;
+        seal_pki(&self.kek, &mut rec, &pki)?;
+        let at = time::OffsetDateTime::from_unix_timestamp(expires)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| expires.to_string());
+        rec.set_condition(
+            COND_APPLIED,
+            false,
+            "CertificatesRenewed",
+            format!("leaf certificates renewed; the first expired at {at}"),
+            now,
+        );
+        self.save(&rec, rev).await?;
+        Ok(Outcome::Ran(Step::RenewCertificates))
     }
 
     /// Applies the bootstrap objects inside the tenant and records it; the caller saves.

@@ -91,6 +91,56 @@ impl World {
         self.life.records.get(name).map(|v| v.value)
     }
 
+    /// Changes the tenant's spec as an update through the API does.
+    async fn update(&self, name: &TenantName, change: impl FnOnce(&mut crate::spec::TenantSpec)) {
+        let v = self.life.records.get(name).unwrap();
+        let mut rec = v.value;
+        let mut spec = self.life.records.spec(&rec).unwrap();
+        change(&mut spec);
+        rec.spec = self.life.records.wire(&spec);
+        rec.generation += 1;
+        self.life
+            .records
+            .update_tenant(&rec, v.revision)
+            .await
+            .unwrap();
+    }
+
+    /// Changes the stored record directly, as an older kamajid or the passing of time would.
+    async fn tamper(&self, name: &TenantName, change: impl FnOnce(&mut TenantRecord)) {
+        let v = self.life.records.get(name).unwrap();
+        let mut rec = v.value;
+        change(&mut rec);
+        self.life
+            .records
+            .update_tenant(&rec, v.revision)
+            .await
+            .unwrap();
+    }
+
+    fn pki(&self, name: &TenantName) -> crate::pki::TenantPki {
+        open_pki(&self.life.kek, &self.record(name).unwrap())
+            .unwrap()
+            .unwrap()
+    }
+
+    fn runtime_keys(&self, name: &TenantName) -> Vec<String> {
+        self.life.runtime.keys.lock().unwrap()[name].clone()
+    }
+
+    /// Steps until converged, the steps run.
+    async fn steps_to_converge(&self, name: &TenantName) -> Vec<Step> {
+        let mut ran = Vec::new();
+        for _ in 0..20 {
+            match self.life.step(name).await.unwrap() {
+                Outcome::Ran(s) => ran.push(s),
+                Outcome::Converged => return ran,
+                o => panic!("{o:?} after {ran:?}"),
+            }
+        }
+        panic!("no convergence: {ran:?}")
+    }
+
     async fn delete(&self, name: &TenantName) {
         let v = self.life.records.get(name).unwrap();
         let mut rec = v.value;
@@ -373,6 +423,7 @@ fn the_next_step_follows_from_the_record_alone() {
     rec.pki = Some(StoredPki {
         sealed: String::new(),
         ca_certificate: String::new(),
+        certificates_expire_at: 1,
     });
     assert_eq!(next(&rec, due), Some(Step::Apply));
     rec.set_condition(COND_APPLIED, true, "", "", 0);
@@ -388,10 +439,35 @@ fn the_next_step_follows_from_the_record_alone() {
             &rec,
             Due {
                 resync: true,
-                health: true
+                health: true,
+                ..due
             }
         ),
         Some(Step::Resync)
+    );
+    let all = Due {
+        resync: true,
+        health: true,
+        reencrypt: true,
+        renew: true,
+    };
+    assert_eq!(next(&rec, all), Some(Step::Reencrypt), "rewrites first");
+    rec.set_condition(COND_BOOTSTRAPPED, false, "", "", 0);
+    assert_eq!(
+        next(&rec, all),
+        Some(Step::Reencrypt),
+        "rewrites before the tenant reads Ready again"
+    );
+    rec.set_condition(COND_BOOTSTRAPPED, true, "", "", 0);
+    assert_eq!(
+        next(
+            &rec,
+            Due {
+                reencrypt: false,
+                ..all
+            }
+        ),
+        Some(Step::RenewCertificates)
     );
     assert_eq!(
         next(
@@ -418,4 +494,147 @@ fn the_next_step_follows_from_the_record_alone() {
     let mut failed = TenantRecord::new(TenantName::parse("f").unwrap(), WireSpec::default(), 1, 0);
     failed.phase = Phase::Failed;
     assert_eq!(next(&failed, due), None, "terminal");
+}
+
+#[tokio::test]
+async fn a_new_tenant_encrypts_from_its_first_write_and_needs_no_rewrite() {
+    let w = world();
+    let t = w.create("acme").await;
+    w.steps_to_converge(&t).await;
+    assert_eq!(w.runtime_keys(&t), ["key-0"]);
+    let rec = w.record(&t).unwrap();
+    assert_eq!(rec.encrypted.as_ref().map(|e| e.rotation), Some(0));
+    assert!(rec.done(COND_ENCRYPTED));
+    assert!(w.life.objects.rewrites.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_key_rotation_encrypts_with_the_new_key_rewrites_everything_then_retires_the_old() {
+    let w = world();
+    let t = w.create("acme").await;
+    w.steps_to_converge(&t).await;
+    w.update(&t, |s| {
+        s.encryption.key_rotation = 1;
+        s.encryption.resources = vec!["configmaps".into()];
+    })
+    .await;
+    // Rolled out with both keys, the new one first, before anything is rewritten.
+    for step in [Step::Apply, Step::AwaitReady] {
+        assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(step));
+    }
+    assert_eq!(w.runtime_keys(&t), ["key-1", "key-0"]);
+    // The rewrite fails once: nothing is retired, it runs again.
+    w.faults.arm("objects.rewrite");
+    assert!(w.life.step(&t).await.is_err());
+    assert_eq!(w.pki(&t).encryption_keys.len(), 2);
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::Reencrypt)
+    );
+    assert_eq!(
+        w.life.objects.rewrites.lock().unwrap().clone(),
+        [(
+            "acme".to_owned(),
+            vec!["secrets".to_owned(), "configmaps".to_owned()]
+        )]
+    );
+    let pki = w.pki(&t);
+    assert_eq!(
+        pki.encryption_keys
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>(),
+        ["key-1"]
+    );
+    // Then rolled out without the old key.
+    let ran = w.steps_to_converge(&t).await;
+    assert_eq!(ran, [Step::Apply, Step::AwaitReady, Step::Bootstrap]);
+    assert_eq!(w.runtime_keys(&t), ["key-1"]);
+    assert_eq!(w.record(&t).unwrap().encrypted.unwrap().rotation, 1);
+
+    // Dropping configmaps: written plain again, then no longer read with the keys.
+    w.update(&t, |s| s.encryption.resources.clear()).await;
+    w.steps_to_converge(&t).await;
+    let rewrites = w.life.objects.rewrites.lock().unwrap().clone();
+    assert_eq!(rewrites.last().unwrap().1, ["secrets", "configmaps"]);
+    assert!(w.pki(&t).encrypted_resources.is_empty());
+    w.assert_ready(&t);
+}
+
+#[tokio::test]
+async fn a_tenant_from_before_encryption_at_rest_gets_a_key_rolled_out_then_its_secrets_rewritten()
+{
+    let w = world();
+    let t = w.create("acme").await;
+    w.steps_to_converge(&t).await;
+    let kek = w.life.kek.clone();
+    w.tamper(&t, |rec| {
+        let mut pki = open_pki(&kek, rec).unwrap().unwrap();
+        pki.encryption_keys.clear();
+        seal_pki(&kek, rec, &pki).unwrap();
+        rec.encrypted = None;
+    })
+    .await;
+    let ran = w.steps_to_converge(&t).await;
+    assert_eq!(
+        ran,
+        [
+            Step::Reencrypt, // adds the key; nothing rewritten yet
+            Step::Apply,
+            Step::AwaitReady,
+            Step::Reencrypt,
+            Step::Bootstrap,
+        ]
+    );
+    assert_eq!(w.life.objects.rewrites.lock().unwrap().len(), 1);
+    assert_eq!(w.runtime_keys(&t), ["key-0"]);
+}
+
+#[tokio::test]
+async fn leaf_certificates_are_renewed_within_the_window_with_the_same_ca() {
+    let mut w = world();
+    w.life.settings.certificate_validity = time::Duration::hours(2);
+    w.life.settings.certificate_renew_before = time::Duration::hours(1);
+    let t = w.create("acme").await;
+    w.steps_to_converge(&t).await;
+    let before = w.pki(&t);
+    let expires = w.record(&t).unwrap().pki.unwrap().certificates_expire_at;
+    assert!((expires - now_unix() - 7200).abs() < 60, "{expires}");
+    assert!(w.steps_to_converge(&t).await.is_empty(), "not due yet");
+
+    // An expiry not recorded (an older kamajid): recorded, nothing renewed.
+    w.tamper(&t, |rec| {
+        rec.pki.as_mut().unwrap().certificates_expire_at = 0
+    })
+    .await;
+    assert_eq!(w.steps_to_converge(&t).await, [Step::RenewCertificates]);
+    assert_eq!(w.pki(&t).leaves_fingerprint(), before.leaves_fingerprint());
+    assert_eq!(
+        w.record(&t).unwrap().pki.unwrap().certificates_expire_at,
+        expires
+    );
+
+    // The operator widens the window (and the validity with it): every leaf signed again by
+    // the same CA, rolled out.
+    w.life.settings.certificate_validity = time::Duration::hours(4);
+    w.life.settings.certificate_renew_before = time::Duration::hours(3);
+    let ran = w.steps_to_converge(&t).await;
+    assert_eq!(
+        ran,
+        [
+            Step::RenewCertificates,
+            Step::Apply,
+            Step::AwaitReady,
+            Step::Bootstrap
+        ]
+    );
+    let after = w.pki(&t);
+    assert_ne!(after.leaves_fingerprint(), before.leaves_fingerprint());
+    assert_eq!(after.ca, before.ca);
+    assert_eq!(after.service_account_key, before.service_account_key);
+    assert!(crate::pki::issued_by(&after.admin.cert, &before.ca.cert));
+    let expires = w.record(&t).unwrap().pki.unwrap().certificates_expire_at;
+    assert!((expires - now_unix() - 4 * 3600).abs() < 60, "{expires}");
+    assert!(w.steps_to_converge(&t).await.is_empty(), "renewed once");
+    w.assert_ready(&t);
 }

@@ -16,13 +16,14 @@ use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status};
 
 use super::store_status;
+use crate::config::RuntimeKind;
 use crate::service::{ServiceError, TenantService};
 use crate::wire;
 
 pub struct TenantApi {
     pub service: Arc<TenantService>,
-    /// Whether a control-plane runtime is configured; without one, creates are refused.
-    pub has_runtime: bool,
+    /// The control-plane runtime configured; without one, creates are refused.
+    pub runtime: Option<RuntimeKind>,
 }
 
 fn field(code: Code, name: &str, message: impl Into<String>) -> Status {
@@ -70,6 +71,23 @@ fn checked(
     Ok((spec, typed))
 }
 
+impl TenantApi {
+    /// Refuses a spec the configured runtime cannot run as written.
+    fn supported(&self, spec: &TenantSpec) -> Result<(), Status> {
+        let Some(kind) = self.runtime else {
+            return Err(Status::failed_precondition(
+                "kamajid has no control-plane runtime: run it in the admin cluster or give it --kubeconfig",
+            ));
+        };
+        let errors = crate::runtime::unsupported(kind, spec);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(field_status(Code::InvalidArgument, &errors))
+        }
+    }
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::TenantCluster, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -81,11 +99,7 @@ impl TenantClusters for TenantApi {
         let req = req.into_inner();
         let (wire_spec, spec) = checked(&req.name, req.spec)?;
         let tenant = name(&req.name)?;
-        if !self.has_runtime {
-            return Err(Status::failed_precondition(
-                "kamajid has no control-plane runtime: run it in the admin cluster or give it --kubeconfig",
-            ));
-        }
+        self.supported(&spec)?;
         if req.validate_only {
             self.service
                 .validate_create(&spec)
@@ -151,8 +165,9 @@ impl TenantClusters for TenantApi {
         req: Request<v1::UpdateTenantClusterRequest>,
     ) -> Result<Response<v1::TenantCluster>, Status> {
         let req = req.into_inner();
-        let (wire_spec, _) = checked(&req.name, req.spec)?;
+        let (wire_spec, spec) = checked(&req.name, req.spec)?;
         let tenant = name(&req.name)?;
+        self.supported(&spec)?;
         Ok(Response::new(
             self.service
                 .update(&tenant, &wire_spec)

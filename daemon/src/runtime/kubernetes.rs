@@ -248,6 +248,7 @@ mod tests {
                 service_cidr: "10.96.0.0/12".into(),
                 dns_domain: "cluster.local".into(),
                 external_sans: vec![],
+                leaf_validity: kamaji_core::pki::LEAF_VALIDITY,
             },
             &etcd_ca,
         )
@@ -266,6 +267,7 @@ mod tests {
                 "/api/v1/namespaces/tenant-acme/secrets/pki",
                 "/api/v1/namespaces/tenant-acme/secrets/etcd-pki",
                 "/api/v1/namespaces/tenant-acme/secrets/kubeconfigs",
+                "/api/v1/namespaces/tenant-acme/secrets/config",
                 "/apis/apps/v1/namespaces/tenant-acme/deployments/control-plane",
                 "/api/v1/namespaces/tenant-acme/services/kube-apiserver",
                 "/apis/networking.k8s.io/v1/namespaces/tenant-acme/networkpolicies/kube-apiserver-ingress",

@@ -87,6 +87,8 @@ impl Env {
             tenant_dns_domain: "cluster.local".into(),
             tenant_reservation_mib: 64,
             resync_seconds: kamaji_core::lifecycle::RESYNC_SECONDS,
+            certificate_validity_seconds: 365 * 86_400,
+            certificate_renew_before_seconds: 30 * 86_400,
             process: Default::default(),
         };
         let (stop, rx) = watch::channel(false);

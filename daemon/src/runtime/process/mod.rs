@@ -323,6 +323,7 @@ impl Runtime for ProcessRuntime {
         private_dir(&dir).map_err(fail)?;
         let layout = Layout::under(&dir);
         private_dir(Path::new(&layout.etcd_pki_dir)).map_err(fail)?;
+        private_dir(Path::new(&layout.config_dir)).map_err(fail)?;
         let ports = self.ports(tenant, &dir)?;
         let local = format!("https://127.0.0.1:{}", ports.apiserver);
         let f = files(t, pki, &local);
@@ -330,6 +331,7 @@ impl Runtime for ProcessRuntime {
             (&f.pki, &layout.pki_dir),
             (&f.etcd_pki, &layout.etcd_pki_dir),
             (&f.kubeconfigs, &layout.kubeconfig_dir),
+            (&f.config, &layout.config_dir),
         ] {
             for (name, content) in set {
                 write_private(&Path::new(under).join(name), content.as_bytes()).map_err(fail)?;
@@ -357,12 +359,46 @@ impl Runtime for ProcessRuntime {
             flags::controller_manager(t.spec, t.name, &inputs),
             flags::scheduler(t.spec, &inputs),
         ];
+        // What each component reads only at start besides its flags. The apiserver reloads its
+        // serving certificate and client CA by itself (a re-issued serving certificate needs no
+        // restart), but not its configuration files nor its etcd and kubelet client
+        // certificates; the other two read their kubeconfigs once.
+        let kubeconfig = |n: &str| {
+            f.kubeconfigs
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, c)| kamaji_core::pki::fingerprint(c))
+                .unwrap_or_default()
+        };
+        let fingerprints = [
+            format!(
+                "{}:{}",
+                f.config_sha256(),
+                kamaji_core::pki::fingerprint(&format!(
+                    "{}{}",
+                    pki.etcd_client.cert, pki.apiserver_kubelet_client.cert
+                ))
+            ),
+            kubeconfig("controller-manager.conf"),
+            kubeconfig("scheduler.conf"),
+        ];
         // Replacing a process waits for the old one to end: off the async workers.
         let sup = self.supervisor.clone();
         let name = tenant.to_owned();
         tokio::task::spawn_blocking(move || {
-            for ((c, bin), args) in COMPONENTS.into_iter().zip(bins).zip(args) {
-                sup.ensure(&name, c, Command { bin, args }, &dir)?;
+            for (((c, bin), args), fingerprint) in
+                COMPONENTS.into_iter().zip(bins).zip(args).zip(fingerprints)
+            {
+                sup.ensure(
+                    &name,
+                    c,
+                    Command {
+                        bin,
+                        args,
+                        fingerprint,
+                    },
+                    &dir,
+                )?;
             }
             Ok::<(), String>(())
         })

@@ -24,6 +24,10 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 pub struct Command {
     pub bin: PathBuf,
     pub args: Vec<String>,
+    /// Hex SHA-256 of what the process reads only at start besides its flags (configuration
+    /// files, client certificates): a change restarts it like a change of flags.
+    #[serde(default)]
+    pub fingerprint: String,
 }
 
 /// The next backoff after `failures` consecutive failures.
