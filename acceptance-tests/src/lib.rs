@@ -7,6 +7,7 @@
 
 pub mod admin_cluster;
 pub mod k8s;
+pub mod oidc;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

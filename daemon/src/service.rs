@@ -5,8 +5,8 @@
 //! - create: a tenant no datastore can take now is refused (nothing is written that could only
 //!   fail); else its record is written with a fresh immutable id and the lifecycle is woken;
 //! - update: immutable settings stay, versions move one minor up at a time, the encryption key
-//!   rotation only forward, the generation moves; the lifecycle writes status into the same record, so a lost compare-and-swap is
-//!   re-checked against the fresh record and retried;
+//!   rotation only forward, the generation moves; the lifecycle writes status into the same
+//!   record, so a lost compare-and-swap is re-checked against the fresh record and retried;
 //! - delete: refused while `deletion_protection` is set, checked and marked at one revision;
 //! - credentials and the tenant a bootstrap token is made in: the sealed PKI, opened once here.
 
@@ -204,10 +204,12 @@ impl TenantService {
         Ok(wire::tenant_to_proto(&rec, wire_spec.clone()))
     }
 
+    /// Writes `new` as the tenant's spec; with `validate_only`, only checks it.
     pub async fn update(
         &self,
         name: &TenantName,
         new: &v1::TenantClusterSpec,
+        validate_only: bool,
     ) -> Result<v1::TenantCluster, ServiceError> {
         for _ in 0..CONFLICT_RETRIES {
             let Versioned {
@@ -240,7 +242,7 @@ impl TenantService {
             if !errors.is_empty() {
                 return Err(ServiceError::Invalid(errors));
             }
-            if &old == new {
+            if &old == new || validate_only {
                 return Ok(wire::tenant_to_proto(&rec, old));
             }
             rec.spec = wire::encode_spec(new);

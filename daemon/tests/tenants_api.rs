@@ -367,6 +367,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
     let update = |s| v1::UpdateTenantClusterRequest {
         name: "acme".into(),
         spec: Some(s),
+        validate_only: false,
     };
     let err = c
         .update_tenant_cluster(update(tenant_spec("1.36.0")))

@@ -573,8 +573,9 @@ impl Resource for TenantClusterResource {
                 }
             }
         }
-        // A named datastore that cannot take the tenant is an error now, not after a timeout.
-        if let (Value::Value(name), Value::Value(_)) = (&planned.name, &config.datastore) {
+        // What kamajid would refuse (a named datastore that cannot take the tenant, a setting
+        // its runtime cannot run) is an error now, not after a timeout.
+        if let Value::Value(name) = &planned.name {
             let mut source = planned.clone();
             source.datastore = config.datastore.clone();
             let (spec, unknown) = source.spec();
@@ -707,8 +708,8 @@ impl Resource for TenantClusterResource {
         } else if spec_changed {
             planned = planned.unknown_status();
             let (p, n) = (
-                old_spec.network.unwrap_or_default(),
-                new_spec.network.unwrap_or_default(),
+                old_spec.network.clone().unwrap_or_default(),
+                new_spec.network.clone().unwrap_or_default(),
             );
             if p.port != n.port
                 || p.service_type != n.service_type
@@ -721,6 +722,27 @@ impl Resource for TenantClusterResource {
         if !replace.is_empty() {
             if let Value::Value(n) = &planned.name {
                 self.own_names.mark(n);
+            }
+        } else if spec_changed && unknown.is_empty() && diags.errors.is_empty() {
+            // What kamajid would refuse (a setting its runtime cannot run) fails the plan.
+            if let Some(client) = self.client.get(diags).await {
+                let name = name_of(&prior);
+                if let Err(s) = client
+                    .tenant_clusters()
+                    .update_tenant_cluster(v1::UpdateTenantClusterRequest {
+                        name: name.clone(),
+                        spec: Some(new_spec),
+                        validate_only: true,
+                    })
+                    .await
+                {
+                    report(
+                        diags,
+                        &format!("Checking tenant cluster {name:?}"),
+                        &client.endpoint,
+                        &s,
+                    );
+                }
             }
         }
         Some((planned, private, replace))
@@ -796,6 +818,7 @@ impl Resource for TenantClusterResource {
             .update_tenant_cluster(v1::UpdateTenantClusterRequest {
                 name: name.clone(),
                 spec: Some(spec),
+                validate_only: false,
             })
             .await;
         let write = Write {

@@ -39,10 +39,20 @@ pub fn service(t: &Tenant<'_>) -> Service {
     }
 }
 
+/// The label kamajid's pods and namespace carry (see `daemon/deploy/kamajid.yaml`).
+pub const KAMAJID_LABEL: (&str, &str) = ("app.kubernetes.io/name", "kamajid");
+
 /// Only the tenant API port is reachable, and only from the authorized networks when there are
-/// any; the components' health ports are for the kubelet.
+/// any, and from kamajid (which bootstraps and checks every tenant); the components' health
+/// ports are for the kubelet.
 pub fn network_policy(t: &Tenant<'_>) -> NetworkPolicy {
     let from = &t.spec.network.authorized_networks;
+    let kamajid = || {
+        Some(LabelSelector {
+            match_labels: Some([(KAMAJID_LABEL.0.to_owned(), KAMAJID_LABEL.1.to_owned())].into()),
+            ..Default::default()
+        })
+    };
     NetworkPolicy {
         metadata: meta(t, "kube-apiserver-ingress"),
         spec: Some(NetworkPolicySpec {
@@ -66,6 +76,11 @@ pub fn network_policy(t: &Tenant<'_>) -> NetworkPolicy {
                             }),
                             ..Default::default()
                         })
+                        .chain([NetworkPolicyPeer {
+                            namespace_selector: kamajid(),
+                            pod_selector: kamajid(),
+                            ..Default::default()
+                        }])
                         .collect()
                 }),
             }]),
@@ -103,9 +118,14 @@ mod tests {
             .as_ref()
             .unwrap()
             .iter()
-            .map(|p| p.ip_block.as_ref().unwrap().cidr.as_str())
+            .filter_map(|p| p.ip_block.as_ref().map(|b| b.cidr.as_str()))
             .collect();
         assert_eq!(cidrs, ["203.0.113.0/24", "2001:db8::/32"]);
+        let kamajid = rule.from.as_ref().unwrap().last().unwrap();
+        assert!(
+            kamajid.pod_selector.is_some() && kamajid.namespace_selector.is_some(),
+            "kamajid still reaches the tenant: {kamajid:?}"
+        );
         let open = rendered(&spec(ServiceType::LoadBalancer));
         assert!(open
             .service

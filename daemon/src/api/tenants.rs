@@ -170,7 +170,7 @@ impl TenantClusters for TenantApi {
         self.supported(&spec)?;
         Ok(Response::new(
             self.service
-                .update(&tenant, &wire_spec)
+                .update(&tenant, &wire_spec, req.validate_only)
                 .await
                 .map_err(service_status)?,
         ))
