@@ -58,8 +58,10 @@ async fn a_real_admin_cluster_takes_every_object_patches_in_place_and_is_left_em
     // One tenant per Service type. The NodePort and ClusterIP ones are reached at the address
     // users give (`endpoint_address`); the LoadBalancer one at the balancer's.
     let ports = [free_port(), free_port(), free_port()];
+    // The LoadBalancer one admits only some networks (loopback among them: the test reaches it
+    // there).
     let lb = format!(
-        "    port = {}\n    service_type = \"LoadBalancer\"\n",
+        "    port = {}\n    service_type = \"LoadBalancer\"\n    authorized_networks = [\"127.0.0.0/8\", \"203.0.113.0/24\"]\n",
         ports[0]
     );
     let np = format!(
@@ -117,6 +119,25 @@ async fn a_real_admin_cluster_takes_every_object_patches_in_place_and_is_left_em
             _ => "ClusterIP",
         };
         assert_eq!(svc["spec"]["type"], want);
+        // The fence of authorized networks, as the real apiserver stored it.
+        let np = kubectl.json(&["networkpolicy", "kube-apiserver-ingress", "-n", &ns]);
+        let from = &np["spec"]["ingress"][0]["from"];
+        if t == "lb" {
+            assert_eq!(
+                svc["spec"]["loadBalancerSourceRanges"],
+                serde_json::json!(["127.0.0.0/8", "203.0.113.0/24"])
+            );
+            assert_eq!(svc["spec"]["externalTrafficPolicy"], "Local");
+            assert_eq!(from[0]["ipBlock"]["cidr"], "127.0.0.0/8", "{np:#}");
+            assert_eq!(from[1]["ipBlock"]["cidr"], "203.0.113.0/24", "{np:#}");
+            assert_eq!(
+                from[2]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "kamajid",
+                "kamajid still reaches the tenant: {np:#}"
+            );
+        } else {
+            assert!(svc["spec"]["loadBalancerSourceRanges"].is_null(), "{svc:#}");
+            assert!(from.is_null(), "open to any: {np:#}");
+        }
     }
     // Each tenant answers at its endpoint with the kubeconfig terraform returned, and was
     // bootstrapped there for kubeadm join.
