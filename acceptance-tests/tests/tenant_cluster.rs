@@ -556,6 +556,16 @@ async fn bad_inputs_fail_naming_the_attribute_and_create_nothing() {
         bad("labels", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  labels = { \"team\" = \"a value with spaces\" }\n", "labels", "invalid"),
         bad("timeouts-zero", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  timeouts {\n    delete = \"0s\"\n  }\n", "delete", "longer than 0s"),
         bad("timeouts", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  timeouts {\n    create = \"soon\"\n  }\n", "create", "duration"),
+        bad("authorized-network", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    authorized_networks = [\"203.0.113.0/24\", \"10.0.0.1/8\"]\n  }\n", "authorized_networks", "host bits set"),
+        bad("authorized-network-syntax", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  network {\n    authorized_networks = [\"office\"]\n  }\n", "authorized_networks", "CIDR notation"),
+        bad("encryption-resource", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  encryption {\n    resources = [\"Config Maps\"]\n  }\n", "resources", "as the apiserver names it"),
+        bad("key-rotation-negative", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  encryption {\n    key_rotation = -1\n  }\n", "key_rotation", "-1 is not a rotation number"),
+        bad("oidc-http", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  authentication {\n    oidc {\n      issuer_url = \"http://idp.example\"\n      client_id = \"k\"\n    }\n  }\n", "issuer_url", "not an https URL"),
+        bad("oidc-ca", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  authentication {\n    oidc {\n      issuer_url = \"https://idp.example\"\n      client_id = \"k\"\n      ca_certificate = \"not a pem\"\n    }\n  }\n", "ca_certificate", "PEM"),
+        bad("audit-preset", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  audit {\n    preset = \"everything\"\n  }\n", "preset", "metadata, request, request_response"),
+        bad("audit-empty", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  audit {\n  }\n", "audit", "set a preset"),
+        bad("audit-age", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  audit {\n    preset = \"metadata\"\n    max_age_days = 0\n  }\n", "max_age_days", "between 1 and 3650"),
+        bad("audit-policy", "  name = \"t\"\n  kubernetes_version = \"1.35.2\"\n  audit {\n    policy = \"rules: []\"\n  }\n", "policy", "audit.k8s.io/v1 Policy"),
     ];
     let apply_time = [
         bad("datastore-unknown", "  name = \"t-unknown\"\n  kubernetes_version = \"1.35.2\"\n  datastore = \"nowhere\"\n", "datastore", "does not exist"),

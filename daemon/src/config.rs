@@ -208,3 +208,40 @@ impl ServeConfig {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeConfig {
+        let mut argv = vec![
+            "kamajid",
+            "serve",
+            "--tls-cert-file=c",
+            "--tls-key-file=k",
+            "--tokens-file=t",
+            "--kek-file=e",
+            "--state-etcd-endpoints=https://127.0.0.1:2379",
+        ];
+        argv.extend_from_slice(args);
+        let Command::Serve(c) = Cli::try_parse_from(argv).expect("parses").command;
+        *c
+    }
+
+    #[test]
+    fn a_renewal_window_as_long_as_the_validity_is_refused() {
+        let (v, b) = serve(&[]).certificate_lifetimes().unwrap();
+        assert_eq!((v.whole_days(), b.whole_days()), (365, 30));
+        let e = serve(&[
+            "--certificate-validity-seconds=3600",
+            "--certificate-renew-before-seconds=3600",
+        ])
+        .certificate_lifetimes()
+        .unwrap_err();
+        assert!(e.contains("--certificate-renew-before-seconds"), "{e}");
+        assert!(serve(&["--certificate-validity-seconds=10"])
+            .certificate_lifetimes()
+            .unwrap_err()
+            .contains("at least 60"));
+    }
+}

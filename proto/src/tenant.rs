@@ -558,7 +558,8 @@ fn encryption(e: &Encryption) -> Vec<FieldError> {
 fn authentication(a: &Authentication) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for o in &a.oidc {
+    for (i, o) in a.oidc.iter().enumerate() {
+        let field = |k: &str| format!("authentication.oidc[{i}].{k}");
         let url_ok = url::Url::parse(&o.issuer_url).is_ok_and(|u| {
             u.scheme() == "https"
                 && u.host().is_some()
@@ -567,7 +568,7 @@ fn authentication(a: &Authentication) -> Vec<FieldError> {
         });
         if !url_ok {
             errs.push(FieldError::new(
-                "authentication.oidc.issuer_url",
+                field("issuer_url"),
                 format!(
                     "{:?} is not an https URL without query or fragment",
                     o.issuer_url
@@ -575,21 +576,20 @@ fn authentication(a: &Authentication) -> Vec<FieldError> {
             ));
         } else if !seen.insert(o.issuer_url.trim_end_matches('/')) {
             errs.push(FieldError::new(
-                "authentication.oidc.issuer_url",
+                field("issuer_url"),
                 format!("{:?} is listed twice", o.issuer_url),
             ));
         }
         if o.client_id.trim().is_empty() {
             errs.push(FieldError::new(
-                "authentication.oidc.client_id",
+                field("client_id"),
                 "is required: the audience the issuer's tokens carry",
             ));
         }
         if !o.ca_certificate.is_empty() {
-            if let Err(e) = crate::validate::certificates(
-                "authentication.oidc.ca_certificate",
-                &o.ca_certificate,
-            ) {
+            if let Err(e) =
+                crate::validate::certificates(&field("ca_certificate"), &o.ca_certificate)
+            {
                 errs.push(e);
             }
         }
@@ -798,8 +798,8 @@ mod tests {
             [
                 "audit.max_age_days",
                 "audit.preset",
-                "authentication.oidc.client_id",
-                "authentication.oidc.issuer_url",
+                "authentication.oidc[0].client_id",
+                "authentication.oidc[0].issuer_url",
                 "encryption.resources"
             ]
         );

@@ -167,12 +167,30 @@ pub fn status_message(tc: &v1::TenantCluster) -> String {
         .join("; ")
 }
 
+/// Blocks the API holds as one message but Terraform as a list of at most one.
+const SINGLE_LIST_BLOCKS: [&str; 1] = ["audit"];
+
+/// The attribute path a contract field names: `network.port`, `authentication.oidc[1].client_id`.
+pub fn attribute_path(field: &str) -> AttributePath {
+    let mut path = AttributePath::root();
+    for (n, seg) in field.split('.').enumerate() {
+        let (name, index) = match seg.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<i64>().ok()),
+            None => (seg, None),
+        };
+        path = path.attribute(name.to_owned());
+        if let Some(i) = index {
+            path = path.index(i);
+        } else if n == 0 && SINGLE_LIST_BLOCKS.contains(&name) && field.contains('.') {
+            path = path.index(0);
+        }
+    }
+    path
+}
+
 /// A diagnostic for a field error, on the attribute path it names (`network.port`, ...).
 pub fn field_diag(diags: &mut Diagnostics, e: FieldError) {
-    let path = e
-        .field
-        .split('.')
-        .fold(AttributePath::root(), |p, s| p.attribute(s.to_owned()));
+    let path = attribute_path(&e.field);
     diags.error(format!("Invalid {}", e.field), e.message, path);
 }
 
@@ -329,9 +347,10 @@ impl TenantClusterState {
             .and_then(|a| a.oidc.as_ref_option())
             .map(|l| {
                 l.iter()
-                    .filter_map(Value::as_ref_option)
-                    .map(|o| {
-                        let f = |k: &str| format!("authentication.oidc.{k}");
+                    .enumerate()
+                    .filter_map(|(i, o)| o.as_ref_option().map(|o| (i, o)))
+                    .map(|(i, o)| {
+                        let f = |k: &str| format!("authentication.oidc[{i}].{k}");
                         v1::OidcIssuer {
                             issuer_url: r.string(&f("issuer_url"), &o.issuer_url, ""),
                             client_id: r.string(&f("client_id"), &o.client_id, ""),
@@ -855,6 +874,32 @@ mod tests {
                 "Invalid network.service_type",
                 "Invalid timeouts.create"
             ]
+        );
+    }
+
+    #[test]
+    fn contract_fields_map_to_the_blocks_terraform_shows() {
+        let show = |f: &str| format!("{:?}", attribute_path(f));
+        assert_eq!(
+            show("authentication.oidc[1].client_id"),
+            format!(
+                "{:?}",
+                AttributePath::new("authentication")
+                    .attribute("oidc")
+                    .index(1)
+                    .attribute("client_id")
+            )
+        );
+        assert_eq!(
+            show("audit.preset"),
+            format!(
+                "{:?}",
+                AttributePath::new("audit").index(0).attribute("preset")
+            )
+        );
+        assert_eq!(
+            show("network.port"),
+            format!("{:?}", AttributePath::new("network").attribute("port"))
         );
     }
 
