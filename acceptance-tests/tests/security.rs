@@ -125,7 +125,7 @@ async fn tenant(h: &Harness, name: &str) -> v1::TenantCluster {
 fn expiry(tc: &v1::TenantCluster) -> i64 {
     tc.status
         .as_ref()
-        .and_then(|s| s.certificates_expire_at.clone())
+        .and_then(|s| s.certificates_expire_at)
         .map_or(0, |t| t.seconds)
 }
 
