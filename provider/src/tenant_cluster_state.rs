@@ -117,7 +117,7 @@ pub struct TenantClusterState {
     pub encryption: Value<Encryption>,
     pub authentication: Value<Authentication>,
     /// At most one `audit {}` block: null when there is none.
-    #[serde(with = "tf_provider::value::serde_as_vec")]
+    #[serde(with = "one_block")]
     pub audit: Value<Audit>,
     /// Absent from the data source's schema, hence never serialized when null.
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -134,6 +134,32 @@ pub struct TenantClusterState {
     pub status_message: Value<String>,
     pub certificates_expire_at: Value<String>,
     pub encryption_key_rotation: Value<Number>,
+}
+
+/// A block written at most once, which Terraform holds as a list of zero or one (a computed
+/// list attribute in the data source, null until read).
+mod one_block {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use tf_provider::value::Value;
+
+    pub fn serialize<S: Serializer, T: Serialize>(v: &Value<T>, s: S) -> Result<S::Ok, S::Error> {
+        let list: Value<Vec<&T>> = match v {
+            Value::Value(x) => Value::Value(vec![x]),
+            Value::Null => Value::Value(Vec::new()),
+            Value::Unknown => Value::Unknown,
+        };
+        list.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Value<T>, D::Error> {
+        Ok(match Value::<Vec<Value<T>>>::deserialize(d)? {
+            Value::Value(list) => list.into_iter().next().unwrap_or(Value::Null),
+            Value::Null => Value::Null,
+            Value::Unknown => Value::Unknown,
+        })
+    }
 }
 
 pub const CREATE_TIMEOUT: Duration = Duration::from_secs(20 * 60);

@@ -13,6 +13,31 @@ resource "kamaji_tenant_cluster" "payments" {
     service_type     = "LoadBalancer"
     endpoint_address = "payments.k8s.example.com"
     extra_sans       = ["payments.internal.example.com"]
+    # Only the office and the workers' networks reach the API server.
+    authorized_networks = ["203.0.113.0/24", "10.20.0.0/16"]
+  }
+
+  # Secrets are always encrypted at rest; ConfigMaps too here. Raise key_rotation to rotate.
+  encryption {
+    resources    = ["configmaps"]
+    key_rotation = 0
+  }
+
+  # Engineers sign in with the company's identity provider; bind RBAC to "sso:" groups.
+  authentication {
+    oidc {
+      issuer_url      = "https://sso.example.com/realms/engineering"
+      client_id       = "payments-k8s"
+      username_claim  = "email"
+      username_prefix = "sso:"
+      groups_claim    = "groups"
+      groups_prefix   = "sso:"
+    }
+  }
+
+  audit {
+    preset       = "metadata"
+    max_age_days = 90
   }
 
   resources {
@@ -26,7 +51,7 @@ resource "kamaji_tenant_cluster" "payments" {
   admission_plugins = ["NodeRestriction", "PodSecurity"]
 
   extra_args {
-    apiserver = { "audit-log-maxage" = "30" }
+    apiserver = { "max-requests-inflight" = "800" }
   }
 
   labels              = { team = "payments", env = "prod" }
