@@ -235,20 +235,29 @@ impl Harness {
     /// `--k8s-bin-dir`) under `root/tenants`. `slot` (0 or 1) keeps the port ranges of tests
     /// running side by side apart. Returns the tenants' directory and the first port of the range.
     pub async fn with_process_runtime(root: &Path, bins: &Path, slot: u16) -> (Self, PathBuf, u16) {
+        Self::with_process_runtime_args(root, bins, slot, Vec::new()).await
+    }
+
+    /// As [`Self::with_process_runtime`], with more `kamajid serve` flags. Slots 0 to 2 run side
+    /// by side in one test binary.
+    pub async fn with_process_runtime_args(
+        root: &Path,
+        bins: &Path,
+        slot: u16,
+        extra: Vec<String>,
+    ) -> (Self, PathBuf, u16) {
         let tenants = root.join("tenants");
         // Below the ephemeral range (32768-60999): an outgoing connection must never take a
         // port a component is about to listen on.
-        let base = 20000 + (std::process::id() % 60) as u16 * 200 + slot * 100;
-        let h = Self::start_with_args(
-            None,
-            vec![
-                "--runtime=process".into(),
-                format!("--k8s-bin-dir={}", bins.display()),
-                format!("--process-dir={}", tenants.display()),
-                format!("--process-port-range={base}-{}", base + 99),
-            ],
-        )
-        .await;
+        let base = 20000 + (std::process::id() % 40) as u16 * 300 + slot * 100;
+        let mut args = vec![
+            "--runtime=process".into(),
+            format!("--k8s-bin-dir={}", bins.display()),
+            format!("--process-dir={}", tenants.display()),
+            format!("--process-port-range={base}-{}", base + 99),
+        ];
+        args.extend(extra);
+        let h = Self::start_with_args(None, args).await;
         (h, tenants, base)
     }
 

@@ -358,23 +358,19 @@ async fn secrets_are_encrypted_at_rest_rotated_audited_and_oidc_users_sign_in() 
 #[tokio::test(flavor = "multi_thread")]
 async fn leaf_certificates_are_renewed_before_they_expire_and_kubeconfigs_follow() {
     let root = tempfile::tempdir().unwrap();
-    let tenants_dir = root.path().join("tenants");
-    let _reaper = Reaper(tenants_dir.clone());
-    let base = 20000 + (std::process::id() % 60) as u16 * 200 + 100;
     // Four-minute certificates renewed in their last three minutes: one renewal a minute after
     // creation.
-    let h = Harness::start_with_args(
-        None,
+    let (h, tenants_dir, _) = Harness::with_process_runtime_args(
+        root.path(),
+        &k8s::bin_dir(),
+        2,
         vec![
-            "--runtime=process".into(),
-            format!("--k8s-bin-dir={}", k8s::bin_dir().display()),
-            format!("--process-dir={}", tenants_dir.display()),
-            format!("--process-port-range={base}-{}", base + 99),
             "--certificate-validity-seconds=240".into(),
             "--certificate-renew-before-seconds=180".into(),
         ],
     )
     .await;
+    let _reaper = Reaper(tenants_dir.clone());
     let shard = h.etcd("shard", EtcdSecurity::default()).await;
     let ds = DatastoreHcl::new("a", "shard", &shard.endpoint);
     let w = h.workdir("renew");
@@ -457,4 +453,284 @@ async fn leaf_certificates_are_renewed_before_they_expire_and_kubeconfigs_follow
         not_after > initial,
         "the served certificate is the renewed one"
     );
+}
+
+/// A kubeconfig of `endpoint` trusting `ca` that signs in with `user` (kubeconfig user lines).
+fn kubeconfig_with(endpoint: &str, ca: &str, user: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {endpoint}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n{user}contexts:\n- name: t\n  context:\n    cluster: t\n    user: u\ncurrent-context: t\n",
+        base64::Engine::encode(&b64, ca)
+    )
+}
+
+/// A node's client certificate, as a kubelet's TLS bootstrap gets it: a CSR for
+/// `system:node:<name>` signed by the controller-manager's signer once approved.
+async fn node_credentials(admin: &Kubectl, dir: &Path, name: &str) -> (Vec<u8>, Vec<u8>) {
+    let key = openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ],
+        b"",
+    );
+    let key_path = dir.join(format!("{name}.key"));
+    write_private(&key_path, &String::from_utf8_lossy(&key));
+    let csr = openssl(
+        &[
+            "req",
+            "-new",
+            "-key",
+            key_path.to_str().unwrap(),
+            "-subj",
+            &format!("/O=system:nodes/CN=system:node:{name}"),
+        ],
+        b"",
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    admin.apply(&format!(
+        r#"{{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest",
+"metadata":{{"name":"csr-{name}"}},
+"spec":{{"request":"{}","signerName":"kubernetes.io/kube-apiserver-client-kubelet",
+"usages":["digital signature","client auth"]}}}}"#,
+        base64::Engine::encode(&b64, &csr)
+    ));
+    admin.must(&["certificate", "approve", &format!("csr-{name}")]);
+    let start = Instant::now();
+    loop {
+        let c = admin.json(&["csr", &format!("csr-{name}")]);
+        if let Some(cert) = c["status"]["certificate"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+        {
+            return (base64::Engine::decode(&b64, cert).unwrap(), key);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "CSR not signed: {c:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Who `kubeconfig` signs in as, or kubectl's error.
+fn signs_in_as(w: &Workdir, file: &str, kubeconfig: &str) -> Result<String, String> {
+    let k = Kubectl::new(&w.dir.join(file), kubeconfig);
+    let r = k.run(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    if r.ok {
+        Ok(r.stdout)
+    } else {
+        Err(format!("{}{}", r.stdout, r.stderr))
+    }
+}
+
+fn pem_count(pem: &str) -> usize {
+    pem.matches("-----BEGIN CERTIFICATE-----").count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ca_and_service_account_key_rotate_in_two_phases_without_cutting_anyone_off_early() {
+    let root = tempfile::tempdir().unwrap();
+    let (h, tenants_dir, _) = Harness::with_process_runtime(root.path(), &k8s::bin_dir(), 1).await;
+    let _reaper = Reaper(tenants_dir.clone());
+    let shard = h.etcd("shard", EtcdSecurity::default()).await;
+    let ds = DatastoreHcl::new("a", "shard", &shard.endpoint);
+    let w = h.workdir("rotate");
+    let config = |rotation: &str| {
+        format!(
+            "{PROVIDER_HCL}\n{}\nresource \"kamaji_tenant_cluster\" \"t\" {{\n  name = \"rotate\"\n  kubernetes_version = \"{}\"\n  datastore = kamaji_datastore.a.name\n{rotation}}}\n",
+            ds.render(),
+            k8s::newest()
+        )
+    };
+    let rotation = |generation: u32, phase: &str| {
+        format!("  credential_rotation {{\n    generation = {generation}\n    phase = \"{phase}\"\n  }}\n")
+    };
+    w.write(&config(""));
+    w.must_apply();
+    let v0 = w.resource("kamaji_tenant_cluster.t")["values"].clone();
+    let endpoint = v0["endpoint"].as_str().unwrap().to_owned();
+    let old_ca = v0["cluster_ca_certificate"].as_str().unwrap().to_owned();
+    let old_admin = v0["admin_kubeconfig"].as_str().unwrap().to_owned();
+    let admin = Kubectl::new(&w.dir.join("admin0.kubeconfig"), &old_admin);
+    // Credentials issued before the rotation: a service-account token and a node certificate.
+    admin.must(&["create", "serviceaccount", "robot"]);
+    let old_token = admin
+        .must(&["create", "token", "robot", "--duration=1h"])
+        .trim()
+        .to_owned();
+    let (node_cert, node_key) = node_credentials(&admin, &w.dir, "worker-1").await;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let node_user = format!(
+        "    client-certificate-data: {}\n    client-key-data: {}\n",
+        base64::Engine::encode(&b64, &node_cert),
+        base64::Engine::encode(&b64, &node_key)
+    );
+    let token_user = |t: &str| format!("    token: {t}\n");
+
+    // Phase one: started. The apply returns with the new credentials in state...
+    w.write(&config(&rotation(1, "started")));
+    w.must_apply();
+    let v1 = w.resource("kamaji_tenant_cluster.t")["values"].clone();
+    let bundle = v1["cluster_ca_certificate"].as_str().unwrap().to_owned();
+    assert_eq!(pem_count(&bundle), 2, "both CAs are trusted: {bundle}");
+    assert!(bundle.ends_with(&old_ca), "the old CA after the new one");
+    assert_ne!(
+        v1["ca_cert_hash"], v0["ca_cert_hash"],
+        "the join hash is the new CA's"
+    );
+    let new_admin = v1["admin_kubeconfig"].as_str().unwrap().to_owned();
+    assert_ne!(new_admin, old_admin);
+    assert_eq!(
+        signs_in_as(&w, "new.kubeconfig", &new_admin).unwrap(),
+        "kubernetes-admin"
+    );
+    // ...and everything issued before keeps working, with what its holder already had.
+    assert_eq!(
+        signs_in_as(&w, "old.kubeconfig", &old_admin).unwrap(),
+        "kubernetes-admin",
+        "the old admin kubeconfig (old CA only) works through phase one"
+    );
+    assert_eq!(
+        signs_in_as(
+            &w,
+            "token.kubeconfig",
+            &kubeconfig_with(&endpoint, &old_ca, &token_user(&old_token))
+        )
+        .unwrap(),
+        "system:serviceaccount:default:robot",
+        "a token signed with the old key verifies"
+    );
+    assert_eq!(
+        signs_in_as(
+            &w,
+            "node.kubeconfig",
+            &kubeconfig_with(&endpoint, &old_ca, &node_user)
+        )
+        .unwrap(),
+        "system:node:worker-1",
+        "a node certificate of the old CA is accepted"
+    );
+    // New tokens are signed with the new key.
+    let new_admin_k = Kubectl::new(&w.dir.join("admin1.kubeconfig"), &new_admin);
+    let new_token = new_admin_k
+        .must(&["create", "token", "robot", "--duration=1h"])
+        .trim()
+        .to_owned();
+    let plan = w.plan_code();
+    assert_eq!(
+        plan.code,
+        0,
+        "plan after phase one is empty:\n{}",
+        plan.output()
+    );
+
+    // Out of order: another rotation before this one completes, or going back.
+    w.write(&config(&rotation(2, "started")));
+    let r = w.plan_code();
+    assert!(
+        r.code == 1 && r.output().contains("still started"),
+        "{}",
+        r.output()
+    );
+    assert!(points_at(&r.output(), "generation"), "{}", r.output());
+    w.write(&config(&rotation(0, "completed")));
+    let r = w.plan_code();
+    assert!(
+        r.code == 1 && r.output().contains("only move forward"),
+        "{}",
+        r.output()
+    );
+
+    // Phase two: completed. The old CA and key are withdrawn.
+    w.write(&config(&rotation(1, "completed")));
+    w.must_apply();
+    let v2 = w.resource("kamaji_tenant_cluster.t")["values"].clone();
+    let new_ca = v2["cluster_ca_certificate"].as_str().unwrap().to_owned();
+    assert_eq!(pem_count(&new_ca), 1);
+    assert!(bundle.starts_with(&new_ca), "the new CA stays");
+    let admin2 = v2["admin_kubeconfig"].as_str().unwrap().to_owned();
+    assert_eq!(
+        signs_in_as(&w, "new2.kubeconfig", &admin2).unwrap(),
+        "kubernetes-admin"
+    );
+    assert_eq!(
+        signs_in_as(
+            &w,
+            "token2.kubeconfig",
+            &kubeconfig_with(&endpoint, &new_ca, &token_user(&new_token))
+        )
+        .unwrap(),
+        "system:serviceaccount:default:robot",
+        "a token of the new key still verifies"
+    );
+    // What the old CA and key signed is refused now, even by a client that trusts the new CA.
+    let refused = |what: &str, r: Result<String, String>| {
+        let e = r.expect_err(what);
+        assert!(
+            e.contains("Unauthorized") || e.contains("certificate"),
+            "{what}: {e}"
+        );
+    };
+    refused(
+        "the old admin kubeconfig",
+        signs_in_as(&w, "old2.kubeconfig", &old_admin),
+    );
+    refused(
+        "the old admin certificate",
+        signs_in_as(
+            &w,
+            "old3.kubeconfig",
+            &kubeconfig_with(
+                &endpoint,
+                &new_ca,
+                &format!(
+                    "    client-certificate-data: {}\n    client-key-data: {}\n",
+                    base64::Engine::encode(&b64, v0["client_certificate"].as_str().unwrap()),
+                    base64::Engine::encode(&b64, signs_key(&old_admin)),
+                ),
+            ),
+        ),
+    );
+    refused(
+        "the old token",
+        signs_in_as(
+            &w,
+            "token3.kubeconfig",
+            &kubeconfig_with(&endpoint, &new_ca, &token_user(&old_token)),
+        ),
+    );
+    refused(
+        "the old node certificate",
+        signs_in_as(
+            &w,
+            "node2.kubeconfig",
+            &kubeconfig_with(&endpoint, &new_ca, &node_user),
+        ),
+    );
+    let plan = w.plan_code();
+    assert_eq!(
+        plan.code,
+        0,
+        "plan after phase two is empty:\n{}",
+        plan.output()
+    );
+}
+
+/// The client key inside a kubeconfig (`client-key-data`), decoded.
+fn signs_key(kubeconfig: &str) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let line = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-key-data:"))
+        .expect("client-key-data");
+    base64::Engine::decode(&b64, line.trim()).expect("base64")
 }

@@ -202,6 +202,18 @@ pub struct TenantPki {
     /// still read with the keys (and written plain) until the rewrite that follows.
     #[serde(default)]
     pub encrypted_resources: Vec<String>,
+    /// The CA and service-account key a started credential rotation replaces: still trusted,
+    /// and still the issuer of what others verify against the CA they hold (the serving and
+    /// kubelet-client certificates), until the rotation completes.
+    #[serde(default)]
+    pub previous: Option<Previous>,
+}
+
+/// What a credential rotation replaced, kept until it completes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Previous {
+    pub ca: Pem,
+    pub service_account_pub: String,
 }
 
 /// A 32-byte secretbox key, base64, named by the rotation it belongs to. Debug never shows it.
@@ -238,6 +250,103 @@ impl EncryptionKey {
 }
 
 impl TenantPki {
+    /// The CAs to trust, the current one first: with the one a started rotation replaces.
+    pub fn ca_bundle(&self) -> String {
+        match &self.previous {
+            Some(p) => format!("{}{}", self.ca.cert, p.ca.cert),
+            None => self.ca.cert.clone(),
+        }
+    }
+
+    /// The public keys service-account tokens verify with: the current one, and while a
+    /// rotation is started the one it replaces (tokens signed before keep working).
+    pub fn service_account_pubs(&self) -> String {
+        match &self.previous {
+            Some(p) => format!("{}{}", self.service_account_pub, p.service_account_pub),
+            None => self.service_account_pub.clone(),
+        }
+    }
+
+    /// A kubeconfig of cluster `cluster` at `server` as its admin (`system:masters`), trusting
+    /// every CA of the bundle.
+    pub fn admin_kubeconfig(&self, cluster: &str, server: &str) -> String {
+        kubeconfig(
+            cluster,
+            server,
+            &self.ca_bundle(),
+            "kubernetes-admin",
+            &self.admin,
+        )
+    }
+
+    /// The CA that signs what others verify with the CA they already hold (the serving
+    /// certificate for clients, the kubelet-client certificate for kubelets): the previous one
+    /// while a rotation is started, so nobody holding only it is cut off before completion.
+    pub fn outward_ca(&self) -> &Pem {
+        self.previous.as_ref().map_or(&self.ca, |p| &p.ca)
+    }
+
+    /// Phase one of a credential rotation: a new CA and service-account key; the old ones stay
+    /// trusted ([`Self::previous`]); the client certificates the apiserver verifies are signed
+    /// again by the new CA. Does nothing while a rotation is already started.
+    pub fn start_rotation(&mut self, spec: &TenantPkiSpec) -> Result<(), PkiError> {
+        if self.previous.is_some() {
+            return Ok(());
+        }
+        let sa = KeyPair::generate()?;
+        let old_ca = std::mem::replace(&mut self.ca, new_ca("kubernetes")?);
+        self.previous = Some(Previous {
+            ca: old_ca,
+            service_account_pub: std::mem::replace(
+                &mut self.service_account_pub,
+                sa.public_key_pem(),
+            ),
+        });
+        self.service_account_key = sa.serialize_pem();
+        for (pem, cn, orgs) in [
+            (&mut self.admin, "kubernetes-admin", &["system:masters"][..]),
+            (
+                &mut self.controller_manager,
+                "system:kube-controller-manager",
+                &[],
+            ),
+            (&mut self.scheduler, "system:kube-scheduler", &[]),
+        ] {
+            *pem = sign_for(
+                &self.ca,
+                &Leaf {
+                    cn,
+                    orgs,
+                    sans: &[],
+                    usage: Usage::Client,
+                },
+                spec.leaf_validity,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Phase two: the old CA and service-account key are withdrawn; the serving and
+    /// kubelet-client certificates are signed by the new CA. Credentials signed by the old
+    /// ones stop working.
+    pub fn complete_rotation(&mut self, spec: &TenantPkiSpec) -> Result<(), PkiError> {
+        if self.previous.take().is_none() {
+            return Ok(());
+        }
+        reissue_apiserver(self, spec)?;
+        self.apiserver_kubelet_client = sign_for(
+            &self.ca,
+            &Leaf {
+                cn: "kube-apiserver-kubelet-client",
+                orgs: &["system:masters"],
+                sans: &[],
+                usage: Usage::Client,
+            },
+            spec.leaf_validity,
+        )?;
+        Ok(())
+    }
+
     /// Makes the key of `rotation` the one that encrypts, generating it when it is new; older
     /// keys stay behind it. Whether anything changed.
     pub fn ensure_encryption_key(&mut self, rotation: u32) -> bool {
@@ -315,6 +424,7 @@ pub fn mint(spec: &TenantPkiSpec, etcd_client_ca: &Pem) -> Result<TenantPki, Pki
         front_proxy_ca,
         encryption_keys: Vec::new(),
         encrypted_resources: Vec::new(),
+        previous: None,
     };
     renew_leaves(&mut pki, spec, etcd_client_ca)?;
     Ok(pki)
@@ -342,7 +452,7 @@ pub fn renew_leaves(
         )
     };
     pki.apiserver = sign_for(
-        &pki.ca,
+        pki.outward_ca(),
         &Leaf {
             cn: "kube-apiserver",
             orgs: &[],
@@ -352,7 +462,7 @@ pub fn renew_leaves(
         validity,
     )?;
     pki.apiserver_kubelet_client = client(
-        &pki.ca,
+        pki.outward_ca(),
         "kube-apiserver-kubelet-client",
         &["system:masters"],
     )?;
@@ -378,9 +488,12 @@ impl TenantPki {
         ]
     }
 
-    /// Hex SHA-256 over the leaf certificates: changes when any is re-issued or renewed.
-    pub fn leaves_fingerprint(&self) -> String {
-        let all: String = self.leaves().iter().map(|p| p.cert.as_str()).collect();
+    /// Hex SHA-256 over the leaf certificates, the trusted CAs and the service-account keys:
+    /// changes when any is re-issued, renewed or rotated.
+    pub fn credentials_fingerprint(&self) -> String {
+        let mut all: String = self.leaves().iter().map(|p| p.cert.as_str()).collect();
+        all.push_str(&self.ca_bundle());
+        all.push_str(&self.service_account_pubs());
         fingerprint(&all)
     }
 }
@@ -485,7 +598,7 @@ pub fn serves_exactly(cert_pem: &str, spec: &TenantPkiSpec) -> Result<bool, PkiE
 /// endpoint only known once the admin cluster gave the Service an address.
 pub fn reissue_apiserver(pki: &mut TenantPki, spec: &TenantPkiSpec) -> Result<(), PkiError> {
     pki.apiserver = sign_for(
-        &pki.ca,
+        pki.outward_ca(),
         &Leaf {
             cn: "kube-apiserver",
             orgs: &[],

@@ -121,6 +121,15 @@ pub enum AuditPolicy {
     Custom(String),
 }
 
+/// Where a tenant's credential rotation stands: raising `generation` starts one (a new CA and
+/// service-account key trusted beside the old ones, everything re-issued), `started` false
+/// completes it (the old ones withdrawn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CredentialRotation {
+    pub generation: u32,
+    pub started: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audit {
     pub policy: AuditPolicy,
@@ -178,6 +187,7 @@ pub struct TenantSpec {
     pub encryption: Encryption,
     pub oidc: Vec<OidcIssuer>,
     pub audit: Option<Audit>,
+    pub credential_rotation: CredentialRotation,
 }
 
 #[cfg(test)]

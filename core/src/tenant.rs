@@ -19,6 +19,7 @@ pub const COND_RECONCILED: &str = "Reconciled";
 pub const COND_REMOVED: &str = "ControlPlaneRemoved";
 pub const COND_RELEASED: &str = "EtcdReleased";
 pub const COND_ENCRYPTED: &str = "EncryptedAtRest";
+pub const COND_CREDENTIALS: &str = "CredentialsRotated";
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -117,6 +118,9 @@ pub struct TenantRecord {
     /// from before encryption at rest).
     #[serde(default)]
     pub encrypted: Option<EncryptedWith>,
+    /// The credential rotation the PKI is at (generation 0, none started, before any).
+    #[serde(default)]
+    pub credentials: crate::spec::CredentialRotation,
 }
 
 impl TenantRecord {
@@ -140,6 +144,7 @@ impl TenantRecord {
             delete_time: 0,
             bootstrapped_at: 0,
             encrypted: None,
+            credentials: Default::default(),
         }
     }
 

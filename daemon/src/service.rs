@@ -5,7 +5,7 @@
 //! - create: a tenant no datastore can take now is refused (nothing is written that could only
 //!   fail); else its record is written with a fresh immutable id and the lifecycle is woken;
 //! - update: immutable settings stay, versions move one minor up at a time, the encryption key
-//!   rotation only forward, the generation moves; the lifecycle writes status into the same
+//!   rotation only forward, credential rotations one phase at a time, the generation moves; the lifecycle writes status into the same
 //!   record, so a lost compare-and-swap is re-checked against the fresh record and retried;
 //! - delete: refused while `deletion_protection` is set, checked and marked at one revision;
 //! - credentials and the tenant a bootstrap token is made in: the sealed PKI, opened once here.
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use kamaji_core::ids::TenantName;
 use kamaji_core::lifecycle::ports::Versioned;
 use kamaji_core::lifecycle::{now_unix, open_pki, LifecycleError};
-use kamaji_core::pki::{kubeconfig, TenantPki};
+use kamaji_core::pki::TenantPki;
 use kamaji_core::placement::{self, PlacementError, Policy, Request};
 use kamaji_core::spec::{Placement, TenantSpec};
 use kamaji_core::tenant::{Phase, TenantRecord};
@@ -239,6 +239,12 @@ impl TenantService {
             ) {
                 errors.push(e);
             }
+            if let Err(e) = contract::credential_rotation_change(
+                contract::rotation_state(old.credential_rotation.as_ref()),
+                contract::rotation_state(new.credential_rotation.as_ref()),
+            ) {
+                errors.push(e);
+            }
             if !errors.is_empty() {
                 return Err(ServiceError::Invalid(errors));
             }
@@ -306,13 +312,7 @@ impl TenantService {
             ));
         };
         Ok(Credentials {
-            admin_kubeconfig: kubeconfig(
-                name.as_str(),
-                endpoint,
-                &pki.ca.cert,
-                "kubernetes-admin",
-                &pki.admin,
-            ),
+            admin_kubeconfig: pki.admin_kubeconfig(name.as_str(), endpoint),
             client_certificate: pki.admin.cert.clone(),
             client_key: pki.admin.key.clone(),
         })

@@ -276,12 +276,6 @@ pub async fn admin_client(
     pki: &kamaji_core::pki::TenantPki,
 ) -> Result<kube::Client, TenantApiError> {
     let endpoint = rec.endpoint.clone().unwrap_or_default();
-    let kc = kamaji_core::pki::kubeconfig(
-        rec.name.as_str(),
-        &endpoint,
-        &pki.ca.cert,
-        "kubernetes-admin",
-        &pki.admin,
-    );
+    let kc = pki.admin_kubeconfig(rec.name.as_str(), &endpoint);
     connect(&kc, &endpoint).await
 }

@@ -11,8 +11,8 @@ use kamaji_core::datastore::{
 use kamaji_core::ids::{BadName, DatastoreName, TenantName};
 use kamaji_core::kek::{datastore_aad, Kek};
 use kamaji_core::spec::{
-    Addons, Audit, AuditPolicy, Encryption, Network, OidcIssuer, PerComponent, Placement,
-    Requirements, ServiceType, TenantSpec, Version,
+    Addons, Audit, AuditPolicy, CredentialRotation, Encryption, Network, OidcIssuer, PerComponent,
+    Placement, Requirements, ServiceType, TenantSpec, Version,
 };
 use kamaji_core::tenant::{Phase, TenantRecord, WireSpec};
 use kamaji_proto::v1;
@@ -135,6 +135,14 @@ pub fn tenant_spec(v: &v1::TenantClusterSpec) -> Result<TenantSpec, WireError> {
             .map(|a| a.oidc.into_iter().map(oidc_issuer).collect())
             .unwrap_or_default(),
         audit: v.audit.as_ref().map(audit).transpose()?,
+        credential_rotation: {
+            let (generation, started) =
+                kamaji_proto::tenant::rotation_state(v.credential_rotation.as_ref());
+            CredentialRotation {
+                generation,
+                started,
+            }
+        },
     })
 }
 

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use crate::errors::FieldError;
 use crate::v1::{
-    Audit, Authentication, Encryption, Network, ResourceRequirements, ServiceType,
-    TenantClusterSpec,
+    Audit, Authentication, CredentialRotation, Encryption, Network, ResourceRequirements,
+    ServiceType, TenantClusterSpec,
 };
 use crate::validate::{dns_label, labels};
 
@@ -499,6 +499,68 @@ pub fn key_rotation_change(field: &str, from: u32, to: u32) -> Check {
     }
 }
 
+/// Phases of a credential rotation.
+pub const ROTATION_PHASES: [&str; 2] = ["started", "completed"];
+
+/// Whether `r` (absent: generation 0, completed) is a started rotation, and its generation.
+pub fn rotation_state(r: Option<&CredentialRotation>) -> (u32, bool) {
+    r.map_or((0, false), |r| (r.generation, r.phase == "started"))
+}
+
+fn credential_rotation(r: &CredentialRotation) -> Vec<FieldError> {
+    if r.phase.is_empty() || ROTATION_PHASES.contains(&r.phase.as_str()) {
+        return Vec::new();
+    }
+    vec![FieldError::new(
+        "credential_rotation.phase",
+        format!(
+            "{:?} is not a phase; use {}",
+            r.phase,
+            ROTATION_PHASES.join(" or ")
+        ),
+    )]
+}
+
+/// A change of the credential rotation: one generation at a time, started before completed.
+pub fn credential_rotation_change(from: (u32, bool), to: (u32, bool)) -> Check {
+    let generation = "credential_rotation.generation";
+    let phase = "credential_rotation.phase";
+    let ((f, f_started), (t, t_started)) = (from, to);
+    let err = |field: &str, m: String| Err(FieldError::new(field, m));
+    if t < f {
+        return err(
+            generation,
+            format!("{t} is below {f}, the rotation in effect: generations only move forward"),
+        );
+    }
+    if t > f + 1 {
+        return err(
+            generation,
+            format!(
+                "{t} skips ahead of {f}: one rotation at a time, raise it to {}",
+                f + 1
+            ),
+        );
+    }
+    if t == f + 1 && f_started {
+        return err(generation, format!(
+            "rotation {f} is still started: complete it (phase = \"completed\") before starting rotation {t}"
+        ));
+    }
+    if t == f + 1 && !t_started {
+        return err(phase, format!(
+            "rotation {t} must be started first (phase = \"started\"): move clients and nodes to the new credentials, then complete it"
+        ));
+    }
+    if t == f && !f_started && t_started {
+        return err(phase, format!(
+            "rotation {f} is completed and cannot start again: raise generation to {} to rotate again",
+            f + 1
+        ));
+    }
+    Ok(())
+}
+
 /// A network that may reach the apiserver: any prefix length, host bits clear.
 pub fn authorized_network(field: &str, v: &str) -> Check {
     let bad = || {
@@ -704,6 +766,9 @@ pub fn tenant_cluster(name: &str, spec: &TenantClusterSpec) -> Vec<FieldError> {
     if let Some(a) = &spec.audit {
         errs.extend(audit(a));
     }
+    if let Some(r) = &spec.credential_rotation {
+        errs.extend(credential_rotation(r));
+    }
     let mut seen = std::collections::HashSet::new();
     errs.retain(|e| seen.insert(e.field.clone()));
     errs
@@ -815,6 +880,39 @@ mod tests {
             .message
             .contains("only move forward"));
         assert!(key_rotation_change("encryption.key_rotation", 1, 1).is_ok());
+    }
+
+    #[test]
+    fn credential_rotations_go_one_generation_at_a_time_started_before_completed() {
+        let field = |from, to| credential_rotation_change(from, to).map_err(|e| e.field);
+        assert_eq!(field((0, false), (1, true)), Ok(()), "start");
+        assert_eq!(field((1, true), (1, false)), Ok(()), "complete");
+        assert_eq!(field((1, false), (1, false)), Ok(()), "nothing");
+        let gen = Err("credential_rotation.generation".to_owned());
+        let phase = Err("credential_rotation.phase".to_owned());
+        assert_eq!(field((1, false), (0, false)), gen, "back");
+        assert_eq!(field((0, false), (2, true)), gen, "skip");
+        assert_eq!(
+            field((1, true), (2, true)),
+            gen,
+            "another before completing"
+        );
+        assert_eq!(
+            field((0, false), (1, false)),
+            phase,
+            "completed without the overlap"
+        );
+        assert_eq!(
+            field((1, false), (1, true)),
+            phase,
+            "restart a completed one"
+        );
+        let mut s = good();
+        s.credential_rotation = Some(CredentialRotation {
+            generation: 1,
+            phase: "begun".into(),
+        });
+        assert_eq!(fields(&s), ["credential_rotation.phase"]);
     }
 
     fn fields(spec: &TenantClusterSpec) -> Vec<String> {

@@ -204,6 +204,10 @@ lowered; unset keeps the rotation in effect. Defaults to 0.";
     pub const TC_CERTS_EXPIRE: &str = "When the first of the control plane's leaf certificates (serving, client, \
 component kubeconfigs, the admin's) expires, RFC 3339. kamajid renews them all before (30 days by default), with the same CA; \
 a refresh then reads the new admin credentials.";
+    pub const TC_CREDENTIAL_ROTATION: &str = "Rotation of the cluster's CA and service-account signing key, in two \
+phases as GKE's credential rotation: raise `generation` with `phase = \"started\"`, apply, move kubeconfigs and nodes to \
+the new credentials (the old ones keep working meanwhile), then set `phase = \"completed\"` and apply. Each apply returns \
+once the control plane runs the phase; the plan stays empty afterwards.";
     pub const TC_OIDC: &str = "An OpenID Connect issuer whose ID tokens the API server accepts (structured \
 authentication configuration: several issuers may be listed). Bind RBAC roles to the mapped users and groups.";
     pub const TC_AUDIT: &str = "The API server's audit log. In the admin cluster each replica writes it to its \

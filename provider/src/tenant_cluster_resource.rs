@@ -134,6 +134,17 @@ pub fn schema() -> Schema {
                     ),
                 ),
                 (
+                    "credential_rotation".to_owned(),
+                    group(
+                        TC_CREDENTIAL_ROTATION,
+                        attributes([
+                            ("generation", optional_default(number(), "Which rotation. Raise it by one, with `phase = \"started\"`, to start another. Defaults to 0 (never rotated).")),
+                            ("phase", optional_default(string(), "`started`: a new CA and service-account key are trusted beside the old ones, and the credentials kamajid issues (the admin kubeconfig, component certificates) are re-issued with the new ones; move clients and nodes over. `completed`: the old CA and key are withdrawn, and what they signed stops working. Defaults to `completed`.")),
+                        ]),
+                        Default::default(),
+                    ),
+                ),
+                (
                     "authentication".to_owned(),
                     group(
                         "Who may sign in besides certificate and service-account holders.",
@@ -685,6 +696,21 @@ impl Resource for TenantClusterResource {
         }
         let (old_spec, _) = prior.spec();
         let (new_spec, unknown) = planned.spec();
+        // Credential rotations: one generation at a time, started before completed.
+        let rotation =
+            |s: &v1::TenantClusterSpec| contract::rotation_state(s.credential_rotation.as_ref());
+        let rotating = rotation(&old_spec) != rotation(&new_spec);
+        if rotating
+            && unknown
+                .iter()
+                .all(|u| !u.starts_with("credential_rotation"))
+        {
+            if let Err(e) =
+                contract::credential_rotation_change(rotation(&old_spec), rotation(&new_spec))
+            {
+                field_diag(diags, e);
+            }
+        }
         // Keys only move forward: an older one may already be retired.
         if let (Value::Value(_), Some(from), Some(to)) = (
             planned
@@ -707,6 +733,14 @@ impl Resource for TenantClusterResource {
             }
         } else if spec_changed {
             planned = planned.unknown_status();
+            if rotating {
+                // Re-issued by the rotation: the CA bundle, its hash and the admin's credentials.
+                planned.cluster_ca_certificate = Value::Unknown;
+                planned.ca_cert_hash = Value::Unknown;
+                planned.admin_kubeconfig = Value::Unknown;
+                planned.client_certificate = Value::Unknown;
+                planned.client_key = Value::Unknown;
+            }
             let (p, n) = (
                 old_spec.network.clone().unwrap_or_default(),
                 new_spec.network.clone().unwrap_or_default(),

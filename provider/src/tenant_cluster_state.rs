@@ -61,6 +61,12 @@ pub struct Audit {
     pub max_age_days: Value<Number>,
 }
 
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialRotation {
+    pub generation: Value<Number>,
+    pub phase: Value<String>,
+}
+
 /// Days audit logs are kept when `audit.max_age_days` is unset.
 pub const AUDIT_MAX_AGE_DAYS: u32 = 30;
 
@@ -119,6 +125,7 @@ pub struct TenantClusterState {
     /// At most one `audit {}` block: null when there is none.
     #[serde(with = "one_block")]
     pub audit: Value<Audit>,
+    pub credential_rotation: Value<CredentialRotation>,
     /// Absent from the data source's schema, hence never serialized when null.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub timeouts: Value<Timeouts>,
@@ -398,6 +405,15 @@ impl TenantClusterState {
                     .collect()
             })
             .unwrap_or_default();
+        let rot = self
+            .credential_rotation
+            .as_ref_option()
+            .cloned()
+            .unwrap_or_default();
+        let credential_rotation = v1::CredentialRotation {
+            generation: r.int("credential_rotation.generation", &rot.generation, 0),
+            phase: r.string("credential_rotation.phase", &rot.phase, "completed"),
+        };
         let audit = self.audit.as_ref_option().map(|a| v1::Audit {
             preset: r.string("audit.preset", &a.preset, ""),
             policy: r.string("audit.policy", &a.policy, ""),
@@ -439,6 +455,12 @@ impl TenantClusterState {
             encryption: (encryption != v1::Encryption::default()).then_some(encryption),
             authentication: (!oidc.is_empty()).then_some(v1::Authentication { oidc }),
             audit,
+            credential_rotation: (credential_rotation
+                != v1::CredentialRotation {
+                    generation: 0,
+                    phase: "completed".into(),
+                })
+            .then_some(credential_rotation),
         };
         (spec, r)
     }
@@ -469,6 +491,7 @@ impl TenantClusterState {
                 "replicas" => contract::replicas,
                 "network.port" => contract::port,
                 "audit.max_age_days" => contract::audit_max_age,
+                // encryption.key_rotation, credential_rotation.generation
                 _ => contract::key_rotation,
             };
             errors.push(match n.whole() {
@@ -577,6 +600,16 @@ impl TenantClusterState {
             }
         }
         self.authentication = Value::Value(authn);
+        let mut rot = self
+            .credential_rotation
+            .as_ref_option()
+            .cloned()
+            .unwrap_or_default();
+        if rot.generation.is_null() {
+            rot.generation = Value::Value(Number::Whole(0));
+        }
+        fill(&mut rot.phase, "completed");
+        self.credential_rotation = Value::Value(rot);
         if let Value::Value(a) = &mut self.audit {
             if a.max_age_days.is_null() {
                 a.max_age_days = Value::Value(AUDIT_MAX_AGE_DAYS.into());
@@ -734,6 +767,14 @@ impl TenantClusterState {
                                 .collect(),
                         )
                     },
+                })
+            },
+            credential_rotation: {
+                let (generation, started) =
+                    contract::rotation_state(spec.credential_rotation.as_ref());
+                Value::Value(CredentialRotation {
+                    generation: Value::Value(generation.into()),
+                    phase: Value::Value(if started { "started" } else { "completed" }.to_owned()),
                 })
             },
             audit: match &spec.audit {

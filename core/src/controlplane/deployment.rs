@@ -225,7 +225,10 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
                     // Pods read their client certificates and configuration at start: a
                     // re-issued or renewed certificate, or a new configuration, rolls them.
                     annotations: Some(BTreeMap::from([
-                        (ANNOTATION_CERTIFICATES.to_owned(), pki.leaves_fingerprint()),
+                        (
+                            ANNOTATION_CERTIFICATES.to_owned(),
+                            pki.credentials_fingerprint(),
+                        ),
                         (
                             ANNOTATION_CONFIG.to_owned(),
                             files(t, pki, "").config_sha256(),

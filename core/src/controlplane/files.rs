@@ -47,8 +47,10 @@ pub fn files(t: &Tenant<'_>, pki: &TenantPki, local_server: &str) -> TenantFiles
     TenantFiles {
         config: config_files,
         pki: vec![
+            // The CA that signs (the controller-manager's CSR signer), and every CA trusted.
             ("ca.crt", pki.ca.cert.clone()),
             ("ca.key", pki.ca.key.clone()),
+            ("ca-bundle.crt", pki.ca_bundle()),
             ("apiserver.crt", pki.apiserver.cert.clone()),
             ("apiserver.key", pki.apiserver.key.clone()),
             (
@@ -66,7 +68,7 @@ pub fn files(t: &Tenant<'_>, pki: &TenantPki, local_server: &str) -> TenantFiles
             ),
             ("front-proxy-client.key", pki.front_proxy_client.key.clone()),
             ("sa.key", pki.service_account_key.clone()),
-            ("sa.pub", pki.service_account_pub.clone()),
+            ("sa.pub", pki.service_account_pubs()),
         ],
         etcd_pki: vec![
             ("ca.crt", t.etcd_ca_certificate.to_owned()),
@@ -79,7 +81,7 @@ pub fn files(t: &Tenant<'_>, pki: &TenantPki, local_server: &str) -> TenantFiles
                 kubeconfig(
                     cluster,
                     local_server,
-                    &pki.ca.cert,
+                    &pki.ca_bundle(),
                     "system:kube-controller-manager",
                     &pki.controller_manager,
                 ),
@@ -89,7 +91,7 @@ pub fn files(t: &Tenant<'_>, pki: &TenantPki, local_server: &str) -> TenantFiles
                 kubeconfig(
                     cluster,
                     local_server,
-                    &pki.ca.cert,
+                    &pki.ca_bundle(),
                     "system:kube-scheduler",
                     &pki.scheduler,
                 ),

@@ -149,6 +149,7 @@ pub(crate) mod testing {
             encryption: Default::default(),
             oidc: vec![],
             audit: None,
+            credential_rotation: Default::default(),
         }
     }
 

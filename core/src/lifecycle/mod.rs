@@ -203,15 +203,16 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
     /// What is due for `rec` now besides what its record says.
     fn due(&self, rec: &TenantRecord) -> steps::Due {
         let now = now_unix();
+        // A spec that does not decode is reported by the step that needs it.
+        let spec = self.records.spec(rec).ok();
         steps::Due {
             resync: steps::resync_due(rec, self.settings.resync_seconds, now),
             health: self.health_due(&rec.name),
-            // A spec that does not decode is reported by the step that needs it.
-            reencrypt: self
-                .records
-                .spec(rec)
-                .is_ok_and(|s| steps::reencrypt_due(rec, &s)),
+            reencrypt: spec.as_ref().is_some_and(|s| steps::reencrypt_due(rec, s)),
             renew: steps::renew_due(rec, self.settings.certificate_renew_before, now),
+            rotate: spec
+                .as_ref()
+                .is_some_and(|s| s.credential_rotation != rec.credentials),
         }
     }
 
@@ -307,7 +308,7 @@ pub fn seal_pki(kek: &Kek, rec: &mut TenantRecord, pki: &TenantPki) -> Result<()
     })?;
     rec.pki = Some(crate::tenant::StoredPki {
         sealed: kek.seal(&tenant_aad(&rec.name), &json),
-        ca_certificate: pki.ca.cert.clone(),
+        ca_certificate: pki.ca_bundle(),
         certificates_expire_at: crate::pki::leaves_expire_at(pki),
     });
     Ok(())

@@ -11,7 +11,8 @@
 //! | AwaitReady | waits until it answers; re-issues the serving certificate for the address the runtime gave it | none: observes |
 //! | Bootstrap | what `kubeadm join` needs, inside the tenant; the tenant is Ready | none: those objects live in the tenant's own etcd prefix, removed by ReleaseEtcd |
 //!
-//! Day two: Reencrypt (every encrypted object written again with the newest key, after a key
+//! Day two: RotateCredentials (phase one or two of a CA and service-account key rotation; Apply
+//! rolls it out), Reencrypt (every encrypted object written again with the newest key, after a key
 //! rotation or a change of the encrypted resources; then the old keys are retired),
 //! RenewCertificates (the leaf certificates signed again before they expire; Apply rolls them
 //! out), Resync (the control plane and the in-tenant objects again, every resync period:
@@ -25,7 +26,7 @@ use crate::bootstrap;
 use crate::controlplane::Tenant;
 use crate::datastore::DatastoreRecord;
 use crate::etcd_keys::prefix;
-use crate::pki::{self, kubeconfig, mint, TenantPki, TenantPkiSpec};
+use crate::pki::{self, mint, TenantPki, TenantPkiSpec};
 use crate::placement::{self, Request};
 use crate::spec::TenantSpec;
 use crate::tenant::*;
@@ -35,6 +36,7 @@ pub enum Step {
     Place,
     Isolate,
     MintPki,
+    RotateCredentials,
     Apply,
     AwaitReady,
     ReissueServingCert,
@@ -86,6 +88,8 @@ pub struct Due {
     pub reencrypt: bool,
     /// The leaf certificates expire soon, or their expiry is not recorded ([`renew_due`]).
     pub renew: bool,
+    /// The spec asks for another phase of a credential rotation than the PKI is at.
+    pub rotate: bool,
 }
 
 /// Whether the tenant's encrypted objects are not all written with the key and for the
@@ -130,6 +134,10 @@ pub fn next(rec: &TenantRecord, due: Due) -> Option<Step> {
     }
     if rec.pki.is_none() {
         return Some(Step::MintPki);
+    }
+    // Before Apply: the apply that follows rolls out the rotated credentials with the rest.
+    if due.rotate {
+        return Some(Step::RotateCredentials);
     }
     if !rec.done(COND_APPLIED) || rec.observed_generation < rec.generation {
         return Some(Step::Apply);
@@ -213,7 +221,7 @@ fn bootstrap_objects(
     let inputs = bootstrap::Inputs {
         cluster_name: &rec.name,
         endpoint,
-        ca_pem: &pki.ca.cert,
+        ca_pem: &pki.ca_bundle(),
         spec,
         dns_domain,
     };
@@ -319,6 +327,8 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                     now,
                 );
                 rec.encrypted = Some(want);
+                // A new PKI has nothing to rotate from.
+                rec.credentials = spec.credential_rotation;
                 seal_pki(&self.kek, &mut rec, &pki)?;
                 self.save(&rec, rev).await?;
                 Ok(Outcome::Ran(Step::MintPki))
@@ -339,6 +349,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 Ok(Outcome::Ran(Step::Bootstrap))
             }
             Step::Reencrypt => self.reencrypt(rec, rev, &spec, now).await,
+            Step::RotateCredentials => self.rotate(rec, rev, &spec, now).await,
             Step::RenewCertificates => self.renew(rec, rev, &spec, now).await,
             Step::Resync => {
                 // Drift repair: what kamajid owns in the runtime and inside the tenant, again.
@@ -554,13 +565,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             }
         }
         let endpoint = rec.endpoint.clone().unwrap_or_default();
-        let admin = kubeconfig(
-            rec.name.as_str(),
-            &endpoint,
-            &pki.ca.cert,
-            "kubernetes-admin",
-            &pki.admin,
-        );
+        let admin = pki.admin_kubeconfig(rec.name.as_str(), &endpoint);
         let written = self.objects.rewrite(&endpoint, &admin, &resources).await?;
         if pki.retire_after_rewrite(&want.resources) {
             seal_pki(&self.kek, &mut rec, &pki)?;
@@ -586,6 +591,62 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         rec.encrypted = Some(want);
         self.save(&rec, rev).await?;
         Ok(Outcome::Ran(Step::Reencrypt))
+    }
+
+    /// Moves the PKI one phase towards the rotation the spec asks: completes a started rotation
+    /// first when another is asked, starts one when the generation moved. Apply rolls it out.
+    async fn rotate(
+        &self,
+        mut rec: TenantRecord,
+        rev: i64,
+        spec: &TenantSpec,
+        now: i64,
+    ) -> Result<Outcome, LifecycleError> {
+        let (want, have) = (spec.credential_rotation, rec.credentials);
+        let mut pki = self.pki(&rec)?;
+        let pki_spec = pki_spec(&rec, spec, &self.settings);
+        let what = if have.started && (want.generation != have.generation || !want.started) {
+            pki.complete_rotation(&pki_spec)?;
+            rec.credentials.started = false;
+            format!(
+                "rotation {} completed: the previous CA and service-account key are withdrawn",
+                have.generation
+            )
+        } else if want.generation != have.generation {
+            pki.start_rotation(&pki_spec)?;
+            rec.credentials = crate::spec::CredentialRotation {
+                generation: want.generation,
+                started: true,
+            };
+            format!(
+                "rotation {} started: a new CA and service-account key, the previous ones still trusted",
+                want.generation
+            )
+        } else {
+            rec.credentials = want;
+            "nothing to rotate".to_owned()
+        };
+        seal_pki(&self.kek, &mut rec, &pki)?;
+        rec.set_condition(
+            COND_CREDENTIALS,
+            !rec.credentials.started,
+            if rec.credentials.started {
+                "Started"
+            } else {
+                "Completed"
+            },
+            what,
+            now,
+        );
+        rec.set_condition(
+            COND_APPLIED,
+            false,
+            "CredentialsRotated",
+            "rolling out the rotated credentials",
+            now,
+        );
+        self.save(&rec, rev).await?;
+        Ok(Outcome::Ran(Step::RotateCredentials))
     }
 
     /// Signs the leaf certificates again (same CAs) once the first is within the renewal
@@ -634,13 +695,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         let endpoint = rec.endpoint.clone().unwrap_or_default();
         let (apply, remove) =
             bootstrap_objects(rec, spec, pki, &endpoint, &self.settings.dns_domain);
-        let admin = kubeconfig(
-            rec.name.as_str(),
-            &endpoint,
-            &pki.ca.cert,
-            "kubernetes-admin",
-            &pki.admin,
-        );
+        let admin = pki.admin_kubeconfig(rec.name.as_str(), &endpoint);
         self.objects
             .sync(&endpoint, &admin, &apply, &remove)
             .await?;

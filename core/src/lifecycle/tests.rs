@@ -450,6 +450,7 @@ fn the_next_step_follows_from_the_record_alone() {
         health: true,
         reencrypt: true,
         renew: true,
+        rotate: false,
     };
     assert_eq!(next(&rec, all), Some(Step::Reencrypt), "rewrites first");
     rec.set_condition(COND_BOOTSTRAPPED, false, "", "", 0);
@@ -484,6 +485,17 @@ fn the_next_step_follows_from_the_record_alone() {
         next(&rec, due),
         Some(Step::Apply),
         "a new spec is applied first"
+    );
+    assert_eq!(
+        next(
+            &rec,
+            Due {
+                rotate: true,
+                ..due
+            }
+        ),
+        Some(Step::RotateCredentials),
+        "with the rotated credentials"
     );
     rec.mark_deleting(0);
     assert_eq!(next(&rec, due), Some(Step::RemoveControlPlane));
@@ -608,7 +620,10 @@ async fn leaf_certificates_are_renewed_within_the_window_with_the_same_ca() {
     })
     .await;
     assert_eq!(w.steps_to_converge(&t).await, [Step::RenewCertificates]);
-    assert_eq!(w.pki(&t).leaves_fingerprint(), before.leaves_fingerprint());
+    assert_eq!(
+        w.pki(&t).credentials_fingerprint(),
+        before.credentials_fingerprint()
+    );
     assert_eq!(
         w.record(&t).unwrap().pki.unwrap().certificates_expire_at,
         expires
@@ -629,12 +644,94 @@ async fn leaf_certificates_are_renewed_within_the_window_with_the_same_ca() {
         ]
     );
     let after = w.pki(&t);
-    assert_ne!(after.leaves_fingerprint(), before.leaves_fingerprint());
+    assert_ne!(
+        after.credentials_fingerprint(),
+        before.credentials_fingerprint()
+    );
     assert_eq!(after.ca, before.ca);
     assert_eq!(after.service_account_key, before.service_account_key);
     assert!(crate::pki::issued_by(&after.admin.cert, &before.ca.cert));
     let expires = w.record(&t).unwrap().pki.unwrap().certificates_expire_at;
     assert!((expires - now_unix() - 4 * 3600).abs() < 60, "{expires}");
     assert!(w.steps_to_converge(&t).await.is_empty(), "renewed once");
+    w.assert_ready(&t);
+}
+
+#[tokio::test]
+async fn a_credential_rotation_trusts_both_cas_until_it_completes() {
+    use crate::pki::issued_by;
+    use crate::spec::CredentialRotation;
+    let w = world();
+    let t = w.create("acme").await;
+    w.steps_to_converge(&t).await;
+    let before = w.pki(&t);
+
+    // Phase one: a new CA signs the clients; the server still shows the old one, both are
+    // trusted, and tokens of both service-account keys verify.
+    w.update(&t, |s| {
+        s.credential_rotation = CredentialRotation {
+            generation: 1,
+            started: true,
+        }
+    })
+    .await;
+    let steps = [
+        Step::RotateCredentials,
+        Step::Apply,
+        Step::AwaitReady,
+        Step::Bootstrap,
+    ];
+    assert_eq!(w.steps_to_converge(&t).await, steps);
+    let mid = w.pki(&t);
+    assert_ne!(mid.ca, before.ca);
+    assert_eq!(mid.previous.as_ref().map(|p| &p.ca), Some(&before.ca));
+    assert!(issued_by(&mid.admin.cert, &mid.ca.cert));
+    assert!(
+        issued_by(&mid.apiserver.cert, &before.ca.cert),
+        "clients holding only the old CA still verify the server"
+    );
+    assert!(issued_by(
+        &mid.apiserver_kubelet_client.cert,
+        &before.ca.cert
+    ));
+    assert_eq!(
+        mid.ca_bundle(),
+        format!("{}{}", mid.ca.cert, before.ca.cert)
+    );
+    assert!(mid
+        .service_account_pubs()
+        .ends_with(&before.service_account_pub));
+    assert_ne!(mid.service_account_key, before.service_account_key);
+    let rec = w.record(&t).unwrap();
+    assert_eq!(rec.pki.as_ref().unwrap().ca_certificate, mid.ca_bundle());
+    assert!(
+        !rec.done(COND_CREDENTIALS),
+        "a started rotation is not done"
+    );
+    w.assert_ready(&t);
+
+    // Phase two: the old CA and key are withdrawn; the server shows the new CA.
+    w.update(&t, |s| s.credential_rotation.started = false)
+        .await;
+    assert_eq!(w.steps_to_converge(&t).await, steps);
+    let after = w.pki(&t);
+    assert_eq!(after.ca, mid.ca);
+    assert!(after.previous.is_none());
+    assert_eq!(after.ca_bundle(), after.ca.cert);
+    assert_eq!(after.service_account_pubs(), mid.service_account_pub);
+    assert!(issued_by(&after.apiserver.cert, &after.ca.cert));
+    assert!(issued_by(
+        &after.apiserver_kubelet_client.cert,
+        &after.ca.cert
+    ));
+    let rec = w.record(&t).unwrap();
+    assert!(rec.done(COND_CREDENTIALS));
+    assert_eq!(
+        rec.credentials,
+        CredentialRotation {
+            generation: 1,
+            started: false
+        }
+    );
     w.assert_ready(&t);
 }

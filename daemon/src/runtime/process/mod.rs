@@ -360,27 +360,37 @@ impl Runtime for ProcessRuntime {
             flags::scheduler(t.spec, &inputs),
         ];
         // What each component reads only at start besides its flags. The apiserver reloads its
-        // serving certificate and client CA by itself (a re-issued serving certificate needs no
-        // restart), but not its configuration files nor its etcd and kubelet client
-        // certificates; the other two read their kubeconfigs once.
-        let kubeconfig = |n: &str| {
-            f.kubeconfigs
+        // serving certificate and client CAs by itself (a re-issued serving certificate needs no
+        // restart), but not its configuration files, its etcd and kubelet client certificates
+        // nor the service-account keys; the other two read their kubeconfigs and keys once.
+        let digest = |names: &[&str]| {
+            let all: String = f
+                .pki
                 .iter()
-                .find(|(k, _)| *k == n)
-                .map(|(_, c)| kamaji_core::pki::fingerprint(c))
-                .unwrap_or_default()
+                .chain(&f.kubeconfigs)
+                .filter(|(n, _)| names.contains(n))
+                .map(|(_, c)| c.as_str())
+                .collect();
+            kamaji_core::pki::fingerprint(&all)
         };
         let fingerprints = [
             format!(
-                "{}:{}",
+                "{}:{}:{}",
                 f.config_sha256(),
                 kamaji_core::pki::fingerprint(&format!(
                     "{}{}",
                     pki.etcd_client.cert, pki.apiserver_kubelet_client.cert
-                ))
+                )),
+                digest(&["sa.pub", "sa.key"]),
             ),
-            kubeconfig("controller-manager.conf"),
-            kubeconfig("scheduler.conf"),
+            digest(&[
+                "controller-manager.conf",
+                "ca.crt",
+                "ca.key",
+                "ca-bundle.crt",
+                "sa.key",
+            ]),
+            digest(&["scheduler.conf"]),
         ];
         // Replacing a process waits for the old one to end: off the async workers.
         let sup = self.supervisor.clone();
@@ -433,7 +443,7 @@ impl Runtime for ProcessRuntime {
                 message: why,
             });
         }
-        let ca = std::fs::read_to_string(dir.join("pki/ca.crt")).unwrap_or_default();
+        let ca = std::fs::read_to_string(dir.join("pki/ca-bundle.crt")).unwrap_or_default();
         let mut waiting = Vec::new();
         for (c, port, path, ca) in [
             (APISERVER, p.ports.apiserver, "/readyz", Some(ca.as_str())),
