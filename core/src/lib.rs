@@ -12,6 +12,7 @@
 //! - [`kek`]: sealing secrets bound to the record they belong to (AES-256-GCM).
 //! - [`pki`]: a tenant's certificates and kubeconfigs (rcgen).
 //! - [`placement`]: choosing a datastore by capacity, labels and policy.
+//! - [`usage`]: what each tenant keeps in a shared etcd, kept current from the shard's events.
 //! - [`controlplane`]: component flags, files and the admin-cluster objects of a tenant.
 //! - [`bootstrap`]: the objects inside a tenant that `kubeadm join` needs, and bootstrap tokens.
 
@@ -26,3 +27,4 @@ pub mod pki;
 pub mod placement;
 pub mod spec;
 pub mod tenant;
+pub mod usage;

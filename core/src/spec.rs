@@ -188,6 +188,8 @@ pub struct TenantSpec {
     pub oidc: Vec<OidcIssuer>,
     pub audit: Option<Audit>,
     pub credential_rotation: CredentialRotation,
+    /// Bytes the tenant may keep in its datastore; `None`: its reservation.
+    pub storage_quota_bytes: Option<i64>,
 }
 
 #[cfg(test)]

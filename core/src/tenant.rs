@@ -20,6 +20,8 @@ pub const COND_REMOVED: &str = "ControlPlaneRemoved";
 pub const COND_RELEASED: &str = "EtcdReleased";
 pub const COND_ENCRYPTED: &str = "EncryptedAtRest";
 pub const COND_CREDENTIALS: &str = "CredentialsRotated";
+/// True while the tenant keeps more than its storage quota and new objects are refused.
+pub const COND_STORAGE_QUOTA: &str = "StorageQuotaExceeded";
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -184,6 +186,16 @@ impl TenantRecord {
     /// Whether condition `kind` holds.
     pub fn done(&self, kind: &str) -> bool {
         self.condition(kind).is_some_and(|c| c.ok)
+    }
+
+    /// Whether new objects are refused for keeping more than the storage quota.
+    pub fn over_quota(&self) -> bool {
+        self.done(COND_STORAGE_QUOTA)
+    }
+
+    /// The storage quota in effect: the spec's, else the reservation.
+    pub fn storage_quota(&self, spec: &crate::spec::TenantSpec) -> i64 {
+        spec.storage_quota_bytes.unwrap_or(self.reservation_bytes)
     }
 
     /// Flags the record for teardown; the lifecycle does the rest.

@@ -25,6 +25,7 @@ use crate::api::tenants::TenantApi;
 use crate::config::RuntimeKind;
 use crate::config::{ServeConfig, StateEtcdConfig};
 use crate::datastore::isolation::EtcdIsolation;
+use crate::datastore::usage::UsageTracker;
 use crate::datastore::{health, probe::EtcdProber};
 use crate::etcd::{connect, error_chain, EtcdTls};
 use crate::leader;
@@ -128,6 +129,7 @@ async fn kube_client(path: Option<&Path>) -> Option<kube::Client> {
 struct LifecycleParts {
     store: Store,
     kek: Kek,
+    usage: Arc<UsageTracker>,
     settings: Settings,
     etcd_timeout: std::time::Duration,
     wake: Arc<tokio::sync::Notify>,
@@ -139,7 +141,7 @@ impl LifecycleParts {
     fn spawn<R: Runtime>(self, runtime: Arc<R>) -> tokio::task::JoinHandle<()> {
         let life = Arc::new(Lifecycle::new(
             self.store,
-            EtcdIsolation::new(self.kek.clone(), self.etcd_timeout),
+            EtcdIsolation::new(self.kek.clone(), self.etcd_timeout, self.usage),
             runtime,
             KubeTenantObjects,
             self.kek,
@@ -204,10 +206,20 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
+    let usage = UsageTracker::new(kek.clone(), cfg.probe_timeout());
+    // Every replica measures, so any can answer the API; a new datastore is picked up within
+    // seconds (listing the records is one read of kamajid's own store).
+    let measuring = tokio::spawn(usage.clone().run(
+        store.clone(),
+        std::time::Duration::from_secs(5),
+        shutdown.clone(),
+    ));
+
     let wake = Arc::new(tokio::sync::Notify::new());
     let parts = LifecycleParts {
         store: store.clone(),
         kek: kek.clone(),
+        usage: usage.clone(),
         settings: Settings {
             policy: Policy::Spread,
             dns_domain: cfg.tenant_dns_domain.clone(),
@@ -254,6 +266,7 @@ pub async fn serve(
         kek: kek.clone(),
         wake,
         reservation_bytes: cfg.tenant_reservation_mib.saturating_mul(1024 * 1024),
+        usage: usage.clone(),
     });
     let tenants = TenantClustersServer::with_interceptor(
         TenantApi {
@@ -267,7 +280,12 @@ pub async fn serve(
         tokens.clone().interceptor(),
     );
     let datastores = DatastoresServer::with_interceptor(
-        DatastoreApi { store, kek, prober },
+        DatastoreApi {
+            store,
+            kek,
+            prober,
+            usage,
+        },
         tokens.interceptor(),
     );
     let served = Server::builder()
@@ -285,7 +303,7 @@ pub async fn serve(
         })
         .await
         .map_err(|e| ServeError::Transport(error_chain(&e)));
-    let _ = tokio::join!(campaign, health);
+    let _ = tokio::join!(campaign, health, measuring);
     if let Some(r) = reconciler {
         let _ = r.await;
     }

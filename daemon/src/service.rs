@@ -24,6 +24,7 @@ use kamaji_proto::tenant as contract;
 use kamaji_proto::v1;
 use tokio::sync::Notify;
 
+use crate::datastore::usage::UsageTracker;
 use crate::store::{Store, StoreError};
 use crate::wire;
 
@@ -72,6 +73,8 @@ pub struct TenantService {
     pub wake: Arc<Notify>,
     /// Datastore bytes set aside for each new tenant.
     pub reservation_bytes: i64,
+    /// What each tenant keeps, as measured.
+    pub usage: Arc<UsageTracker>,
 }
 
 /// Fields fixed at creation: placement, the network plan, and the names baked into the PKI.
@@ -130,17 +133,31 @@ impl TenantService {
             .ok_or_else(|| ServiceError::NotFound(name.to_string()))
     }
 
-    /// A tenant, with its wire spec, as the API shows it.
+    /// A tenant as the API shows it: its wire spec, its status, what it keeps as measured.
+    fn view(&self, rec: &TenantRecord) -> Result<v1::TenantCluster, ServiceError> {
+        let mut tc = wire::tenant_to_proto(rec, self.store.wire_spec(rec)?);
+        let used = rec
+            .datastore
+            .as_ref()
+            .and_then(|ds| self.usage.tenant(ds, &rec.uid));
+        if let Some(st) = tc.status.as_mut() {
+            st.storage_used_bytes = used.map(|u| u.bytes);
+            st.storage_keys = used.map(|u| u.keys);
+        }
+        Ok(tc)
+    }
+
+    /// A tenant, as the API shows it.
     pub async fn get(&self, name: &TenantName) -> Result<v1::TenantCluster, ServiceError> {
         let rec = self.record(name).await?.value;
-        Ok(wire::tenant_to_proto(&rec, self.store.wire_spec(&rec)?))
+        self.view(&rec)
     }
 
     /// Every tenant, as the API shows it.
     pub async fn list(&self) -> Result<Vec<v1::TenantCluster>, ServiceError> {
         let mut out = Vec::new();
         for rec in self.store.tenant_records().await? {
-            out.push(wire::tenant_to_proto(&rec, self.store.wire_spec(&rec)?));
+            out.push(self.view(&rec)?);
         }
         Ok(out)
     }

@@ -143,6 +143,7 @@ pub fn tenant_spec(v: &v1::TenantClusterSpec) -> Result<TenantSpec, WireError> {
                 started,
             }
         },
+        storage_quota_bytes: (v.storage_quota_bytes > 0).then_some(v.storage_quota_bytes),
     })
 }
 
@@ -197,8 +198,14 @@ pub fn timestamp(unix: i64) -> Option<prost_types::Timestamp> {
     })
 }
 
-/// A tenant record as the API shows it, with its (decoded) wire spec.
+/// A tenant record as the API shows it, with its (decoded) wire spec. What it keeps is
+/// measured, not recorded: the caller adds it.
 pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::TenantCluster {
+    let storage_quota_bytes = if spec.storage_quota_bytes > 0 {
+        spec.storage_quota_bytes
+    } else {
+        rec.reservation_bytes
+    };
     v1::TenantCluster {
         name: rec.name.to_string(),
         uid: rec.uid.to_string(),
@@ -250,6 +257,9 @@ pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::T
                 .as_ref()
                 .and_then(|p| timestamp(p.certificates_expire_at)),
             encryption_key_rotation: rec.encrypted.as_ref().map_or(0, |e| e.rotation),
+            storage_used_bytes: None,
+            storage_keys: None,
+            storage_quota_bytes,
         }),
         generation: rec.generation,
         create_time: timestamp(rec.create_time),
@@ -365,6 +375,8 @@ pub fn status_to_proto(s: &DatastoreStatusRecord, tenant_count: u32) -> v1::Data
             .collect(),
         tenant_count,
         last_probe_time: timestamp(s.probe_time),
+        storage_used_bytes: None,
+        storage_keys: None,
     }
 }
 

@@ -10,9 +10,11 @@ use kamaji_core::ids::{DatastoreName, TenantId};
 use kamaji_core::kek::Kek;
 use kamaji_core::lifecycle::ports::Isolation;
 use kamaji_core::pki::{issue, Pem};
+use kamaji_core::usage::StorageUsage;
 use kamaji_proto::v1;
 use kamaji_testkit::devenv::{DevPki, EtcdProcess, EtcdSecurity};
 use kamajid::datastore::isolation::EtcdIsolation;
+use kamajid::datastore::usage::UsageTracker;
 use kamajid::etcd::{connect, error_chain, EtcdTls};
 use kamajid::wire;
 
@@ -67,7 +69,11 @@ async fn a_tenant_reaches_its_prefix_and_nothing_else_and_removal_is_exact() {
         1,
         1,
     );
-    let isolation = EtcdIsolation::new(kek, Duration::from_secs(5));
+    let isolation = EtcdIsolation::new(
+        kek.clone(),
+        Duration::from_secs(5),
+        UsageTracker::new(kek, Duration::from_secs(5)),
+    );
     let (team_id, team_a_id) = (
         TenantId::parse("team").unwrap(),
         TenantId::parse("team-a").unwrap(),
@@ -142,4 +148,134 @@ async fn a_tenant_reaches_its_prefix_and_nothing_else_and_removal_is_exact() {
     );
     // team-a's certificate no longer reaches anything.
     assert!(team_a.get("/team-a/registry/pods/p1", None).await.is_err());
+}
+
+/// What every tenant keeps, counted by reading the whole shard as root: what a user would
+/// compare kamajid's figures with.
+async fn scanned(admin: &mut Client, id: &str) -> StorageUsage {
+    let r = admin
+        .get(format!("/{id}/"), Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    StorageUsage {
+        bytes: r
+            .kvs()
+            .iter()
+            .map(|kv| (kv.key().len() + kv.value().len()) as i64)
+            .sum(),
+        keys: r.kvs().len() as i64,
+    }
+}
+
+#[tokio::test]
+async fn usage_follows_every_put_and_delete_and_survives_a_compaction() {
+    kamajid::server::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::generate().unwrap();
+    let etcd = EtcdProcess::start(dir.path(), "measured", &pki, EtcdSecurity::default())
+        .await
+        .unwrap();
+    let mut admin = client_as(&etcd, &pki, &pki.root).await;
+    // Written before kamajid looks: found by the first scan (more than one page of it).
+    for i in 0..1200 {
+        admin
+            .put(
+                format!("/team/configmaps/default/c{i}"),
+                "x".repeat(100),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    admin.put("/team-a/secrets/s", "y", None).await.unwrap();
+    let kek = Kek::from_bytes(&[6; 32]);
+    let name = DatastoreName::parse("measured").unwrap();
+    let ds: DatastoreRecord = wire::seal_datastore(
+        &name,
+        &v1::DatastoreSpec {
+            endpoints: vec![etcd.endpoint.clone()],
+            ca_certificate: pki.ca.cert.clone(),
+            client_certificate: pki.root.cert.clone(),
+            client_key: pki.root.key.clone(),
+            client_ca_certificate: pki.ca.cert.clone(),
+            client_ca_key: pki.ca.key.clone(),
+            quota_bytes: 1 << 30,
+            schedulable: true,
+            ..Default::default()
+        },
+        &kek,
+        1,
+        1,
+    );
+    let tracker = UsageTracker::new(kek, Duration::from_secs(5));
+    tracker.track(std::slice::from_ref(&ds));
+    let (team, team_a) = (
+        TenantId::parse("team").unwrap(),
+        TenantId::parse("team-a").unwrap(),
+    );
+    // Waits until kamajid's figures for every tenant equal a fresh scan.
+    let agree = |tracker: std::sync::Arc<UsageTracker>, mut admin: Client| {
+        let (name, team, team_a) = (name.clone(), team.clone(), team_a.clone());
+        async move {
+            let mut last = None;
+            for _ in 0..100 {
+                let want = (
+                    scanned(&mut admin, "team").await,
+                    scanned(&mut admin, "team-a").await,
+                );
+                let got = (tracker.tenant(&name, &team), tracker.tenant(&name, &team_a));
+                if got == (Some(want.0), Some(want.1)) {
+                    let mut total = want.0;
+                    total += want.1;
+                    assert_eq!(tracker.datastore(&name), Some(total));
+                    return want;
+                }
+                last = Some((got, want));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("kamajid's figures never matched a scan: {last:?}");
+        }
+    };
+    let (t, _) = agree(tracker.clone(), admin.clone()).await;
+    assert_eq!(t.keys, 1200);
+
+    // Changes after the scan: a bigger value, a new key, a delete, a whole prefix deleted.
+    admin
+        .put("/team/configmaps/default/c0", "z".repeat(5000), None)
+        .await
+        .unwrap();
+    admin.put("/team-a/secrets/t", "w", None).await.unwrap();
+    admin
+        .delete("/team/configmaps/default/c1", None)
+        .await
+        .unwrap();
+    admin
+        .delete(
+            "/team/configmaps/default/c2",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    let (t, a) = agree(tracker.clone(), admin.clone()).await;
+    assert_eq!(a.keys, 2);
+    assert!(t.bytes > 1000 * 100 + 5000, "{t:?}");
+
+    // History compacted while the figures are followed, then more writes: still exact.
+    let rev = admin
+        .put("/team/configmaps/default/late", "l", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    admin.compact(rev, None).await.unwrap();
+    admin
+        .put("/team/configmaps/default/later", "m", None)
+        .await
+        .unwrap();
+    agree(tracker.clone(), admin.clone()).await;
+
+    // A datastore no longer registered is no longer measured.
+    tracker.track(&[]);
+    assert_eq!(tracker.tenant(&name, &team), None);
 }

@@ -23,6 +23,7 @@ use kamaji_core::tenant::{
 use kamaji_proto::v1;
 use kamaji_testkit::devenv::{DevPki, EtcdProcess, EtcdSecurity};
 use kamajid::datastore::isolation::EtcdIsolation;
+use kamajid::datastore::usage::UsageTracker;
 use kamajid::etcd::{connect, EtcdTls};
 use kamajid::store::{Store, Versioned};
 use kamajid::tenant_client::KubeTenantObjects;
@@ -100,7 +101,11 @@ impl World {
     fn ctx(&self) -> Life {
         Lifecycle::new(
             self.store.clone(),
-            EtcdIsolation::new(self.kek.clone(), Duration::from_secs(5)),
+            EtcdIsolation::new(
+                self.kek.clone(),
+                Duration::from_secs(5),
+                UsageTracker::new(self.kek.clone(), Duration::from_secs(5)),
+            ),
             self.runtime.clone(),
             KubeTenantObjects,
             self.kek.clone(),

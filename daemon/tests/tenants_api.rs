@@ -21,6 +21,7 @@ use kamaji_testkit::devenv::{DevPki, EtcdProcess, EtcdSecurity};
 use kamajid::api::bootstrap_tokens::BootstrapTokenApi;
 use kamajid::api::tenants::TenantApi;
 use kamajid::datastore::isolation::EtcdIsolation;
+use kamajid::datastore::usage::UsageTracker;
 use kamajid::etcd::{connect, EtcdTls};
 use kamajid::service::TenantService;
 use kamajid::store::Store;
@@ -106,9 +107,10 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
     let wake = Arc::new(tokio::sync::Notify::new());
     let (_leader_tx, leader_rx) = tokio::sync::watch::channel(true);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let usage = UsageTracker::new(kek.clone(), Duration::from_secs(5));
     let life = Arc::new(Lifecycle::new(
         store.clone(),
-        EtcdIsolation::new(kek.clone(), Duration::from_secs(5)),
+        EtcdIsolation::new(kek.clone(), Duration::from_secs(5), usage.clone()),
         runtime.clone(),
         KubeTenantObjects,
         kek.clone(),
@@ -125,6 +127,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         kek: kek.clone(),
         wake,
         reservation_bytes: DEFAULT_RESERVATION_BYTES,
+        usage,
     });
     let api = TenantApi {
         service: service.clone(),

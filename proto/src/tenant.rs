@@ -447,6 +447,25 @@ pub fn replicas(field: &str, n: i64) -> Check {
     }
 }
 
+/// Smallest storage quota a tenant may set: a fresh cluster alone keeps about half a MiB.
+pub const MIN_STORAGE_QUOTA_BYTES: i64 = 1024 * 1024;
+
+/// A tenant's storage quota, as written (0, on the wire, means the reservation).
+pub fn storage_quota(field: &str, n: i64) -> Check {
+    if (MIN_STORAGE_QUOTA_BYTES..=crate::RECOMMENDED_MAX_QUOTA_BYTES).contains(&n) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "{n} is not between {MIN_STORAGE_QUOTA_BYTES} (1 MiB) and {} (8 GiB, etcd's \
+                 recommended maximum for a whole datastore)",
+                crate::RECOMMENDED_MAX_QUOTA_BYTES
+            ),
+        ))
+    }
+}
+
 /// A TCP port, as written.
 pub fn port(field: &str, n: i64) -> Check {
     if (1..=65535).contains(&n) {
@@ -769,6 +788,11 @@ pub fn tenant_cluster(name: &str, spec: &TenantClusterSpec) -> Vec<FieldError> {
     if let Some(r) = &spec.credential_rotation {
         errs.extend(credential_rotation(r));
     }
+    if spec.storage_quota_bytes != 0 {
+        if let Err(e) = storage_quota("storage_quota_bytes", spec.storage_quota_bytes) {
+            errs.push(e);
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     errs.retain(|e| seen.insert(e.field.clone()));
     errs
@@ -880,6 +904,24 @@ mod tests {
             .message
             .contains("only move forward"));
         assert!(key_rotation_change("encryption.key_rotation", 1, 1).is_ok());
+    }
+
+    #[test]
+    fn storage_quotas_are_refused_outside_1_mib_to_8_gib_and_0_means_the_reservation() {
+        let mut s = good();
+        for ok in [
+            0,
+            MIN_STORAGE_QUOTA_BYTES,
+            64 << 20,
+            crate::RECOMMENDED_MAX_QUOTA_BYTES,
+        ] {
+            s.storage_quota_bytes = ok;
+            assert!(fields(&s).is_empty(), "{ok}");
+        }
+        for bad in [-1, 1000, crate::RECOMMENDED_MAX_QUOTA_BYTES + 1] {
+            s.storage_quota_bytes = bad;
+            assert_eq!(fields(&s), ["storage_quota_bytes"], "{bad}");
+        }
     }
 
     #[test]

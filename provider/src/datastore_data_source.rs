@@ -36,6 +36,8 @@ pub struct DatastoreView {
     pub etcd_version: Value<String>,
     pub db_size_bytes: Value<i64>,
     pub tenant_count: Value<i64>,
+    pub storage_used_bytes: Value<i64>,
+    pub storage_keys: Value<i64>,
     pub members: Value<Vec<Value<String>>>,
 }
 
@@ -58,6 +60,8 @@ impl From<&v1::Datastore> for DatastoreView {
             etcd_version: s.etcd_version,
             db_size_bytes: s.db_size_bytes,
             tenant_count: s.tenant_count,
+            storage_used_bytes: s.storage_used_bytes,
+            storage_keys: s.storage_keys,
             members: s.members,
         };
         if v.labels.is_null() {

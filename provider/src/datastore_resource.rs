@@ -45,6 +45,8 @@ pub struct DatastoreState {
     pub etcd_version: Value<String>,
     pub db_size_bytes: Value<i64>,
     pub tenant_count: Value<i64>,
+    pub storage_used_bytes: Value<i64>,
+    pub storage_keys: Value<i64>,
     pub members: Value<Vec<Value<String>>>,
 }
 
@@ -229,6 +231,8 @@ impl DatastoreState {
         self.etcd_version = Value::Unknown;
         self.db_size_bytes = Value::Unknown;
         self.tenant_count = Value::Unknown;
+        self.storage_used_bytes = Value::Unknown;
+        self.storage_keys = Value::Unknown;
         self.members = Value::Unknown;
         self
     }
@@ -269,6 +273,8 @@ impl DatastoreState {
             etcd_version: Value::Value(status.etcd_version),
             db_size_bytes: Value::Value(status.db_size_bytes),
             tenant_count: Value::Value(i64::from(status.tenant_count)),
+            storage_used_bytes: status.storage_used_bytes.into(),
+            storage_keys: status.storage_keys.into(),
             members: Value::Value(
                 status
                     .members
@@ -344,6 +350,8 @@ pub fn schema() -> Schema {
                 ("etcd_version", computed(string(), DS_VERSION)),
                 ("db_size_bytes", computed(number(), DS_DB_SIZE)),
                 ("tenant_count", computed(number(), DS_TENANTS)),
+                ("storage_used_bytes", computed(number(), DS_STORAGE_USED)),
+                ("storage_keys", computed(number(), DS_STORAGE_KEYS)),
                 ("members", computed(list_of_strings(), DS_MEMBERS)),
             ]),
             ..Default::default()

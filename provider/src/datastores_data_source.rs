@@ -30,6 +30,8 @@ pub struct Summary {
     pub etcd_version: String,
     pub db_size_bytes: i64,
     pub tenant_count: i64,
+    pub storage_used_bytes: Option<i64>,
+    pub storage_keys: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -51,6 +53,8 @@ fn summary_type() -> AttributeType {
         ("etcd_version", string()),
         ("db_size_bytes", number()),
         ("tenant_count", number()),
+        ("storage_used_bytes", number()),
+        ("storage_keys", number()),
     ])
 }
 
@@ -118,6 +122,8 @@ impl DataSource for DatastoresDataSource {
                     etcd_version: status.etcd_version,
                     db_size_bytes: status.db_size_bytes,
                     tenant_count: i64::from(status.tenant_count),
+                    storage_used_bytes: status.storage_used_bytes,
+                    storage_keys: status.storage_keys,
                 }
             })
             .collect();

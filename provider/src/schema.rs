@@ -79,6 +79,11 @@ pub mod docs {
     pub const DS_VERSION: &str = "etcd server version.";
     pub const DS_DB_SIZE: &str = "Size of etcd's backend database in bytes (largest member).";
     pub const DS_TENANTS: &str = "Number of tenant clusters placed on the datastore.";
+    pub const DS_STORAGE_USED: &str =
+        "Bytes of keys and values its tenant clusters keep in it now, together, as \
+kamajid measures them (each cluster's share is its `storage_used_bytes`). Null until measured.";
+    pub const DS_STORAGE_KEYS: &str =
+        "Number of keys its tenant clusters keep in it now. Null until measured.";
     pub const DS_MEMBERS: &str = "Names of the etcd cluster members.";
 }
 
@@ -201,6 +206,16 @@ writes every encrypted object again with it and then retires the old key, which 
 lowered; unset keeps the rotation in effect. Defaults to 0.";
     pub const TC_KEY_ROTATION_IN_EFFECT: &str =
         "The key rotation every encrypted object is written with now; it reaches `encryption.key_rotation` once the rewrite is done.";
+    pub const TC_STORAGE_QUOTA: &str = "Bytes the cluster may keep in its datastore (keys and values under its \
+prefix), 1 MiB to 8 GiB. Unset: the reservation kamajid sets aside for each tenant (64 MiB unless its operator changed \
+it). Over it, the cluster keeps running but its API server refuses new objects (deletes, updates and the control \
+plane's own writes still work) with a message naming the quota, and `status_message` says `StorageQuotaExceeded`; \
+once it keeps less, new objects are allowed again by themselves. Changes in place.";
+    pub const TC_STORAGE_USED: &str = "Bytes of keys and values the cluster keeps in its datastore now, as kamajid \
+measures them (the live data: not etcd's history or free pages). Null until measured, shortly after the cluster is placed.";
+    pub const TC_STORAGE_KEYS: &str =
+        "Number of keys the cluster keeps in its datastore now (one per Kubernetes \
+object, plus a few the API server keeps). Null until measured.";
     pub const TC_CERTS_EXPIRE: &str = "When the first of the control plane's leaf certificates (serving, client, \
 component kubeconfigs, the admin's) expires, RFC 3339. kamajid renews them all before (30 days by default), with the same CA; \
 a refresh then reads the new admin credentials.";

@@ -92,6 +92,9 @@ pub fn schema() -> Schema {
                 ("status_message", computed(string(), TC_STATUS_MESSAGE)),
                 ("certificates_expire_at", computed(string(), TC_CERTS_EXPIRE)),
                 ("encryption_key_rotation", computed(number(), TC_KEY_ROTATION_IN_EFFECT)),
+                ("storage_quota_bytes", optional(number(), TC_STORAGE_QUOTA)),
+                ("storage_used_bytes", computed(number(), TC_STORAGE_USED)),
+                ("storage_keys", computed(number(), TC_STORAGE_KEYS)),
             ]),
             blocks: [
                 (

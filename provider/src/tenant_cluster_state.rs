@@ -126,6 +126,7 @@ pub struct TenantClusterState {
     #[serde(with = "one_block")]
     pub audit: Value<Audit>,
     pub credential_rotation: Value<CredentialRotation>,
+    pub storage_quota_bytes: Value<Number>,
     /// Absent from the data source's schema, hence never serialized when null.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub timeouts: Value<Timeouts>,
@@ -141,6 +142,8 @@ pub struct TenantClusterState {
     pub status_message: Value<String>,
     pub certificates_expire_at: Value<String>,
     pub encryption_key_rotation: Value<Number>,
+    pub storage_used_bytes: Value<Number>,
+    pub storage_keys: Value<Number>,
 }
 
 /// A block written at most once, which Terraform holds as a list of zero or one (a computed
@@ -189,16 +192,23 @@ pub fn phase_name(p: i32) -> &'static str {
 /// Why a tenant is not Ready: the messages of its failing conditions.
 pub fn status_message(tc: &v1::TenantCluster) -> String {
     let st = tc.status.clone().unwrap_or_default();
-    if st.phase == v1::TenantClusterPhase::Ready as i32 {
-        return String::new();
-    }
+    let ready = st.phase == v1::TenantClusterPhase::Ready as i32;
     st.conditions
         .iter()
-        .filter(|c| c.status != v1::ConditionStatus::True as i32)
+        .filter(|c| {
+            let warns_when_true = WARN_WHEN_TRUE.contains(&c.r#type.as_str());
+            let true_ = c.status == v1::ConditionStatus::True as i32;
+            // A Ready cluster only has the warnings to report.
+            (true_ == warns_when_true) && (!ready || warns_when_true)
+        })
         .map(|c| format!("{}: {}", c.r#type, c.message))
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// Conditions that report trouble when true (the others when false); they may hold while the
+/// cluster is Ready.
+const WARN_WHEN_TRUE: [&str; 1] = ["StorageQuotaExceeded"];
 
 /// Blocks the API holds as one message but Terraform as a list of at most one.
 const SINGLE_LIST_BLOCKS: [&str; 1] = ["audit"];
@@ -258,6 +268,21 @@ impl Reader {
                     default
                 }
             },
+            Value::Null => default,
+            Value::Unknown => {
+                self.unknown.push(path.to_owned());
+                0
+            }
+        }
+    }
+
+    /// A whole number the API carries in 64 bits (its range is the contract's to judge).
+    fn wide(&mut self, path: &str, v: &Value<Number>, default: i64) -> i64 {
+        match v {
+            Value::Value(n) => n.whole().unwrap_or_else(|_| {
+                self.invalid.push((path.to_owned(), n.clone()));
+                default
+            }),
             Value::Null => default,
             Value::Unknown => {
                 self.unknown.push(path.to_owned());
@@ -461,6 +486,7 @@ impl TenantClusterState {
                     phase: "completed".into(),
                 })
             .then_some(credential_rotation),
+            storage_quota_bytes: r.wide("storage_quota_bytes", &self.storage_quota_bytes, 0),
         };
         (spec, r)
     }
@@ -491,6 +517,7 @@ impl TenantClusterState {
                 "replicas" => contract::replicas,
                 "network.port" => contract::port,
                 "audit.max_age_days" => contract::audit_max_age,
+                "storage_quota_bytes" => contract::storage_quota,
                 // encryption.key_rotation, credential_rotation.generation
                 _ => contract::key_rotation,
             };
@@ -628,6 +655,8 @@ impl TenantClusterState {
         self.status_message = Value::Unknown;
         self.certificates_expire_at = Value::Unknown;
         self.encryption_key_rotation = Value::Unknown;
+        self.storage_used_bytes = Value::Unknown;
+        self.storage_keys = Value::Unknown;
         self
     }
 
@@ -807,6 +836,13 @@ impl TenantClusterState {
                 None => Value::Null,
             },
             encryption_key_rotation: Value::Value(st.encryption_key_rotation.into()),
+            storage_quota_bytes: if spec.storage_quota_bytes > 0 {
+                Value::Value(spec.storage_quota_bytes.into())
+            } else {
+                Value::Null
+            },
+            storage_used_bytes: st.storage_used_bytes.map(Number::from).into(),
+            storage_keys: st.storage_keys.map(Number::from).into(),
         }
     }
 }
@@ -990,5 +1026,34 @@ mod tests {
         let mut e = errors(&s);
         e.sort();
         assert_eq!(e, ["Invalid network.port", "Invalid replicas"]);
+    }
+
+    #[test]
+    fn storage_quotas_are_judged_at_plan_on_the_attribute() {
+        let detail = |q: Number| {
+            let mut s = config();
+            s.storage_quota_bytes = Value::Value(q);
+            let mut d = Diagnostics::default();
+            s.check(&mut d);
+            d.errors
+                .iter()
+                .map(|e| (e.summary.clone(), e.detail.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert!(detail(Number::Whole(64 << 20)).is_empty());
+        for bad in [
+            Number::Whole(-1),
+            Number::Whole(1000),
+            Number::Other("1.5".into()),
+            Number::Other("9223372036854775808".into()),
+        ] {
+            let e = detail(bad.clone());
+            assert_eq!(e.len(), 1, "{bad:?}: {e:?}");
+            assert_eq!(e[0].0, "Invalid storage_quota_bytes");
+        }
+        assert!(detail(Number::Whole(1000))[0].1.contains("1 MiB"));
+        assert!(detail(Number::Other("1.5".into()))[0]
+            .1
+            .contains("not a whole number"));
     }
 }

@@ -10,12 +10,15 @@
 //! - `kube-system/kubeadm-config` and `kube-system/kubelet-config`, which `kubeadm join` reads,
 //!   and the Roles that let joining nodes read them;
 //! - the apiserver's access to kubelets and the `kubeadm:cluster-admins` binding;
-//! - optional add-ons, on by default: CoreDNS and kube-proxy at versions matching the tenant.
+//! - optional add-ons, on by default: CoreDNS and kube-proxy at versions matching the tenant;
+//! - while the tenant keeps more than its storage quota, the policy that refuses new objects
+//!   ([`quota`]).
 //!
 //! Bootstrap tokens are `kube-system/bootstrap-token-<id>` Secrets, as kubeadm writes them.
 
 pub mod addons;
 pub mod config;
+pub mod quota;
 pub mod tokens;
 
 use serde_json::{json, Value};

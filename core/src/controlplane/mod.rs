@@ -150,6 +150,7 @@ pub(crate) mod testing {
             oidc: vec![],
             audit: None,
             credential_rotation: Default::default(),
+            storage_quota_bytes: None,
         }
     }
 

@@ -265,14 +265,26 @@ impl Records for MemRecords {
     }
 }
 
-/// etcd users and roles of each datastore.
+/// etcd users and roles of each datastore, and what each tenant keeps there as measured.
 #[derive(Clone, Default)]
 pub struct MemIsolation {
     pub users: Arc<Mutex<BTreeSet<(DatastoreName, TenantId)>>>,
+    pub usage: Arc<Mutex<BTreeMap<TenantId, crate::usage::StorageUsage>>>,
     pub faults: Faults,
 }
 
 impl Isolation for MemIsolation {
+    fn usage(&self, ds: &DatastoreName, id: &TenantId) -> Option<crate::usage::StorageUsage> {
+        let placed = self
+            .users
+            .lock()
+            .unwrap()
+            .contains(&(ds.clone(), id.clone()));
+        placed
+            .then(|| self.usage.lock().unwrap().get(id).copied())
+            .flatten()
+    }
+
     async fn ensure(&self, ds: &DatastoreRecord, id: &TenantId) -> Result<(), PortError> {
         self.faults.hit("isolation.ensure")?;
         self.users

@@ -213,6 +213,13 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             rotate: spec
                 .as_ref()
                 .is_some_and(|s| s.credential_rotation != rec.credentials),
+            quota: spec.as_ref().is_some_and(|s| {
+                let used = rec
+                    .datastore
+                    .as_ref()
+                    .and_then(|ds| self.isolation.usage(ds, &rec.uid));
+                steps::quota_due(rec, s, used)
+            }),
         }
     }
 

@@ -14,6 +14,7 @@ use crate::pki::TenantPki;
 use crate::placement::Candidate;
 use crate::spec::TenantSpec;
 use crate::tenant::TenantRecord;
+use crate::usage::StorageUsage;
 
 /// A record and the revision it was read at, for compare-and-swap.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,8 +104,13 @@ pub struct PortError {
 }
 
 /// Fencing a tenant into its own key prefix of a shared etcd: a role with read-write on
-/// exactly its prefix, and a password-less user named by its id (the CN of its certificate).
+/// exactly its prefix, and a password-less user named by its id (the CN of its certificate);
+/// and measuring what the prefix holds.
 pub trait Isolation: Send + Sync + 'static {
+    /// What tenant `id` keeps on datastore `ds` as last measured (kept current from the
+    /// shard's events, so cheap to ask); `None` until that datastore has been measured.
+    fn usage(&self, ds: &DatastoreName, id: &TenantId) -> Option<StorageUsage>;
+
     /// Creates (or completes) tenant `id`'s role and user.
     fn ensure(
         &self,

@@ -14,6 +14,8 @@
 //! Day two: RotateCredentials (phase one or two of a CA and service-account key rotation; Apply
 //! rolls it out), Reencrypt (every encrypted object written again with the newest key, after a key
 //! rotation or a change of the encrypted resources; then the old keys are retired),
+//! EnforceQuota (the policy that refuses new objects applied inside the tenant when its measured
+//! storage passes its quota, removed when it is back under; `StorageQuotaExceeded` says which),
 //! RenewCertificates (the leaf certificates signed again before they expire; Apply rolls them
 //! out), Resync (the control plane and the in-tenant objects again, every resync period:
 //! drift repair) and CheckHealth (a Ready tenant that stopped answering turns Degraded and goes
@@ -30,6 +32,7 @@ use crate::pki::{self, mint, TenantPki, TenantPkiSpec};
 use crate::placement::{self, Request};
 use crate::spec::TenantSpec;
 use crate::tenant::*;
+use crate::usage::StorageUsage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -42,6 +45,7 @@ pub enum Step {
     ReissueServingCert,
     Bootstrap,
     Reencrypt,
+    EnforceQuota,
     RenewCertificates,
     Resync,
     CheckHealth,
@@ -90,6 +94,15 @@ pub struct Due {
     pub renew: bool,
     /// The spec asks for another phase of a credential rotation than the PKI is at.
     pub rotate: bool,
+    /// The measured storage is on the other side of the quota than what is enforced
+    /// ([`quota_due`]).
+    pub quota: bool,
+}
+
+/// Whether `usage` (as measured; `None` when not yet) is over the quota while new objects are
+/// allowed, or under it while they are refused.
+pub fn quota_due(rec: &TenantRecord, spec: &TenantSpec, usage: Option<StorageUsage>) -> bool {
+    usage.is_some_and(|u| (u.bytes > rec.storage_quota(spec)) != rec.over_quota())
 }
 
 /// Whether the tenant's encrypted objects are not all written with the key and for the
@@ -152,6 +165,9 @@ pub fn next(rec: &TenantRecord, due: Due) -> Option<Step> {
     }
     if !rec.done(COND_BOOTSTRAPPED) || rec.phase != Phase::Ready {
         return Some(Step::Bootstrap);
+    }
+    if due.quota {
+        return Some(Step::EnforceQuota);
     }
     if due.renew {
         return Some(Step::RenewCertificates);
@@ -225,10 +241,17 @@ fn bootstrap_objects(
         spec,
         dns_domain,
     };
-    (
+    let (mut apply, mut remove) = (
         bootstrap::render(&inputs),
         bootstrap::disabled_addons(&inputs),
-    )
+    );
+    let quota = bootstrap::quota::objects(&rec.name, rec.storage_quota(spec));
+    if rec.over_quota() {
+        apply.extend(quota);
+    } else {
+        remove.extend(quota);
+    }
+    (apply, remove)
 }
 
 impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, O> {
@@ -349,6 +372,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 Ok(Outcome::Ran(Step::Bootstrap))
             }
             Step::Reencrypt => self.reencrypt(rec, rev, &spec, now).await,
+            Step::EnforceQuota => self.enforce_quota(rec, rev, &spec, now).await,
             Step::RotateCredentials => self.rotate(rec, rev, &spec, now).await,
             Step::RenewCertificates => self.renew(rec, rev, &spec, now).await,
             Step::Resync => {
@@ -682,6 +706,46 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         );
         self.save(&rec, rev).await?;
         Ok(Outcome::Ran(Step::RenewCertificates))
+    }
+
+    /// Refuses new objects inside the tenant while it keeps more than its quota, and allows them
+    /// again once it keeps less: the policy is applied or removed with the other objects kamajid
+    /// keeps there, and `StorageQuotaExceeded` says which and by how much.
+    async fn enforce_quota(
+        &self,
+        mut rec: TenantRecord,
+        rev: i64,
+        spec: &TenantSpec,
+        now: i64,
+    ) -> Result<Outcome, LifecycleError> {
+        let Some(used) = rec
+            .datastore
+            .as_ref()
+            .and_then(|ds| self.isolation.usage(ds, &rec.uid))
+        else {
+            return Ok(Outcome::Converged);
+        };
+        let quota = rec.storage_quota(spec);
+        let over = used.bytes > quota;
+        let figures = format!(
+            "{} bytes in {} keys of a quota of {quota} bytes",
+            used.bytes, used.keys
+        );
+        if over {
+            rec.set_condition(
+                COND_STORAGE_QUOTA,
+                true,
+                "OverQuota",
+                format!("{figures}: new objects are refused until some are deleted"),
+                now,
+            );
+        } else {
+            rec.set_condition(COND_STORAGE_QUOTA, false, "WithinQuota", figures, now);
+        }
+        let pki = self.pki(&rec)?;
+        self.bootstrap(&mut rec, spec, &pki, now).await?;
+        self.save(&rec, rev).await?;
+        Ok(Outcome::Ran(Step::EnforceQuota))
     }
 
     /// Applies the bootstrap objects inside the tenant and records it; the caller saves.

@@ -451,6 +451,7 @@ fn the_next_step_follows_from_the_record_alone() {
         reencrypt: true,
         renew: true,
         rotate: false,
+        quota: true,
     };
     assert_eq!(next(&rec, all), Some(Step::Reencrypt), "rewrites first");
     rec.set_condition(COND_BOOTSTRAPPED, false, "", "", 0);
@@ -465,6 +466,18 @@ fn the_next_step_follows_from_the_record_alone() {
             &rec,
             Due {
                 reencrypt: false,
+                ..all
+            }
+        ),
+        Some(Step::EnforceQuota),
+        "the quota before the rest of day two"
+    );
+    assert_eq!(
+        next(
+            &rec,
+            Due {
+                reencrypt: false,
+                quota: false,
                 ..all
             }
         ),
@@ -734,4 +747,80 @@ async fn a_credential_rotation_trusts_both_cas_until_it_completes() {
         }
     );
     w.assert_ready(&t);
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_storage_quota_refuses_new_objects_until_it_is_back_under() {
+    use crate::usage::StorageUsage;
+    let w = world();
+    let t = w.create("acme").await;
+    let u = w.create("other").await;
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    assert_eq!(w.life.converge(&u, 20).await.unwrap(), Outcome::Converged);
+    let id = w.record(&t).unwrap().uid;
+    let set = |bytes: i64| {
+        w.life
+            .isolation
+            .usage
+            .lock()
+            .unwrap()
+            .insert(id.clone(), StorageUsage { bytes, keys: 10 });
+    };
+    let policy_applied = || {
+        w.life.objects.applied.lock().unwrap()["acme"]
+            .iter()
+            .any(|o| o.contains("ValidatingAdmissionPolicy"))
+    };
+
+    // Under the quota (the reservation, by default): nothing to do.
+    set(DEFAULT_RESERVATION_BYTES);
+    assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Converged);
+
+    // Over it: the policy goes in, the condition says by how much, the cluster stays Ready.
+    set(DEFAULT_RESERVATION_BYTES + 1);
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::EnforceQuota)
+    );
+    let rec = w.record(&t).unwrap();
+    assert!(rec.over_quota());
+    assert_eq!(rec.phase, Phase::Ready);
+    let c = rec.condition(COND_STORAGE_QUOTA).unwrap();
+    assert!(
+        c.message
+            .contains(&format!("{} bytes", DEFAULT_RESERVATION_BYTES + 1)),
+        "{c:?}"
+    );
+    assert!(policy_applied());
+    assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Converged);
+    // A resync keeps it while over.
+    w.tamper(&t, |r| r.bootstrapped_at = 0).await;
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    assert!(policy_applied());
+    // The other tenant is untouched.
+    assert!(!w.record(&u).unwrap().over_quota());
+
+    // A raised quota lifts it; so does deleting back under.
+    w.update(&t, |s| {
+        s.storage_quota_bytes = Some(DEFAULT_RESERVATION_BYTES * 2)
+    })
+    .await;
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    let rec = w.record(&t).unwrap();
+    assert!(!rec.over_quota());
+    assert_eq!(
+        rec.condition(COND_STORAGE_QUOTA).unwrap().reason,
+        "WithinQuota"
+    );
+    assert!(!policy_applied());
+    w.update(&t, |s| s.storage_quota_bytes = None).await;
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    assert!(w.record(&t).unwrap().over_quota());
+    set(1000);
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::EnforceQuota)
+    );
+    assert!(!w.record(&t).unwrap().over_quota());
+    assert!(!policy_applied());
 }

@@ -16,6 +16,7 @@ use kamaji_core::pki::Pem;
 
 use super::store_status;
 use crate::datastore::probe::{ProbeReport, Prober};
+use crate::datastore::usage::UsageTracker;
 use crate::store::{Store, StoreError, Versioned};
 use crate::wire::{self, admin_credentials};
 
@@ -23,6 +24,8 @@ pub struct DatastoreApi<P> {
     pub store: Store,
     pub kek: Kek,
     pub prober: Arc<P>,
+    /// What the tenants on each datastore keep, as measured.
+    pub usage: Arc<UsageTracker>,
 }
 
 fn ready_status(r: ProbeReport) -> DatastoreStatusRecord {
@@ -152,10 +155,11 @@ impl<P: Prober> DatastoreApi<P> {
             .placement_count(&rec.name)
             .await
             .map_err(store_status)?;
-        Ok(wire::datastore_to_proto(
-            rec,
-            Some(wire::status_to_proto(&status, tenants)),
-        ))
+        let mut st = wire::status_to_proto(&status, tenants);
+        let used = self.usage.datastore(&rec.name);
+        st.storage_used_bytes = used.map(|u| u.bytes);
+        st.storage_keys = used.map(|u| u.keys);
+        Ok(wire::datastore_to_proto(rec, Some(st)))
     }
 }
 

@@ -12,7 +12,7 @@
 //! prefix, then the user: a crash between steps never leaves a user that can still read data.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{Client, DeleteOptions, Permission, UserAddOptions};
@@ -21,7 +21,9 @@ use kamaji_core::etcd_keys::{prefix, prefix_end};
 use kamaji_core::ids::{DatastoreName, TenantId};
 use kamaji_core::kek::Kek;
 use kamaji_core::lifecycle::ports::{Isolation, PortError};
+use kamaji_core::usage::StorageUsage;
 
+use super::usage::UsageTracker;
 use crate::etcd::{connect, error_chain, EtcdTls};
 
 /// Isolation on real etcd datastores, with one admin connection per datastore kept between
@@ -31,6 +33,7 @@ pub struct EtcdIsolation {
     kek: Kek,
     timeout: Duration,
     admins: Mutex<HashMap<DatastoreName, (i64, Client)>>,
+    usage: Arc<UsageTracker>,
 }
 
 fn failed(op: &str, id: &TenantId, detail: String) -> PortError {
@@ -62,11 +65,14 @@ async fn call<T>(
 }
 
 impl EtcdIsolation {
-    pub fn new(kek: Kek, timeout: Duration) -> Self {
+    /// Isolation whose usage figures come from `usage` (which the caller keeps tracking the
+    /// registered datastores).
+    pub fn new(kek: Kek, timeout: Duration, usage: Arc<UsageTracker>) -> Self {
         Self {
             kek,
             timeout,
             admins: Mutex::default(),
+            usage,
         }
     }
 
@@ -145,6 +151,10 @@ impl EtcdIsolation {
 }
 
 impl Isolation for EtcdIsolation {
+    fn usage(&self, ds: &DatastoreName, id: &TenantId) -> Option<StorageUsage> {
+        self.usage.tenant(ds, id)
+    }
+
     async fn ensure(&self, ds: &DatastoreRecord, id: &TenantId) -> Result<(), PortError> {
         let c = self.admin(ds, id).await?;
         let r = self.ensure_with(c, id).await;
