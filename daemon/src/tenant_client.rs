@@ -57,6 +57,8 @@ fn resource_of(obj: &Value) -> Option<(ApiResource, Option<String>, String)> {
         "ClusterRoleBinding" => "clusterrolebindings",
         "Deployment" => "deployments",
         "DaemonSet" => "daemonsets",
+        "ValidatingAdmissionPolicy" => "validatingadmissionpolicies",
+        "ValidatingAdmissionPolicyBinding" => "validatingadmissionpolicybindings",
         _ => return None,
     };
     let gvk = GroupVersionKind::gvk(group, version, kind);

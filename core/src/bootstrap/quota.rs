@@ -6,11 +6,16 @@
 //! and token requests pass). It lets through what a tenant needs to recover and to keep
 //! running: deletes and updates; the control plane's own writes (controller-manager, scheduler,
 //! the apiserver, kube-system's controllers, nodes); the reviews that store nothing
-//! (`kubectl auth can-i`, `whoami`).
+//! (`kubectl auth can-i`, `whoami`); and the objects kamajid itself keeps in the tenant (by their
+//! managed-by label), so that putting back one the user deleted does not fail.
+//!
+//! Not a hard wall: the tenant's cluster-admin can delete the policy (kamajid applies it again at
+//! the next resync). What a tenant cannot get around is its datastore's own quota.
 
 use serde_json::{json, Value};
 
 use super::meta;
+use crate::controlplane::MANAGED_BY;
 use crate::ids::TenantName;
 
 /// Name of the policy and of its binding.
@@ -32,6 +37,11 @@ pub fn objects(cluster: &TenantName, quota_bytes: i64) -> Vec<Value> {
                   || request.userInfo.username.startsWith('system:serviceaccount:kube-system:') \
                   || (has(request.userInfo.groups) && 'system:nodes' in request.userInfo.groups))";
     let stored = "!(request.resource.group in ['authentication.k8s.io', 'authorization.k8s.io'])";
+    let (label, owner) = MANAGED_BY;
+    let kamajids = format!(
+        "!(has(object.metadata.labels) && '{label}' in object.metadata.labels \
+         && object.metadata.labels['{label}'] == '{owner}')"
+    );
     vec![
         json!({
             "apiVersion": "admissionregistration.k8s.io/v1",
@@ -46,6 +56,7 @@ pub fn objects(cluster: &TenantName, quota_bytes: i64) -> Vec<Value> {
                 "matchConditions": [
                     {"name": "not-the-control-plane", "expression": exempt},
                     {"name": "stored-objects", "expression": stored},
+                    {"name": "not-kamajids-own", "expression": kamajids},
                 ],
                 "validations": [{
                     "expression": "false",
