@@ -610,6 +610,26 @@ pub fn reissue_apiserver(pki: &mut TenantPki, spec: &TenantPkiSpec) -> Result<()
     Ok(())
 }
 
+/// Re-signs the tenant's etcd client certificate with `etcd_client_ca` (fresh key): for a move
+/// to a datastore that trusts another client CA.
+pub fn reissue_etcd_client(
+    pki: &mut TenantPki,
+    spec: &TenantPkiSpec,
+    etcd_client_ca: &Pem,
+) -> Result<(), PkiError> {
+    pki.etcd_client = sign_for(
+        etcd_client_ca,
+        &Leaf {
+            cn: spec.tenant_id.as_str(),
+            orgs: &[],
+            sans: &[],
+            usage: Usage::Client,
+        },
+        spec.leaf_validity,
+    )?;
+    Ok(())
+}
+
 /// A kubeconfig for `user` with embedded credentials. Its `server` is the URL the holder uses.
 pub fn kubeconfig(cluster: &str, server: &str, ca_pem: &str, user: &str, creds: &Pem) -> String {
     let b = |s: &str| B64.encode(s.as_bytes());

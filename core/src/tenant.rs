@@ -20,6 +20,8 @@ pub const COND_REMOVED: &str = "ControlPlaneRemoved";
 pub const COND_RELEASED: &str = "EtcdReleased";
 pub const COND_ENCRYPTED: &str = "EncryptedAtRest";
 pub const COND_CREDENTIALS: &str = "CredentialsRotated";
+/// How the last (or the running) move between datastores went.
+pub const COND_MOVED: &str = "Moved";
 /// True while the tenant keeps more than its storage quota and new objects are refused.
 pub const COND_STORAGE_QUOTA: &str = "StorageQuotaExceeded";
 
@@ -33,6 +35,41 @@ pub enum Phase {
     Degraded,
     /// Could not be placed: terminal, holds no capacity, waits for its deletion.
     Failed,
+    /// Moving to another datastore ([`Move`]).
+    Moving,
+}
+
+/// A move of the tenant's keys from one datastore to another, in flight. Each stage is
+/// recorded once its effects are done, so a kamajid killed anywhere resumes (or, before
+/// `Switched`, rolls back) from what is recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Move {
+    pub from: DatastoreName,
+    pub to: DatastoreName,
+    pub stage: MoveStage,
+    /// When the move started and when writes were held (unix seconds; 0: not yet).
+    pub started_at: i64,
+    pub held_at: i64,
+    /// What was copied and checked: keys and bytes.
+    pub copied_keys: i64,
+    pub copied_bytes: i64,
+}
+
+/// How far a move got. Until `Switched` the source holds the tenant's data of record (the
+/// target holds at most a copy); from `Switched` on the target does.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MoveStage {
+    /// The target's capacity is reserved.
+    Reserved,
+    /// The tenant's etcd user and role exist on the target, whose revision is raised past the
+    /// source's.
+    Prepared,
+    /// The tenant's role on the source is read-only: its data no longer changes.
+    Held,
+    /// The prefix is copied to the target and checked (key count and digest).
+    Copied,
+    /// The record points at the target; the control plane is rolled out to it.
+    Switched,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -123,6 +160,12 @@ pub struct TenantRecord {
     /// The credential rotation the PKI is at (generation 0, none started, before any).
     #[serde(default)]
     pub credentials: crate::spec::CredentialRotation,
+    /// A move between datastores in flight.
+    #[serde(default)]
+    pub moving: Option<Move>,
+    /// Move off the current datastore: it no longer matches the selector, or it is drained.
+    #[serde(default)]
+    pub evict: bool,
 }
 
 impl TenantRecord {
@@ -147,6 +190,8 @@ impl TenantRecord {
             bootstrapped_at: 0,
             encrypted: None,
             credentials: Default::default(),
+            moving: None,
+            evict: false,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::ids::{DatastoreName, TenantId, TenantName};
 use crate::pki::TenantPki;
 use crate::placement::Candidate;
 use crate::spec::TenantSpec;
-use crate::tenant::{TenantRecord, WireSpec};
+use crate::tenant::{MoveStage, TenantRecord, WireSpec};
 
 /// Calls armed to fail once, by name (`"isolation.ensure"`, `"records.update"`, ...).
 #[derive(Clone, Default)]
@@ -237,6 +237,64 @@ impl Records for MemRecords {
         Ok(())
     }
 
+    async fn reserve_move(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+        reservation: Option<Versioned<Reservation>>,
+    ) -> Result<(), RecordError> {
+        self.faults.record("records.reserve_move")?;
+        let mut s = self.store.lock().unwrap();
+        let to = rec.moving.as_ref().expect("a move").to.clone();
+        let current = s.reservations.get(&to).map(|(_, r)| *r);
+        if s.tenants.get(&rec.name).map(|(_, r)| *r) != Some(revision)
+            || current != reservation.as_ref().map(|v| v.revision)
+            || !s.datastores.contains_key(&to)
+        {
+            return Err(conflict(&rec.name));
+        }
+        s.rev += 1;
+        let rev = s.rev;
+        s.tenants.insert(rec.name.clone(), (rec.clone(), rev));
+        s.bump(&to, 1, rec.reservation_bytes);
+        Ok(())
+    }
+
+    async fn switch_move(&self, rec: &TenantRecord, revision: i64) -> Result<(), RecordError> {
+        self.faults.record("records.switch_move")?;
+        let mut s = self.store.lock().unwrap();
+        if s.tenants.get(&rec.name).map(|(_, r)| *r) != Some(revision) {
+            return Err(conflict(&rec.name));
+        }
+        let from = rec.moving.as_ref().expect("a move").from.clone();
+        let to = rec.datastore.clone().expect("placed");
+        s.rev += 1;
+        let rev = s.rev;
+        s.tenants.insert(rec.name.clone(), (rec.clone(), rev));
+        s.placements.remove(&(from.clone(), rec.name.clone()));
+        s.placements.insert((to, rec.name.clone()));
+        s.bump(&from, -1, -rec.reservation_bytes);
+        Ok(())
+    }
+
+    async fn abort_move(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+        target: &DatastoreName,
+    ) -> Result<(), RecordError> {
+        self.faults.record("records.abort_move")?;
+        let mut s = self.store.lock().unwrap();
+        if s.tenants.get(&rec.name).map(|(_, r)| *r) != Some(revision) {
+            return Err(conflict(&rec.name));
+        }
+        s.rev += 1;
+        let rev = s.rev;
+        s.tenants.insert(rec.name.clone(), (rec.clone(), rev));
+        s.bump(target, -1, -rec.reservation_bytes);
+        Ok(())
+    }
+
     async fn release(&self, rec: &TenantRecord, revision: i64) -> Result<(), RecordError> {
         self.faults.record("records.release")?;
         let mut s = self.store.lock().unwrap();
@@ -244,24 +302,36 @@ impl Records for MemRecords {
             return Err(conflict(&rec.name));
         }
         s.rev += 1;
-        let rev = s.rev;
         s.tenants.remove(&rec.name);
         if let Some(ds) = &rec.datastore {
             if s.placements.remove(&(ds.clone(), rec.name.clone())) {
-                let r = s.reservations.get(ds).map(|(r, _)| *r).unwrap_or_default();
-                s.reservations.insert(
-                    ds.clone(),
-                    (
-                        Reservation {
-                            tenants: r.tenants.saturating_sub(1),
-                            reserved_bytes: (r.reserved_bytes - rec.reservation_bytes).max(0),
-                        },
-                        rev,
-                    ),
-                );
+                s.bump(ds, -1, -rec.reservation_bytes);
             }
         }
+        if let Some(m) = rec.moving.as_ref().filter(|m| m.stage < MoveStage::Switched) {
+            s.bump(&m.to, -1, -rec.reservation_bytes);
+        }
         Ok(())
+    }
+}
+
+impl Store {
+    /// Changes `ds`'s reservation by a tenant count and bytes.
+    fn bump(&mut self, ds: &DatastoreName, tenants: i64, bytes: i64) {
+        self.rev += 1;
+        let rev = self.rev;
+        let r = self.reservations.get(ds).map(|(r, _)| *r).unwrap_or_default();
+        let n = (i64::from(r.tenants) + tenants).max(0);
+        self.reservations.insert(
+            ds.clone(),
+            (
+                Reservation {
+                    tenants: u32::try_from(n).unwrap_or(0),
+                    reserved_bytes: (r.reserved_bytes + bytes).max(0),
+                },
+                rev,
+            ),
+        );
     }
 }
 
@@ -270,6 +340,10 @@ impl Records for MemRecords {
 pub struct MemIsolation {
     pub users: Arc<Mutex<BTreeSet<(DatastoreName, TenantId)>>>,
     pub usage: Arc<Mutex<BTreeMap<TenantId, crate::usage::StorageUsage>>>,
+    /// Tenants whose writes are held, by datastore.
+    pub held: Arc<Mutex<BTreeSet<(DatastoreName, TenantId)>>>,
+    /// Copies made by moves: (target, tenant); gone with the tenant's removal from the target.
+    pub copies: Arc<Mutex<BTreeSet<(DatastoreName, TenantId)>>>,
     pub faults: Faults,
 }
 
@@ -296,11 +370,59 @@ impl Isolation for MemIsolation {
 
     async fn remove(&self, ds: &DatastoreRecord, id: &TenantId) -> Result<(), PortError> {
         self.faults.hit("isolation.remove")?;
-        self.users
+        let key = (ds.name.clone(), id.clone());
+        self.users.lock().unwrap().remove(&key);
+        self.copies.lock().unwrap().remove(&key);
+        self.held.lock().unwrap().remove(&key);
+        Ok(())
+    }
+
+    async fn hold_writes(
+        &self,
+        ds: &DatastoreRecord,
+        id: &TenantId,
+        held: bool,
+    ) -> Result<(), PortError> {
+        self.faults.hit("isolation.hold")?;
+        let key = (ds.name.clone(), id.clone());
+        if held {
+            self.held.lock().unwrap().insert(key);
+        } else {
+            self.held.lock().unwrap().remove(&key);
+        }
+        Ok(())
+    }
+
+    async fn align_revision(
+        &self,
+        _from: &DatastoreRecord,
+        _to: &DatastoreRecord,
+    ) -> Result<(), PortError> {
+        self.faults.hit("isolation.align")
+    }
+
+    async fn copy(
+        &self,
+        from: &DatastoreRecord,
+        to: &DatastoreRecord,
+        id: &TenantId,
+    ) -> Result<Copied, PortError> {
+        self.faults.hit("isolation.copy")?;
+        assert!(
+            self.held
+                .lock()
+                .unwrap()
+                .contains(&(from.name.clone(), id.clone())),
+            "copied while the source still takes writes"
+        );
+        self.copies
             .lock()
             .unwrap()
-            .remove(&(ds.name.clone(), id.clone()));
-        Ok(())
+            .insert((to.name.clone(), id.clone()));
+        Ok(Copied {
+            keys: 10,
+            bytes: 1000,
+        })
     }
 }
 

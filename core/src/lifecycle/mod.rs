@@ -29,6 +29,7 @@ use crate::placement::Policy;
 use crate::tenant::{Phase, TenantRecord, COND_RECONCILED};
 use ports::{Isolation, PortError, RecordError, Records, Runtime, TenantObjects};
 pub use steps::Step;
+pub use steps::MOVE;
 
 /// Tenants one kamajid drives at the same time.
 pub const CONCURRENCY: usize = 64;
@@ -220,6 +221,8 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                     .and_then(|ds| self.isolation.usage(ds, &rec.uid));
                 steps::quota_due(rec, s, used)
             }),
+            relocate: spec.as_ref().is_some_and(|s| steps::move_due(rec, s)),
+            abort_move: spec.as_ref().is_some_and(|s| steps::abort_due(rec, s)),
         }
     }
 

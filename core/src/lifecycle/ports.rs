@@ -86,8 +86,34 @@ pub trait Records: Send + Sync + 'static {
         reservation: Option<Versioned<Reservation>>,
     ) -> impl Future<Output = Result<(), RecordError>> + Send;
 
-    /// Removes the record and, when it was placed, its placement and reservation, in one
+    /// Records `rec` (whose `moving` names the target) and adds `rec.reservation_bytes` to the
+    /// target's reservation, in one transaction guarded as [`Records::place`] is.
+    fn reserve_move(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+        reservation: Option<Versioned<Reservation>>,
+    ) -> impl Future<Output = Result<(), RecordError>> + Send;
+
+    /// Records `rec`, now placed on its move's target (`rec.datastore`), moving its placement
+    /// there and taking its reservation off the source (`moving.from`), in one transaction.
+    fn switch_move(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+    ) -> impl Future<Output = Result<(), RecordError>> + Send;
+
+    /// Records `rec` with its move abandoned and takes its reservation off `target`, in one
     /// transaction.
+    fn abort_move(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+        target: &DatastoreName,
+    ) -> impl Future<Output = Result<(), RecordError>> + Send;
+
+    /// Removes the record and, when it was placed, its placement and reservation (and the
+    /// reservation on the target of a move not yet switched), in one transaction.
     fn release(
         &self,
         rec: &TenantRecord,
@@ -125,6 +151,41 @@ pub trait Isolation: Send + Sync + 'static {
         ds: &DatastoreRecord,
         id: &TenantId,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Makes tenant `id`'s role on `ds` read-only (`held`), or read-write again: while held its
+    /// apiserver reads but cannot write, so its keys stay as they are.
+    fn hold_writes(
+        &self,
+        ds: &DatastoreRecord,
+        id: &TenantId,
+        held: bool,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Raises `to`'s revision past `from`'s current one, so that objects copied to `to` (and
+    /// everything written there after) carry higher resourceVersions than any a client of the
+    /// tenant has seen on `from`. Idempotent; cheap when already past.
+    fn align_revision(
+        &self,
+        from: &DatastoreRecord,
+        to: &DatastoreRecord,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Copies every key under tenant `id`'s prefix from `from` (whose writes are held) to `to`,
+    /// replacing whatever a previous attempt left there, then checks both sides hold the same
+    /// keys and values (count and digest). What was copied.
+    fn copy(
+        &self,
+        from: &DatastoreRecord,
+        to: &DatastoreRecord,
+        id: &TenantId,
+    ) -> impl Future<Output = Result<Copied, PortError>> + Send;
+}
+
+/// What a copy between datastores moved, checked on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Copied {
+    pub keys: i64,
+    pub bytes: i64,
 }
 
 /// What the runtime reports about one tenant.

@@ -22,6 +22,8 @@
 //! back through AwaitReady and Bootstrap). Delete ([`DELETE`]): RemoveControlPlane, ReleaseEtcd
 //! (role, then keys, then user), Forget (record, placement and reservation in one transaction).
 
+mod moves;
+
 use super::ports::{Isolation, Records, Runtime, TenantObjects};
 use super::{now_unix, open_pki, seal_pki, Lifecycle, LifecycleError, Outcome, Settings};
 use crate::bootstrap;
@@ -30,7 +32,7 @@ use crate::datastore::DatastoreRecord;
 use crate::etcd_keys::prefix;
 use crate::pki::{self, mint, TenantPki, TenantPkiSpec};
 use crate::placement::{self, Request};
-use crate::spec::TenantSpec;
+use crate::spec::{Placement, TenantSpec};
 use crate::tenant::*;
 use crate::usage::StorageUsage;
 
@@ -49,6 +51,13 @@ pub enum Step {
     RenewCertificates,
     Resync,
     CheckHealth,
+    MoveReserve,
+    MovePrepare,
+    MoveHold,
+    MoveCopy,
+    MoveSwitch,
+    MoveCleanup,
+    MoveAbort,
     RemoveControlPlane,
     ReleaseEtcd,
     Forget,
@@ -78,6 +87,23 @@ pub const CREATE: [(Step, Undo); 6] = [
     ),
 ];
 
+/// The move flow, in order, each step with how it is undone while the move is abandoned
+/// ([`Step::MoveAbort`], possible until the switch). After the switch the move only goes on.
+pub const MOVE: [(Step, Undo); 6] = [
+    (Step::MoveReserve, Undo::By(Step::MoveAbort)),
+    (Step::MovePrepare, Undo::By(Step::MoveAbort)),
+    (Step::MoveHold, Undo::By(Step::MoveAbort)),
+    (Step::MoveCopy, Undo::By(Step::MoveAbort)),
+    (
+        Step::MoveSwitch,
+        Undo::Nothing("the target holds the data of record from here on"),
+    ),
+    (
+        Step::MoveCleanup,
+        Undo::Nothing("it removes the source's copy, which nothing reads any more"),
+    ),
+];
+
 /// The delete flow, in order: the create flow's undos, reversed.
 pub const DELETE: [Step; 3] = [Step::RemoveControlPlane, Step::ReleaseEtcd, Step::Forget];
 
@@ -97,6 +123,35 @@ pub struct Due {
     /// The measured storage is on the other side of the quota than what is enforced
     /// ([`quota_due`]).
     pub quota: bool,
+    /// The tenant is to move off its datastore ([`move_due`]).
+    pub relocate: bool,
+    /// A move not yet switched is no longer wanted ([`abort_due`]).
+    pub abort_move: bool,
+}
+
+/// Whether the tenant is to move off its datastore: the spec names another, or (when it names
+/// none) the tenant is evicted (its selector no longer matches, or its datastore is drained).
+pub fn move_due(rec: &TenantRecord, spec: &TenantSpec) -> bool {
+    let Some(current) = &rec.datastore else {
+        return false;
+    };
+    rec.moving.is_none()
+        && match &spec.placement {
+            Placement::Named(n) => n != current,
+            _ => rec.evict,
+        }
+}
+
+/// Whether a move that has not switched yet is no longer wanted: the spec names another
+/// datastore than its target, or the tenant is no longer evicted.
+pub fn abort_due(rec: &TenantRecord, spec: &TenantSpec) -> bool {
+    match &rec.moving {
+        Some(m) if m.stage < MoveStage::Switched => match &spec.placement {
+            Placement::Named(n) => *n != m.to,
+            _ => !rec.evict,
+        },
+        _ => false,
+    }
 }
 
 /// Whether `usage` (as measured; `None` when not yet) is over the quota while new objects are
@@ -148,6 +203,19 @@ pub fn next(rec: &TenantRecord, due: Due) -> Option<Step> {
     if rec.pki.is_none() {
         return Some(Step::MintPki);
     }
+    // A move goes on before anything else: from its hold to its switch the tenant cannot write.
+    if due.abort_move {
+        return Some(Step::MoveAbort);
+    }
+    match rec.moving.as_ref().map(|m| m.stage) {
+        Some(MoveStage::Reserved) => return Some(Step::MovePrepare),
+        Some(MoveStage::Prepared) => return Some(Step::MoveHold),
+        Some(MoveStage::Held) => return Some(Step::MoveCopy),
+        Some(MoveStage::Copied) => return Some(Step::MoveSwitch),
+        Some(MoveStage::Switched) => {}
+        None if due.relocate => return Some(Step::MoveReserve),
+        None => {}
+    }
     // Before Apply: the apply that follows rolls out the rotated credentials with the rest.
     if due.rotate {
         return Some(Step::RotateCredentials);
@@ -162,6 +230,10 @@ pub fn next(rec: &TenantRecord, due: Due) -> Option<Step> {
     // written with the new key, and that is when an apply waiting for Ready should return.
     if due.reencrypt {
         return Some(Step::Reencrypt);
+    }
+    // Switched, running on the target and bootstrapped there: the source's copy goes.
+    if rec.moving.is_some() && rec.done(COND_BOOTSTRAPPED) {
+        return Some(Step::MoveCleanup);
     }
     if !rec.done(COND_BOOTSTRAPPED) || rec.phase != Phase::Ready {
         return Some(Step::Bootstrap);
@@ -363,7 +435,11 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             Step::Bootstrap => {
                 let pki = self.pki(&rec)?;
                 self.bootstrap(&mut rec, &spec, &pki, now).await?;
-                rec.phase = Phase::Ready;
+                rec.phase = if rec.moving.is_some() {
+                    Phase::Moving
+                } else {
+                    Phase::Ready
+                };
                 rec.current_version = Some(spec.kubernetes_version.to_string());
                 if rec.condition(COND_RECONCILED).is_some() {
                     rec.set_condition(COND_RECONCILED, true, "Converged", "", now);
@@ -373,6 +449,13 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             }
             Step::Reencrypt => self.reencrypt(rec, rev, &spec, now).await,
             Step::EnforceQuota => self.enforce_quota(rec, rev, &spec, now).await,
+            Step::MoveReserve => self.move_reserve(rec, rev, &spec, now).await,
+            Step::MovePrepare
+            | Step::MoveHold
+            | Step::MoveCopy
+            | Step::MoveSwitch
+            | Step::MoveCleanup => self.move_step(step, rec, rev, &spec, now).await,
+            Step::MoveAbort => self.move_abort(rec, rev, now).await,
             Step::RotateCredentials => self.rotate(rec, rev, &spec, now).await,
             Step::RenewCertificates => self.renew(rec, rev, &spec, now).await,
             Step::Resync => {
@@ -470,7 +553,10 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         self.runtime
             .apply(&self.render_input(&rec, spec, &ds), &pki)
             .await?;
-        if rec.observed_generation < rec.generation && rec.observed_generation > 0 {
+        if rec.observed_generation < rec.generation
+            && rec.observed_generation > 0
+            && rec.moving.is_none()
+        {
             rec.phase = Phase::Upgrading;
         }
         rec.observed_generation = rec.generation;
@@ -792,6 +878,17 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             Step::ReleaseEtcd => {
                 let ds = self.datastore(&rec).await?;
                 self.isolation.remove(&ds, &rec.uid).await?;
+                // Deleted mid-move: the other side holds a copy, or the source not yet cleaned.
+                if let Some(m) = &rec.moving {
+                    let other = if m.stage < MoveStage::Switched {
+                        &m.to
+                    } else {
+                        &m.from
+                    };
+                    if let Some(ds) = self.records.datastore(other).await? {
+                        self.isolation.remove(&ds, &rec.uid).await?;
+                    }
+                }
                 rec.set_condition(
                     COND_RELEASED,
                     true,

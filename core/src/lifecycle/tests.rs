@@ -25,6 +25,29 @@ struct World {
     shard: DatastoreName,
 }
 
+/// A datastore record with its own client CA, sealed with `kek`.
+fn datastore(kek: &Kek, name: &str) -> DatastoreRecord {
+    let name = DatastoreName::parse(name).unwrap();
+    let client_ca = new_ca("etcd client CA").unwrap();
+    DatastoreRecord {
+        name: name.clone(),
+        endpoints: vec!["https://10.0.0.1:2379".into()],
+        ca_certificate: client_ca.cert.clone(),
+        client_certificate: String::new(),
+        client_key_sealed: String::new(),
+        client_key_sha256: String::new(),
+        client_ca_certificate: client_ca.cert.clone(),
+        client_ca_key_sealed: kek.seal(&datastore_aad(&name), &client_ca.key),
+        client_ca_key_sha256: String::new(),
+        quota_bytes: 1 << 30,
+        max_tenants: None,
+        labels: BTreeMap::new(),
+        schedulable: true,
+        create_time: 1,
+        update_time: 1,
+    }
+}
+
 fn world() -> World {
     let faults = Faults::default();
     let kek = Kek::from_bytes(&[3; 32]);
@@ -33,24 +56,7 @@ fn world() -> World {
         ..Default::default()
     };
     let shard = DatastoreName::parse("shard-0").unwrap();
-    let client_ca = new_ca("etcd client CA").unwrap();
-    records.add_datastore(DatastoreRecord {
-        name: shard.clone(),
-        endpoints: vec!["https://10.0.0.1:2379".into()],
-        ca_certificate: client_ca.cert.clone(),
-        client_certificate: String::new(),
-        client_key_sealed: String::new(),
-        client_key_sha256: String::new(),
-        client_ca_certificate: client_ca.cert.clone(),
-        client_ca_key_sealed: kek.seal(&datastore_aad(&shard), &client_ca.key),
-        client_ca_key_sha256: String::new(),
-        quota_bytes: 1 << 30,
-        max_tenants: None,
-        labels: BTreeMap::new(),
-        schedulable: true,
-        create_time: 1,
-        update_time: 1,
-    });
+    records.add_datastore(datastore(&kek, "shard-0"));
     let life = Lifecycle::new(
         records,
         MemIsolation {
@@ -452,6 +458,8 @@ fn the_next_step_follows_from_the_record_alone() {
         renew: true,
         rotate: false,
         quota: true,
+        relocate: false,
+        abort_move: false,
     };
     assert_eq!(next(&rec, all), Some(Step::Reencrypt), "rewrites first");
     rec.set_condition(COND_BOOTSTRAPPED, false, "", "", 0);
@@ -823,4 +831,183 @@ async fn a_tenant_over_its_storage_quota_refuses_new_objects_until_it_is_back_un
     );
     assert!(!w.record(&t).unwrap().over_quota());
     assert!(!policy_applied());
+}
+
+// --- Moves between datastores ---------------------------------------------------------------
+
+impl World {
+    /// A second datastore, and tenant `acme` Ready on the first, asked to move to the second.
+    async fn moving(&self) -> (TenantName, DatastoreName) {
+        let target = DatastoreName::parse("shard-1").unwrap();
+        let t = self.create("acme").await;
+        assert_eq!(self.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+        self.life
+            .records
+            .add_datastore(datastore(&self.life.kek, "shard-1"));
+        let to = target.clone();
+        self.update(&t, move |s| s.placement = crate::spec::Placement::Named(to))
+            .await;
+        (t, target)
+    }
+
+    /// The tenant lives on `on` alone: its record, placement, reservation, etcd user, and no
+    /// hold or copy anywhere else.
+    fn assert_lives_on(&self, t: &TenantName, on: &DatastoreName) {
+        let rec = self.record(t).unwrap();
+        assert_eq!(rec.datastore.as_ref(), Some(on), "{rec:#?}");
+        assert_eq!(rec.moving, None);
+        assert_eq!(rec.phase, Phase::Ready, "{rec:#?}");
+        for ds in ["shard-0", "shard-1"] {
+            let ds = DatastoreName::parse(ds).unwrap();
+            let r = self.life.records.reservation(&ds);
+            let want = if &ds == on {
+                (1, DEFAULT_RESERVATION_BYTES)
+            } else {
+                (0, 0)
+            };
+            assert_eq!((r.tenants, r.reserved_bytes), want, "reservation on {ds}");
+        }
+        assert_eq!(self.life.records.placements(), 1);
+        let users: Vec<_> = self.life.isolation.users.lock().unwrap().iter().cloned().collect();
+        assert_eq!(users, [(on.clone(), rec.uid.clone())], "etcd users");
+        assert!(
+            self.life.isolation.held.lock().unwrap().is_empty(),
+            "writes still held"
+        );
+        let copies: Vec<_> = self.life.isolation.copies.lock().unwrap().iter().cloned().collect();
+        assert!(
+            copies.iter().all(|(ds, _)| ds == on),
+            "a copy left off {on}: {copies:?}"
+        );
+    }
+}
+
+/// The record write each move step ends with.
+fn move_save_of(step: Step) -> &'static str {
+    match step {
+        Step::MoveReserve => "records.reserve_move",
+        Step::MoveSwitch => "records.switch_move",
+        _ => "records.update",
+    }
+}
+
+#[tokio::test]
+async fn a_move_holds_writes_copies_switches_and_then_removes_the_source() {
+    let w = world();
+    let (t, target) = w.moving().await;
+    let uid = w.record(&t).unwrap().uid;
+    let etcd_cert_before = w.pki(&t).etcd_client.cert;
+    let mut ran = Vec::new();
+    for _ in 0..20 {
+        match w.life.step(&t).await.unwrap() {
+            Outcome::Ran(s) => {
+                ran.push(s);
+                let rec = w.record(&t).unwrap();
+                if s == Step::MoveHold {
+                    assert!(w.life.isolation.held.lock().unwrap().contains(&(w.shard.clone(), uid.clone())));
+                }
+                if s != Step::MoveCleanup {
+                    assert_eq!(rec.phase, Phase::Moving, "after {s:?}");
+                }
+            }
+            Outcome::Converged => break,
+            o => panic!("{o:?} after {ran:?}"),
+        }
+    }
+    assert_eq!(
+        ran,
+        [
+            Step::MoveReserve,
+            Step::MovePrepare,
+            Step::MoveHold,
+            Step::MoveCopy,
+            Step::MoveSwitch,
+            Step::Apply,
+            Step::AwaitReady,
+            Step::Bootstrap,
+            Step::MoveCleanup
+        ]
+    );
+    w.assert_lives_on(&t, &target);
+    let rec = w.record(&t).unwrap();
+    let c = rec.condition(COND_MOVED).unwrap();
+    assert!(c.ok && c.message.contains("10 keys"), "{c:?}");
+    assert_eq!(rec.observed_generation, rec.generation);
+    assert_ne!(
+        w.pki(&t).etcd_client.cert,
+        etcd_cert_before,
+        "the etcd certificate is signed by the target's client CA"
+    );
+}
+
+/// A kamajid that dies after a move step's effects but before recording them runs the step
+/// again: the move ends as if each ran once.
+#[tokio::test]
+async fn every_move_step_whose_record_was_lost_runs_again_to_the_same_end() {
+    for (i, (step, _)) in MOVE.into_iter().enumerate() {
+        let w = world();
+        let (t, target) = w.moving().await;
+        for (s, _) in &MOVE[..i] {
+            if *s == Step::MoveCleanup {
+                break;
+            }
+            assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(*s));
+        }
+        if step == Step::MoveCleanup {
+            // Apply, AwaitReady, Bootstrap come between the switch and the cleanup.
+            for s in [Step::Apply, Step::AwaitReady, Step::Bootstrap] {
+                assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(s));
+            }
+        }
+        w.faults.arm(move_save_of(step));
+        assert!(w.life.step(&t).await.is_err(), "{step:?}");
+        assert_eq!(
+            w.life.converge(&t, 30).await.unwrap(),
+            Outcome::Converged,
+            "after {step:?} ran twice"
+        );
+        w.assert_lives_on(&t, &target);
+    }
+}
+
+/// Until the switch, a move that is no longer wanted is undone whatever stage it reached: the
+/// tenant stays where it was, writable, with nothing left on the target.
+#[tokio::test]
+async fn a_move_abandoned_before_the_switch_leaves_the_tenant_where_it_was() {
+    for k in 1..=4 {
+        let w = world();
+        let (t, _) = w.moving().await;
+        for (s, _) in &MOVE[..k] {
+            assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(*s));
+        }
+        let back = w.shard.clone();
+        w.update(&t, move |s| s.placement = crate::spec::Placement::Named(back))
+            .await;
+        assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(Step::MoveAbort));
+        assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+        w.assert_lives_on(&t, &w.shard);
+        let rec = w.record(&t).unwrap();
+        assert_eq!(rec.condition(COND_MOVED).unwrap().reason, "Abandoned");
+    }
+}
+
+/// A tenant deleted at any stage of a move leaves nothing on either datastore.
+#[tokio::test]
+async fn a_tenant_deleted_mid_move_leaves_nothing_on_either_datastore() {
+    for k in 1..=5 {
+        let w = world();
+        let (t, _) = w.moving().await;
+        for (s, _) in &MOVE[..k] {
+            assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(*s));
+        }
+        w.delete(&t).await;
+        assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Gone, "stage {k}");
+        assert!(w.life.isolation.users.lock().unwrap().is_empty(), "stage {k}");
+        assert!(w.life.isolation.copies.lock().unwrap().is_empty(), "stage {k}");
+        assert_eq!(w.life.records.placements(), 0);
+        for ds in ["shard-0", "shard-1"] {
+            let r = w.life.records.reservation(&DatastoreName::parse(ds).unwrap());
+            assert_eq!((r.tenants, r.reserved_bytes), (0, 0), "{ds} at stage {k}");
+        }
+    }
 }
