@@ -62,7 +62,11 @@ async fn reported(h: &Harness, name: &str) -> (i64, i64) {
 
 /// (bytes, keys) under `/<uid>/`, read whole with the shard's root certificate.
 async fn scanned(h: &Harness, endpoint: &str, uid: &str) -> (i64, i64) {
-    let mut c = h.shard_root(endpoint).await;
+    let mut c = h
+        .shard_root(endpoint)
+        .await
+        .kv_client()
+        .max_decoding_message_size(256 << 20);
     let r = c
         .get(
             format!("/{uid}/"),
@@ -297,4 +301,360 @@ async fn usage_is_measured_and_a_tenant_over_its_quota_refuses_new_objects_until
         users.is_empty() && roles.is_empty() && keys == 0,
         "{users:?} {roles:?} {keys}"
     );
+}
+
+mod moves {
+    use super::*;
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+    use std::sync::{Arc, Mutex};
+
+    fn config(a: &DatastoreHcl, b: &DatastoreHcl, on: &str, version: &str) -> String {
+        format!(
+            r#"{PROVIDER_HCL}
+{a}
+{b}
+resource "kamaji_tenant_cluster" "mover" {{
+  name               = "mover"
+  kubernetes_version = "{version}"
+  datastore          = kamaji_datastore.{on}.name
+  network {{}}
+}}
+"#,
+            a = a.render(),
+            b = b.render(),
+        )
+    }
+
+    /// What a client-go reflector does, recorded: list, watch from the list's resourceVersion,
+    /// on a closed watch watch again from the last resourceVersion seen, on "410 Gone" list
+    /// again. Every resourceVersion it is handed, in order, and every error.
+    #[derive(Default)]
+    struct Seen {
+        versions: Vec<(String, u64)>,
+        errors: Vec<String>,
+        relists: usize,
+    }
+
+    async fn reflect(api: Api<ConfigMap>, seen: Arc<Mutex<Seen>>, stop: Arc<tokio::sync::Notify>) {
+        let rv_of = |cm: &ConfigMap| {
+            cm.metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let mut rv = String::new();
+        loop {
+            if rv.is_empty() {
+                match api.list(&ListParams::default()).await {
+                    Ok(l) => {
+                        rv = l.metadata.resource_version.clone().unwrap_or_default();
+                        let mut s = seen.lock().unwrap();
+                        s.relists += 1;
+                        s.versions.push(("list".into(), rv.parse().unwrap_or(0)));
+                    }
+                    Err(e) => {
+                        seen.lock().unwrap().errors.push(format!("list: {e}"));
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        continue;
+                    }
+                }
+            }
+            let wp = WatchParams::default().timeout(290);
+            let stream = match api.watch(&wp, &rv).await {
+                Ok(s) => s,
+                Err(e) => {
+                    seen.lock().unwrap().errors.push(format!("watch: {e}"));
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(300)) => continue,
+                        _ = stop.notified() => return,
+                    }
+                }
+            };
+            let mut stream = stream.boxed();
+            loop {
+                let next = tokio::select! {
+                    n = stream.try_next() => n,
+                    _ = stop.notified() => return,
+                };
+                match next {
+                    Ok(Some(
+                        WatchEvent::Added(cm) | WatchEvent::Modified(cm) | WatchEvent::Deleted(cm),
+                    )) => {
+                        let v = rv_of(&cm);
+                        rv = v.to_string();
+                        seen.lock()
+                            .unwrap()
+                            .versions
+                            .push((cm.metadata.name.unwrap_or_default(), v));
+                    }
+                    Ok(Some(WatchEvent::Bookmark(b))) => rv = b.metadata.resource_version,
+                    Ok(Some(WatchEvent::Error(e))) => {
+                        seen.lock()
+                            .unwrap()
+                            .errors
+                            .push(format!("{} {}", e.code, e.message));
+                        if e.code == 410 {
+                            rv.clear();
+                        }
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        seen.lock().unwrap().errors.push(format!("stream: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn revision(h: &Harness, endpoint: &str) -> i64 {
+        h.shard_root(endpoint)
+            .await
+            .get("x", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_tenant_moves_in_place_with_its_objects_a_running_watch_and_its_kubeconfig() {
+        let objects: usize = std::env::var("KAMAJI_MOVE_OBJECTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        let root = tempfile::tempdir().unwrap();
+        let (h, tenants_dir, _) =
+            Harness::with_process_runtime(root.path(), &k8s::bin_dir(), 1).await;
+        let _reaper = Reaper(tenants_dir);
+        let sa = h.etcd("shard-a", EtcdSecurity::default()).await;
+        let sb = h.etcd("shard-b", EtcdSecurity::default()).await;
+        let (a, b) = (
+            DatastoreHcl::new("a", "shard-a", &sa.endpoint),
+            DatastoreHcl::new("b", "shard-b", &sb.endpoint),
+        );
+        let version = k8s::newest();
+        let w = h.workdir("move");
+        w.write(&config(&a, &b, "a", &version));
+        w.must_apply();
+        let v = w.resource("kamaji_tenant_cluster.mover")["values"].clone();
+        let uid = v["uid"].as_str().unwrap().to_owned();
+        let endpoint = v["endpoint"].as_str().unwrap().to_owned();
+        let kubeconfig = v["admin_kubeconfig"].as_str().unwrap().to_owned();
+        let client = kamajid::tenant_client::connect(&kubeconfig, &endpoint)
+            .await
+            .unwrap();
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+
+        // The tenant's objects.
+        let start = Instant::now();
+        futures::stream::iter(0..objects)
+            .map(|i| {
+                let cms = cms.clone();
+                async move {
+                    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+                        "metadata": {"name": format!("obj-{i}")},
+                        "data": {"i": i.to_string(), "pad": "x".repeat(200)},
+                    }))
+                    .unwrap();
+                    cms.create(&PostParams::default(), &cm).await.map(|_| ())
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect::<()>()
+            .await
+            .unwrap();
+        eprintln!("{objects} ConfigMaps created in {:?}", start.elapsed());
+
+        // A reflector running across the move, and a writer measuring how long writes fail.
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let reflector = tokio::spawn(reflect(cms.clone(), seen.clone(), stop.clone()));
+        let (src_rev, dst_rev) = (
+            revision(&h, &sa.endpoint).await,
+            revision(&h, &sb.endpoint).await,
+        );
+        assert!(
+            dst_rev < src_rev,
+            "the target's revision starts lower: {dst_rev} < {src_rev}"
+        );
+        let writer_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (cms, stop) = (cms.clone(), writer_stop.clone());
+            tokio::spawn(async move {
+                let (mut longest, mut failing_since, mut n) = (Duration::ZERO, None::<Instant>, 0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+                        "metadata": {"name": format!("w-{n}")}
+                    }))
+                    .unwrap();
+                    match cms.create(&PostParams::default(), &cm).await {
+                        Ok(_) => {
+                            n += 1;
+                            if let Some(t) = failing_since.take() {
+                                longest = longest.max(t.elapsed());
+                            }
+                        }
+                        Err(_) => {
+                            failing_since.get_or_insert_with(Instant::now);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                (longest, n)
+            })
+        };
+        let phases = {
+            let h = h.tenants().await;
+            let stop = writer_stop.clone();
+            tokio::spawn(async move {
+                let mut h = h;
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(r) = h
+                        .get_tenant_cluster(v1::GetTenantClusterRequest {
+                            name: "mover".into(),
+                        })
+                        .await
+                    {
+                        let p = r.into_inner().status.unwrap_or_default().phase;
+                        if seen.last() != Some(&p) {
+                            seen.push(p);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                seen
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        // The move: planned in place, applied, done when the apply returns.
+        w.write(&config(&a, &b, "b", &version));
+        let plan = w.plan_json();
+        assert_eq!(
+            planned_actions(&plan)["kamaji_tenant_cluster.mover"],
+            ["update"],
+            "a move is an update in place"
+        );
+        let start = Instant::now();
+        w.must_apply();
+        let took = start.elapsed();
+        let moved_rev = revision(&h, &sb.endpoint).await;
+        // Written after the move: the running watch must deliver it.
+        cms.create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "after-move"}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let deadline = Instant::now();
+        while !seen
+            .lock()
+            .unwrap()
+            .versions
+            .iter()
+            .any(|(n, _)| n == "after-move")
+        {
+            assert!(
+                deadline.elapsed() < Duration::from_secs(30),
+                "the watch never saw after-move"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        writer_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        stop.notify_waiters();
+        let (longest, writes) = writer.await.unwrap();
+        let phases = phases.await.unwrap();
+        let _ = reflector.await;
+
+        let v = w.resource("kamaji_tenant_cluster.mover")["values"].clone();
+        assert_eq!(v["datastore"], "shard-b");
+        assert_eq!(v["status"], "Ready");
+        assert!(
+            phases.contains(&(v1::TenantClusterPhase::Moving as i32)),
+            "status never showed Moving: {phases:?}"
+        );
+        let tc = tenant(&h, "mover").await;
+        let moved = tc
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .find(|c| c.r#type == "Moved")
+            .cloned()
+            .unwrap();
+        assert_eq!(moved.status, v1::ConditionStatus::True as i32, "{moved:?}");
+        eprintln!(
+            "move of {objects} objects: apply {took:?}; {}; longest write outage seen by a \
+             client {longest:?} ({writes} writes during the move); target revision {dst_rev} -> \
+             {moved_rev}, source was {src_rev}",
+            moved.message
+        );
+
+        // Objects and the admin kubeconfig from before the move: all there.
+        let after = cms.list(&ListParams::default()).await.unwrap();
+        let names: std::collections::HashSet<_> = after
+            .items
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        for i in 0..objects {
+            assert!(
+                names.contains(&format!("obj-{i}")),
+                "obj-{i} lost in the move"
+            );
+        }
+        let cm = cms.get("obj-7").await.unwrap();
+        assert_eq!(cm.data.unwrap()["i"], "7");
+
+        // resourceVersions only went forward, across the move, and the watch carried on.
+        let (versions, errors, relists) = {
+            let s = seen.lock().unwrap();
+            (s.versions.clone(), s.errors.clone(), s.relists)
+        };
+        for pair in versions.windows(2) {
+            assert!(
+                pair[1].1 >= pair[0].1,
+                "a resourceVersion went backwards: {:?} then {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+        let after_move = versions.iter().find(|(n, _)| n == "after-move").unwrap().1;
+        assert!(after_move > src_rev as u64, "{after_move} after {src_rev}");
+        assert!(
+            !errors
+                .iter()
+                .any(|e| e.contains("Too large resource version")),
+            "a client was ahead of the new datastore: {errors:?}"
+        );
+        eprintln!(
+            "the watch: {} events, {relists} lists, errors {errors:?}",
+            versions.len()
+        );
+
+        // Nothing of the tenant is left on the source; the target holds it.
+        let (users, roles, keys) = h.shard_leftovers(&sa.endpoint).await;
+        assert!(
+            users.is_empty() && roles.is_empty() && keys == 0,
+            "{users:?} {roles:?} {keys}"
+        );
+        assert!(scanned(&h, &sb.endpoint, &uid).await.1 as usize > objects);
+        let plan = w.plan_code();
+        assert_eq!(
+            plan.code,
+            0,
+            "plan after the move is empty:\n{}",
+            plan.output()
+        );
+        assert!(w.tf(&["destroy", "-auto-approve"]).ok());
+    }
 }

@@ -77,27 +77,17 @@ pub struct TenantService {
     pub usage: Arc<UsageTracker>,
 }
 
-/// Fields fixed at creation: placement, the network plan, and the names baked into the PKI.
-/// Naming the datastore the tenant already sits on (or none) is not a move: clients that show
-/// the assigned datastore send it back.
+/// Fields fixed at creation: the network plan and the names baked into the PKI. (Where the
+/// tenant lives is not: a change of `datastore` or `datastore_selector` moves it in place.)
 pub fn immutable_changes(
     old: &v1::TenantClusterSpec,
     new: &v1::TenantClusterSpec,
-    placed: Option<&str>,
 ) -> Vec<FieldError> {
-    let moved = old.datastore != new.datastore
-        && !new.datastore.is_empty()
-        && placed != Some(new.datastore.as_str());
     let (o, n) = (
         old.network.clone().unwrap_or_default(),
         new.network.clone().unwrap_or_default(),
     );
     let fixed = [
-        ("datastore", moved),
-        (
-            "datastore_selector",
-            old.datastore_selector != new.datastore_selector,
-        ),
         ("network.service_cidr", o.service_cidr != n.service_cidr),
         ("network.pod_cidr", o.pod_cidr != n.pod_cidr),
         (
@@ -181,6 +171,62 @@ impl TenantService {
             })
     }
 
+    /// Whether `spec` asks the placed tenant `rec` off its datastore (another is named, or its
+    /// datastore no longer matches the selector): then some other datastore must have room now,
+    /// and `rec.evict` is set for a selector. A tenant not yet placed is placed by the new spec.
+    async fn wants_move(
+        &self,
+        rec: &mut TenantRecord,
+        spec: &TenantSpec,
+    ) -> Result<bool, ServiceError> {
+        let Some(current) = rec.datastore.clone() else {
+            return Ok(false);
+        };
+        let here = self
+            .store
+            .datastore_record(&current)
+            .await?
+            .map(|v| v.value);
+        let (moving, evict) = match &spec.placement {
+            Placement::Named(n) => (n != &current, false),
+            Placement::Selector(sel) => {
+                let fits = here
+                    .as_ref()
+                    .is_some_and(|d| sel.iter().all(|(k, v)| d.labels.get(k) == Some(v)));
+                (!fits, !fits)
+            }
+            Placement::Any => (false, false),
+        };
+        // A move already under way goes on (or is undone) as the lifecycle decides.
+        rec.evict = evict;
+        if !moving
+            || rec.moving.as_ref().is_some_and(|m| {
+                Some(&m.to)
+                    == match &spec.placement {
+                        Placement::Named(n) => Some(n),
+                        _ => None,
+                    }
+            })
+        {
+            return Ok(moving);
+        }
+        let candidates: Vec<_> = self
+            .store
+            .candidacies()
+            .await?
+            .into_iter()
+            .map(|c| c.candidate)
+            .filter(|c| c.name != current)
+            .collect();
+        let req = Request::new(&spec.placement, rec.reservation_bytes);
+        placement::place(&req, &candidates, Policy::Spread)
+            .map(|_| true)
+            .map_err(|error| ServiceError::Unplaceable {
+                field: placement_field(spec),
+                error,
+            })
+    }
+
     /// Checks a create without writing: only a named datastore that exists and cannot take the
     /// tenant is an error at plan time (others may be created by the same apply).
     pub async fn validate_create(&self, spec: &TenantSpec) -> Result<(), ServiceError> {
@@ -237,8 +283,7 @@ impl TenantService {
                 return Err(ServiceError::Deleting(name.to_string()));
             }
             let old = self.store.wire_spec(&rec)?;
-            let placed = rec.datastore.as_ref().map(|d| d.as_str());
-            let mut errors = immutable_changes(&old, new, placed);
+            let mut errors = immutable_changes(&old, new);
             if let (Ok(from), Ok(to)) = (
                 contract::version("kubernetes_version", &old.kubernetes_version),
                 contract::version("kubernetes_version", &new.kubernetes_version),
@@ -265,13 +310,21 @@ impl TenantService {
             if !errors.is_empty() {
                 return Err(ServiceError::Invalid(errors));
             }
-            if &old == new || validate_only {
+            if &old == new {
+                return Ok(wire::tenant_to_proto(&rec, old));
+            }
+            let spec = wire::tenant_spec(new)
+                .map_err(|e| ServiceError::Invalid(vec![FieldError::new(e.field, e.detail)]))?;
+            let moving = self.wants_move(&mut rec, &spec).await?;
+            if validate_only {
                 return Ok(wire::tenant_to_proto(&rec, old));
             }
             rec.spec = wire::encode_spec(new);
             rec.generation += 1;
             if rec.phase == Phase::Ready {
-                rec.phase = if old.kubernetes_version != new.kubernetes_version {
+                rec.phase = if moving {
+                    Phase::Moving
+                } else if old.kubernetes_version != new.kubernetes_version {
                     Phase::Upgrading
                 } else {
                     Phase::Provisioning

@@ -218,6 +218,7 @@ pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::T
                 Phase::Deleting => v1::TenantClusterPhase::Deleting,
                 Phase::Degraded => v1::TenantClusterPhase::Degraded,
                 Phase::Failed => v1::TenantClusterPhase::Failed,
+                Phase::Moving => v1::TenantClusterPhase::Moving,
             } as i32,
             conditions: rec
                 .conditions

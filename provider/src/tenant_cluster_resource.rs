@@ -235,12 +235,6 @@ fn replacements(prior: &TenantClusterState, planned: &TenantClusterState) -> Vec
     if prior.name != planned.name {
         out.push(AttributePath::new("name"));
     }
-    if prior.datastore != planned.datastore && !planned.datastore.is_unknown() {
-        out.push(AttributePath::new("datastore"));
-    }
-    if prior.datastore_selector != planned.datastore_selector {
-        out.push(AttributePath::new("datastore_selector"));
-    }
     let (p, n) = (
         prior.network.as_ref_option().cloned().unwrap_or_default(),
         planned.network.as_ref_option().cloned().unwrap_or_default(),
@@ -256,6 +250,26 @@ fn replacements(prior: &TenantClusterState, planned: &TenantClusterState) -> Vec
         out.push(net("dns_service_ip"));
     }
     out
+}
+
+/// The spec in state before and the spec to send, and what is unknown in the latter. The
+/// `datastore` in state is where kamajid placed the cluster; it is sent only when the
+/// configuration names one: a cluster placed by kamajid stays free to move (a drain, another
+/// selector), and naming another datastore moves it.
+fn specs_to_send(
+    prior: &TenantClusterState,
+    planned: &TenantClusterState,
+    config: &TenantClusterState,
+) -> (v1::TenantClusterSpec, v1::TenantClusterSpec, Vec<String>) {
+    let named = !config.datastore.is_null();
+    let (mut old, mut new) = (prior.clone(), planned.clone());
+    if !named {
+        old.datastore = Value::Null;
+        new.datastore = Value::Null;
+    }
+    let (old_spec, _) = old.spec();
+    let (new_spec, unknown) = new.spec();
+    (old_spec, new_spec, unknown)
 }
 
 /// Why waiting ended without the cluster reaching what was asked.
@@ -678,6 +692,10 @@ impl Resource for TenantClusterResource {
             }
         }
         planned = planned.with_defaults();
+        // Another selector may move the cluster: where to is known after apply.
+        if config.datastore.is_null() && planned.datastore_selector != prior.datastore_selector {
+            planned.datastore = Value::Unknown;
+        }
         let replace = replacements(&prior, &planned);
         let protected = prior.deletion_protection.as_ref_option() == Some(&true);
         if !replace.is_empty() && protected {
@@ -697,8 +715,7 @@ impl Resource for TenantClusterResource {
                 }
             }
         }
-        let (old_spec, _) = prior.spec();
-        let (new_spec, unknown) = planned.spec();
+        let (old_spec, new_spec, unknown) = specs_to_send(&prior, &planned, &config);
         // Credential rotations: one generation at a time, started before completed.
         let rotation =
             |s: &v1::TenantClusterSpec| contract::rotation_state(s.credential_rotation.as_ref());
@@ -836,14 +853,13 @@ impl Resource for TenantClusterResource {
         diags: &mut Diagnostics,
         prior: Self::State<'a>,
         planned: Self::State<'a>,
-        _config: Self::State<'a>,
+        config: Self::State<'a>,
         private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let client = self.client.get(diags).await?;
         let name = name_of(&prior);
-        let (old_spec, _) = prior.spec();
-        let (spec, _) = planned.spec();
+        let (old_spec, spec, _) = specs_to_send(&prior, &planned, &config);
         if old_spec == spec {
             // Only timeouts (or nothing kamajid stores) changed.
             let mut state = prior.clone();

@@ -308,7 +308,11 @@ impl Records for MemRecords {
                 s.bump(ds, -1, -rec.reservation_bytes);
             }
         }
-        if let Some(m) = rec.moving.as_ref().filter(|m| m.stage < MoveStage::Switched) {
+        if let Some(m) = rec
+            .moving
+            .as_ref()
+            .filter(|m| m.stage < MoveStage::Switched)
+        {
             s.bump(&m.to, -1, -rec.reservation_bytes);
         }
         Ok(())
@@ -320,7 +324,11 @@ impl Store {
     fn bump(&mut self, ds: &DatastoreName, tenants: i64, bytes: i64) {
         self.rev += 1;
         let rev = self.rev;
-        let r = self.reservations.get(ds).map(|(r, _)| *r).unwrap_or_default();
+        let r = self
+            .reservations
+            .get(ds)
+            .map(|(r, _)| *r)
+            .unwrap_or_default();
         let n = (i64::from(r.tenants) + tenants).max(0);
         self.reservations.insert(
             ds.clone(),

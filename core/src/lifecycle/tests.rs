@@ -840,7 +840,10 @@ impl World {
     async fn moving(&self) -> (TenantName, DatastoreName) {
         let target = DatastoreName::parse("shard-1").unwrap();
         let t = self.create("acme").await;
-        assert_eq!(self.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+        assert_eq!(
+            self.life.converge(&t, 20).await.unwrap(),
+            Outcome::Converged
+        );
         self.life
             .records
             .add_datastore(datastore(&self.life.kek, "shard-1"));
@@ -868,13 +871,29 @@ impl World {
             assert_eq!((r.tenants, r.reserved_bytes), want, "reservation on {ds}");
         }
         assert_eq!(self.life.records.placements(), 1);
-        let users: Vec<_> = self.life.isolation.users.lock().unwrap().iter().cloned().collect();
+        let users: Vec<_> = self
+            .life
+            .isolation
+            .users
+            .lock()
+            .unwrap()
+            .iter()
+            .cloned()
+            .collect();
         assert_eq!(users, [(on.clone(), rec.uid.clone())], "etcd users");
         assert!(
             self.life.isolation.held.lock().unwrap().is_empty(),
             "writes still held"
         );
-        let copies: Vec<_> = self.life.isolation.copies.lock().unwrap().iter().cloned().collect();
+        let copies: Vec<_> = self
+            .life
+            .isolation
+            .copies
+            .lock()
+            .unwrap()
+            .iter()
+            .cloned()
+            .collect();
         assert!(
             copies.iter().all(|(ds, _)| ds == on),
             "a copy left off {on}: {copies:?}"
@@ -904,7 +923,13 @@ async fn a_move_holds_writes_copies_switches_and_then_removes_the_source() {
                 ran.push(s);
                 let rec = w.record(&t).unwrap();
                 if s == Step::MoveHold {
-                    assert!(w.life.isolation.held.lock().unwrap().contains(&(w.shard.clone(), uid.clone())));
+                    assert!(w
+                        .life
+                        .isolation
+                        .held
+                        .lock()
+                        .unwrap()
+                        .contains(&(w.shard.clone(), uid.clone())));
                 }
                 if s != Step::MoveCleanup {
                     assert_eq!(rec.phase, Phase::Moving, "after {s:?}");
@@ -981,9 +1006,14 @@ async fn a_move_abandoned_before_the_switch_leaves_the_tenant_where_it_was() {
             assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(*s));
         }
         let back = w.shard.clone();
-        w.update(&t, move |s| s.placement = crate::spec::Placement::Named(back))
-            .await;
-        assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(Step::MoveAbort));
+        w.update(&t, move |s| {
+            s.placement = crate::spec::Placement::Named(back)
+        })
+        .await;
+        assert_eq!(
+            w.life.step(&t).await.unwrap(),
+            Outcome::Ran(Step::MoveAbort)
+        );
         assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
         w.assert_lives_on(&t, &w.shard);
         let rec = w.record(&t).unwrap();
@@ -1001,12 +1031,25 @@ async fn a_tenant_deleted_mid_move_leaves_nothing_on_either_datastore() {
             assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(*s));
         }
         w.delete(&t).await;
-        assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Gone, "stage {k}");
-        assert!(w.life.isolation.users.lock().unwrap().is_empty(), "stage {k}");
-        assert!(w.life.isolation.copies.lock().unwrap().is_empty(), "stage {k}");
+        assert_eq!(
+            w.life.converge(&t, 20).await.unwrap(),
+            Outcome::Gone,
+            "stage {k}"
+        );
+        assert!(
+            w.life.isolation.users.lock().unwrap().is_empty(),
+            "stage {k}"
+        );
+        assert!(
+            w.life.isolation.copies.lock().unwrap().is_empty(),
+            "stage {k}"
+        );
         assert_eq!(w.life.records.placements(), 0);
         for ds in ["shard-0", "shard-1"] {
-            let r = w.life.records.reservation(&DatastoreName::parse(ds).unwrap());
+            let r = w
+                .life
+                .records
+                .reservation(&DatastoreName::parse(ds).unwrap());
             assert_eq!((r.tenants, r.reserved_bytes), (0, 0), "{ds} at stage {k}");
         }
     }

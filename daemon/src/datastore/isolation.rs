@@ -20,9 +20,10 @@ use kamaji_core::datastore::DatastoreRecord;
 use kamaji_core::etcd_keys::{prefix, prefix_end};
 use kamaji_core::ids::{DatastoreName, TenantId};
 use kamaji_core::kek::Kek;
-use kamaji_core::lifecycle::ports::{Isolation, PortError};
+use kamaji_core::lifecycle::ports::{Copied, Isolation, PortError};
 use kamaji_core::usage::StorageUsage;
 
+use super::transfer;
 use super::usage::UsageTracker;
 use crate::etcd::{connect, error_chain, EtcdTls};
 
@@ -150,7 +151,79 @@ impl EtcdIsolation {
     }
 }
 
+impl EtcdIsolation {
+    /// Runs `f` with the admin connection of `ds`, forgetting it when `f` fails.
+    async fn with_admin<T, F, Fut>(
+        &self,
+        ds: &DatastoreRecord,
+        id: &TenantId,
+        op: &str,
+        f: F,
+    ) -> Result<T, PortError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let c = self.admin(ds, id).await?;
+        f(c).await.map_err(|detail| {
+            self.forget(&ds.name);
+            failed(&format!("{op} on datastore {}", ds.name), id, detail)
+        })
+    }
+}
+
 impl Isolation for EtcdIsolation {
+    async fn hold_writes(
+        &self,
+        ds: &DatastoreRecord,
+        id: &TenantId,
+        held: bool,
+    ) -> Result<(), PortError> {
+        let op = if held {
+            "holding writes"
+        } else {
+            "allowing writes"
+        };
+        self.with_admin(ds, id, op, |mut c| async move {
+            transfer::hold(&mut c, id, held).await
+        })
+        .await
+    }
+
+    async fn align_revision(
+        &self,
+        from: &DatastoreRecord,
+        to: &DatastoreRecord,
+    ) -> Result<(), PortError> {
+        let id = TenantId::parse("revision").map_err(|e| PortError {
+            op: "raising a revision".into(),
+            detail: e.to_string(),
+        })?;
+        let src = self.admin(from, &id).await?;
+        let op = format!("raising the revision past datastore {}'s", from.name);
+        let writes = self
+            .with_admin(to, &id, &op, |dst| async move {
+                transfer::align(&src, &dst).await
+            })
+            .await?;
+        tracing::info!(from = %from.name, to = %to.name, writes, "revision raised for a move");
+        Ok(())
+    }
+
+    async fn copy(
+        &self,
+        from: &DatastoreRecord,
+        to: &DatastoreRecord,
+        id: &TenantId,
+    ) -> Result<Copied, PortError> {
+        let src = self.admin(from, id).await?;
+        let op = format!("copying from datastore {}", from.name);
+        self.with_admin(to, id, &op, |dst| async move {
+            transfer::copy(&src, &dst, id).await
+        })
+        .await
+    }
+
     fn usage(&self, ds: &DatastoreName, id: &TenantId) -> Option<StorageUsage> {
         self.usage.tenant(ds, id)
     }

@@ -1,7 +1,7 @@
 //! Measuring what each tenant keeps on each datastore, without re-reading shards.
 //!
 //! Per registered datastore, one task holds one connection (its admin credentials) and:
-//! 1. scans every key once, a page at a time at one fixed revision, counting per tenant prefix
+//! 1. scans every key once, a page (of 100 keys) at a time at one fixed revision, counting per tenant prefix
 //!    ([`Tally::seed`]);
 //! 2. watches every key from the next revision with previous values, applying each change
 //!    ([`Tally::apply`]): a put adds the new size and takes away the old, a delete takes away
@@ -29,8 +29,6 @@ use kamaji_core::usage::{Change, StorageUsage, Tally};
 use crate::etcd::{connect, error_chain, EtcdTls};
 use crate::store::Store;
 
-/// Keys read per page of the first scan: a page of values is at most a few MiB of memory.
-const PAGE: i64 = 500;
 /// Pause before measuring a datastore again after a failure.
 const RETRY: Duration = Duration::from_secs(5);
 
@@ -247,11 +245,14 @@ async fn follow(mut c: Client, tally: &Shared) -> MeasureError {
 
 /// Every key, a page at a time at the revision of the first page.
 async fn scan(c: &mut Client) -> Result<(Tally, i64), MeasureError> {
+    let mut c = super::transfer::kv(c);
     let mut tally = Tally::default();
     let mut from = vec![0u8];
     let mut revision = 0;
     loop {
-        let mut opts = GetOptions::new().with_range(vec![0]).with_limit(PAGE);
+        let mut opts = GetOptions::new()
+            .with_range(vec![0])
+            .with_limit(super::transfer::PAGE);
         if revision > 0 {
             opts = opts.with_revision(revision);
         }

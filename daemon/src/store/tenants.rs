@@ -146,6 +146,121 @@ impl Store {
         }
     }
 
+    /// The guard and the write that change `ds`'s reservation by one tenant reserving
+    /// `bytes` (`sign`: +1 adds it, -1 takes it off), from the reservation read as `read`.
+    fn reservation_delta(
+        ds: &DatastoreName,
+        read: Option<Versioned<Reservation>>,
+        sign: i64,
+        bytes: i64,
+    ) -> Result<(etcd_client::Compare, TxnOp), StoreError> {
+        let rkey = keys::reservation(ds);
+        let current = read.as_ref().map(|r| r.value).unwrap_or_default();
+        let tenants = (i64::from(current.tenants) + sign).max(0);
+        let next = Reservation {
+            tenants: u32::try_from(tenants).unwrap_or(u32::MAX),
+            reserved_bytes: (current.reserved_bytes + sign * bytes).max(0),
+        };
+        Ok((
+            at(&rkey, read.map(|r| r.revision)),
+            TxnOp::put(rkey.as_str(), encode(&rkey, &next)?, None),
+        ))
+    }
+
+    async fn commit(
+        &self,
+        what: &'static str,
+        rec: &TenantRecord,
+        when: Vec<etcd_client::Compare>,
+        ops: Vec<TxnOp>,
+    ) -> Result<(), StoreError> {
+        if self
+            .txn(what, Txn::new().when(when).and_then(ops))
+            .await?
+            .succeeded()
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                what: format!("tenant cluster {:?}", rec.name.as_str()),
+            })
+        }
+    }
+
+    fn moving(rec: &TenantRecord) -> Result<&kamaji_core::tenant::Move, StoreError> {
+        rec.moving.as_ref().ok_or_else(|| StoreError::Corrupt {
+            key: keys::tenant(&rec.name),
+            detail: "no move in the record".into(),
+        })
+    }
+
+    async fn reserve_move_record(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+        reservation: Option<Versioned<Reservation>>,
+    ) -> Result<(), StoreError> {
+        let to = &Self::moving(rec)?.to;
+        let tkey = keys::tenant(&rec.name);
+        let (guard, write) = Self::reservation_delta(to, reservation, 1, rec.reservation_bytes)?;
+        let when = vec![
+            at(&tkey, Some(revision)),
+            guard,
+            exists(&keys::datastore(to)),
+        ];
+        let ops = vec![TxnOp::put(tkey.as_str(), encode(&tkey, rec)?, None), write];
+        self.commit("reserve a move", rec, when, ops).await
+    }
+
+    async fn switch_move_record(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+    ) -> Result<(), StoreError> {
+        let from = &Self::moving(rec)?.from;
+        let to = rec.datastore.as_ref().ok_or_else(|| StoreError::Corrupt {
+            key: keys::tenant(&rec.name),
+            detail: "placed on no datastore".into(),
+        })?;
+        let tkey = keys::tenant(&rec.name);
+        let (guard, write) = Self::reservation_delta(
+            from,
+            self.reservation(from).await?,
+            -1,
+            rec.reservation_bytes,
+        )?;
+        let when = vec![at(&tkey, Some(revision)), guard];
+        let ops = vec![
+            TxnOp::put(tkey.as_str(), encode(&tkey, rec)?, None),
+            TxnOp::delete(keys::placement(from, &rec.name), None),
+            TxnOp::put(
+                keys::placement(to, &rec.name),
+                encode(&tkey, &rec.reservation_bytes)?,
+                None,
+            ),
+            write,
+        ];
+        self.commit("switch a move", rec, when, ops).await
+    }
+
+    async fn abort_move_record(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+        target: &DatastoreName,
+    ) -> Result<(), StoreError> {
+        let tkey = keys::tenant(&rec.name);
+        let (guard, write) = Self::reservation_delta(
+            target,
+            self.reservation(target).await?,
+            -1,
+            rec.reservation_bytes,
+        )?;
+        let when = vec![at(&tkey, Some(revision)), guard];
+        let ops = vec![TxnOp::put(tkey.as_str(), encode(&tkey, rec)?, None), write];
+        self.commit("abandon a move", rec, when, ops).await
+    }
+
     async fn release_record(&self, rec: &TenantRecord, revision: i64) -> Result<(), StoreError> {
         let tkey = keys::tenant(&rec.name);
         let mut when = vec![at(&tkey, Some(revision))];
@@ -161,6 +276,20 @@ impl Store {
             when.push(at(&rkey, reservation.map(|r| r.revision)));
             ops.push(TxnOp::delete(keys::placement(ds, &rec.name), None));
             ops.push(TxnOp::put(rkey.as_str(), encode(&rkey, &next)?, None));
+        }
+        if let Some(m) = rec
+            .moving
+            .as_ref()
+            .filter(|m| m.stage < kamaji_core::tenant::MoveStage::Switched)
+        {
+            let (guard, write) = Self::reservation_delta(
+                &m.to,
+                self.reservation(&m.to).await?,
+                -1,
+                rec.reservation_bytes,
+            )?;
+            when.push(guard);
+            ops.push(write);
         }
         if self
             .txn("release tenant", Txn::new().when(when).and_then(ops))
@@ -222,6 +351,28 @@ impl Records for Store {
         reservation: Option<Versioned<Reservation>>,
     ) -> Result<(), RecordError> {
         Ok(self.place_record(rec, revision, reservation).await?)
+    }
+
+    async fn reserve_move(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+        reservation: Option<Versioned<Reservation>>,
+    ) -> Result<(), RecordError> {
+        Ok(self.reserve_move_record(rec, revision, reservation).await?)
+    }
+
+    async fn switch_move(&self, rec: &TenantRecord, revision: i64) -> Result<(), RecordError> {
+        Ok(self.switch_move_record(rec, revision).await?)
+    }
+
+    async fn abort_move(
+        &self,
+        rec: &TenantRecord,
+        revision: i64,
+        target: &DatastoreName,
+    ) -> Result<(), RecordError> {
+        Ok(self.abort_move_record(rec, revision, target).await?)
     }
 
     async fn release(&self, rec: &TenantRecord, revision: i64) -> Result<(), RecordError> {

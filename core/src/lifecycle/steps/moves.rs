@@ -101,7 +101,10 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         };
         match step {
             Step::MovePrepare => {
-                let (from, to) = (from.ok_or_else(|| gone(&m.from))?, to.ok_or_else(|| gone(&m.to))?);
+                let (from, to) = (
+                    from.ok_or_else(|| gone(&m.from))?,
+                    to.ok_or_else(|| gone(&m.to))?,
+                );
                 self.isolation.ensure(&to, &rec.uid).await?;
                 // Most of the revision gap is closed now, while the tenant still writes.
                 self.isolation.align_revision(&from, &to).await?;
@@ -114,7 +117,10 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 m.held_at = now;
             }
             Step::MoveCopy => {
-                let (from, to) = (from.ok_or_else(|| gone(&m.from))?, to.ok_or_else(|| gone(&m.to))?);
+                let (from, to) = (
+                    from.ok_or_else(|| gone(&m.from))?,
+                    to.ok_or_else(|| gone(&m.to))?,
+                );
                 self.isolation.align_revision(&from, &to).await?;
                 let copied = self.isolation.copy(&from, &to, &rec.uid).await?;
                 m.stage = MoveStage::Copied;
@@ -209,7 +215,13 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         );
         // Back to Ready through Bootstrap, which checks the tenant answers.
         rec.phase = Phase::Provisioning;
-        rec.set_condition(COND_BOOTSTRAPPED, false, "Pending", "after an abandoned move", now);
+        rec.set_condition(
+            COND_BOOTSTRAPPED,
+            false,
+            "Pending",
+            "after an abandoned move",
+            now,
+        );
         self.records.abort_move(&rec, rev, &m.to).await?;
         Ok(Outcome::Ran(Step::MoveAbort))
     }

@@ -1,0 +1,178 @@
+//! Moving a tenant's keys between two datastores, as their administrator: holding its writes,
+//! raising the target's revision, copying its prefix and checking the copy. The lifecycle's
+//! move steps call these through [`super::isolation::EtcdIsolation`].
+
+use etcd_client::{Client, DeleteOptions, GetOptions, KvClient, Permission, Txn, TxnOp};
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+
+use kamaji_core::etcd_keys::{prefix, prefix_end};
+use kamaji_core::ids::TenantId;
+use kamaji_core::lifecycle::ports::Copied;
+
+use crate::etcd::error_chain;
+
+/// Keys per page read: each value is at most what the apiserver accepts (about 1.5 MiB).
+pub const PAGE: i64 = 100;
+/// Largest message read: a page of the largest values.
+pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+/// Writes per transaction, within etcd's default `--max-txn-ops` (128) and request size.
+const TXN_OPS: usize = 100;
+const TXN_BYTES: usize = 1024 * 1024;
+/// The key the target's revision is raised with; outside every tenant prefix (no leading '/').
+const FLOOR: &str = "kamajid-revision-floor";
+/// Writes in flight while raising a revision.
+const IN_FLIGHT: usize = 64;
+
+fn err(e: etcd_client::Error) -> String {
+    error_chain(&e)
+}
+
+/// A KV client that reads pages of large values.
+pub fn kv(c: &Client) -> KvClient {
+    c.kv_client().max_decoding_message_size(MAX_MESSAGE)
+}
+
+/// Tenant `id`'s role on this datastore: read-only while `held`, else read-write. etcd
+/// replaces the permission on the same range.
+pub async fn hold(c: &mut Client, id: &TenantId, held: bool) -> Result<(), String> {
+    let p = prefix(id);
+    let end = prefix_end(p.as_bytes());
+    let perm = if held {
+        Permission::read(p.as_bytes())
+    } else {
+        Permission::read_write(p.as_bytes())
+    }
+    .with_range_end(end);
+    c.role_grant_permission(id.as_str(), perm)
+        .await
+        .map(|_| ())
+        .map_err(err)
+}
+
+async fn revision(c: &mut KvClient) -> Result<i64, String> {
+    let r = c
+        .get(FLOOR, Some(GetOptions::new().with_count_only()))
+        .await
+        .map_err(err)?;
+    Ok(r.header().map_or(0, |h| h.revision()))
+}
+
+/// Raises `dst`'s revision past `src`'s current one with empty writes to one key outside every
+/// tenant, many in flight, then removes that key. How many writes it took.
+pub async fn align(src: &Client, dst: &Client) -> Result<i64, String> {
+    let (mut s, mut d) = (kv(src), kv(dst));
+    let want = revision(&mut s).await?;
+    let mut writes = 0;
+    loop {
+        let have = revision(&mut d).await?;
+        if have > want {
+            break;
+        }
+        let n = (want - have + 1).min(20_000);
+        futures::stream::iter(0..n)
+            .map(|_| {
+                let mut d = d.clone();
+                async move { d.put(FLOOR, "", None).await.map(|_| ()).map_err(err) }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
+        writes += n;
+    }
+    if writes > 0 {
+        d.delete(FLOOR, None).await.map_err(err)?;
+    }
+    Ok(writes)
+}
+
+/// Count, bytes and digest of every key of `id`'s prefix, read a page at a time at `rev`
+/// (0: now); each page is also written to `into`, when given, before the next is read.
+async fn walk(
+    c: &mut KvClient,
+    id: &TenantId,
+    rev: i64,
+    mut into: Option<&mut KvClient>,
+) -> Result<(Copied, String), String> {
+    let p = prefix(id);
+    let end = prefix_end(p.as_bytes());
+    let mut from = p.into_bytes();
+    let mut sum = Sha256::new();
+    let mut out = Copied::default();
+    loop {
+        let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+        if rev > 0 {
+            opts = opts.with_revision(rev);
+        }
+        let page = c.get(from.clone(), Some(opts)).await.map_err(err)?;
+        for kv in page.kvs() {
+            for part in [kv.key(), kv.value()] {
+                sum.update((part.len() as u64).to_be_bytes());
+                sum.update(part);
+            }
+            out.keys += 1;
+            out.bytes += (kv.key().len() + kv.value().len()) as i64;
+        }
+        if let Some(d) = into.as_deref_mut() {
+            write(d, page.kvs()).await?;
+        }
+        match page.kvs().last() {
+            Some(last) if page.more() => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => return Ok((out, hex::encode(sum.finalize()))),
+        }
+    }
+}
+
+/// Puts `kvs` in transactions of bounded size.
+async fn write(d: &mut KvClient, kvs: &[etcd_client::KeyValue]) -> Result<(), String> {
+    let mut ops = Vec::new();
+    let mut size = 0;
+    for kv in kvs {
+        if !ops.is_empty() && (ops.len() == TXN_OPS || size + kv.value().len() > TXN_BYTES) {
+            d.txn(Txn::new().and_then(std::mem::take(&mut ops)))
+                .await
+                .map_err(err)?;
+            size = 0;
+        }
+        size += kv.key().len() + kv.value().len();
+        ops.push(TxnOp::put(kv.key(), kv.value(), None));
+    }
+    if !ops.is_empty() {
+        d.txn(Txn::new().and_then(ops)).await.map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Copies `id`'s prefix from `src` (its writes held) to `dst`, replacing what an earlier
+/// attempt left, then reads both back and compares count and digest.
+pub async fn copy(src: &Client, dst: &Client, id: &TenantId) -> Result<Copied, String> {
+    let (mut s, mut d) = (kv(src), kv(dst));
+    let p = prefix(id);
+    let end = prefix_end(p.as_bytes());
+    // One revision for every page: the prefix no longer changes, but other tenants' keys do.
+    let rev = s
+        .get(
+            p.as_str(),
+            Some(GetOptions::new().with_range(end.clone()).with_count_only()),
+        )
+        .await
+        .map_err(err)?
+        .header()
+        .map_or(0, |h| h.revision());
+    d.delete(p.as_str(), Some(DeleteOptions::new().with_range(end)))
+        .await
+        .map_err(err)?;
+    let (copied, want) = walk(&mut s, id, rev, Some(&mut d)).await?;
+    let (there, got) = walk(&mut d, id, 0, None).await?;
+    if (there, &got) != (copied, &want) {
+        return Err(format!(
+            "the copy does not match: the source holds {} keys ({} bytes, digest {want}), the \
+             target {} keys ({} bytes, digest {got})",
+            copied.keys, copied.bytes, there.keys, there.bytes
+        ));
+    }
+    Ok(copied)
+}
