@@ -658,3 +658,132 @@ resource "kamaji_tenant_cluster" "mover" {{
         assert!(w.tf(&["destroy", "-auto-approve"]).ok());
     }
 }
+
+mod drains {
+    use super::*;
+
+    fn config(a: &str, b: &str, sa: &str, sb: &str, version: &str) -> String {
+        let mut da = DatastoreHcl::new("a", "shard-a", sa);
+        da.extra = a.into();
+        let mut db = DatastoreHcl::new("b", "shard-b", sb);
+        db.extra = b.into();
+        let tenant = |name: &str| {
+            format!(
+                "resource \"kamaji_tenant_cluster\" \"{name}\" {{\n  name = \"{name}\"\n  \
+                 kubernetes_version = \"{version}\"\n  network {{}}\n  depends_on = \
+                 [kamaji_datastore.a, kamaji_datastore.b]\n}}\n"
+            )
+        };
+        format!(
+            "{PROVIDER_HCL}\n{}\n{}\n{}\n{}",
+            da.render(),
+            db.render(),
+            tenant("one"),
+            tenant("two")
+        )
+    }
+
+    async fn datastore(h: &Harness, name: &str) -> v1::DatastoreStatus {
+        h.client()
+            .await
+            .get_datastore(v1::GetDatastoreRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+    }
+
+    /// Polls datastore `name` until `done` holds for its status.
+    async fn until(
+        h: &Harness,
+        name: &str,
+        what: &str,
+        done: impl Fn(&v1::DatastoreStatus) -> bool,
+    ) -> v1::DatastoreStatus {
+        let start = Instant::now();
+        loop {
+            let st = datastore(h, name).await;
+            if done(&st) {
+                return st;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "{name} never got to {what}: {st:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_drained_datastore_empties_and_says_which_tenant_fits_nowhere_and_why() {
+        let root = tempfile::tempdir().unwrap();
+        let (h, tenants_dir, _) =
+            Harness::with_process_runtime(root.path(), &k8s::bin_dir(), 2).await;
+        let _reaper = Reaper(tenants_dir);
+        let sa = h.etcd("shard-a", EtcdSecurity::default()).await;
+        let sb = h.etcd("shard-b", EtcdSecurity::default()).await;
+        let version = k8s::newest();
+        let w = h.workdir("drain");
+        let write = |a: &str, b: &str| w.write(&config(a, b, &sa.endpoint, &sb.endpoint, &version));
+
+        // Both tenants land on a (b takes none yet).
+        write("", "  schedulable = false\n  max_tenants = 1\n");
+        w.must_apply();
+        for t in ["one", "two"] {
+            assert_eq!(
+                w.resource(&format!("kamaji_tenant_cluster.{t}"))["values"]["datastore"],
+                "shard-a"
+            );
+        }
+
+        // Drain a while b has room for one: one moves, the other stays and a says why.
+        write("  drain = true\n", "  max_tenants = 1\n");
+        w.must_apply();
+        let st = until(&h, "shard-a", "one tenant left, explained", |s| {
+            s.tenant_count == 1 && s.message.contains("holds its max_tenants (1)")
+        })
+        .await;
+        eprintln!("while draining: {}", st.message);
+        assert!(
+            st.message.contains("one: stays") || st.message.contains("two: stays"),
+            "{}",
+            st.message
+        );
+        assert_eq!(datastore(&h, "shard-b").await.tenant_count, 1);
+
+        // Room on b: the drain finishes by itself.
+        write("  drain = true\n", "  max_tenants = 2\n");
+        w.must_apply();
+        until(&h, "shard-a", "empty", |s| {
+            s.tenant_count == 0 && s.message.is_empty()
+        })
+        .await;
+        let (users, roles, keys) = h.shard_leftovers(&sa.endpoint).await;
+        assert!(
+            users.is_empty() && roles.is_empty() && keys == 0,
+            "{users:?} {roles:?} {keys}"
+        );
+
+        // Tenants that did not name a datastore: no diff after their move, and they answer.
+        let plan = w.plan_code();
+        assert_eq!(
+            plan.code,
+            0,
+            "plan after the drain is empty:\n{}",
+            plan.output()
+        );
+        w.tf(&["apply", "-refresh-only", "-auto-approve"]);
+        for t in ["one", "two"] {
+            let v = w.resource(&format!("kamaji_tenant_cluster.{t}"))["values"].clone();
+            assert_eq!(v["datastore"], "shard-b", "{t}");
+            assert_eq!(v["status"], "Ready", "{t}");
+            Kubectl::new(
+                &w.dir.join(format!("{t}.kubeconfig")),
+                v["admin_kubeconfig"].as_str().unwrap(),
+            )
+            .must(&["get", "ns", "default"]);
+        }
+        assert!(w.tf(&["destroy", "-auto-approve"]).ok());
+    }
+}

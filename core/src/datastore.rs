@@ -26,6 +26,9 @@ pub struct DatastoreRecord {
     pub max_tenants: Option<u32>,
     pub labels: BTreeMap<String, String>,
     pub schedulable: bool,
+    /// Its tenants are moved off; no new one is placed here.
+    #[serde(default)]
+    pub drain: bool,
     pub create_time: i64,
     pub update_time: i64,
 }

@@ -23,6 +23,8 @@ pub struct Candidate {
     pub name: DatastoreName,
     pub ready: bool,
     pub schedulable: bool,
+    /// Being drained: its tenants move off, and it takes no new one.
+    pub draining: bool,
     pub labels: BTreeMap<String, String>,
     pub quota_bytes: i64,
     pub max_tenants: Option<u32>,
@@ -87,7 +89,7 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotReady => f.write_str("not Ready"),
-            Self::Cordoned => f.write_str("not schedulable (cordoned)"),
+            Self::Cordoned => f.write_str("not schedulable (cordoned or drained)"),
             Self::SelectorMismatch => f.write_str("labels do not match datastore_selector"),
             Self::TenantLimit { max } => write!(f, "holds its max_tenants ({max})"),
             Self::Full {
@@ -128,7 +130,7 @@ fn refusal(c: &Candidate, req: &Request, check_selector: bool) -> Option<Refusal
     if !c.ready {
         return Some(Refusal::NotReady);
     }
-    if !c.schedulable {
+    if !c.schedulable || c.draining {
         return Some(Refusal::Cordoned);
     }
     if check_selector && !req.selector.iter().all(|(k, v)| c.labels.get(k) == Some(v)) {
@@ -206,6 +208,7 @@ mod tests {
             name: DatastoreName::parse(name).unwrap(),
             ready: true,
             schedulable: true,
+            draining: false,
             labels: BTreeMap::new(),
             quota_bytes: quota,
             max_tenants: None,

@@ -187,15 +187,17 @@ impl TenantService {
             .datastore_record(&current)
             .await?
             .map(|v| v.value);
+        // A drain goes on whatever else changes, unless the spec now pins the tenant here.
+        let drained = rec.evict && here.as_ref().is_some_and(|d| d.drain);
         let (moving, evict) = match &spec.placement {
             Placement::Named(n) => (n != &current, false),
             Placement::Selector(sel) => {
                 let fits = here
                     .as_ref()
                     .is_some_and(|d| sel.iter().all(|(k, v)| d.labels.get(k) == Some(v)));
-                (!fits, !fits)
+                (!fits, !fits || drained)
             }
-            Placement::Any => (false, false),
+            Placement::Any => (false, drained),
         };
         // A move already under way goes on (or is undone) as the lifecycle decides.
         rec.evict = evict;

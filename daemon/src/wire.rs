@@ -304,6 +304,7 @@ pub fn seal_datastore(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         schedulable: spec.schedulable,
+        drain: spec.drain,
         create_time,
         update_time: now,
     }
@@ -344,6 +345,7 @@ pub fn datastore_to_proto(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             schedulable: rec.schedulable,
+            drain: rec.drain,
         }),
         client_key_sha256: rec.client_key_sha256.clone(),
         client_ca_key_sha256: rec.client_ca_key_sha256.clone(),

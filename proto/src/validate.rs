@@ -354,6 +354,7 @@ mod tests {
             max_tenants: None,
             labels: HashMap::from([("zone".into(), "a".into())]),
             schedulable: true,
+            drain: false,
         }
     }
 

@@ -40,6 +40,7 @@ pub struct DatastoreState {
     pub max_tenants: Value<Number>,
     pub labels: Value<BTreeMap<String, Value<String>>>,
     pub schedulable: Value<bool>,
+    pub drain: Value<bool>,
     pub status: Value<String>,
     pub status_message: Value<String>,
     pub etcd_version: Value<String>,
@@ -211,6 +212,7 @@ impl DatastoreState {
             }),
             labels: known_map(&self.labels).unwrap_or_default(),
             schedulable: self.schedulable.as_ref_option().copied().unwrap_or(true),
+            drain: self.drain.as_ref_option().copied().unwrap_or(false),
         }
     }
 
@@ -221,6 +223,9 @@ impl DatastoreState {
         }
         if self.schedulable.is_null() {
             self.schedulable = Value::Value(true);
+        }
+        if self.drain.is_null() {
+            self.drain = Value::Value(false);
         }
         self
     }
@@ -268,6 +273,7 @@ impl DatastoreState {
                 )
             },
             schedulable: Value::Value(spec.schedulable),
+            drain: Value::Value(spec.drain),
             status: Value::Value(phase_name(status.phase).to_owned()),
             status_message: Value::Value(status.message),
             etcd_version: Value::Value(status.etcd_version),
@@ -345,6 +351,7 @@ pub fn schema() -> Schema {
                 ("max_tenants", optional(number(), DS_MAX_TENANTS)),
                 ("labels", optional(map_of_strings(), DS_LABELS)),
                 ("schedulable", optional_default(boolean(), DS_SCHEDULABLE)),
+                ("drain", optional_default(boolean(), DS_DRAIN)),
                 ("status", computed(string(), DS_STATUS)),
                 ("status_message", computed(string(), DS_STATUS_MESSAGE)),
                 ("etcd_version", computed(string(), DS_VERSION)),
@@ -463,6 +470,9 @@ impl Resource for DatastoreResource {
         if config.schedulable.is_null() {
             planned.schedulable = Value::Null;
         }
+        if config.drain.is_null() {
+            planned.drain = Value::Null;
+        }
         planned = planned.with_defaults();
         let mut replace = Vec::new();
         if prior.name != planned.name {
@@ -490,6 +500,7 @@ impl Resource for DatastoreResource {
             || prior.max_tenants != planned.max_tenants
             || prior.labels != planned.labels
             || prior.schedulable != planned.schedulable
+            || prior.drain != planned.drain
             || !replace.is_empty();
         if spec_changed {
             planned = planned.unknown_computed();

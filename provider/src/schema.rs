@@ -71,6 +71,10 @@ pub mod docs {
     pub const DS_QUOTA: &str = "Bytes of storage tenants may use on this datastore (match etcd's `--quota-backend-bytes`). Defaults to 2 GiB.";
     pub const DS_MAX_TENANTS: &str = "Most tenants placed on this datastore; unset means no bound.";
     pub const DS_LABELS: &str = "Labels, used by tenant clusters' `datastore_selector`.";
+    pub const DS_DRAIN: &str = "Move every tenant cluster off this datastore, two at a time, each to a \
+datastore with room (as a change of `datastore` does: in place, writes held for seconds), and place no new one \
+here; for maintenance or retirement. Clusters whose `datastore` names this one stay. `tenant_count` falls to 0; \
+`status_message` says which clusters are left and why. Defaults to false.";
     pub const DS_SCHEDULABLE: &str =
         "Whether new tenants may be placed here. Set to false to cordon. Defaults to true.";
     pub const DS_STATUS: &str =

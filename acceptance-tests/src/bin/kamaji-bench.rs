@@ -197,6 +197,7 @@ fn bench_balance(tenants: usize) {
             name: DatastoreName::parse(&format!("shard-{}-{q}g", i + 1)).expect("a name"),
             ready: true,
             schedulable: true,
+            draining: false,
             labels: BTreeMap::new(),
             quota_bytes: q * GIB,
             max_tenants: None,

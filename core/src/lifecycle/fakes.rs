@@ -190,6 +190,7 @@ impl Records for MemRecords {
                         name: ds.name.clone(),
                         ready: true,
                         schedulable: ds.schedulable,
+                        draining: ds.drain,
                         labels: ds.labels.clone(),
                         quota_bytes: ds.quota_bytes,
                         max_tenants: ds.max_tenants,

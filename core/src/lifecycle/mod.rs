@@ -15,6 +15,7 @@
 //! Assumptions: one kamajid at a time drives tenants (the lease-held leader); ports keep their
 //! contracts ([`ports`]).
 
+pub mod drain;
 pub mod ports;
 pub mod steps;
 
@@ -231,6 +232,43 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         steps::next(rec, self.due(rec)).is_some()
     }
 
+    /// Marks the tenants a drain moves off now ([`drain::evictions`]) as evicted, in `tenants`
+    /// too; their lifecycle then moves them.
+    pub async fn drain(&self, tenants: &mut [TenantRecord]) -> Result<(), LifecycleError> {
+        let draining: std::collections::BTreeSet<_> = self
+            .records
+            .candidates()
+            .await?
+            .into_iter()
+            .filter(|c| c.candidate.draining)
+            .map(|c| c.candidate.name)
+            .collect();
+        if draining.is_empty() {
+            return Ok(());
+        }
+        let with_specs: Vec<_> = tenants
+            .iter()
+            .map(|t| (t.clone(), self.records.spec(t).ok()))
+            .collect();
+        for name in drain::evictions(&with_specs, &draining, now_unix()) {
+            let Some(mut v) = self.records.tenant(&name).await? else {
+                continue;
+            };
+            v.value.evict = true;
+            match self.records.update_tenant(&v.value, v.revision).await {
+                Ok(()) => {
+                    tracing::info!(tenant = %name, "evicted from a drained datastore");
+                    if let Some(t) = tenants.iter_mut().find(|t| t.name == name) {
+                        *t = v.value;
+                    }
+                }
+                Err(RecordError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Records a failed step on the tenant: `Reconciled` false with the reason, phase Degraded
     /// (unless it is being deleted). Best effort: the next round retries the step anyway.
     pub async fn record_failure(&self, name: &TenantName, message: &str) {
@@ -267,13 +305,16 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             if !*leader.borrow() {
                 continue;
             }
-            let tenants = match self.records.tenants().await {
+            let mut tenants = match self.records.tenants().await {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(error = %e, "listing tenants");
                     continue;
                 }
             };
+            if let Err(e) = self.drain(&mut tenants).await {
+                tracing::warn!(error = %e, "draining datastores");
+            }
             let work = tenants.into_iter().filter(|t| self.pending(t)).map(|t| {
                 let me = self.clone();
                 async move {

@@ -43,6 +43,7 @@ fn datastore(kek: &Kek, name: &str) -> DatastoreRecord {
         max_tenants: None,
         labels: BTreeMap::new(),
         schedulable: true,
+        drain: false,
         create_time: 1,
         update_time: 1,
     }

@@ -19,6 +19,7 @@ use crate::datastore::probe::{ProbeReport, Prober};
 use crate::datastore::usage::UsageTracker;
 use crate::store::{Store, StoreError, Versioned};
 use crate::wire::{self, admin_credentials};
+use kamaji_core::lifecycle::ports::Records;
 
 pub struct DatastoreApi<P> {
     pub store: Store,
@@ -156,6 +157,28 @@ impl<P: Prober> DatastoreApi<P> {
             .await
             .map_err(store_status)?;
         let mut st = wire::status_to_proto(&status, tenants);
+        if rec.drain {
+            // Which tenants are left, and why each still is.
+            let all: Vec<_> = self
+                .store
+                .tenant_records()
+                .await
+                .map_err(store_status)?
+                .into_iter()
+                .map(|t| {
+                    let spec = self.store.spec(&t).ok();
+                    (t, spec)
+                })
+                .collect();
+            let left = kamaji_core::lifecycle::drain::report(&rec.name, &all);
+            if !left.is_empty() {
+                st.message = if st.message.is_empty() {
+                    left
+                } else {
+                    format!("{}; {left}", st.message)
+                };
+            }
+        }
         let used = self.usage.datastore(&rec.name);
         st.storage_used_bytes = used.map(|u| u.bytes);
         st.storage_keys = used.map(|u| u.keys);

@@ -93,6 +93,7 @@ impl Store {
                     name: ds.name.clone(),
                     ready: status.phase == Phase::Ready,
                     schedulable: ds.schedulable,
+                    draining: ds.drain,
                     labels: ds.labels.clone(),
                     quota_bytes: ds.quota_bytes,
                     max_tenants: ds.max_tenants,

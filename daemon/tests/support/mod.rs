@@ -140,6 +140,7 @@ impl Env {
             max_tenants: None,
             labels: [("tier".to_string(), "standard".to_string())].into(),
             schedulable: true,
+            drain: false,
         }
     }
 

@@ -50,6 +50,17 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                     format!("stays on datastore {from}: {e}"),
                     now,
                 );
+                // Evicted by a drain: give its place in the drain to another tenant; the
+                // drain tries this one again later (from this moment).
+                let drained = candidacies
+                    .iter()
+                    .any(|c| c.candidate.name == from && c.candidate.draining);
+                if drained && rec.evict {
+                    rec.evict = false;
+                    if let Some(c) = rec.conditions.iter_mut().find(|c| c.kind == COND_MOVED) {
+                        c.since = now;
+                    }
+                }
                 if rec != before {
                     self.save(&rec, rev).await?;
                 }
