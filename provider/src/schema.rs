@@ -79,7 +79,9 @@ here; for maintenance or retirement. Clusters whose `datastore` names this one s
         "Whether new tenants may be placed here. Set to false to cordon. Defaults to true.";
     pub const DS_STATUS: &str =
         "`Ready`, `Unreachable`, `Insecure` or `Unknown`, from kamajid's last probe.";
-    pub const DS_STATUS_MESSAGE: &str = "Why the datastore is not `Ready`; empty when it is.";
+    pub const DS_STATUS_MESSAGE: &str =
+        "Why the datastore is not `Ready`, and while it drains which tenant \
+clusters are left and why; empty otherwise.";
     pub const DS_VERSION: &str = "etcd server version.";
     pub const DS_DB_SIZE: &str = "Size of etcd's backend database in bytes (largest member).";
     pub const DS_TENANTS: &str = "Number of tenant clusters placed on the datastore.";
@@ -165,8 +167,11 @@ forward, or the next minor; skipping a minor or going down is refused at plan.";
     pub const TC_REPLICAS: &str = "Control-plane replicas, 1 to 9. Defaults to 2.";
     pub const TC_DATASTORE: &str =
         "Datastore to place the cluster on. Unset lets kamajid choose one with room (and matching \
-`datastore_selector`); the chosen one is then shown here. Changing it replaces the cluster.";
-    pub const TC_SELECTOR: &str = "When `datastore` is unset: only datastores carrying all these labels. Changing it replaces the cluster.";
+`datastore_selector`); the chosen one is then shown here. Naming another moves the cluster there in place: \
+its objects, endpoint, credentials and nodes stay, writes are held for seconds while its keys are copied, and \
+`status` reads `Moving` until it runs on the new datastore.";
+    pub const TC_SELECTOR: &str = "When `datastore` is unset: only datastores carrying all these labels. A \
+selector the cluster's datastore no longer matches moves the cluster in place, as a change of `datastore` does.";
     pub const TC_ADMISSION: &str =
         "Admission plugins to enable in addition to the apiserver's defaults.";
     pub const TC_LABELS: &str =
@@ -183,9 +188,9 @@ forward, or the next minor; skipping a minor or going down is refused at plan.";
     pub const TC_CLIENT_CERT: &str = "PEM client certificate of the cluster admin.";
     pub const TC_CLIENT_KEY: &str = "PEM private key of `client_certificate`.";
     pub const TC_CURRENT_VERSION: &str = "Kubernetes version the control plane runs now.";
-    pub const TC_STATUS: &str = "`Provisioning`, `Ready`, `Upgrading`, `Degraded` or `Deleting`. A `Ready` cluster whose control plane stops answering (checked every 30 s) turns `Degraded` and returns to `Ready` by itself when it answers again.";
+    pub const TC_STATUS: &str = "`Provisioning`, `Ready`, `Upgrading`, `Moving` (to another datastore), `Degraded`, `Failed` or `Deleting`. A `Ready` cluster whose control plane stops answering (checked every 30 s) turns `Degraded` and returns to `Ready` by itself when it answers again.";
     pub const TC_STATUS_MESSAGE: &str =
-        "Why the cluster is not `Ready` (its failing conditions); empty when it is.";
+        "Why the cluster is not `Ready` (its failing conditions), or `StorageQuotaExceeded: ...` while it keeps more than its storage quota; empty otherwise.";
     pub const TC_REQUIREMENTS: &str = "Requests and limits as Kubernetes quantities.";
     pub const TC_SERVICE_CIDR: &str = "Range for the cluster's Services. Defaults to `10.96.0.0/12`. Changing it replaces the cluster.";
     pub const TC_POD_CIDR: &str = "Range for Pods. Defaults to `10.244.0.0/16`; must not overlap `service_cidr`. Changing it replaces the cluster.";
