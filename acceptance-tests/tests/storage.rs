@@ -429,7 +429,7 @@ resource "kamaji_tenant_cluster" "mover" {{
             .and_then(|v| v.parse().ok())
             .unwrap_or(1000);
         let root = tempfile::tempdir().unwrap();
-        let (h, tenants_dir, _) =
+        let (mut h, tenants_dir, _) =
             Harness::with_process_runtime(root.path(), &k8s::bin_dir(), 1).await;
         let _reaper = Reaper(tenants_dir);
         let sa = h.etcd("shard-a", EtcdSecurity::default()).await;
@@ -655,6 +655,55 @@ resource "kamaji_tenant_cluster" "mover" {{
             "plan after the move is empty:\n{}",
             plan.output()
         );
+
+        // Back to a, with kamajid killed (SIGKILL) and restarted while the move runs: it resumes
+        // from what it recorded and ends on a with everything, nothing left on b.
+        let mut spec = tenant(&h, "mover").await.spec.unwrap();
+        spec.datastore = "shard-a".into();
+        h.tenants()
+            .await
+            .update_tenant_cluster(v1::UpdateTenantClusterRequest {
+                name: "mover".into(),
+                spec: Some(spec),
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+        let mut kills = 0;
+        let start = Instant::now();
+        let moving = v1::TenantClusterPhase::Moving as i32;
+        loop {
+            let st = tenant(&h, "mover").await.status.unwrap();
+            if st.phase == v1::TenantClusterPhase::Ready as i32 && st.datastore == "shard-a" {
+                break;
+            }
+            if st.phase == moving && kills < 3 {
+                tokio::time::sleep(Duration::from_millis(400 * (kills + 1))).await;
+                h.restart_kamajid();
+                kills += 1;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(240),
+                "the move never finished after {kills} kills: {st:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(kills >= 1, "kamajid was never killed mid-move");
+        let after = cms.list(&ListParams::default()).await.unwrap();
+        assert!(
+            after.items.len() > objects,
+            "{} objects after the move back",
+            after.items.len()
+        );
+        let (users, roles, keys) = h.shard_leftovers(&sb.endpoint).await;
+        assert!(
+            users.is_empty() && roles.is_empty() && keys == 0,
+            "left on b after the move back: {users:?} {roles:?} {keys}"
+        );
+        eprintln!("moved back to a with kamajid killed {kills} times during the move");
+        w.write(&config(&a, &b, "a", &version));
+        let plan = w.plan_code();
+        assert_eq!(plan.code, 0, "plan after the move back:\n{}", plan.output());
         assert!(w.tf(&["destroy", "-auto-approve"]).ok());
     }
 }
