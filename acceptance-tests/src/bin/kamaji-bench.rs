@@ -293,6 +293,104 @@ async fn bench_raw_etcd(h: &Harness, concurrency: usize) -> f64 {
     rates[1]
 }
 
+/// Puts `n` keys of `value_len` bytes spread over `tenants` prefixes, `writers` at a time,
+/// numbered from `from`.
+async fn put_many(
+    c: &etcd_client::Client,
+    n: usize,
+    from: usize,
+    tenants: usize,
+    value_len: usize,
+    writers: usize,
+) {
+    use futures::StreamExt;
+    let value = vec![b'v'; value_len];
+    futures::stream::iter(from..from + n)
+        .map(|i| {
+            let (mut c, value) = (c.clone(), value.clone());
+            async move {
+                c.put(format!("/t{}/configmaps/k{i}", i % tenants), value, None)
+                    .await
+                    .expect("put");
+            }
+        })
+        .buffer_unordered(writers)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// 6. What measuring per-tenant usage costs on one shard: the first scan, and following writes.
+async fn bench_usage(h: &Harness) {
+    use kamajid::datastore::usage::UsageTracker;
+    let (keys, tenants, value_len, follow) = (50_000usize, 50usize, 1024usize, 20_000usize);
+    let etcd = h.etcd("measured", EtcdSecurity::default()).await;
+    let tls = kamajid::etcd::EtcdTls {
+        ca_pem: Some(h.pki.ca.cert.clone()),
+        identity: Some((h.pki.root.cert.clone(), h.pki.root.key.clone())),
+    };
+    let c = kamajid::etcd::connect(
+        std::slice::from_ref(&etcd.endpoint),
+        &tls,
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("measured etcd");
+    put_many(&c, keys, 0, tenants, value_len, 32).await;
+    let kek = kamaji_core::kek::Kek::from_bytes(&[9; 32]);
+    let name = DatastoreName::parse("measured").expect("name");
+    let rec = kamajid::wire::seal_datastore(
+        &name,
+        &datastore_spec(h, &etcd.endpoint, 8 * GIB, "standard"),
+        &kek,
+        1,
+        1,
+    );
+    let tracker = UsageTracker::new(kek, Duration::from_secs(10));
+    let me = std::process::id();
+    let (start, cpu) = (Instant::now(), cpu_seconds(me));
+    tracker.track(std::slice::from_ref(&rec));
+    while tracker.datastore(&name).is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let scan = start.elapsed().as_secs_f64();
+    let scan_cpu = cpu_seconds(me) - cpu;
+    // The same writes with and without the watch running: the difference is what following costs.
+    let mut runs = Vec::new();
+    for (i, tracked) in [(1, true), (2, false)] {
+        if !tracked {
+            tracker.track(&[]);
+        }
+        let (start, cpu) = (Instant::now(), cpu_seconds(me));
+        put_many(&c, follow, keys * i, tenants, value_len, 16).await;
+        let took = start.elapsed();
+        let mut lag = Duration::ZERO;
+        if tracked {
+            let want = (keys + follow) as i64;
+            let done = Instant::now();
+            while tracker.datastore(&name).map(|u| u.keys) != Some(want) {
+                assert!(
+                    done.elapsed() < Duration::from_secs(30),
+                    "the tally never caught up"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            lag = done.elapsed();
+        }
+        runs.push((took.as_secs_f64(), cpu_seconds(me) - cpu, lag));
+    }
+    let (with, without) = (runs[0], runs[1]);
+    println!(
+        "Usage tracking, one shard of {keys} keys ({} MiB) over {tenants} tenants: first scan {scan:.2} s \
+         ({scan_cpu:.2} s CPU); following {:.0} writes/s costs {:.0} µs CPU per write ({:.0}% more than \
+         the writers' own client CPU), the tally {:.0} ms behind the last write",
+        keys * value_len / MIB as usize,
+        follow as f64 / with.0,
+        ((with.1 - without.1).max(0.0) / follow as f64) * 1e6,
+        ((with.1 - without.1).max(0.0) / without.1.max(1e-9)) * 100.0,
+        with.2.as_secs_f64() * 1000.0
+    );
+}
+
 struct Provisioned {
     rate: f64,
     elapsed: f64,
@@ -566,6 +664,7 @@ async fn main() {
     )
     .await;
     let raw = bench_raw_etcd(&h, args.concurrency).await;
+    bench_usage(&h).await;
     let mut shards = Vec::new();
     let mut ds = h.client().await;
     for i in 1..=4 {
