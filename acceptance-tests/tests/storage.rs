@@ -470,6 +470,21 @@ resource "kamaji_tenant_cluster" "mover" {{
             .await
             .unwrap();
         eprintln!("{objects} ConfigMaps created in {:?}", start.elapsed());
+        // A Secret: stored encrypted with the tenant's key, bound to its etcd key, which a move
+        // keeps (same prefix), so it must read back on the target.
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(client.clone(), "default");
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": "moved"},
+                    "stringData": {"password": "kept-through-the-move"},
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
 
         // A reflector running across the move, and a writer measuring how long writes fail.
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -614,6 +629,18 @@ resource "kamaji_tenant_cluster" "mover" {{
         }
         let cm = cms.get("obj-7").await.unwrap();
         assert_eq!(cm.data.unwrap()["i"], "7");
+        let secret = secrets.get("moved").await.unwrap().data.unwrap();
+        assert_eq!(secret["password"].0, b"kept-through-the-move");
+        let raw = h
+            .shard_root(&sb.endpoint)
+            .await
+            .get(format!("/{uid}/secrets/default/moved"), None)
+            .await
+            .unwrap();
+        assert!(
+            raw.kvs()[0].value().starts_with(b"k8s:enc:secretbox:v1:"),
+            "the Secret is still encrypted on the target"
+        );
 
         // resourceVersions only went forward, across the move, and the watch carried on.
         let (versions, errors, relists) = {

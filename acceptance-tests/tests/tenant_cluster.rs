@@ -328,14 +328,37 @@ output "acme_kubeconfig" {
             .await
             .unwrap_or_else(|e| panic!("{name} lost to a refused destroy: {e}"));
     }
-    w.write(&replaced_cfg(
-        "  deletion_protection = true\n  datastore_selector = { tier = \"gold\" }\n",
+    // A change that replaces (the service range) is refused at plan while protected.
+    w.write(&format!(
+        "{}\n{}\n{}\n{outputs}",
+        p.hcl,
+        tenant(
+            "acme",
+            "acme",
+            &new,
+            &format!("  replicas = 3\n{}", acme_net(replaced_net))
+        ),
+        tenant(
+            "beta",
+            "beta",
+            &old,
+            &format!("  deletion_protection = true\n{}", beta_net(replaced_net))
+        ),
     ));
     let r = w.tf(&["plan", "-input=false"]);
     assert!(
         !r.ok() && points_at(&r.output(), "deletion_protection"),
         "{}",
         r.output()
+    );
+    // A selector is not a replacement (it would move the cluster in place; this one matches
+    // where beta is, so nothing moves): protection does not stand in its way.
+    w.write(&replaced_cfg(
+        "  deletion_protection = true\n  datastore_selector = { tier = \"gold\" }\n",
+    ));
+    assert_eq!(
+        planned_actions(&w.plan_json())["kamaji_tenant_cluster.beta"],
+        ["update"]
     );
     w.write(&replaced_cfg(""));
     w.must_apply();

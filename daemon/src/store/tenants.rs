@@ -117,34 +117,23 @@ impl Store {
             key: keys::tenant(&rec.name),
             detail: "placed on no datastore".into(),
         })?;
-        let (tkey, rkey) = (keys::tenant(&rec.name), keys::reservation(ds));
-        let current = reservation.as_ref().map(|r| r.value).unwrap_or_default();
-        let next = Reservation {
-            tenants: current.tenants + 1,
-            reserved_bytes: current.reserved_bytes + rec.reservation_bytes,
-        };
-        let txn = Txn::new()
-            .when([
-                at(&tkey, Some(revision)),
-                at(&rkey, reservation.map(|r| r.revision)),
-                exists(&keys::datastore(ds)),
-            ])
-            .and_then([
-                TxnOp::put(tkey.as_str(), encode(&tkey, rec)?, None),
-                TxnOp::put(
-                    keys::placement(ds, &rec.name),
-                    encode(&tkey, &rec.reservation_bytes)?,
-                    None,
-                ),
-                TxnOp::put(rkey.as_str(), encode(&rkey, &next)?, None),
-            ]);
-        if self.txn("place tenant", txn).await?.succeeded() {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict {
-                what: format!("the placement of tenant cluster {:?}", rec.name.as_str()),
-            })
-        }
+        let tkey = keys::tenant(&rec.name);
+        let (guard, write) = Self::reservation_delta(ds, reservation, 1, rec.reservation_bytes)?;
+        let when = vec![
+            at(&tkey, Some(revision)),
+            guard,
+            exists(&keys::datastore(ds)),
+        ];
+        let ops = vec![
+            TxnOp::put(tkey.as_str(), encode(&tkey, rec)?, None),
+            TxnOp::put(
+                keys::placement(ds, &rec.name),
+                encode(&tkey, &rec.reservation_bytes)?,
+                None,
+            ),
+            write,
+        ];
+        self.commit("place tenant", rec, when, ops).await
     }
 
     /// The guard and the write that change `ds`'s reservation by one tenant reserving
@@ -267,16 +256,15 @@ impl Store {
         let mut when = vec![at(&tkey, Some(revision))];
         let mut ops = vec![TxnOp::delete(tkey.as_str(), None)];
         if let Some(ds) = &rec.datastore {
-            let reservation = self.reservation(ds).await?;
-            let rkey = keys::reservation(ds);
-            let current = reservation.as_ref().map(|r| r.value).unwrap_or_default();
-            let next = Reservation {
-                tenants: current.tenants.saturating_sub(1),
-                reserved_bytes: (current.reserved_bytes - rec.reservation_bytes).max(0),
-            };
-            when.push(at(&rkey, reservation.map(|r| r.revision)));
+            let (guard, write) = Self::reservation_delta(
+                ds,
+                self.reservation(ds).await?,
+                -1,
+                rec.reservation_bytes,
+            )?;
+            when.push(guard);
             ops.push(TxnOp::delete(keys::placement(ds, &rec.name), None));
-            ops.push(TxnOp::put(rkey.as_str(), encode(&rkey, &next)?, None));
+            ops.push(write);
         }
         if let Some(m) = rec
             .moving
@@ -292,17 +280,7 @@ impl Store {
             when.push(guard);
             ops.push(write);
         }
-        if self
-            .txn("release tenant", Txn::new().when(when).and_then(ops))
-            .await?
-            .succeeded()
-        {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict {
-                what: format!("tenant cluster {:?}", rec.name.as_str()),
-            })
-        }
+        self.commit("release tenant", rec, when, ops).await
     }
 }
 
