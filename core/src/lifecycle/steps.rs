@@ -289,6 +289,33 @@ pub fn pki_spec(rec: &TenantRecord, spec: &TenantSpec, settings: &Settings) -> T
     }
 }
 
+/// The datastore placement chooses for `req` among `candidacies` (but `except`), with its
+/// reservation record as read, which the placing transaction is guarded by.
+fn choose(
+    candidacies: Vec<super::ports::Candidacy>,
+    req: &Request,
+    policy: placement::Policy,
+    except: Option<&crate::ids::DatastoreName>,
+) -> Result<
+    (
+        crate::ids::DatastoreName,
+        Option<super::ports::Versioned<crate::datastore::Reservation>>,
+    ),
+    placement::PlacementError,
+> {
+    let plain: Vec<_> = candidacies
+        .iter()
+        .map(|c| c.candidate.clone())
+        .filter(|c| Some(&c.name) != except)
+        .collect();
+    let chosen = placement::place(req, &plain, policy)?.name.clone();
+    let reservation = candidacies
+        .into_iter()
+        .find(|c| c.candidate.name == chosen)
+        .and_then(|c| c.reservation);
+    Ok((chosen, reservation))
+}
+
 /// Makes `pki` ready to encrypt as `spec` asks: the key of its rotation first, its resources
 /// noted as possibly encrypted. Whether anything changed (the configuration then changes too).
 fn prepare_encryption(pki: &mut TenantPki, spec: &TenantSpec) -> bool {
@@ -500,10 +527,9 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
     ) -> Result<Outcome, LifecycleError> {
         let _one_at_a_time = self.placing.lock().await;
         let candidacies = self.records.candidates().await?;
-        let plain: Vec<_> = candidacies.iter().map(|c| c.candidate.clone()).collect();
         let req = Request::new(&spec.placement, rec.reservation_bytes);
-        let chosen = match placement::place(&req, &plain, self.settings.policy) {
-            Ok(c) => c.name.clone(),
+        let (chosen, reservation) = match choose(candidacies, &req, self.settings.policy, None) {
+            Ok(c) => c,
             Err(e) => {
                 // No room (or no match) now. Waiting would hold the create for its whole
                 // timeout and then grab capacity whenever some frees, long after the user gave
@@ -514,10 +540,6 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 return Ok(Outcome::Converged);
             }
         };
-        let reservation = candidacies
-            .into_iter()
-            .find(|c| c.candidate.name == chosen)
-            .and_then(|c| c.reservation);
         rec.set_condition(
             COND_PLACED,
             true,

@@ -15,7 +15,7 @@ use super::super::ports::{Isolation, Records, Runtime, TenantObjects};
 use super::super::{Lifecycle, LifecycleError, Outcome};
 use super::Step;
 use crate::pki;
-use crate::placement::{self, Request};
+use crate::placement::Request;
 use crate::spec::TenantSpec;
 use crate::tenant::*;
 
@@ -33,44 +33,36 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         let _one_at_a_time = self.placing.lock().await;
         let from = self.datastore(&rec).await?.name;
         let candidacies = self.records.candidates().await?;
-        let others: Vec<_> = candidacies
+        let drained = candidacies
             .iter()
-            .map(|c| c.candidate.clone())
-            .filter(|c| c.name != from)
-            .collect();
+            .any(|c| c.candidate.name == from && c.candidate.draining);
         let req = Request::new(&spec.placement, rec.reservation_bytes);
-        let to = match placement::place(&req, &others, self.settings.policy) {
-            Ok(c) => c.name.clone(),
-            Err(e) => {
-                let before = rec.clone();
-                rec.set_condition(
-                    COND_MOVED,
-                    false,
-                    "NoRoom",
-                    format!("stays on datastore {from}: {e}"),
-                    now,
-                );
-                // Evicted by a drain: give its place in the drain to another tenant; the
-                // drain tries this one again later (from this moment).
-                let drained = candidacies
-                    .iter()
-                    .any(|c| c.candidate.name == from && c.candidate.draining);
-                if drained && rec.evict {
-                    rec.evict = false;
-                    if let Some(c) = rec.conditions.iter_mut().find(|c| c.kind == COND_MOVED) {
-                        c.since = now;
+        let (to, reservation) =
+            match super::choose(candidacies, &req, self.settings.policy, Some(&from)) {
+                Ok(c) => c,
+                Err(e) => {
+                    let before = rec.clone();
+                    rec.set_condition(
+                        COND_MOVED,
+                        false,
+                        "NoRoom",
+                        format!("stays on datastore {from}: {e}"),
+                        now,
+                    );
+                    // Evicted by a drain: give its place in the drain to another tenant; the
+                    // drain tries this one again later (from this moment).
+                    if drained && rec.evict {
+                        rec.evict = false;
+                        if let Some(c) = rec.conditions.iter_mut().find(|c| c.kind == COND_MOVED) {
+                            c.since = now;
+                        }
                     }
+                    if rec != before {
+                        self.save(&rec, rev).await?;
+                    }
+                    return Ok(Outcome::Waiting(Step::MoveReserve));
                 }
-                if rec != before {
-                    self.save(&rec, rev).await?;
-                }
-                return Ok(Outcome::Waiting(Step::MoveReserve));
-            }
-        };
-        let reservation = candidacies
-            .into_iter()
-            .find(|c| c.candidate.name == to)
-            .and_then(|c| c.reservation);
+            };
         rec.set_condition(
             COND_MOVED,
             false,
