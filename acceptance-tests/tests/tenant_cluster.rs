@@ -194,6 +194,76 @@ output "acme_kubeconfig" {
         r.output()
     );
 
+    // A move on the Kubernetes runtime: acme to beta's shard, in place. The Deployment rolls
+    // out against the new shard; acme's objects and kubeconfig stay; its old shard keeps nothing.
+    let from = acme["datastore"].as_str().unwrap().to_owned();
+    let (to, from_endpoint) = if from == "shard-a" {
+        ("shard-b", p.endpoints[0].clone())
+    } else {
+        ("shard-a", p.endpoints[1].clone())
+    };
+    let before = Kubectl::new(&w.dir.join("acme-before-move.kubeconfig"), kubeconfig);
+    before.must(&["create", "configmap", "before-move", "--from-literal=k=v"]);
+    write(&format!("  replicas = 3\n  datastore = \"{to}\"\n"), "");
+    let moved_cfg = std::fs::read_to_string(w.dir.join("main.tf"))
+        .unwrap()
+        .replacen(&old, &new, 1);
+    w.write(&moved_cfg);
+    assert_eq!(
+        planned_actions(&w.plan_json())["kamaji_tenant_cluster.acme"],
+        ["update"],
+        "a move is in place"
+    );
+    w.must_apply();
+    let acme = values(&w, "kamaji_tenant_cluster.acme");
+    assert_eq!(
+        (
+            acme["datastore"].as_str(),
+            acme["uid"].as_str(),
+            acme["status"].as_str()
+        ),
+        (Some(to), Some(uid.as_str()), Some("Ready"))
+    );
+    assert_eq!(
+        before.must(&[
+            "get",
+            "configmap",
+            "before-move",
+            "-o",
+            "jsonpath={.data.k}"
+        ]),
+        "v",
+        "the kubeconfig from before the move reads what was written before it"
+    );
+    let left: Vec<_> = h
+        .shard_keys(&from_endpoint)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("/{uid}/")))
+        .collect();
+    assert!(left.is_empty(), "acme left keys on {from}: {left:?}");
+    let st = h
+        .tenants()
+        .await
+        .get_tenant_cluster(v1::GetTenantClusterRequest {
+            name: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    let moved = st.conditions.iter().find(|c| c.r#type == "Moved").unwrap();
+    assert_eq!(moved.status, v1::ConditionStatus::True as i32, "{moved:?}");
+    eprintln!("Kubernetes runtime, 3 replicas: {}", moved.message);
+    let r = w.plan_code();
+    assert_eq!(
+        r.code,
+        0,
+        "plan after the move is not empty:\n{}",
+        r.output()
+    );
+
     // Going down is refused at plan, naming kubernetes_version (skipping a minor is refused
     // the same way: tenants_api covers it, as no third minor is built here).
     {
