@@ -32,6 +32,27 @@ async fn client_as(etcd: &EtcdProcess, pki: &DevPki, cert: &Pem) -> Client {
     .unwrap()
 }
 
+/// The datastore as kamajid records it: the root credentials sealed with `kek`.
+fn record(name: &str, etcd: &EtcdProcess, pki: &DevPki, kek: &Kek) -> DatastoreRecord {
+    wire::seal_datastore(
+        &DatastoreName::parse(name).unwrap(),
+        &v1::DatastoreSpec {
+            endpoints: vec![etcd.endpoint.clone()],
+            ca_certificate: pki.ca.cert.clone(),
+            client_certificate: pki.root.cert.clone(),
+            client_key: pki.root.key.clone(),
+            client_ca_certificate: pki.ca.cert.clone(),
+            client_ca_key: pki.ca.key.clone(),
+            quota_bytes: 1 << 30,
+            schedulable: true,
+            ..Default::default()
+        },
+        kek,
+        1,
+        1,
+    )
+}
+
 async fn denied<T>(r: Result<T, etcd_client::Error>) -> bool {
     matches!(r, Err(e) if error_chain(&e).contains("permission denied"))
 }
@@ -52,23 +73,7 @@ async fn a_tenant_reaches_its_prefix_and_nothing_else_and_removal_is_exact() {
 
     // The datastore as kamajid records it: admin credentials sealed with the KEK.
     let kek = Kek::from_bytes(&[5; 32]);
-    let ds: DatastoreRecord = wire::seal_datastore(
-        &DatastoreName::parse("shared").unwrap(),
-        &v1::DatastoreSpec {
-            endpoints: vec![etcd.endpoint.clone()],
-            ca_certificate: pki.ca.cert.clone(),
-            client_certificate: pki.root.cert.clone(),
-            client_key: pki.root.key.clone(),
-            client_ca_certificate: pki.ca.cert.clone(),
-            client_ca_key: pki.ca.key.clone(),
-            quota_bytes: 1 << 30,
-            schedulable: true,
-            ..Default::default()
-        },
-        &kek,
-        1,
-        1,
-    );
+    let ds = record("shared", &etcd, &pki, &kek);
     let isolation = EtcdIsolation::new(
         kek.clone(),
         Duration::from_secs(5),
@@ -190,23 +195,7 @@ async fn usage_follows_every_put_and_delete_and_survives_a_compaction() {
     admin.put("/team-a/secrets/s", "y", None).await.unwrap();
     let kek = Kek::from_bytes(&[6; 32]);
     let name = DatastoreName::parse("measured").unwrap();
-    let ds: DatastoreRecord = wire::seal_datastore(
-        &name,
-        &v1::DatastoreSpec {
-            endpoints: vec![etcd.endpoint.clone()],
-            ca_certificate: pki.ca.cert.clone(),
-            client_certificate: pki.root.cert.clone(),
-            client_key: pki.root.key.clone(),
-            client_ca_certificate: pki.ca.cert.clone(),
-            client_ca_key: pki.ca.key.clone(),
-            quota_bytes: 1 << 30,
-            schedulable: true,
-            ..Default::default()
-        },
-        &kek,
-        1,
-        1,
-    );
+    let ds = record("measured", &etcd, &pki, &kek);
     let tracker = UsageTracker::new(kek, Duration::from_secs(5));
     tracker.track(std::slice::from_ref(&ds));
     let (team, team_a) = (
