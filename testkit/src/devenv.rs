@@ -86,10 +86,24 @@ pub fn write_file(path: &Path, content: &str, private: bool) -> Result<(), DevEr
     Ok(())
 }
 
+/// Where [`free_port`] looks: below Linux's default ephemeral range (32768-60999), so an
+/// outgoing connection never takes the port between the check and the program's bind, and
+/// below the process runtime's port ranges in the acceptance tests (20000 up).
+const FREE_PORTS: std::ops::Range<u16> = 10000..20000;
+
 /// A loopback port that was free a moment ago. Only for programs that must be told a port
-/// (etcd, kube-apiserver): it may be taken again before they bind it. kamajid itself takes a
-/// bound listener instead ([`kamajid::server::serve`]).
+/// (etcd, kube-apiserver): another test may still take it before they bind it, so starters
+/// that can ([`EtcdProcess::start`]) try again when their program exits early. kamajid itself
+/// takes a bound listener instead ([`kamajid::server::serve`]).
 pub fn free_port() -> u16 {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(FREE_PORTS);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -110,6 +124,15 @@ impl Default for EtcdSecurity {
             auth: true,
         }
     }
+}
+
+/// How long a starting etcd may take to answer; generous, as tests run side by side on two cores.
+const READY_LIMIT: Duration = Duration::from_secs(60);
+
+/// Why an etcd did not become ready.
+enum Ready {
+    Exited(String),
+    TimedOut(String),
 }
 
 /// An etcd process on loopback; killed when dropped.
@@ -134,7 +157,42 @@ impl EtcdProcess {
         let base = dir.join(name);
         let pki_dir = base.join("pki");
         pki.write(&pki_dir)?;
+        let tls = EtcdTls {
+            ca_pem: Some(pki.ca.cert.clone()),
+            identity: Some((pki.root.cert.clone(), pki.root.key.clone())),
+        };
+        // A port picked by `free_port` can be taken by another test before etcd binds it;
+        // etcd then exits at once, and new ports are the cure.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut proc = Self::spawn(&base, name, security)?;
+            match proc.wait_ready(&tls).await {
+                Ok(client) => {
+                    if security.auth {
+                        enable_auth(client, name).await?;
+                    }
+                    return Ok(proc);
+                }
+                Err(Ready::Exited(_)) if attempt < 3 => continue,
+                Err(Ready::Exited(detail)) | Err(Ready::TimedOut(detail)) => {
+                    return Err(DevError::NotReady {
+                        name: name.to_owned(),
+                        secs: READY_LIMIT.as_secs(),
+                        detail,
+                        log: base.join("etcd.log"),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Spawns etcd on fresh ports, with `base/pki` and a data dir under `base`.
+    fn spawn(base: &Path, name: &str, security: EtcdSecurity) -> Result<Self, DevError> {
+        let pki_dir = base.join("pki");
         let data_dir = base.join("data");
+        // A failed attempt may have left a half-initialised member behind.
+        let _ = std::fs::remove_dir_all(&data_dir);
         let log = base.join("etcd.log");
         let (client, peer) = (free_port(), free_port());
         let endpoint = format!("https://127.0.0.1:{client}");
@@ -174,29 +232,24 @@ impl EtcdProcess {
             .stderr(log_err)
             .kill_on_drop(true);
         let child = cmd.spawn().map_err(DevError::Spawn)?;
-        let proc = Self {
+        Ok(Self {
             name: name.to_owned(),
             endpoint,
             data_dir,
             child,
-        };
-
-        let tls = EtcdTls {
-            ca_pem: Some(pki.ca.cert.clone()),
-            identity: Some((pki.root.cert.clone(), pki.root.key.clone())),
-        };
-        let client = proc.wait_ready(&tls, &log).await?;
-        if security.auth {
-            enable_auth(client, name).await?;
-        }
-        Ok(proc)
+        })
     }
 
-    async fn wait_ready(&self, tls: &EtcdTls, log: &Path) -> Result<Client, DevError> {
-        let limit = Duration::from_secs(30);
+    /// Waits until etcd answers `status`, or exits, or [`READY_LIMIT`] passes.
+    async fn wait_ready(&mut self, tls: &EtcdTls) -> Result<Client, Ready> {
         let start = Instant::now();
         let mut last = String::new();
-        while start.elapsed() < limit {
+        while start.elapsed() < READY_LIMIT {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Ready::Exited(format!(
+                    "etcd exited ({status}); last error: {last}"
+                )));
+            }
             match connect(
                 std::slice::from_ref(&self.endpoint),
                 tls,
@@ -212,12 +265,7 @@ impl EtcdProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(DevError::NotReady {
-            name: self.name.clone(),
-            secs: limit.as_secs(),
-            detail: last,
-            log: log.to_owned(),
-        })
+        Err(Ready::TimedOut(last))
     }
 
     /// Stops the process and waits for it, e.g. to test what happens when a datastore dies.
