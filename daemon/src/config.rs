@@ -173,6 +173,16 @@ pub struct ServeConfig {
     /// them all; less than the validity.
     #[arg(long, env = "KAMAJID_CERTIFICATE_RENEW_BEFORE", default_value_t = 30 * 86_400)]
     pub certificate_renew_before_seconds: i64,
+    /// Tenants of one draining datastore moved off it at the same time. Each move holds its
+    /// tenant's writes for seconds and restarts its apiserver; more at once empties a
+    /// datastore sooner but loads both datastores and the admin cluster more.
+    #[arg(
+        long,
+        env = "KAMAJID_DRAIN_PARALLEL",
+        default_value_t = kamaji_core::lifecycle::drain::DRAIN_PARALLEL as u16,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub drain_parallel: u16,
     #[command(flatten)]
     pub process: ProcessRuntimeConfig,
 }
@@ -213,7 +223,7 @@ impl ServeConfig {
 mod tests {
     use super::*;
 
-    fn serve(args: &[&str]) -> ServeConfig {
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         let mut argv = vec![
             "kamajid",
             "serve",
@@ -224,8 +234,25 @@ mod tests {
             "--state-etcd-endpoints=https://127.0.0.1:2379",
         ];
         argv.extend_from_slice(args);
-        let Command::Serve(c) = Cli::try_parse_from(argv).expect("parses").command;
+        Cli::try_parse_from(argv)
+    }
+
+    fn serve(args: &[&str]) -> ServeConfig {
+        let Command::Serve(c) = parse(args).expect("parses").command;
         *c
+    }
+
+    #[test]
+    fn drain_parallelism_is_bounded_and_named_when_out_of_range() {
+        assert_eq!(serve(&[]).drain_parallel, 2);
+        assert_eq!(serve(&["--drain-parallel=5"]).drain_parallel, 5);
+        for bad in ["--drain-parallel=0", "--drain-parallel=65"] {
+            let e = parse(&[bad]).expect_err("refused").to_string();
+            assert!(
+                e.contains("--drain-parallel") && e.contains("1..=64"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

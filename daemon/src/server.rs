@@ -226,6 +226,7 @@ pub async fn serve(
             resync_seconds: cfg.resync_seconds.max(1),
             certificate_validity,
             certificate_renew_before,
+            drain_parallel: usize::from(cfg.drain_parallel),
         },
         etcd_timeout: cfg.probe_timeout(),
         wake: wake.clone(),

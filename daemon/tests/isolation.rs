@@ -268,3 +268,72 @@ async fn usage_follows_every_put_and_delete_and_survives_a_compaction() {
     tracker.track(&[]);
     assert_eq!(tracker.tenant(&name, &team), None);
 }
+
+async fn revision_of(c: &mut Client) -> i64 {
+    c.get("any", Some(GetOptions::new().with_count_only()))
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision()
+}
+
+/// A move's target far behind its source is raised a bounded number of writes per call, each
+/// call saying how far it still is, until it is past the source, with nothing left of the raise.
+#[tokio::test]
+async fn a_target_revision_is_raised_past_the_source_in_bounded_rounds() {
+    kamajid::server::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::generate().unwrap();
+    let (src, dst) = (
+        EtcdProcess::start(dir.path(), "src", &pki, EtcdSecurity::default())
+            .await
+            .unwrap(),
+        EtcdProcess::start(dir.path(), "dst", &pki, EtcdSecurity::default())
+            .await
+            .unwrap(),
+    );
+    let (mut s, mut d) = (
+        client_as(&src, &pki, &pki.root).await,
+        client_as(&dst, &pki, &pki.root).await,
+    );
+    for i in 0..2500 {
+        s.put(format!("/t/{}", i % 10), "v", None).await.unwrap();
+    }
+    let kek = Kek::from_bytes(&[6; 32]);
+    let (from, to) = (
+        record("src", &src, &pki, &kek),
+        record("dst", &dst, &pki, &kek),
+    );
+    let isolation = EtcdIsolation::new(
+        kek.clone(),
+        Duration::from_secs(5),
+        UsageTracker::new(kek, Duration::from_secs(5)),
+    );
+
+    let (want, before) = (revision_of(&mut s).await, revision_of(&mut d).await);
+    let gap = u64::try_from(want - before + 1).unwrap();
+    let left = isolation.align_revision(&from, &to, 1000).await.unwrap();
+    assert_eq!(left, gap - 1000, "one round of 1000 writes");
+    assert_eq!(revision_of(&mut d).await, before + 1000);
+
+    let left = isolation
+        .align_revision(&from, &to, u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    assert!(revision_of(&mut d).await > want);
+    let floor = d
+        .get(
+            "",
+            Some(GetOptions::new().with_all_keys().with_count_only()),
+        )
+        .await
+        .unwrap()
+        .count();
+    assert_eq!(floor, 0, "the key the revision was raised with is gone");
+    // Already past: nothing more is written.
+    let past = revision_of(&mut d).await;
+    assert_eq!(isolation.align_revision(&from, &to, 10).await.unwrap(), 0);
+    assert_eq!(revision_of(&mut d).await, past);
+}

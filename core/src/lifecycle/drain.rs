@@ -2,7 +2,8 @@
 //! ([`super::Lifecycle::run`]) marks them evicted and their lifecycle moves them
 //! ([`super::steps::MOVE`]).
 //!
-//! A few at a time per datastore ([`DRAIN_PARALLEL`]): each move holds its tenant's writes for
+//! A few at a time per datastore (kamajid's `--drain-parallel`, [`DRAIN_PARALLEL`] by default):
+//! each move holds its tenant's writes for
 //! seconds and restarts its apiserver, so a drain must not do that to every tenant at once.
 //! Tenants whose spec names the datastore stay (the user pinned them there); a tenant that fit
 //! nowhere last time is tried again after [`NO_ROOM_RETRY_SECONDS`].
@@ -13,7 +14,7 @@ use crate::ids::{DatastoreName, TenantName};
 use crate::spec::{Placement, TenantSpec};
 use crate::tenant::{Phase, TenantRecord, COND_MOVED};
 
-/// Tenants of one datastore moving off it at the same time.
+/// Tenants of one datastore moving off it at the same time, by default.
 pub const DRAIN_PARALLEL: usize = 2;
 /// How long a tenant that fit nowhere waits before it is tried again.
 pub const NO_ROOM_RETRY_SECONDS: i64 = 15;
@@ -23,10 +24,12 @@ pub fn pinned(rec: &TenantRecord, spec: &TenantSpec) -> bool {
     matches!(&spec.placement, Placement::Named(n) if Some(n) == rec.datastore.as_ref())
 }
 
-/// The tenants to evict now from the `draining` datastores, given every tenant and its spec.
+/// The tenants to evict now from the `draining` datastores, given every tenant and its spec:
+/// as many per datastore as keep `parallel` of its tenants moving off.
 pub fn evictions(
     tenants: &[(TenantRecord, Option<TenantSpec>)],
     draining: &BTreeSet<DatastoreName>,
+    parallel: usize,
     now: i64,
 ) -> Vec<TenantName> {
     let mut out = Vec::new();
@@ -52,11 +55,7 @@ pub fn evictions(
             .map(|(t, _)| t.name.clone())
             .collect();
         eligible.sort();
-        out.extend(
-            eligible
-                .into_iter()
-                .take(DRAIN_PARALLEL.saturating_sub(busy)),
-        );
+        out.extend(eligible.into_iter().take(parallel.saturating_sub(busy)));
     }
     out
 }
@@ -127,11 +126,20 @@ mod tests {
             (stuck, Some(any.clone())),
         ];
         let names = |v: Vec<TenantName>| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        assert_eq!(names(evictions(&tenants, &draining, 110)), ["a", "b"]);
+        assert_eq!(names(evictions(&tenants, &draining, 2, 110)), ["a", "b"]);
         // One already on its way: one more.
         let mut busy = tenants.clone();
         busy[2].0.evict = true;
-        assert_eq!(names(evictions(&busy, &draining, 110)), ["b"]);
+        assert_eq!(names(evictions(&busy, &draining, 2, 110)), ["b"]);
+        // The operator's bound: one at a time, or more.
+        assert_eq!(
+            names(evictions(&busy, &draining, 1, 110)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            names(evictions(&tenants, &draining, 3, 110)),
+            ["a", "b", "c"]
+        );
         // The stuck one is tried again once its wait is over; the pinned one never.
         let later: Vec<_> = tenants
             .iter()
@@ -141,10 +149,10 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(
-            names(evictions(&later, &draining, 110)),
+            names(evictions(&later, &draining, 2, 110)),
             Vec::<String>::new()
         );
-        assert_eq!(names(evictions(&later, &draining, 200)), ["d-stuck"]);
+        assert_eq!(names(evictions(&later, &draining, 2, 200)), ["d-stuck"]);
         let r = report(&DatastoreName::parse("a").unwrap(), &later);
         assert!(r.starts_with("draining: 2 tenant cluster(s) left"), "{r}");
         assert!(

@@ -353,6 +353,8 @@ pub struct MemIsolation {
     pub held: Arc<Mutex<BTreeSet<(DatastoreName, TenantId)>>>,
     /// Copies made by moves: (target, tenant); gone with the tenant's removal from the target.
     pub copies: Arc<Mutex<BTreeSet<(DatastoreName, TenantId)>>>,
+    /// Revisions the target of a move is behind its source.
+    pub revision_gap: Arc<Mutex<u64>>,
     pub faults: Faults,
 }
 
@@ -406,8 +408,12 @@ impl Isolation for MemIsolation {
         &self,
         _from: &DatastoreRecord,
         _to: &DatastoreRecord,
-    ) -> Result<(), PortError> {
-        self.faults.hit("isolation.align")
+        budget: u64,
+    ) -> Result<u64, PortError> {
+        self.faults.hit("isolation.align")?;
+        let mut gap = self.revision_gap.lock().unwrap();
+        *gap = gap.saturating_sub(budget);
+        Ok(*gap)
     }
 
     async fn copy(

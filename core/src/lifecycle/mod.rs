@@ -88,6 +88,8 @@ pub struct Settings {
     pub certificate_validity: time::Duration,
     /// How long before the first leaf certificate expires they are all renewed.
     pub certificate_renew_before: time::Duration,
+    /// Tenants of one draining datastore moved off it at the same time.
+    pub drain_parallel: usize,
 }
 
 /// Leaf certificates are renewed this long before they expire, by default: a month leaves
@@ -102,6 +104,7 @@ impl Default for Settings {
             resync_seconds: RESYNC_SECONDS,
             certificate_validity: crate::pki::LEAF_VALIDITY,
             certificate_renew_before: RENEW_BEFORE,
+            drain_parallel: drain::DRAIN_PARALLEL,
         }
     }
 }
@@ -250,7 +253,12 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             .iter()
             .map(|t| (t.clone(), self.records.spec(t).ok()))
             .collect();
-        for name in drain::evictions(&with_specs, &draining, now_unix()) {
+        for name in drain::evictions(
+            &with_specs,
+            &draining,
+            self.settings.drain_parallel,
+            now_unix(),
+        ) {
             let Some(mut v) = self.records.tenant(&name).await? else {
                 continue;
             };

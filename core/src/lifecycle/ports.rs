@@ -161,14 +161,16 @@ pub trait Isolation: Send + Sync + 'static {
         held: bool,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
-    /// Raises `to`'s revision past `from`'s current one, so that objects copied to `to` (and
-    /// everything written there after) carry higher resourceVersions than any a client of the
-    /// tenant has seen on `from`. Idempotent; cheap when already past.
+    /// Raises `to`'s revision towards `from`'s current one with at most `budget` writes, so
+    /// that objects copied to `to` (and everything written there after) carry higher
+    /// resourceVersions than any a client of the tenant has seen on `from`. How many revisions
+    /// are still to raise: 0 once `to` is past `from`. Idempotent; cheap when already past.
     fn align_revision(
         &self,
         from: &DatastoreRecord,
         to: &DatastoreRecord,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+        budget: u64,
+    ) -> impl Future<Output = Result<u64, PortError>> + Send;
 
     /// Copies every key under tenant `id`'s prefix from `from` (whose writes are held) to `to`,
     /// replacing whatever a previous attempt left there, then checks both sides hold the same

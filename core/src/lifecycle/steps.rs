@@ -22,7 +22,7 @@
 //! back through AwaitReady and Bootstrap). Delete ([`DELETE`]): RemoveControlPlane, ReleaseEtcd
 //! (role, then keys, then user), Forget (record, placement and reservation in one transaction).
 
-mod moves;
+pub(crate) mod moves;
 
 use super::ports::{Isolation, Records, Runtime, TenantObjects};
 use super::{now_unix, open_pki, seal_pki, Lifecycle, LifecycleError, Outcome, Settings};

@@ -1022,6 +1022,65 @@ async fn a_move_abandoned_before_the_switch_leaves_the_tenant_where_it_was() {
     }
 }
 
+/// A target millions of revisions behind is raised a bounded number of writes per round:
+/// the tenant still writes meanwhile, its `Moved` condition says how far the raise is, and
+/// the move can still be abandoned half-way.
+#[tokio::test]
+async fn a_long_revision_raise_runs_in_rounds_shows_progress_and_can_be_abandoned() {
+    use super::steps::moves::ALIGN_WRITES_PER_ROUND;
+    for abandon in [false, true] {
+        let w = world();
+        let (t, target) = w.moving().await;
+        *w.life.isolation.revision_gap.lock().unwrap() = 2 * ALIGN_WRITES_PER_ROUND + 7;
+        assert_eq!(
+            w.life.step(&t).await.unwrap(),
+            Outcome::Ran(Step::MoveReserve)
+        );
+        for left in [ALIGN_WRITES_PER_ROUND + 7, 7] {
+            assert_eq!(
+                w.life.step(&t).await.unwrap(),
+                Outcome::Waiting(Step::MovePrepare)
+            );
+            let rec = w.record(&t).unwrap();
+            let c = rec.condition(COND_MOVED).unwrap();
+            assert!(
+                c.message
+                    .contains(&format!("{left} revision(s) to go (writes stay allowed")),
+                "{c:?}"
+            );
+            assert_eq!(rec.phase, Phase::Moving);
+            assert!(w.life.isolation.held.lock().unwrap().is_empty());
+        }
+        if abandon {
+            let back = w.shard.clone();
+            w.update(&t, move |s| {
+                s.placement = crate::spec::Placement::Named(back)
+            })
+            .await;
+            assert_eq!(
+                w.life.step(&t).await.unwrap(),
+                Outcome::Ran(Step::MoveAbort)
+            );
+            assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+            w.assert_lives_on(&t, &w.shard);
+        } else {
+            assert_eq!(
+                w.life.step(&t).await.unwrap(),
+                Outcome::Ran(Step::MovePrepare)
+            );
+            let c = w
+                .record(&t)
+                .unwrap()
+                .condition(COND_MOVED)
+                .cloned()
+                .unwrap();
+            assert!(!c.message.contains("to go"), "{c:?}");
+            assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+            w.assert_lives_on(&t, &target);
+        }
+    }
+}
+
 /// A tenant deleted at any stage of a move leaves nothing on either datastore.
 #[tokio::test]
 async fn a_tenant_deleted_mid_move_leaves_nothing_on_either_datastore() {

@@ -194,20 +194,21 @@ impl Isolation for EtcdIsolation {
         &self,
         from: &DatastoreRecord,
         to: &DatastoreRecord,
-    ) -> Result<(), PortError> {
+        budget: u64,
+    ) -> Result<u64, PortError> {
         let id = TenantId::parse("revision").map_err(|e| PortError {
             op: "raising a revision".into(),
             detail: e.to_string(),
         })?;
         let src = self.admin(from, &id).await?;
         let op = format!("raising the revision past datastore {}'s", from.name);
-        let writes = self
+        let (writes, left) = self
             .with_admin(to, &id, &op, |dst| async move {
-                transfer::align(&src, &dst).await
+                transfer::align(&src, &dst, budget).await
             })
             .await?;
-        tracing::info!(from = %from.name, to = %to.name, writes, "revision raised for a move");
-        Ok(())
+        tracing::info!(from = %from.name, to = %to.name, writes, left, "revision raised for a move");
+        Ok(left)
     }
 
     async fn copy(

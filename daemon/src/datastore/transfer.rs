@@ -58,18 +58,25 @@ async fn revision(c: &mut KvClient) -> Result<i64, String> {
     Ok(r.header().map_or(0, |h| h.revision()))
 }
 
-/// Raises `dst`'s revision past `src`'s current one with empty writes to one key outside every
-/// tenant, many in flight, then removes that key. How many writes it took.
-pub async fn align(src: &Client, dst: &Client) -> Result<i64, String> {
+/// Raises `dst`'s revision towards `src`'s current one with at most `budget` empty writes to
+/// one key outside every tenant, many in flight; once past, removes that key (a delete of a
+/// key that is gone writes nothing). How many writes it took and how many revisions are
+/// still to raise (0: past).
+pub async fn align(src: &Client, dst: &Client, budget: u64) -> Result<(u64, u64), String> {
     let (mut s, mut d) = (kv(src), kv(dst));
     let want = revision(&mut s).await?;
-    let mut writes = 0;
+    let mut writes = 0u64;
     loop {
         let have = revision(&mut d).await?;
-        if have > want {
-            break;
+        let left = u64::try_from(want - have + 1).unwrap_or(0);
+        if left == 0 {
+            d.delete(FLOOR, None).await.map_err(err)?;
+            return Ok((writes, 0));
         }
-        let n = (want - have + 1).min(20_000);
+        if writes >= budget {
+            return Ok((writes, left));
+        }
+        let n = left.min(20_000).min(budget - writes);
         futures::stream::iter(0..n)
             .map(|_| {
                 let mut d = d.clone();
@@ -80,10 +87,6 @@ pub async fn align(src: &Client, dst: &Client) -> Result<i64, String> {
             .await?;
         writes += n;
     }
-    if writes > 0 {
-        d.delete(FLOOR, None).await.map_err(err)?;
-    }
-    Ok(writes)
 }
 
 /// Count, bytes and digest of every key of `id`'s prefix, read a page at a time at `rev`

@@ -89,6 +89,7 @@ impl Env {
             resync_seconds: kamaji_core::lifecycle::RESYNC_SECONDS,
             certificate_validity_seconds: 365 * 86_400,
             certificate_renew_before_seconds: 30 * 86_400,
+            drain_parallel: kamaji_core::lifecycle::drain::DRAIN_PARALLEL as u16,
             process: Default::default(),
         };
         let (stop, rx) = watch::channel(false);
