@@ -854,6 +854,22 @@ impl World {
         (t, target)
     }
 
+    /// Sets the moving tenant's datastore back: the next step undoes the move, and the tenant
+    /// then lives where it was.
+    async fn abandon_move(&self, t: &TenantName) {
+        let back = self.shard.clone();
+        self.update(t, move |s| {
+            s.placement = crate::spec::Placement::Named(back)
+        })
+        .await;
+        assert_eq!(
+            self.life.step(t).await.unwrap(),
+            Outcome::Ran(Step::MoveAbort)
+        );
+        assert_eq!(self.life.converge(t, 20).await.unwrap(), Outcome::Converged);
+        self.assert_lives_on(t, &self.shard);
+    }
+
     /// The tenant lives on `on` alone: its record, placement, reservation, etcd user, and no
     /// hold or copy anywhere else.
     fn assert_lives_on(&self, t: &TenantName, on: &DatastoreName) {
@@ -1006,17 +1022,7 @@ async fn a_move_abandoned_before_the_switch_leaves_the_tenant_where_it_was() {
         for (s, _) in &MOVE[..k] {
             assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(*s));
         }
-        let back = w.shard.clone();
-        w.update(&t, move |s| {
-            s.placement = crate::spec::Placement::Named(back)
-        })
-        .await;
-        assert_eq!(
-            w.life.step(&t).await.unwrap(),
-            Outcome::Ran(Step::MoveAbort)
-        );
-        assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
-        w.assert_lives_on(&t, &w.shard);
+        w.abandon_move(&t).await;
         let rec = w.record(&t).unwrap();
         assert_eq!(rec.condition(COND_MOVED).unwrap().reason, "Abandoned");
     }
@@ -1052,17 +1058,7 @@ async fn a_long_revision_raise_runs_in_rounds_shows_progress_and_can_be_abandone
             assert!(w.life.isolation.held.lock().unwrap().is_empty());
         }
         if abandon {
-            let back = w.shard.clone();
-            w.update(&t, move |s| {
-                s.placement = crate::spec::Placement::Named(back)
-            })
-            .await;
-            assert_eq!(
-                w.life.step(&t).await.unwrap(),
-                Outcome::Ran(Step::MoveAbort)
-            );
-            assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
-            w.assert_lives_on(&t, &w.shard);
+            w.abandon_move(&t).await;
         } else {
             assert_eq!(
                 w.life.step(&t).await.unwrap(),
