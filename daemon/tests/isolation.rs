@@ -78,6 +78,7 @@ async fn a_tenant_reaches_its_prefix_and_nothing_else_and_removal_is_exact() {
         kek.clone(),
         Duration::from_secs(5),
         UsageTracker::new(kek, Duration::from_secs(5)),
+        Default::default(),
     );
     let (team_id, team_a_id) = (
         TenantId::parse("team").unwrap(),
@@ -123,6 +124,80 @@ async fn a_tenant_reaches_its_prefix_and_nothing_else_and_removal_is_exact() {
         denied(team.user_list().await).await,
         "a tenant can administer etcd"
     );
+
+    // Leases (etcd CVE-2023-32082, fixed in 3.4.26 and 3.5.9): with its own certificate, team
+    // can neither list the shard's leases, nor read which keys a neighbour's lease holds, nor
+    // keep it alive, nor revoke it.
+    let ours = team.lease_grant(3600, None).await.unwrap().id();
+    team.put(
+        "/team/events/default/e1",
+        "event",
+        Some(etcd_client::PutOptions::new().with_lease(ours)),
+    )
+    .await
+    .unwrap();
+    let theirs = team_a.lease_grant(3600, None).await.unwrap().id();
+    team_a
+        .put(
+            "/team-a/events/default/e1",
+            "event",
+            Some(etcd_client::PutOptions::new().with_lease(theirs)),
+        )
+        .await
+        .unwrap();
+    assert!(denied(team.leases().await).await, "lease list");
+    assert!(
+        denied(
+            team.lease_time_to_live(
+                theirs,
+                Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys())
+            )
+            .await
+        )
+        .await,
+        "a neighbour's lease keys"
+    );
+    let keys_of_ours = team
+        .lease_time_to_live(
+            ours,
+            Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(keys_of_ours.keys(), [b"/team/events/default/e1".to_vec()]);
+    let renewed = match team.lease_keep_alive(theirs).await {
+        Ok((mut keeper, mut stream)) => {
+            let _ = keeper.keep_alive().await;
+            stream.message().await
+        }
+        Err(e) => Err(e),
+    };
+    assert!(denied(renewed).await, "keeping a neighbour's lease alive");
+    assert!(
+        denied(team.lease_revoke(theirs).await).await,
+        "revoking a neighbour's lease"
+    );
+    let still = admin.get("/team-a/events/default/e1", None).await.unwrap();
+    assert_eq!(
+        still.kvs()[0].lease(),
+        theirs,
+        "the neighbour's lease is untouched"
+    );
+
+    // Nor compact the shard (root only since etcd 3.6.9; before it, any user could, and
+    // kamajid warns about such releases): kamajid's compaction is the only one.
+    let rev = admin
+        .get("x", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    assert!(
+        denied(team.compact(rev, None).await).await,
+        "a tenant compacts the shard"
+    );
+    admin.compact(rev, None).await.expect("root compacts");
 
     // Removing team-a leaves team untouched and nothing of team-a behind.
     isolation.remove(&ds, &team_a_id).await.unwrap();
@@ -309,6 +384,7 @@ async fn a_target_revision_is_raised_past_the_source_in_bounded_rounds() {
         kek.clone(),
         Duration::from_secs(5),
         UsageTracker::new(kek, Duration::from_secs(5)),
+        Default::default(),
     );
 
     let (want, before) = (revision_of(&mut s).await, revision_of(&mut d).await);

@@ -23,8 +23,12 @@ pub enum DevError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("starting etcd (is it installed? `apt-get install etcd-server etcd-client`): {0}")]
-    Spawn(std::io::Error),
+    #[error("starting etcd {path}: {source} (scripts/install-deps.sh builds etcd {version} into the cache; or set ETCD_BIN)")]
+    Spawn {
+        path: PathBuf,
+        version: &'static str,
+        source: std::io::Error,
+    },
     #[error("etcd {name} did not become ready within {secs}s: {detail} (log: {log})")]
     NotReady {
         name: String,
@@ -59,6 +63,25 @@ impl DevPki {
         let server = issue(&ca, "kamaji-dev-server", &["localhost", "127.0.0.1"])?;
         let root = issue(&ca, "root", &[])?;
         Ok(Self { ca, server, root })
+    }
+
+    /// Reads what [`Self::write`] wrote.
+    pub fn read(dir: &Path) -> Result<Self, DevError> {
+        let pem = |name: &str| -> Result<Pem, DevError> {
+            let read = |ext: &str| {
+                let p = dir.join(format!("{name}.{ext}"));
+                std::fs::read_to_string(&p).map_err(io("reading", &p))
+            };
+            Ok(Pem {
+                cert: read("crt")?,
+                key: read("key")?,
+            })
+        };
+        Ok(Self {
+            ca: pem("ca")?,
+            server: pem("server")?,
+            root: pem("root")?,
+        })
     }
 
     /// Writes ca.crt/ca.key, server.crt/.key and root.crt/.key into `dir` (keys 0600).
@@ -110,11 +133,41 @@ pub fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// The etcd release the tests and the demo run (`tools/etcd-build/VERSION`).
+pub fn etcd_version() -> &'static str {
+    include_str!("../../tools/etcd-build/VERSION")
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or("unknown")
+}
+
+/// Where `scripts/etcd.sh` caches the etcd programs of [`etcd_version`].
+pub fn etcd_dir() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache
+        .join("kamaji/tools")
+        .join(format!("etcd-v{}", etcd_version()))
+}
+
+/// The etcd program: `ETCD_BIN`, else the one `scripts/etcd.sh` built. Never whichever `etcd` is
+/// on PATH: Debian's is 3.4, out of support and refused by kamajid at registration.
+pub fn etcd_bin() -> PathBuf {
+    std::env::var_os("ETCD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| etcd_dir().join("etcd"))
+}
+
 /// How an etcd is secured. The default is what kamajid requires of a datastore.
 #[derive(Debug, Clone, Copy)]
 pub struct EtcdSecurity {
     pub client_cert_auth: bool,
     pub auth: bool,
+    /// etcd's `--quota-backend-bytes` (None: etcd's default, 2 GiB).
+    pub quota_backend_bytes: Option<u64>,
 }
 
 impl Default for EtcdSecurity {
@@ -122,6 +175,17 @@ impl Default for EtcdSecurity {
         Self {
             client_cert_auth: true,
             auth: true,
+            quota_backend_bytes: None,
+        }
+    }
+}
+
+impl EtcdSecurity {
+    /// Secured as kamajid requires, with a quota of `bytes`.
+    pub fn with_quota(bytes: u64) -> Self {
+        Self {
+            quota_backend_bytes: Some(bytes),
+            ..Self::default()
         }
     }
 }
@@ -199,7 +263,8 @@ impl EtcdProcess {
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log_file = std::fs::File::create(&log).map_err(io("creating", &log))?;
         let log_err = log_file.try_clone().map_err(io("opening", &log))?;
-        let mut cmd = Command::new(std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into()));
+        let bin = etcd_bin();
+        let mut cmd = Command::new(&bin);
         cmd.arg("--name")
             .arg(name)
             .arg("--data-dir")
@@ -222,6 +287,9 @@ impl EtcdProcess {
             .arg("zap")
             .arg("--log-level")
             .arg("warn");
+        if let Some(q) = security.quota_backend_bytes {
+            cmd.arg(format!("--quota-backend-bytes={q}"));
+        }
         if security.client_cert_auth {
             cmd.arg("--client-cert-auth")
                 .arg("--trusted-ca-file")
@@ -231,7 +299,11 @@ impl EtcdProcess {
             .stdout(log_file)
             .stderr(log_err)
             .kill_on_drop(true);
-        let child = cmd.spawn().map_err(DevError::Spawn)?;
+        let child = cmd.spawn().map_err(|source| DevError::Spawn {
+            path: bin,
+            version: etcd_version(),
+            source,
+        })?;
         Ok(Self {
             name: name.to_owned(),
             endpoint,

@@ -20,6 +20,9 @@ use crate::etcd::{connect, error_chain, EtcdTls};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeReport {
     pub etcd_version: String,
+    /// What the operator should know although the datastore is accepted (an etcd release out of
+    /// support, or one with a known bypass accepted with `--allow-vulnerable-etcd`).
+    pub warnings: Vec<String>,
     pub db_size_bytes: i64,
     pub members: Vec<Member>,
 }
@@ -42,13 +45,18 @@ pub enum ProbeError {
     ClientCaUntrusted { detail: String },
     #[error("client_ca_key cannot sign with client_ca_certificate: {detail}")]
     ClientCaUnusable { detail: String },
+    #[error("{detail}: upgrade etcd (kamajid refuses releases whose auth checks a tenant can get around; --allow-vulnerable-etcd accepts them with a warning)")]
+    Vulnerable { detail: String },
 }
 
 impl ProbeError {
     /// The attribute a user has to change.
     pub fn field(&self) -> &'static str {
         match self {
-            Self::Unreachable { .. } | Self::NoClientCertAuth | Self::AuthDisabled => "endpoints",
+            Self::Unreachable { .. }
+            | Self::NoClientCertAuth
+            | Self::AuthDisabled
+            | Self::Vulnerable { .. } => "endpoints",
             Self::UntrustedServer { .. } => "ca_certificate",
             Self::CertificateRejected { .. } | Self::NotRoot { .. } => "client_certificate",
             Self::ClientCaUntrusted { .. } => "client_ca_certificate",
@@ -85,6 +93,32 @@ pub trait Prober: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct EtcdProber {
     pub timeout: Duration,
+    /// Accept etcd releases with a known auth bypass, with a warning in the status.
+    pub allow_vulnerable: bool,
+}
+
+/// Refuses an etcd release whose auth checks a tenant can get around (unless allowed), and says
+/// what else is known against it.
+pub fn check_release(version: &str, allow_vulnerable: bool) -> Result<Vec<String>, ProbeError> {
+    use kamaji_core::etcd_release::{advisories, describe};
+    let found = advisories(version);
+    let (breaking, other): (Vec<_>, Vec<_>) = found.iter().partition(|a| a.breaks_isolation);
+    if !breaking.is_empty() && !allow_vulnerable {
+        return Err(ProbeError::Vulnerable {
+            detail: describe(version, &breaking),
+        });
+    }
+    let mut warnings: Vec<String> = Vec::new();
+    if !breaking.is_empty() {
+        warnings.push(format!(
+            "accepted with --allow-vulnerable-etcd: {}",
+            describe(version, &breaking)
+        ));
+    }
+    if !other.is_empty() {
+        warnings.push(describe(version, &other));
+    }
+    Ok(warnings)
 }
 
 /// Sorts a failed call into the reason a user can act on. `tcp_open` says whether a TCP
@@ -199,12 +233,14 @@ impl EtcdProber {
                 detail: error_chain(&e),
             });
         }
+        let warnings = check_release(status.version(), self.allow_vulnerable)?;
         let members = match client.member_list().await {
             Ok(m) => m,
             Err(e) => return Err(self.fail(creds, &e).await),
         };
         Ok(ProbeReport {
             etcd_version: status.version().to_owned(),
+            warnings,
             db_size_bytes: status.db_size(),
             members: members
                 .members()
@@ -274,5 +310,39 @@ impl Prober for EtcdProber {
                 detail: format!("no answer within {:?}", self.timeout * 4),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_with_an_auth_bypass_is_refused_unless_allowed_and_then_warned_about() {
+        let e = check_release("3.4.23", false).unwrap_err();
+        assert_eq!(e.field(), "endpoints");
+        assert_eq!(e.phase(), Phase::Insecure);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("etcd 3.4.23")
+                && msg.contains("CVE-2023-32082")
+                && msg.contains("3.4.26 and 3.5.9")
+                && msg.contains("--allow-vulnerable-etcd"),
+            "{msg}"
+        );
+        let w = check_release("3.4.23", true).unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("accepted with --allow-vulnerable-etcd"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("compaction-without-permission") && w[1].contains("out-of-support"),
+            "{w:?}"
+        );
+        assert_eq!(
+            check_release("3.6.16", false).unwrap(),
+            Vec::<String>::new()
+        );
     }
 }
