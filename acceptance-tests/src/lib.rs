@@ -158,6 +158,21 @@ fn spawn_kamajid(
     child
 }
 
+/// How [`Harness::start_from`] starts: what is not given is fresh.
+#[derive(Default)]
+pub struct Start {
+    /// The admin cluster's kubeconfig (None: no admin cluster).
+    pub kube: Option<String>,
+    /// More `kamajid serve` flags.
+    pub extra_args: Vec<String>,
+    /// The PKI (its CA signs kamajid's serving certificate and the etcds').
+    pub pki: Option<DevPki>,
+    /// The key-encryption key, base64.
+    pub kek: Option<String>,
+    /// Records put in the state etcd before kamajid starts: key and value.
+    pub records: Vec<(String, String)>,
+}
+
 /// A secured state etcd and a kamajid process serving on a random loopback port.
 pub struct Harness {
     pub dir: tempfile::TempDir,
@@ -189,24 +204,52 @@ impl Harness {
 
     /// As [`Self::start_with_admin_cluster`], with extra `kamajid serve` flags.
     pub async fn start_with_args(kube: Option<String>, extra_args: Vec<String>) -> Self {
+        Self::start_from(Start {
+            kube,
+            extra_args,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A harness as `start` says: its PKI, KEK and the records in its state etcd before
+    /// kamajid first starts (as an upgraded kamajid finds them), else fresh ones.
+    pub async fn start_from(start: Start) -> Self {
         ensure_built();
         kamajid::server::install_crypto();
         let dir = tempfile::tempdir().expect("tempdir");
-        let pki = DevPki::generate().expect("dev pki");
+        let pki = match start.pki {
+            Some(p) => p,
+            None => DevPki::generate().expect("dev pki"),
+        };
         let pki_dir = dir.path().join("pki");
         pki.write(&pki_dir).expect("write pki");
         write_file(&dir.path().join("tokens"), TOKEN, true).expect("tokens");
-        write_file(
-            &dir.path().join("kek"),
-            &kamaji_core::kek::Kek::generate_encoded(),
-            true,
-        )
-        .expect("kek");
+        let kek = start
+            .kek
+            .unwrap_or_else(kamaji_core::kek::Kek::generate_encoded);
+        write_file(&dir.path().join("kek"), &kek, true).expect("kek");
         let state = EtcdProcess::start(dir.path(), "state", &pki, EtcdSecurity::default())
             .await
             .expect("state etcd");
+        if !start.records.is_empty() {
+            let tls = EtcdTls {
+                ca_pem: Some(pki.ca.cert.clone()),
+                identity: Some((pki.root.cert.clone(), pki.root.key.clone())),
+            };
+            let mut c = connect(
+                std::slice::from_ref(&state.endpoint),
+                &tls,
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("state etcd client");
+            for (k, v) in start.records {
+                c.put(k, v, None).await.expect("loading a record");
+            }
+        }
         let port = free_port();
-        let kubeconfig = kube.map(|k| {
+        let kubeconfig = start.kube.map(|k| {
             let path = dir.path().join("admin.kubeconfig");
             std::fs::write(&path, k).expect("kubeconfig");
             path
@@ -216,7 +259,7 @@ impl Harness {
             &state.endpoint,
             port,
             kubeconfig.as_deref(),
-            &extra_args,
+            &start.extra_args,
         );
         let cli_config = write_cli_config(dir.path());
         Self {
@@ -227,7 +270,7 @@ impl Harness {
             state,
             kamajid,
             cli_config,
-            extra_args,
+            extra_args: start.extra_args,
         }
     }
 
