@@ -77,6 +77,7 @@ impl AdminCluster {
             EtcdSecurity {
                 client_cert_auth: true,
                 auth: false,
+                ..Default::default()
             },
         )
         .await

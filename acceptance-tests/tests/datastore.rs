@@ -240,6 +240,7 @@ async fn bad_inputs_fail_naming_the_attribute_and_store_nothing() {
             EtcdSecurity {
                 client_cert_auth: true,
                 auth: false,
+                ..Default::default()
             },
         )
         .await;
@@ -249,6 +250,7 @@ async fn bad_inputs_fail_naming_the_attribute_and_store_nothing() {
             EtcdSecurity {
                 client_cert_auth: false,
                 auth: false,
+                ..Default::default()
             },
         )
         .await;

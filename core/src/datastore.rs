@@ -69,15 +69,39 @@ impl DatastoreRecord {
     }
 }
 
-/// The last known health of a datastore.
+/// The last known health of a datastore. Fields added after the first release read back as
+/// their defaults from older records (0: not known).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct DatastoreStatusRecord {
     pub phase: Phase,
     pub message: String,
     pub etcd_version: String,
+    /// The largest member's file, free pages included: what etcd's quota is checked against.
     pub db_size_bytes: i64,
     pub members: Vec<Member>,
     pub probe_time: i64,
+    /// What the data takes in the largest member's file (free pages excluded).
+    #[serde(default)]
+    pub db_size_in_use_bytes: i64,
+    /// etcd's own `--quota-backend-bytes`, as etcd 3.6 reports it (0: not reported).
+    #[serde(default)]
+    pub etcd_quota_bytes: i64,
+    /// The revision when probed.
+    #[serde(default)]
+    pub revision: i64,
+    /// Alarms raised on its members (`NOSPACE`, `CORRUPT`), as `NOSPACE on member <id>`.
+    #[serde(default)]
+    pub alarms: Vec<String>,
+    /// Compaction and defragmentation by kamajid.
+    #[serde(default)]
+    pub upkeep: crate::shard::Upkeep,
+}
+
+impl DatastoreStatusRecord {
+    /// Whether etcd refuses writes: an alarm is raised.
+    pub fn alarmed(&self) -> bool {
+        !self.alarms.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -87,6 +111,10 @@ pub enum Phase {
     Ready,
     Unreachable,
     Insecure,
+    /// An etcd alarm is raised (`NOSPACE`, `CORRUPT`): the shard refuses writes and takes no
+    /// tenant. kamajid recovers `NOSPACE` by itself when compaction and defragmentation free
+    /// enough room.
+    Alarm,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -8,10 +8,12 @@
 //! Layout, inward to outward:
 //! - [`ids`]: typed names (`TenantName`, `TenantId`, `DatastoreName`), checked where they enter;
 //!   [`spec`]: the typed tenant spec every step reads.
-//! - [`etcd_keys`]: a tenant's key prefix and the range it covers in a shared etcd.
+//! - [`etcd_keys`]: a tenant's key prefix and the range it covers in a shared etcd;
+//!   [`etcd_release`]: etcd releases whose auth checks a shared datastore cannot rely on.
 //! - [`kek`]: sealing secrets bound to the record they belong to (AES-256-GCM).
 //! - [`pki`]: a tenant's certificates and kubeconfigs (rcgen).
-//! - [`placement`]: choosing a datastore by capacity, labels and policy.
+//! - [`placement`]: choosing a datastore by capacity, labels and policy; [`shard`]: keeping a
+//!   shared etcd healthy (compaction, defragmentation, recovery from `NOSPACE`).
 //! - [`usage`]: what each tenant keeps in a shared etcd, kept current from the shard's events.
 //! - [`controlplane`]: component flags, files and the admin-cluster objects of a tenant.
 //! - [`bootstrap`]: the objects inside a tenant that `kubeadm join` needs, and bootstrap tokens.
@@ -20,11 +22,13 @@ pub mod bootstrap;
 pub mod controlplane;
 pub mod datastore;
 pub mod etcd_keys;
+pub mod etcd_release;
 pub mod ids;
 pub mod kek;
 pub mod lifecycle;
 pub mod pki;
 pub mod placement;
+pub mod shard;
 pub mod spec;
 pub mod tenant;
 pub mod usage;

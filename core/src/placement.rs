@@ -4,8 +4,11 @@
 //! A datastore is a candidate when it is healthy (`Ready`), schedulable, matches the tenant's
 //! selector, is below `max_tenants`, and has room for the tenant's reservation. Room is the
 //! declared quota minus the larger of what is reserved (sum of tenants' reservations) and what
-//! etcd measures (db size): reservations protect against a burst of new tenants that have not
-//! written anything yet, measurement against tenants that outgrew their reservation.
+//! etcd measures (the data in use, free pages excluded: kamajid defragments them away):
+//! reservations protect against a burst of new tenants that have not written anything yet,
+//! measurement against tenants that outgrew their reservation. The file itself, free pages
+//! included, is what etcd checks its quota against: a shard whose file is within
+//! [`crate::shard::FULL_PERCENT`] of its quota takes no tenant until it is defragmented.
 //!
 //! Policies: `Spread` (default) picks the candidate with the largest free fraction, spreading
 //! load and failure domains; `Binpack` the one with the least room that still fits, keeping
@@ -31,8 +34,10 @@ pub struct Candidate {
     pub tenants: u32,
     /// Sum of the reservations of the tenants placed here.
     pub reserved_bytes: i64,
-    /// Backend size etcd reports.
+    /// What the data takes in etcd's backend (free pages excluded).
     pub used_bytes: i64,
+    /// etcd's backend file, free pages included (what its quota is checked against).
+    pub file_bytes: i64,
 }
 
 impl Candidate {
@@ -83,6 +88,7 @@ pub enum Refusal {
     SelectorMismatch,
     TenantLimit { max: u32 },
     Full { free_bytes: i64, needed_bytes: i64 },
+    FileFull { file_bytes: i64, quota_bytes: i64 },
 }
 
 impl std::fmt::Display for Refusal {
@@ -92,6 +98,14 @@ impl std::fmt::Display for Refusal {
             Self::Cordoned => f.write_str("not schedulable (cordoned or drained)"),
             Self::SelectorMismatch => f.write_str("labels do not match datastore_selector"),
             Self::TenantLimit { max } => write!(f, "holds its max_tenants ({max})"),
+            Self::FileFull {
+                file_bytes,
+                quota_bytes,
+            } => write!(
+                f,
+                "has a database file of {file_bytes} bytes, too near its quota of {quota_bytes} \
+                 until it is defragmented"
+            ),
             Self::Full {
                 free_bytes,
                 needed_bytes,
@@ -140,6 +154,12 @@ fn refusal(c: &Candidate, req: &Request, check_selector: bool) -> Option<Refusal
         if c.tenants >= max {
             return Some(Refusal::TenantLimit { max });
         }
+    }
+    if c.file_bytes * 100 >= c.quota_bytes * crate::shard::FULL_PERCENT {
+        return Some(Refusal::FileFull {
+            file_bytes: c.file_bytes,
+            quota_bytes: c.quota_bytes,
+        });
     }
     if c.free_bytes() < req.reservation_bytes {
         return Some(Refusal::Full {
@@ -215,6 +235,7 @@ mod tests {
             tenants: 0,
             reserved_bytes: 0,
             used_bytes: 0,
+            file_bytes: 0,
         }
     }
 
@@ -258,6 +279,29 @@ mod tests {
                 c.name
             );
         }
+    }
+
+    #[test]
+    fn room_counts_the_data_in_use_and_a_file_near_the_quota_takes_no_tenant() {
+        // 6 GiB of free pages in a 7 GiB file: room for a tenant, until the file nears the quota.
+        let mut fragmented = ds("fragmented", 8 * GIB);
+        fragmented.used_bytes = GIB;
+        fragmented.file_bytes = 7 * GIB;
+        assert_eq!(
+            place(&req(64), std::slice::from_ref(&fragmented), Policy::Spread)
+                .unwrap()
+                .name
+                .as_str(),
+            "fragmented"
+        );
+        fragmented.file_bytes = 8 * GIB - 100 * MIB;
+        let text = place(&req(64), &[fragmented], Policy::Spread)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("too near its quota") && text.contains("defragmented"),
+            "{text}"
+        );
     }
 
     #[test]

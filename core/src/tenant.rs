@@ -22,6 +22,9 @@ pub const COND_ENCRYPTED: &str = "EncryptedAtRest";
 pub const COND_CREDENTIALS: &str = "CredentialsRotated";
 /// How the last (or the running) move between datastores went.
 pub const COND_MOVED: &str = "Moved";
+/// False while the tenant's datastore refuses every write (an etcd alarm such as `NOSPACE`): the
+/// tenant is not Ready then, whatever else holds.
+pub const COND_WRITABLE: &str = "DatastoreWritable";
 /// True while the tenant keeps more than its storage quota and new objects are refused.
 pub const COND_STORAGE_QUOTA: &str = "StorageQuotaExceeded";
 

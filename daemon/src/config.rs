@@ -185,6 +185,55 @@ pub struct ServeConfig {
     pub drain_parallel: u16,
     #[command(flatten)]
     pub process: ProcessRuntimeConfig,
+    #[command(flatten)]
+    pub shards: ShardConfig,
+}
+
+/// How kamajid keeps its etcd datastores (shards) healthy.
+#[derive(Debug, Clone, Args)]
+pub struct ShardConfig {
+    /// Accept etcd datastores running a release with a known bypass of etcd's auth checks (such
+    /// as CVE-2023-32082, before 3.4.26 and 3.5.9), which lets tenants reach beyond their
+    /// prefix; their status then says why they are unsafe. Off: such datastores are refused.
+    #[arg(long, env = "KAMAJID_ALLOW_VULNERABLE_ETCD")]
+    pub allow_vulnerable_etcd: bool,
+    /// Seconds of history kamajid keeps on each datastore when it compacts it (at least this,
+    /// at most twice): what tenants' watches can resume from. kube-apiserver's own compactor
+    /// keeps 5 minutes on a dedicated etcd.
+    #[arg(long, env = "KAMAJID_COMPACTION_RETENTION_SECONDS", default_value_t = kamaji_core::shard::RETENTION_SECONDS,
+          value_parser = clap::value_parser!(i64).range(10..=86_400))]
+    pub compaction_retention_seconds: i64,
+    /// A datastore member is defragmented once this percentage of its file is free pages (and
+    /// at least --defrag-min-free-mib).
+    #[arg(long, env = "KAMAJID_DEFRAG_FREE_PERCENT", default_value_t = kamaji_core::shard::DEFRAG_FREE_PERCENT,
+          value_parser = clap::value_parser!(i64).range(1..=100))]
+    pub defrag_free_percent: i64,
+    /// The least free space (MiB) worth a defragmentation, which blocks the member while it
+    /// runs.
+    #[arg(long, env = "KAMAJID_DEFRAG_MIN_FREE_MIB", default_value_t = kamaji_core::shard::DEFRAG_MIN_FREE_BYTES >> 20,
+          value_parser = clap::value_parser!(i64).range(0..=1_048_576))]
+    pub defrag_min_free_mib: i64,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        Self {
+            allow_vulnerable_etcd: false,
+            compaction_retention_seconds: kamaji_core::shard::RETENTION_SECONDS,
+            defrag_free_percent: kamaji_core::shard::DEFRAG_FREE_PERCENT,
+            defrag_min_free_mib: kamaji_core::shard::DEFRAG_MIN_FREE_BYTES >> 20,
+        }
+    }
+}
+
+impl ShardConfig {
+    pub fn policy(&self) -> kamaji_core::shard::Policy {
+        kamaji_core::shard::Policy {
+            retention_seconds: self.compaction_retention_seconds,
+            defrag_free_percent: self.defrag_free_percent,
+            defrag_min_free_bytes: self.defrag_min_free_mib << 20,
+        }
+    }
 }
 
 impl ServeConfig {

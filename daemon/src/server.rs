@@ -130,6 +130,7 @@ struct LifecycleParts {
     store: Store,
     kek: Kek,
     usage: Arc<UsageTracker>,
+    shards: Arc<health::Shards>,
     settings: Settings,
     etcd_timeout: std::time::Duration,
     wake: Arc<tokio::sync::Notify>,
@@ -141,7 +142,7 @@ impl LifecycleParts {
     fn spawn<R: Runtime>(self, runtime: Arc<R>) -> tokio::task::JoinHandle<()> {
         let life = Arc::new(Lifecycle::new(
             self.store,
-            EtcdIsolation::new(self.kek.clone(), self.etcd_timeout, self.usage),
+            EtcdIsolation::new(self.kek.clone(), self.etcd_timeout, self.usage, self.shards),
             runtime,
             KubeTenantObjects,
             self.kek,
@@ -182,6 +183,7 @@ pub async fn serve(
     let store = connect_state(&cfg.state_etcd).await?;
     let prober = Arc::new(EtcdProber {
         timeout: cfg.probe_timeout(),
+        allow_vulnerable: cfg.shards.allow_vulnerable_etcd,
     });
 
     let (leading_tx, leading_rx) = watch::channel(false);
@@ -197,10 +199,16 @@ pub async fn serve(
         leading_tx,
         shutdown.clone(),
     ));
+    let shards = Arc::new(health::Shards::default());
     let health = tokio::spawn(health::run(
         store.clone(),
         kek.clone(),
         prober.clone(),
+        health::Upkeep {
+            policy: cfg.shards.policy(),
+            shards: shards.clone(),
+            timeout: cfg.probe_timeout(),
+        },
         cfg.health_interval(),
         leading_rx.clone(),
         shutdown.clone(),
@@ -220,6 +228,7 @@ pub async fn serve(
         store: store.clone(),
         kek: kek.clone(),
         usage: usage.clone(),
+        shards,
         settings: Settings {
             policy: Policy::Spread,
             dns_domain: cfg.tenant_dns_domain.clone(),

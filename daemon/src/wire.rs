@@ -362,6 +362,7 @@ pub fn status_to_proto(s: &DatastoreStatusRecord, tenant_count: u32) -> v1::Data
             DsPhase::Ready => v1::DatastorePhase::Ready,
             DsPhase::Unreachable => v1::DatastorePhase::Unreachable,
             DsPhase::Insecure => v1::DatastorePhase::Insecure,
+            DsPhase::Alarm => v1::DatastorePhase::Alarm,
         } as i32,
         message: s.message.clone(),
         etcd_version: s.etcd_version.clone(),
@@ -380,6 +381,13 @@ pub fn status_to_proto(s: &DatastoreStatusRecord, tenant_count: u32) -> v1::Data
         last_probe_time: timestamp(s.probe_time),
         storage_used_bytes: None,
         storage_keys: None,
+        db_size_in_use_bytes: s.db_size_in_use_bytes,
+        etcd_quota_bytes: s.etcd_quota_bytes,
+        compacted_revision: s.upkeep.compacted_revision,
+        last_compaction_time: timestamp(s.upkeep.compacted_time),
+        last_defragmentation_time: timestamp(s.upkeep.defragmented_time),
+        alarms: s.alarms.clone(),
+        last_upkeep_event: s.upkeep.last_event.clone(),
     }
 }
 

@@ -108,6 +108,7 @@ async fn unsafe_or_unreachable_datastores_are_refused_with_the_reason_and_nothin
             EtcdSecurity {
                 client_cert_auth: false,
                 auth: false,
+                ..Default::default()
             },
         )
         .await;
@@ -117,6 +118,7 @@ async fn unsafe_or_unreachable_datastores_are_refused_with_the_reason_and_nothin
             EtcdSecurity {
                 client_cert_auth: true,
                 auth: false,
+                ..Default::default()
             },
         )
         .await;

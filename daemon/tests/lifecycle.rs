@@ -105,6 +105,7 @@ impl World {
                 self.kek.clone(),
                 Duration::from_secs(5),
                 UsageTracker::new(self.kek.clone(), Duration::from_secs(5)),
+                Default::default(),
             ),
             self.runtime.clone(),
             KubeTenantObjects,

@@ -110,7 +110,12 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
     let usage = UsageTracker::new(kek.clone(), Duration::from_secs(5));
     let life = Arc::new(Lifecycle::new(
         store.clone(),
-        EtcdIsolation::new(kek.clone(), Duration::from_secs(5), usage.clone()),
+        EtcdIsolation::new(
+            kek.clone(),
+            Duration::from_secs(5),
+            usage.clone(),
+            Default::default(),
+        ),
         runtime.clone(),
         KubeTenantObjects,
         kek.clone(),

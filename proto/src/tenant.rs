@@ -267,6 +267,12 @@ pub fn quantity(field: &str, v: &str) -> Check {
 /// Flags kamajid sets itself: overriding them would break isolation, PKI or wiring.
 pub const MANAGED_FLAGS: &[&str] = &[
     "etcd-servers",
+    // Another etcd for some resources, or another storage: both would leave the tenant's prefix.
+    "etcd-servers-overrides",
+    "storage-backend",
+    // kamajid compacts the shared etcd; the apiserver's own compactor cannot (its key is outside
+    // the tenant's role) and would only retry a refused request every interval.
+    "etcd-compaction-interval",
     "etcd-prefix",
     "etcd-cafile",
     "etcd-certfile",

@@ -45,6 +45,11 @@ pub struct DatastoreState {
     pub status_message: Value<String>,
     pub etcd_version: Value<String>,
     pub db_size_bytes: Value<i64>,
+    pub db_size_in_use_bytes: Value<i64>,
+    pub compacted_revision: Value<i64>,
+    pub last_compaction_time: Value<String>,
+    pub last_defragmentation_time: Value<String>,
+    pub alarms: Value<Vec<Value<String>>>,
     pub tenant_count: Value<i64>,
     pub storage_used_bytes: Value<i64>,
     pub storage_keys: Value<i64>,
@@ -72,6 +77,7 @@ pub fn phase_name(p: i32) -> &'static str {
         v1::DatastorePhase::Ready => "Ready",
         v1::DatastorePhase::Unreachable => "Unreachable",
         v1::DatastorePhase::Insecure => "Insecure",
+        v1::DatastorePhase::Alarm => "Alarm",
         v1::DatastorePhase::Unspecified => "Unknown",
     }
 }
@@ -86,6 +92,12 @@ fn known_map(v: &Value<BTreeMap<String, Value<String>>>) -> Option<HashMap<Strin
     m.iter()
         .map(|(k, e)| e.as_ref_option().map(|e| (k.clone(), e.clone())))
         .collect()
+}
+
+/// RFC 3339 of a timestamp; empty when there is none.
+fn rfc3339(ts: Option<&prost_types::Timestamp>) -> String {
+    ts.map(|t| crate::tenant_cluster_state::rfc3339(t.seconds))
+        .unwrap_or_default()
 }
 
 fn strings(v: &[String]) -> Value<Vec<Value<String>>> {
@@ -235,6 +247,11 @@ impl DatastoreState {
         self.status_message = Value::Unknown;
         self.etcd_version = Value::Unknown;
         self.db_size_bytes = Value::Unknown;
+        self.db_size_in_use_bytes = Value::Unknown;
+        self.compacted_revision = Value::Unknown;
+        self.last_compaction_time = Value::Unknown;
+        self.last_defragmentation_time = Value::Unknown;
+        self.alarms = Value::Unknown;
         self.tenant_count = Value::Unknown;
         self.storage_used_bytes = Value::Unknown;
         self.storage_keys = Value::Unknown;
@@ -278,6 +295,13 @@ impl DatastoreState {
             status_message: Value::Value(status.message),
             etcd_version: Value::Value(status.etcd_version),
             db_size_bytes: Value::Value(status.db_size_bytes),
+            db_size_in_use_bytes: Value::Value(status.db_size_in_use_bytes),
+            compacted_revision: Value::Value(status.compacted_revision),
+            last_compaction_time: Value::Value(rfc3339(status.last_compaction_time.as_ref())),
+            last_defragmentation_time: Value::Value(rfc3339(
+                status.last_defragmentation_time.as_ref(),
+            )),
+            alarms: strings(&status.alarms),
             tenant_count: Value::Value(i64::from(status.tenant_count)),
             storage_used_bytes: status.storage_used_bytes.into(),
             storage_keys: status.storage_keys.into(),
@@ -356,6 +380,11 @@ pub fn schema() -> Schema {
                 ("status_message", computed(string(), DS_STATUS_MESSAGE)),
                 ("etcd_version", computed(string(), DS_VERSION)),
                 ("db_size_bytes", computed(number(), DS_DB_SIZE)),
+                ("db_size_in_use_bytes", computed(number(), DS_DB_SIZE_IN_USE)),
+                ("compacted_revision", computed(number(), DS_COMPACTED_REVISION)),
+                ("last_compaction_time", computed(string(), DS_LAST_COMPACTION)),
+                ("last_defragmentation_time", computed(string(), DS_LAST_DEFRAG)),
+                ("alarms", computed(list_of_strings(), DS_ALARMS)),
                 ("tenant_count", computed(number(), DS_TENANTS)),
                 ("storage_used_bytes", computed(number(), DS_STORAGE_USED)),
                 ("storage_keys", computed(number(), DS_STORAGE_KEYS)),

@@ -78,12 +78,27 @@ here; for maintenance or retirement. Clusters whose `datastore` names this one s
     pub const DS_SCHEDULABLE: &str =
         "Whether new tenants may be placed here. Set to false to cordon. Defaults to true.";
     pub const DS_STATUS: &str =
-        "`Ready`, `Unreachable`, `Insecure` or `Unknown`, from kamajid's last probe.";
+        "`Ready`, `Unreachable`, `Insecure` (auth or client certificates off, credentials refused, or an etcd \
+release with a known auth bypass), `Alarm` (an etcd alarm such as `NOSPACE` is raised: etcd refuses every write \
+and the datastore takes no tenant until kamajid has recovered it) or `Unknown`, from kamajid's last probe.";
     pub const DS_STATUS_MESSAGE: &str =
         "Why the datastore is not `Ready`, and while it drains which tenant \
 clusters are left and why; empty otherwise.";
     pub const DS_VERSION: &str = "etcd server version.";
-    pub const DS_DB_SIZE: &str = "Size of etcd's backend database in bytes (largest member).";
+    pub const DS_DB_SIZE: &str =
+        "Size of etcd's backend database file in bytes (largest member), free pages \
+included: what etcd's quota is checked against.";
+    pub const DS_DB_SIZE_IN_USE: &str = "Bytes the data takes in that file; the rest is free pages, which \
+kamajid returns to the file system by defragmenting a member once they pile up. Placement counts this, not the file.";
+    pub const DS_COMPACTED_REVISION: &str = "The revision kamajid last compacted the datastore to: kamajid \
+compacts every datastore as etcd's root user, keeping `--compaction-retention-seconds` (5 minutes by default) of \
+history for tenants' watches. 0 until the first compaction.";
+    pub const DS_LAST_COMPACTION: &str =
+        "When kamajid last compacted the datastore (RFC 3339); empty before the first.";
+    pub const DS_LAST_DEFRAG: &str =
+        "When kamajid last defragmented one of its members (RFC 3339); empty before the first.";
+    pub const DS_ALARMS: &str =
+        "etcd alarms raised on its members, as `NOSPACE on member <id>`; empty when none.";
     pub const DS_TENANTS: &str = "Number of tenant clusters placed on the datastore.";
     pub const DS_STORAGE_USED: &str =
         "Bytes of keys and values its tenant clusters keep in it now, together, as \

@@ -134,6 +134,7 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
             process_port_range: 16443..=16542,
             advertise_address: "127.0.0.1".into(),
         },
+        shards: Default::default(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let listener = kamajid::server::bind(serve_cfg.listen).await?;

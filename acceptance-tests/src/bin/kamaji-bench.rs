@@ -204,6 +204,7 @@ fn bench_balance(tenants: usize) {
             tenants: 0,
             reserved_bytes: 0,
             used_bytes: 0,
+            file_bytes: 0,
         })
         .collect();
     let req = Request {

@@ -197,6 +197,7 @@ impl Records for MemRecords {
                         tenants: r.tenants,
                         reserved_bytes: r.reserved_bytes,
                         used_bytes: 0,
+                        file_bytes: 0,
                     },
                     reservation: res,
                 }
@@ -355,6 +356,8 @@ pub struct MemIsolation {
     pub copies: Arc<Mutex<BTreeSet<(DatastoreName, TenantId)>>>,
     /// Revisions the target of a move is behind its source.
     pub revision_gap: Arc<Mutex<u64>>,
+    /// Datastores that refuse writes (an alarm), and why.
+    pub refusing: Arc<Mutex<BTreeMap<DatastoreName, String>>>,
     pub faults: Faults,
 }
 
@@ -368,6 +371,10 @@ impl Isolation for MemIsolation {
         placed
             .then(|| self.usage.lock().unwrap().get(id).copied())
             .flatten()
+    }
+
+    fn refusing_writes(&self, ds: &DatastoreName) -> Option<String> {
+        self.refusing.lock().unwrap().get(ds).cloned()
     }
 
     async fn ensure(&self, ds: &DatastoreRecord, id: &TenantId) -> Result<(), PortError> {

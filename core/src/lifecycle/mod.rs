@@ -227,6 +227,13 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             }),
             relocate: spec.as_ref().is_some_and(|s| steps::move_due(rec, s)),
             abort_move: spec.as_ref().is_some_and(|s| steps::abort_due(rec, s)),
+            datastore_refusing: steps::writable_due(
+                rec,
+                rec.datastore
+                    .as_ref()
+                    .and_then(|ds| self.isolation.refusing_writes(ds))
+                    .as_deref(),
+            ),
         }
     }
 

@@ -137,6 +137,10 @@ pub trait Isolation: Send + Sync + 'static {
     /// shard's events, so cheap to ask); `None` until that datastore has been measured.
     fn usage(&self, ds: &DatastoreName, id: &TenantId) -> Option<StorageUsage>;
 
+    /// Why datastore `ds` refuses every write now (an etcd alarm such as `NOSPACE`), as its last
+    /// health round found; `None` while it takes writes.
+    fn refusing_writes(&self, ds: &DatastoreName) -> Option<String>;
+
     /// Creates (or completes) tenant `id`'s role and user.
     fn ensure(
         &self,

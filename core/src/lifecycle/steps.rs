@@ -16,6 +16,8 @@
 //! rotation or a change of the encrypted resources; then the old keys are retired),
 //! EnforceQuota (the policy that refuses new objects applied inside the tenant when its measured
 //! storage passes its quota, removed when it is back under; `StorageQuotaExceeded` says which),
+//! AwaitDatastore (while the tenant's datastore refuses writes, an etcd alarm such as `NOSPACE`
+//! that kamajid's upkeep recovers, the tenant is Degraded with `DatastoreWritable` false),
 //! RenewCertificates (the leaf certificates signed again before they expire; Apply rolls them
 //! out), Resync (the control plane and the in-tenant objects again, every resync period:
 //! drift repair) and CheckHealth (a Ready tenant that stopped answering turns Degraded and goes
@@ -48,6 +50,7 @@ pub enum Step {
     Bootstrap,
     Reencrypt,
     EnforceQuota,
+    AwaitDatastore,
     RenewCertificates,
     Resync,
     CheckHealth,
@@ -127,6 +130,14 @@ pub struct Due {
     pub relocate: bool,
     /// A move not yet switched is no longer wanted ([`abort_due`]).
     pub abort_move: bool,
+    /// The tenant's datastore refuses writes, or did when last recorded ([`writable_due`]).
+    pub datastore_refusing: bool,
+}
+
+/// Whether the datastore's refusal of writes (`refusing`, as its last health round found)
+/// differs from what the record says, or still holds.
+pub fn writable_due(rec: &TenantRecord, refusing: Option<&str>) -> bool {
+    refusing.is_some() || rec.condition(COND_WRITABLE).is_some_and(|c| !c.ok)
 }
 
 /// Whether the tenant is to move off its datastore: the spec names another, or (when it names
@@ -215,6 +226,10 @@ pub fn next(rec: &TenantRecord, due: Due) -> Option<Step> {
         Some(MoveStage::Switched) => {}
         None if due.relocate => return Some(Step::MoveReserve),
         None => {}
+    }
+    // A datastore that refuses writes: nothing below can work, and the tenant is not Ready.
+    if due.datastore_refusing {
+        return Some(Step::AwaitDatastore);
     }
     // Before Apply: the apply that follows rolls out the rotated credentials with the rest.
     if due.rotate {
@@ -476,6 +491,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             }
             Step::Reencrypt => self.reencrypt(rec, rev, &spec, now).await,
             Step::EnforceQuota => self.enforce_quota(rec, rev, &spec, now).await,
+            Step::AwaitDatastore => self.await_datastore(rec, rev, now).await,
             Step::MoveReserve => self.move_reserve(rec, rev, &spec, now).await,
             Step::MovePrepare
             | Step::MoveHold
@@ -854,6 +870,48 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         self.bootstrap(&mut rec, spec, &pki, now).await?;
         self.save(&rec, rev).await?;
         Ok(Outcome::Ran(Step::EnforceQuota))
+    }
+
+    /// Records that the tenant's datastore refuses writes (the tenant turns Degraded and waits),
+    /// or that it takes them again (the tenant then goes through Bootstrap back to Ready).
+    async fn await_datastore(
+        &self,
+        mut rec: TenantRecord,
+        rev: i64,
+        now: i64,
+    ) -> Result<Outcome, LifecycleError> {
+        let refusing = rec
+            .datastore
+            .as_ref()
+            .and_then(|ds| self.isolation.refusing_writes(ds));
+        let before = rec.clone();
+        match refusing {
+            Some(why) => {
+                let ds = rec
+                    .datastore
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                rec.set_condition(
+                    COND_WRITABLE,
+                    false,
+                    "DatastoreAlarm",
+                    format!("datastore {ds} refuses writes: {why}"),
+                    now,
+                );
+                rec.phase = Phase::Degraded;
+                if rec != before {
+                    tracing::warn!(tenant = %rec.name, datastore = %ds, "datastore refuses writes");
+                    self.save(&rec, rev).await?;
+                }
+                Ok(Outcome::Waiting(Step::AwaitDatastore))
+            }
+            None => {
+                rec.set_condition(COND_WRITABLE, true, "Writable", "", now);
+                self.save(&rec, rev).await?;
+                Ok(Outcome::Ran(Step::AwaitDatastore))
+            }
+        }
     }
 
     /// Applies the bootstrap objects inside the tenant and records it; the caller saves.

@@ -461,6 +461,7 @@ fn the_next_step_follows_from_the_record_alone() {
         quota: true,
         relocate: false,
         abort_move: false,
+        datastore_refusing: false,
     };
     assert_eq!(next(&rec, all), Some(Step::Reencrypt), "rewrites first");
     rec.set_condition(COND_BOOTSTRAPPED, false, "", "", 0);

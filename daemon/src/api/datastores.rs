@@ -32,11 +32,12 @@ pub struct DatastoreApi<P> {
 fn ready_status(r: ProbeReport) -> DatastoreStatusRecord {
     DatastoreStatusRecord {
         phase: Phase::Ready,
-        message: String::new(),
+        message: r.warnings.join("; "),
         etcd_version: r.etcd_version,
         db_size_bytes: r.db_size_bytes,
         members: r.members,
         probe_time: now_unix(),
+        ..Default::default()
     }
 }
 

@@ -23,6 +23,7 @@ use kamaji_core::kek::Kek;
 use kamaji_core::lifecycle::ports::{Copied, Isolation, PortError};
 use kamaji_core::usage::StorageUsage;
 
+use super::health::Shards;
 use super::transfer;
 use super::usage::UsageTracker;
 use crate::etcd::{connect, error_chain, EtcdTls};
@@ -35,6 +36,7 @@ pub struct EtcdIsolation {
     timeout: Duration,
     admins: Mutex<HashMap<DatastoreName, (i64, Client)>>,
     usage: Arc<UsageTracker>,
+    shards: Arc<Shards>,
 }
 
 fn failed(op: &str, id: &TenantId, detail: String) -> PortError {
@@ -68,12 +70,13 @@ async fn call<T>(
 impl EtcdIsolation {
     /// Isolation whose usage figures come from `usage` (which the caller keeps tracking the
     /// registered datastores).
-    pub fn new(kek: Kek, timeout: Duration, usage: Arc<UsageTracker>) -> Self {
+    pub fn new(kek: Kek, timeout: Duration, usage: Arc<UsageTracker>, shards: Arc<Shards>) -> Self {
         Self {
             kek,
             timeout,
             admins: Mutex::default(),
             usage,
+            shards,
         }
     }
 
@@ -227,6 +230,10 @@ impl Isolation for EtcdIsolation {
 
     fn usage(&self, ds: &DatastoreName, id: &TenantId) -> Option<StorageUsage> {
         self.usage.tenant(ds, id)
+    }
+
+    fn refusing_writes(&self, ds: &DatastoreName) -> Option<String> {
+        self.shards.refusing_writes(ds)
     }
 
     async fn ensure(&self, ds: &DatastoreRecord, id: &TenantId) -> Result<(), PortError> {

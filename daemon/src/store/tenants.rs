@@ -95,11 +95,20 @@ impl Store {
                     schedulable: ds.schedulable,
                     draining: ds.drain,
                     labels: ds.labels.clone(),
-                    quota_bytes: ds.quota_bytes,
+                    quota_bytes: kamaji_core::shard::effective_quota(
+                        ds.quota_bytes,
+                        status.etcd_quota_bytes,
+                    ),
                     max_tenants: ds.max_tenants,
                     tenants: res.tenants,
                     reserved_bytes: res.reserved_bytes,
-                    used_bytes: status.db_size_bytes,
+                    // Records from before in-use sizes were measured: the file.
+                    used_bytes: if status.db_size_in_use_bytes > 0 {
+                        status.db_size_in_use_bytes
+                    } else {
+                        status.db_size_bytes
+                    },
+                    file_bytes: status.db_size_bytes,
                 },
                 reservation,
             });

@@ -91,6 +91,7 @@ impl Env {
             certificate_renew_before_seconds: 30 * 86_400,
             drain_parallel: kamaji_core::lifecycle::drain::DRAIN_PARALLEL as u16,
             process: Default::default(),
+            shards: Default::default(),
         };
         let (stop, rx) = watch::channel(false);
         let server = tokio::spawn(kamajid::server::serve(cfg, listener, rx));
