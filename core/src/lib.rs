@@ -14,7 +14,8 @@
 //! - [`pki`]: a tenant's certificates and kubeconfigs (rcgen).
 //! - [`placement`]: choosing a datastore by capacity, labels and policy; [`shard`]: keeping a
 //!   shared etcd healthy (compaction, defragmentation, recovery from `NOSPACE`).
-//! - [`usage`]: what each tenant keeps in a shared etcd, kept current from the shard's events.
+//! - [`usage`]: what each tenant keeps in a shared etcd, kept current from the shard's events;
+//!   [`limits`]: its storage quota and write budget, metered, and the walls that enforce them.
 //! - [`controlplane`]: component flags, files and the admin-cluster objects of a tenant.
 //! - [`bootstrap`]: the objects inside a tenant that `kubeadm join` needs, and bootstrap tokens.
 
@@ -26,6 +27,7 @@ pub mod etcd_release;
 pub mod ids;
 pub mod kek;
 pub mod lifecycle;
+pub mod limits;
 pub mod pki;
 pub mod placement;
 pub mod shard;

@@ -190,6 +190,8 @@ pub struct TenantSpec {
     pub credential_rotation: CredentialRotation,
     /// Bytes the tenant may keep in its datastore; `None`: its reservation.
     pub storage_quota_bytes: Option<i64>,
+    /// Bytes per second it may write there; `None`: [`crate::limits::default_budget`].
+    pub write_budget_bytes_per_second: Option<i64>,
 }
 
 #[cfg(test)]

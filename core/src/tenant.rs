@@ -25,8 +25,10 @@ pub const COND_MOVED: &str = "Moved";
 /// False while the tenant's datastore refuses every write (an etcd alarm such as `NOSPACE`): the
 /// tenant is not Ready then, whatever else holds.
 pub const COND_WRITABLE: &str = "DatastoreWritable";
-/// True while the tenant keeps more than its storage quota and new objects are refused.
+/// True while the tenant keeps more than its storage quota and its writes are refused.
 pub const COND_STORAGE_QUOTA: &str = "StorageQuotaExceeded";
+/// True while the tenant writes more than its write budget and its writes are refused.
+pub const COND_WRITE_BUDGET: &str = "WriteBudgetExceeded";
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -241,9 +243,26 @@ impl TenantRecord {
         self.done(COND_STORAGE_QUOTA)
     }
 
+    /// The limits the tenant's writes are refused for, as recorded.
+    pub fn walled(&self) -> crate::limits::Breach {
+        crate::limits::Breach {
+            quota: self.done(COND_STORAGE_QUOTA),
+            budget: self.done(COND_WRITE_BUDGET),
+        }
+    }
+
     /// The storage quota in effect: the spec's, else the reservation.
     pub fn storage_quota(&self, spec: &crate::spec::TenantSpec) -> i64 {
         spec.storage_quota_bytes.unwrap_or(self.reservation_bytes)
+    }
+
+    /// What the tenant may keep and write on its datastore.
+    pub fn limits(&self, spec: &crate::spec::TenantSpec) -> crate::limits::Limits {
+        crate::limits::Limits::new(
+            self.storage_quota(spec),
+            self.reservation_bytes,
+            spec.write_budget_bytes_per_second,
+        )
     }
 
     /// Flags the record for teardown; the lifecycle does the rest.

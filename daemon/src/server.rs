@@ -214,7 +214,15 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
-    let usage = UsageTracker::new(kek.clone(), cfg.probe_timeout());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    // Walls go up from the watch of each shard, on the leader, and wake the lifecycle.
+    let usage = UsageTracker::enforcing(
+        kek.clone(),
+        cfg.probe_timeout(),
+        2 * cfg.shards.compaction_retention_seconds,
+        Some(wake.clone()),
+        Some(leading_rx.clone()),
+    );
     // Every replica measures, so any can answer the API; a new datastore is picked up within
     // seconds (listing the records is one read of kamajid's own store).
     let measuring = tokio::spawn(usage.clone().run(
@@ -223,7 +231,6 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
-    let wake = Arc::new(tokio::sync::Notify::new());
     let parts = LifecycleParts {
         store: store.clone(),
         kek: kek.clone(),

@@ -126,13 +126,15 @@ impl TenantService {
     /// A tenant as the API shows it: its wire spec, its status, what it keeps as measured.
     fn view(&self, rec: &TenantRecord) -> Result<v1::TenantCluster, ServiceError> {
         let mut tc = wire::tenant_to_proto(rec, self.store.wire_spec(rec)?);
-        let used = rec
+        let m = rec
             .datastore
             .as_ref()
-            .and_then(|ds| self.usage.tenant(ds, &rec.uid));
+            .and_then(|ds| self.usage.metered(ds, &rec.uid));
         if let Some(st) = tc.status.as_mut() {
-            st.storage_used_bytes = used.map(|u| u.bytes);
-            st.storage_keys = used.map(|u| u.keys);
+            st.storage_used_bytes = m.map(|m| m.usage.bytes);
+            st.storage_keys = m.map(|m| m.usage.keys);
+            st.storage_write_bytes_per_second = m.map(|m| m.write_bytes_per_second);
+            st.storage_history_bytes = m.map(|m| m.history_bytes);
         }
         Ok(tc)
     }

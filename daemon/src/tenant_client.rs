@@ -232,6 +232,45 @@ pub async fn rewrite(client: &kube::Client, resource: &str) -> Result<usize, Ten
     Ok(written)
 }
 
+/// Whether `r` is a refusal by kamajid's storage policy.
+fn refused_by_policy<T>(r: Result<T, kube::Error>) -> Result<bool, TenantApiError> {
+    match r {
+        Ok(_) => Ok(false),
+        Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => {
+            Ok(s.message.contains(kamaji_core::bootstrap::quota::POLICY))
+        }
+        Err(e) => Err(TenantApiError::Call(e.to_string())),
+    }
+}
+
+/// Whether the tenant's apiserver refuses, with kamajid's storage policy, a create of a
+/// ConfigMap and an update of the `default` namespace, as its admin (dry runs: nothing is
+/// stored, so this works while the tenant's etcd role is read-only).
+pub async fn refuses_writes(client: &kube::Client) -> Result<bool, TenantApiError> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    let create = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let probe: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kamaji-wall-probe", "namespace": "default"},
+    }))
+    .map_err(|e| TenantApiError::Call(e.to_string()))?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    if !refused_by_policy(cms.create(&create, &probe).await)? {
+        return Ok(false);
+    }
+    let patch = Patch::Merge(serde_json::json!({
+        "metadata": {"annotations": {"kamaji.clastix.io/wall-probe": "1"}},
+    }));
+    let params = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let ns: Api<Namespace> = Api::all(client.clone());
+    refused_by_policy(ns.patch("default", &params, &patch).await)
+}
+
 /// The lifecycle's [`TenantObjects`] port over the tenant's own apiserver.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KubeTenantObjects;
@@ -251,6 +290,19 @@ impl TenantObjects for KubeTenantObjects {
         let client = connect(admin_kubeconfig, endpoint).await.map_err(fail)?;
         apply(&client, apply_objects).await.map_err(fail)?;
         remove(&client, remove_objects).await.map_err(fail)
+    }
+
+    async fn refuses_writes(
+        &self,
+        endpoint: &str,
+        admin_kubeconfig: &str,
+    ) -> Result<bool, PortError> {
+        let fail = |e: TenantApiError| PortError {
+            op: format!("checking the storage policy of the tenant at {endpoint}"),
+            detail: e.to_string(),
+        };
+        let client = connect(admin_kubeconfig, endpoint).await.map_err(fail)?;
+        refuses_writes(&client).await.map_err(fail)
     }
 
     async fn rewrite(

@@ -144,6 +144,8 @@ pub fn tenant_spec(v: &v1::TenantClusterSpec) -> Result<TenantSpec, WireError> {
             }
         },
         storage_quota_bytes: (v.storage_quota_bytes > 0).then_some(v.storage_quota_bytes),
+        write_budget_bytes_per_second: (v.write_budget_bytes_per_second > 0)
+            .then_some(v.write_budget_bytes_per_second),
     })
 }
 
@@ -206,6 +208,11 @@ pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::T
     } else {
         rec.reservation_bytes
     };
+    let write_budget_bytes_per_second = if spec.write_budget_bytes_per_second > 0 {
+        spec.write_budget_bytes_per_second
+    } else {
+        kamaji_core::limits::default_budget(rec.reservation_bytes)
+    };
     v1::TenantCluster {
         name: rec.name.to_string(),
         uid: rec.uid.to_string(),
@@ -261,6 +268,9 @@ pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::T
             storage_used_bytes: None,
             storage_keys: None,
             storage_quota_bytes,
+            write_budget_bytes_per_second,
+            storage_write_bytes_per_second: None,
+            storage_history_bytes: None,
         }),
         generation: rec.generation,
         create_time: timestamp(rec.create_time),

@@ -472,6 +472,25 @@ pub fn storage_quota(field: &str, n: i64) -> Check {
     }
 }
 
+/// Smallest and largest write budget a tenant may set, bytes per second.
+pub const MIN_WRITE_BUDGET: i64 = 1024;
+pub const MAX_WRITE_BUDGET: i64 = 1 << 30;
+
+/// A tenant's write budget, as written (0, on the wire, means the default).
+pub fn write_budget(field: &str, n: i64) -> Check {
+    if (MIN_WRITE_BUDGET..=MAX_WRITE_BUDGET).contains(&n) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "{n} is not between {MIN_WRITE_BUDGET} (1 KiB/s) and {MAX_WRITE_BUDGET} (1 GiB/s); \
+                 leave it out for the default, the reservation written again every 5 minutes"
+            ),
+        ))
+    }
+}
+
 /// A TCP port, as written.
 pub fn port(field: &str, n: i64) -> Check {
     if (1..=65535).contains(&n) {
@@ -796,6 +815,14 @@ pub fn tenant_cluster(name: &str, spec: &TenantClusterSpec) -> Vec<FieldError> {
     }
     if spec.storage_quota_bytes != 0 {
         if let Err(e) = storage_quota("storage_quota_bytes", spec.storage_quota_bytes) {
+            errs.push(e);
+        }
+    }
+    if spec.write_budget_bytes_per_second != 0 {
+        if let Err(e) = write_budget(
+            "write_budget_bytes_per_second",
+            spec.write_budget_bytes_per_second,
+        ) {
             errs.push(e);
         }
     }

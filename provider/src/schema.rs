@@ -232,11 +232,25 @@ lowered; unset keeps the rotation in effect. Defaults to 0.";
         "The key rotation every encrypted object is written with now; it reaches `encryption.key_rotation` once the rewrite is done.";
     pub const TC_STORAGE_QUOTA: &str = "Bytes the cluster may keep in its datastore (keys and values under its \
 prefix), 1 MiB to 8 GiB. Unset: the reservation kamajid sets aside for each tenant (64 MiB unless its operator changed \
-it). Over it, the cluster keeps running but its API server refuses new objects (deletes, updates and the control \
+it). Past it, the cluster keeps running but its API server refuses new objects and updates (deletes and the control \
 plane's own writes still work) with a message naming the quota, and `status_message` says `StorageQuotaExceeded`; \
-once it keeps less, new objects are allowed again by themselves. Changes in place.";
+once it keeps less than 95 % of it, writes are allowed again by themselves. The cluster's own admin cannot take this \
+down: kamajid makes the cluster's etcd role read-only the moment the quota is passed, until the refusal is in force \
+inside the cluster, and again whenever it is removed. Changes in place.";
+    pub const TC_WRITE_BUDGET: &str = "Bytes per second the cluster may write to its datastore, sustained, with a burst \
+of 75 seconds of it: every write stays in the datastore's history until kamajid compacts it, so this is what keeps one \
+cluster from filling a shared datastore by rewriting objects. 1024 (1 KiB/s) to 1073741824 (1 GiB/s). Unset: its \
+reservation written again every 5 minutes (218 KiB/s for 64 MiB; an idle cluster writes about 1 KB/s). Past the burst, \
+new objects and updates are refused as past the quota, with `WriteBudgetExceeded` in `status_message`, until half the \
+burst has drained. Changes in place.";
     pub const TC_STORAGE_USED: &str = "Bytes of keys and values the cluster keeps in its datastore now, as kamajid \
 measures them (the live data: not etcd's history or free pages). Null until measured, shortly after the cluster is placed.";
+    pub const TC_STORAGE_WRITE_RATE: &str =
+        "Bytes per second the cluster wrote to its datastore over the last minute, \
+as kamajid measures them. Null until measured.";
+    pub const TC_STORAGE_HISTORY: &str = "Bytes the cluster wrote to its datastore within the history the datastore \
+keeps until kamajid compacts it (two compaction retentions, 10 minutes by default): its share of the datastore beyond \
+its live data. Null until measured.";
     pub const TC_STORAGE_KEYS: &str =
         "Number of keys the cluster keeps in its datastore now (one per Kubernetes \
 object, plus a few the API server keeps). Null until measured.";

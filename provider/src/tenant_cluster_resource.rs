@@ -93,8 +93,11 @@ pub fn schema() -> Schema {
                 ("certificates_expire_at", computed(string(), TC_CERTS_EXPIRE)),
                 ("encryption_key_rotation", computed(number(), TC_KEY_ROTATION_IN_EFFECT)),
                 ("storage_quota_bytes", optional(number(), TC_STORAGE_QUOTA)),
+                ("write_budget_bytes_per_second", optional(number(), TC_WRITE_BUDGET)),
                 ("storage_used_bytes", computed(number(), TC_STORAGE_USED)),
                 ("storage_keys", computed(number(), TC_STORAGE_KEYS)),
+                ("storage_write_bytes_per_second", computed(number(), TC_STORAGE_WRITE_RATE)),
+                ("storage_history_bytes", computed(number(), TC_STORAGE_HISTORY)),
             ]),
             blocks: [
                 (

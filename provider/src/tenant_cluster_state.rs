@@ -127,6 +127,7 @@ pub struct TenantClusterState {
     pub audit: Value<Audit>,
     pub credential_rotation: Value<CredentialRotation>,
     pub storage_quota_bytes: Value<Number>,
+    pub write_budget_bytes_per_second: Value<Number>,
     /// Absent from the data source's schema, hence never serialized when null.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub timeouts: Value<Timeouts>,
@@ -144,6 +145,8 @@ pub struct TenantClusterState {
     pub encryption_key_rotation: Value<Number>,
     pub storage_used_bytes: Value<Number>,
     pub storage_keys: Value<Number>,
+    pub storage_write_bytes_per_second: Value<Number>,
+    pub storage_history_bytes: Value<Number>,
 }
 
 /// A block written at most once, which Terraform holds as a list of zero or one (a computed
@@ -209,7 +212,7 @@ pub fn status_message(tc: &v1::TenantCluster) -> String {
 
 /// Conditions that report trouble when true (the others when false); they may hold while the
 /// cluster is Ready.
-const WARN_WHEN_TRUE: [&str; 1] = ["StorageQuotaExceeded"];
+const WARN_WHEN_TRUE: [&str; 2] = ["StorageQuotaExceeded", "WriteBudgetExceeded"];
 
 /// Blocks the API holds as one message but Terraform as a list of at most one.
 const SINGLE_LIST_BLOCKS: [&str; 1] = ["audit"];
@@ -290,6 +293,16 @@ impl Reader {
                 0
             }
         }
+    }
+
+    /// A number whose 0 on the wire means "unset": a configured 0 is judged as written (and
+    /// refused) instead of passing for the default, which would read back as null and make
+    /// Terraform report an inconsistent result.
+    fn wide_unset_zero(&mut self, path: &str, v: &Value<Number>) -> i64 {
+        if matches!(v, Value::Value(Number::Whole(0))) {
+            self.invalid.push((path.to_owned(), Number::Whole(0)));
+        }
+        self.wide(path, v, 0)
     }
 
     fn boolean(&mut self, path: &str, v: &Value<bool>, default: bool) -> bool {
@@ -487,7 +500,12 @@ impl TenantClusterState {
                     phase: "completed".into(),
                 })
             .then_some(credential_rotation),
-            storage_quota_bytes: r.wide("storage_quota_bytes", &self.storage_quota_bytes, 0),
+            storage_quota_bytes: r
+                .wide_unset_zero("storage_quota_bytes", &self.storage_quota_bytes),
+            write_budget_bytes_per_second: r.wide_unset_zero(
+                "write_budget_bytes_per_second",
+                &self.write_budget_bytes_per_second,
+            ),
         };
         (spec, r)
     }
@@ -519,6 +537,7 @@ impl TenantClusterState {
                 "network.port" => contract::port,
                 "audit.max_age_days" => contract::audit_max_age,
                 "storage_quota_bytes" => contract::storage_quota,
+                "write_budget_bytes_per_second" => contract::write_budget,
                 // encryption.key_rotation, credential_rotation.generation
                 _ => contract::key_rotation,
             };
@@ -658,6 +677,8 @@ impl TenantClusterState {
         self.encryption_key_rotation = Value::Unknown;
         self.storage_used_bytes = Value::Unknown;
         self.storage_keys = Value::Unknown;
+        self.storage_write_bytes_per_second = Value::Unknown;
+        self.storage_history_bytes = Value::Unknown;
         self
     }
 
@@ -842,8 +863,18 @@ impl TenantClusterState {
             } else {
                 Value::Null
             },
+            write_budget_bytes_per_second: if spec.write_budget_bytes_per_second > 0 {
+                Value::Value(spec.write_budget_bytes_per_second.into())
+            } else {
+                Value::Null
+            },
             storage_used_bytes: st.storage_used_bytes.map(Number::from).into(),
             storage_keys: st.storage_keys.map(Number::from).into(),
+            storage_write_bytes_per_second: st
+                .storage_write_bytes_per_second
+                .map(Number::from)
+                .into(),
+            storage_history_bytes: st.storage_history_bytes.map(Number::from).into(),
         }
     }
 }
@@ -1053,6 +1084,10 @@ mod tests {
             assert_eq!(e[0].0, "Invalid storage_quota_bytes");
         }
         assert!(detail(Number::Whole(1000))[0].1.contains("1 MiB"));
+        // 0 is not "the default": refused at plan, not read back as null after apply.
+        let zero = detail(Number::Whole(0));
+        assert_eq!(zero.len(), 1, "{zero:?}");
+        assert!(zero[0].1.starts_with("0 is not between"), "{zero:?}");
         assert!(detail(Number::Other("1.5".into()))[0]
             .1
             .contains("not a whole number"));

@@ -1,37 +1,30 @@
-//! The storage quota inside a tenant: a ValidatingAdmissionPolicy and its binding, applied while
-//! the tenant keeps more than its quota and removed when it no longer does. The apiserver
-//! enforces it itself (no webhook server to run or reach).
+//! The soft wall inside a tenant ([`crate::limits`]): a ValidatingAdmissionPolicy and its
+//! binding, applied while the tenant is past its storage quota or write budget and removed when
+//! it no longer is. The apiserver enforces it itself (no webhook server to run or reach), with
+//! a message naming the limit.
 //!
-//! It refuses what would add objects: CREATE of any resource (not subresources, so evictions
-//! and token requests pass). It lets through what a tenant needs to recover and to keep
-//! running: deletes and updates; the control plane's own writes (controller-manager, scheduler,
-//! the apiserver, kube-system's controllers, nodes); the reviews that store nothing
-//! (`kubectl auth can-i`, `whoami`); and the objects kamajid itself keeps in the tenant (by their
-//! managed-by label), so that putting back one the user deleted does not fail.
+//! It refuses what would add to the tenant's data or history: CREATE and UPDATE of any resource
+//! (not subresources, so status updates, scaling, evictions and token requests pass). It lets
+//! through what a tenant needs to recover and to keep running: deletes; the control plane's
+//! own writes (controller-manager, scheduler, the apiserver, kube-system's controllers, nodes);
+//! the reviews that store nothing (`kubectl auth can-i`, `whoami`); and the objects kamajid
+//! itself keeps in the tenant (by their managed-by label).
 //!
-//! Not a hard wall: the tenant's cluster-admin can delete the policy (kamajid applies it again at
-//! the next resync). What a tenant cannot get around is its datastore's own quota.
+//! Not a wall on its own: the tenant's cluster-admin can delete or change it. kamajid sees that
+//! on the shard's watch the moment it happens and raises the hard wall (the tenant's etcd role)
+//! until the policy is back and proven in force ([`crate::limits`]).
 
 use serde_json::{json, Value};
 
 use super::meta;
 use crate::controlplane::MANAGED_BY;
-use crate::ids::TenantName;
 
 /// Name of the policy and of its binding.
 pub const POLICY: &str = "kamaji-storage-quota";
 
-/// What a refused create says.
-pub fn message(cluster: &TenantName, quota_bytes: i64) -> String {
-    format!(
-        "tenant cluster {cluster} keeps more than its storage quota of {quota_bytes} bytes: new \
-         objects are refused until objects are deleted (deletes and updates still work), or \
-         until storage_quota_bytes is raised"
-    )
-}
-
-/// The policy and its binding, in apply order.
-pub fn objects(cluster: &TenantName, quota_bytes: i64) -> Vec<Value> {
+/// The policy and its binding, in apply order, refusing writes with `message`
+/// ([`crate::limits::message`]).
+pub fn objects(message: &str) -> Vec<Value> {
     let exempt = "!(request.userInfo.username in ['system:kube-controller-manager', \
                   'system:kube-scheduler', 'system:apiserver'] \
                   || request.userInfo.username.startsWith('system:serviceaccount:kube-system:') \
@@ -51,7 +44,7 @@ pub fn objects(cluster: &TenantName, quota_bytes: i64) -> Vec<Value> {
                 "failurePolicy": "Fail",
                 "matchConstraints": {"resourceRules": [{
                     "apiGroups": ["*"], "apiVersions": ["*"],
-                    "operations": ["CREATE"], "resources": ["*"],
+                    "operations": ["CREATE", "UPDATE"], "resources": ["*"],
                 }]},
                 "matchConditions": [
                     {"name": "not-the-control-plane", "expression": exempt},
@@ -60,7 +53,7 @@ pub fn objects(cluster: &TenantName, quota_bytes: i64) -> Vec<Value> {
                 ],
                 "validations": [{
                     "expression": "false",
-                    "message": message(cluster, quota_bytes),
+                    "message": message,
                     "reason": "Forbidden",
                 }],
             },
@@ -79,18 +72,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_policy_refuses_creates_only_and_names_the_quota() {
-        let name = TenantName::parse("acme").unwrap();
-        let objs = objects(&name, 5 << 20);
+    fn the_policy_refuses_creates_and_updates_and_says_why() {
+        let objs = objects("tenant cluster acme keeps more than its storage quota");
         assert_eq!(objs.len(), 2);
         let spec = &objs[0]["spec"];
         assert_eq!(
             spec["matchConstraints"]["resourceRules"][0]["operations"],
-            json!(["CREATE"])
+            json!(["CREATE", "UPDATE"])
         );
         let msg = spec["validations"][0]["message"].as_str().unwrap();
         assert!(
-            msg.contains("acme") && msg.contains("5242880 bytes"),
+            msg.contains("acme") && msg.contains("storage quota"),
             "{msg}"
         );
         assert_eq!(objs[1]["spec"]["policyName"], POLICY);

@@ -151,6 +151,7 @@ pub(crate) mod testing {
             audit: None,
             credential_rotation: Default::default(),
             storage_quota_bytes: None,
+            write_budget_bytes_per_second: None,
         }
     }
 

@@ -358,19 +358,70 @@ pub struct MemIsolation {
     pub revision_gap: Arc<Mutex<u64>>,
     /// Datastores that refuse writes (an alarm), and why.
     pub refusing: Arc<Mutex<BTreeMap<DatastoreName, String>>>,
+    /// Bytes written beyond its budget, per tenant, as the watch would meter them.
+    pub debt: Arc<Mutex<BTreeMap<TenantId, i64>>>,
+    /// What is enforced on each tenant of each datastore.
+    pub guards: Arc<Mutex<BTreeMap<(DatastoreName, TenantId), crate::limits::Guard>>>,
     pub faults: Faults,
 }
 
+impl MemIsolation {
+    /// What is enforced on `id` at `ds`.
+    pub fn guard(&self, ds: &DatastoreName, id: &TenantId) -> crate::limits::Guard {
+        self.guards
+            .lock()
+            .unwrap()
+            .get(&(ds.clone(), id.clone()))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
 impl Isolation for MemIsolation {
-    fn usage(&self, ds: &DatastoreName, id: &TenantId) -> Option<crate::usage::StorageUsage> {
+    fn metered(&self, ds: &DatastoreName, id: &TenantId) -> Option<crate::limits::Metered> {
         let placed = self
             .users
             .lock()
             .unwrap()
             .contains(&(ds.clone(), id.clone()));
-        placed
+        let usage = placed
             .then(|| self.usage.lock().unwrap().get(id).copied())
-            .flatten()
+            .flatten()?;
+        Some(crate::limits::Metered {
+            usage,
+            debt_bytes: self.debt.lock().unwrap().get(id).copied().unwrap_or(0),
+            guard: self.guard(ds, id),
+            ..Default::default()
+        })
+    }
+
+    fn register(
+        &self,
+        ds: &DatastoreName,
+        id: &TenantId,
+        limits: crate::limits::Limits,
+        held: bool,
+    ) {
+        let mut g = self.guards.lock().unwrap();
+        let e = g.entry((ds.clone(), id.clone())).or_default();
+        e.limits = Some(limits);
+        e.held = held;
+    }
+
+    async fn set_walls(
+        &self,
+        ds: &DatastoreName,
+        id: &TenantId,
+        wall: crate::limits::Wall,
+        soft: bool,
+    ) -> Result<(), PortError> {
+        self.faults.hit("isolation.walls")?;
+        let mut g = self.guards.lock().unwrap();
+        let e = g.entry((ds.clone(), id.clone())).or_default();
+        e.wall = wall;
+        e.soft = soft;
+        e.synced = true;
+        Ok(())
     }
 
     fn refusing_writes(&self, ds: &DatastoreName) -> Option<String> {
@@ -508,7 +559,11 @@ pub type Rewrite = (String, Vec<String>);
 /// The objects inside each tenant, by the cluster name of the kubeconfig they were applied with.
 #[derive(Clone, Default)]
 pub struct MemObjects {
+    /// What each cluster holds of kamajid's objects (`"Kind"/"name"`), applied and not removed.
     pub applied: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+    /// Calls of `refuses_writes` that answer "not yet" after a policy is applied (the
+    /// apiserver's admission catching up).
+    pub admission_lag: Arc<Mutex<u32>>,
     /// Each rewrite: the cluster and the resources written again.
     pub rewrites: Arc<Mutex<Vec<Rewrite>>>,
     pub faults: Faults,
@@ -528,16 +583,43 @@ impl TenantObjects for MemObjects {
         _endpoint: &str,
         admin_kubeconfig: &str,
         apply: &[serde_json::Value],
-        _remove: &[serde_json::Value],
+        remove: &[serde_json::Value],
     ) -> Result<(), PortError> {
         self.faults.hit("objects.sync")?;
         let cluster = cluster_of(admin_kubeconfig);
-        let names = apply
-            .iter()
-            .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"]))
-            .collect();
-        self.applied.lock().unwrap().insert(cluster, names);
+        let name = |o: &serde_json::Value| format!("{}/{}", o["kind"], o["metadata"]["name"]);
+        let mut all = self.applied.lock().unwrap();
+        let held = all.entry(cluster).or_default();
+        for o in apply {
+            if !held.contains(&name(o)) {
+                held.push(name(o));
+            }
+        }
+        held.retain(|n| !remove.iter().any(|o| &name(o) == n));
         Ok(())
+    }
+
+    async fn refuses_writes(
+        &self,
+        _endpoint: &str,
+        admin_kubeconfig: &str,
+    ) -> Result<bool, PortError> {
+        self.faults.hit("objects.refuses")?;
+        let mut lag = self.admission_lag.lock().unwrap();
+        if *lag > 0 {
+            *lag -= 1;
+            return Ok(false);
+        }
+        let policy = format!(
+            "\"ValidatingAdmissionPolicy\"/\"{}\"",
+            crate::bootstrap::quota::POLICY
+        );
+        Ok(self
+            .applied
+            .lock()
+            .unwrap()
+            .get(&cluster_of(admin_kubeconfig))
+            .is_some_and(|held| held.contains(&policy)))
     }
 
     async fn rewrite(

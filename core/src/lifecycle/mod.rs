@@ -218,12 +218,18 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             rotate: spec
                 .as_ref()
                 .is_some_and(|s| s.credential_rotation != rec.credentials),
-            quota: spec.as_ref().is_some_and(|s| {
-                let used = rec
-                    .datastore
-                    .as_ref()
-                    .and_then(|ds| self.isolation.usage(ds, &rec.uid));
-                steps::quota_due(rec, s, used)
+            limits: spec.as_ref().is_some_and(|s| {
+                let Some(ds) = &rec.datastore else {
+                    return false;
+                };
+                // The watch of the shard raises walls at once, from these limits.
+                self.isolation.register(
+                    ds,
+                    &rec.uid,
+                    rec.limits(s),
+                    steps::limits::held_on(rec, ds),
+                );
+                steps::limits::limits_due(rec, s, self.isolation.metered(ds, &rec.uid).as_ref())
             }),
             relocate: spec.as_ref().is_some_and(|s| steps::move_due(rec, s)),
             abort_move: spec.as_ref().is_some_and(|s| steps::abort_due(rec, s)),

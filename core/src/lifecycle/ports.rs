@@ -10,6 +10,7 @@ use std::future::Future;
 use crate::controlplane::Tenant;
 use crate::datastore::{DatastoreRecord, Reservation};
 use crate::ids::{DatastoreName, TenantId, TenantName};
+use crate::limits::{Limits, Metered, Wall};
 use crate::pki::TenantPki;
 use crate::placement::Candidate;
 use crate::spec::TenantSpec;
@@ -133,9 +134,30 @@ pub struct PortError {
 /// exactly its prefix, and a password-less user named by its id (the CN of its certificate);
 /// and measuring what the prefix holds.
 pub trait Isolation: Send + Sync + 'static {
-    /// What tenant `id` keeps on datastore `ds` as last measured (kept current from the
-    /// shard's events, so cheap to ask); `None` until that datastore has been measured.
-    fn usage(&self, ds: &DatastoreName, id: &TenantId) -> Option<StorageUsage>;
+    /// What tenant `id` keeps and writes on datastore `ds` as last measured (kept current from
+    /// the shard's events, so cheap to ask), and how it is walled there; `None` until that
+    /// datastore has been measured.
+    fn metered(&self, ds: &DatastoreName, id: &TenantId) -> Option<Metered>;
+
+    /// What tenant `id` keeps on datastore `ds`; `None` until measured.
+    fn usage(&self, ds: &DatastoreName, id: &TenantId) -> Option<StorageUsage> {
+        self.metered(ds, id).map(|m| m.usage)
+    }
+
+    /// Tells what to enforce on tenant `id` of `ds` from now on, at once, without waiting for
+    /// the lifecycle: its limits, and whether a move holds its writes there (as its record
+    /// says). In memory only, and cheap: the lifecycle says it every round.
+    fn register(&self, ds: &DatastoreName, id: &TenantId, limits: Limits, held: bool);
+
+    /// Sets tenant `id`'s hard wall on `ds` to `wall` and records whether its soft wall is
+    /// proven in force (`soft`); its etcd role then reflects the wall and any move's hold.
+    fn set_walls(
+        &self,
+        ds: &DatastoreName,
+        id: &TenantId,
+        wall: Wall,
+        soft: bool,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Why datastore `ds` refuses every write now (an etcd alarm such as `NOSPACE`), as its last
     /// health round found; `None` while it takes writes.
@@ -156,8 +178,8 @@ pub trait Isolation: Send + Sync + 'static {
         id: &TenantId,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
-    /// Makes tenant `id`'s role on `ds` read-only (`held`), or read-write again: while held its
-    /// apiserver reads but cannot write, so its keys stay as they are.
+    /// Makes tenant `id`'s role on `ds` read-only (`held`), or as its walls say again: while
+    /// held its apiserver reads but cannot write, so its keys stay as they are.
     fn hold_writes(
         &self,
         ds: &DatastoreRecord,
@@ -230,6 +252,15 @@ pub trait TenantObjects: Send + Sync + 'static {
         apply: &[serde_json::Value],
         remove: &[serde_json::Value],
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Whether the tenant's apiserver now refuses, with kamajid's storage policy, both a create
+    /// and an update from a user outside its control plane (dry runs: nothing is written). The
+    /// policy takes effect only once the apiserver's admission has seen it.
+    fn refuses_writes(
+        &self,
+        endpoint: &str,
+        admin_kubeconfig: &str,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
     /// Writes every object of `resources` (`secrets`, `deployments.apps`) back unchanged, so
     /// the apiserver stores each with the key that now encrypts. How many were written.

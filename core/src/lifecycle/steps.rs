@@ -14,8 +14,9 @@
 //! Day two: RotateCredentials (phase one or two of a CA and service-account key rotation; Apply
 //! rolls it out), Reencrypt (every encrypted object written again with the newest key, after a key
 //! rotation or a change of the encrypted resources; then the old keys are retired),
-//! EnforceQuota (the policy that refuses new objects applied inside the tenant when its measured
-//! storage passes its quota, removed when it is back under; `StorageQuotaExceeded` says which),
+//! EnforceLimits (the storage quota and write budget: the walls that refuse the tenant's writes
+//! while it is past either, see [`limits`]; `StorageQuotaExceeded` and `WriteBudgetExceeded` say
+//! which),
 //! AwaitDatastore (while the tenant's datastore refuses writes, an etcd alarm such as `NOSPACE`
 //! that kamajid's upkeep recovers, the tenant is Degraded with `DatastoreWritable` false),
 //! RenewCertificates (the leaf certificates signed again before they expire; Apply rolls them
@@ -24,6 +25,7 @@
 //! back through AwaitReady and Bootstrap). Delete ([`DELETE`]): RemoveControlPlane, ReleaseEtcd
 //! (role, then keys, then user), Forget (record, placement and reservation in one transaction).
 
+pub(crate) mod limits;
 pub(crate) mod moves;
 
 use super::ports::{Isolation, Records, Runtime, TenantObjects};
@@ -36,7 +38,6 @@ use crate::pki::{self, mint, TenantPki, TenantPkiSpec};
 use crate::placement::{self, Request};
 use crate::spec::{Placement, TenantSpec};
 use crate::tenant::*;
-use crate::usage::StorageUsage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -49,7 +50,7 @@ pub enum Step {
     ReissueServingCert,
     Bootstrap,
     Reencrypt,
-    EnforceQuota,
+    EnforceLimits,
     AwaitDatastore,
     RenewCertificates,
     Resync,
@@ -123,9 +124,9 @@ pub struct Due {
     pub renew: bool,
     /// The spec asks for another phase of a credential rotation than the PKI is at.
     pub rotate: bool,
-    /// The measured storage is on the other side of the quota than what is enforced
-    /// ([`quota_due`]).
-    pub quota: bool,
+    /// What the tenant keeps and writes, or the walls in force, do not match what is recorded
+    /// ([`limits::limits_due`]).
+    pub limits: bool,
     /// The tenant is to move off its datastore ([`move_due`]).
     pub relocate: bool,
     /// A move not yet switched is no longer wanted ([`abort_due`]).
@@ -163,12 +164,6 @@ pub fn abort_due(rec: &TenantRecord, spec: &TenantSpec) -> bool {
         },
         _ => false,
     }
-}
-
-/// Whether `usage` (as measured; `None` when not yet) is over the quota while new objects are
-/// allowed, or under it while they are refused.
-pub fn quota_due(rec: &TenantRecord, spec: &TenantSpec, usage: Option<StorageUsage>) -> bool {
-    usage.is_some_and(|u| (u.bytes > rec.storage_quota(spec)) != rec.over_quota())
 }
 
 /// Whether the tenant's encrypted objects are not all written with the key and for the
@@ -253,8 +248,8 @@ pub fn next(rec: &TenantRecord, due: Due) -> Option<Step> {
     if !rec.done(COND_BOOTSTRAPPED) || rec.phase != Phase::Ready {
         return Some(Step::Bootstrap);
     }
-    if due.quota {
-        return Some(Step::EnforceQuota);
+    if due.limits {
+        return Some(Step::EnforceLimits);
     }
     if due.renew {
         return Some(Step::RenewCertificates);
@@ -359,11 +354,11 @@ fn bootstrap_objects(
         bootstrap::render(&inputs),
         bootstrap::disabled_addons(&inputs),
     );
-    let quota = bootstrap::quota::objects(&rec.name, rec.storage_quota(spec));
-    if rec.over_quota() {
-        apply.extend(quota);
+    let wall = limits::wall_objects(rec, spec);
+    if rec.walled().any() {
+        apply.extend(wall);
     } else {
-        remove.extend(quota);
+        remove.extend(wall);
     }
     (apply, remove)
 }
@@ -490,7 +485,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 Ok(Outcome::Ran(Step::Bootstrap))
             }
             Step::Reencrypt => self.reencrypt(rec, rev, &spec, now).await,
-            Step::EnforceQuota => self.enforce_quota(rec, rev, &spec, now).await,
+            Step::EnforceLimits => self.enforce_limits(rec, rev, &spec, now).await,
             Step::AwaitDatastore => self.await_datastore(rec, rev, now).await,
             Step::MoveReserve => self.move_reserve(rec, rev, &spec, now).await,
             Step::MovePrepare
@@ -830,46 +825,6 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         );
         self.save(&rec, rev).await?;
         Ok(Outcome::Ran(Step::RenewCertificates))
-    }
-
-    /// Refuses new objects inside the tenant while it keeps more than its quota, and allows them
-    /// again once it keeps less: the policy is applied or removed with the other objects kamajid
-    /// keeps there, and `StorageQuotaExceeded` says which and by how much.
-    async fn enforce_quota(
-        &self,
-        mut rec: TenantRecord,
-        rev: i64,
-        spec: &TenantSpec,
-        now: i64,
-    ) -> Result<Outcome, LifecycleError> {
-        let Some(used) = rec
-            .datastore
-            .as_ref()
-            .and_then(|ds| self.isolation.usage(ds, &rec.uid))
-        else {
-            return Ok(Outcome::Converged);
-        };
-        let quota = rec.storage_quota(spec);
-        let over = used.bytes > quota;
-        let figures = format!(
-            "{} bytes in {} keys of a quota of {quota} bytes",
-            used.bytes, used.keys
-        );
-        if over {
-            rec.set_condition(
-                COND_STORAGE_QUOTA,
-                true,
-                "OverQuota",
-                format!("{figures}: new objects are refused until some are deleted"),
-                now,
-            );
-        } else {
-            rec.set_condition(COND_STORAGE_QUOTA, false, "WithinQuota", figures, now);
-        }
-        let pki = self.pki(&rec)?;
-        self.bootstrap(&mut rec, spec, &pki, now).await?;
-        self.save(&rec, rev).await?;
-        Ok(Outcome::Ran(Step::EnforceQuota))
     }
 
     /// Records that the tenant's datastore refuses writes (the tenant turns Degraded and waits),

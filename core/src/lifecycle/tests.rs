@@ -458,7 +458,7 @@ fn the_next_step_follows_from_the_record_alone() {
         reencrypt: true,
         renew: true,
         rotate: false,
-        quota: true,
+        limits: true,
         relocate: false,
         abort_move: false,
         datastore_refusing: false,
@@ -479,7 +479,7 @@ fn the_next_step_follows_from_the_record_alone() {
                 ..all
             }
         ),
-        Some(Step::EnforceQuota),
+        Some(Step::EnforceLimits),
         "the quota before the rest of day two"
     );
     assert_eq!(
@@ -487,7 +487,7 @@ fn the_next_step_follows_from_the_record_alone() {
             &rec,
             Due {
                 reencrypt: false,
-                quota: false,
+                limits: false,
                 ..all
             }
         ),
@@ -760,14 +760,16 @@ async fn a_credential_rotation_trusts_both_cas_until_it_completes() {
 }
 
 #[tokio::test]
-async fn a_tenant_over_its_storage_quota_refuses_new_objects_until_it_is_back_under() {
+async fn a_tenant_past_its_quota_is_walled_until_well_back_under_it() {
+    use crate::limits::Wall;
     use crate::usage::StorageUsage;
     let w = world();
     let t = w.create("acme").await;
     let u = w.create("other").await;
     assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
     assert_eq!(w.life.converge(&u, 20).await.unwrap(), Outcome::Converged);
-    let id = w.record(&t).unwrap().uid;
+    let rec = w.record(&t).unwrap();
+    let (id, ds) = (rec.uid.clone(), rec.datastore.clone().unwrap());
     let set = |bytes: i64| {
         w.life
             .isolation
@@ -781,17 +783,38 @@ async fn a_tenant_over_its_storage_quota_refuses_new_objects_until_it_is_back_un
             .iter()
             .any(|o| o.contains("ValidatingAdmissionPolicy"))
     };
+    let guard = || w.life.isolation.guard(&ds, &id);
 
-    // Under the quota (the reservation, by default): nothing to do.
+    // Measured for the first time: the role is set to what the record says (no wall), once.
     set(DEFAULT_RESERVATION_BYTES);
-    assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Converged);
-
-    // Over it: the policy goes in, the condition says by how much, the cluster stays Ready.
-    set(DEFAULT_RESERVATION_BYTES + 1);
     assert_eq!(
         w.life.step(&t).await.unwrap(),
-        Outcome::Ran(Step::EnforceQuota)
+        Outcome::Ran(Step::EnforceLimits)
     );
+    assert!(guard().synced && guard().wall == Wall::Down && !guard().soft);
+    assert_eq!(
+        guard().limits.unwrap().quota_bytes,
+        DEFAULT_RESERVATION_BYTES,
+        "the limits are registered for the watch"
+    );
+    assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Converged);
+
+    // Past it, with the apiserver slow to enforce the policy: the hard wall holds meanwhile.
+    set(DEFAULT_RESERVATION_BYTES + 1);
+    *w.life.objects.admission_lag.lock().unwrap() = 25;
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Waiting(Step::EnforceLimits)
+    );
+    assert_eq!(guard().wall, Wall::Up);
+    assert!(policy_applied());
+    // Enforced: the hard wall comes down (deletes work), the soft one holds; the cluster stays
+    // Ready and says why its writes are refused.
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::EnforceLimits)
+    );
+    assert!(guard().soft && guard().wall == Wall::Down);
     let rec = w.record(&t).unwrap();
     assert!(rec.over_quota());
     assert_eq!(rec.phase, Phase::Ready);
@@ -801,7 +824,6 @@ async fn a_tenant_over_its_storage_quota_refuses_new_objects_until_it_is_back_un
             .contains(&format!("{} bytes", DEFAULT_RESERVATION_BYTES + 1)),
         "{c:?}"
     );
-    assert!(policy_applied());
     assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Converged);
     // A resync keeps it while over.
     w.tamper(&t, |r| r.bootstrapped_at = 0).await;
@@ -809,13 +831,28 @@ async fn a_tenant_over_its_storage_quota_refuses_new_objects_until_it_is_back_un
     assert!(policy_applied());
     // The other tenant is untouched.
     assert!(!w.record(&u).unwrap().over_quota());
+    // The policy changed behind kamajid's back (the watch marks it unproven and raises the
+    // hard wall): put back and proven again.
+    w.life
+        .isolation
+        .set_walls(&ds, &id, Wall::Up, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::EnforceLimits)
+    );
+    assert!(guard().soft && guard().wall == Wall::Down);
 
-    // A raised quota lifts it; so does deleting back under.
-    w.update(&t, |s| {
-        s.storage_quota_bytes = Some(DEFAULT_RESERVATION_BYTES * 2)
-    })
-    .await;
-    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    // Just back under the quota is not enough (no flapping at the edge); under 95 % is.
+    set(DEFAULT_RESERVATION_BYTES - 1);
+    assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Converged);
+    assert!(w.record(&t).unwrap().over_quota());
+    set(DEFAULT_RESERVATION_BYTES * 9 / 10);
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::EnforceLimits)
+    );
     let rec = w.record(&t).unwrap();
     assert!(!rec.over_quota());
     assert_eq!(
@@ -823,16 +860,79 @@ async fn a_tenant_over_its_storage_quota_refuses_new_objects_until_it_is_back_un
         "WithinQuota"
     );
     assert!(!policy_applied());
-    w.update(&t, |s| s.storage_quota_bytes = None).await;
+    assert!(!guard().soft && guard().wall == Wall::Down);
+
+    // A raised quota lifts it too.
+    set(DEFAULT_RESERVATION_BYTES + 1);
     assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
     assert!(w.record(&t).unwrap().over_quota());
-    set(1000);
-    assert_eq!(
-        w.life.step(&t).await.unwrap(),
-        Outcome::Ran(Step::EnforceQuota)
-    );
+    w.update(&t, |s| {
+        s.storage_quota_bytes = Some(DEFAULT_RESERVATION_BYTES * 2)
+    })
+    .await;
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
     assert!(!w.record(&t).unwrap().over_quota());
     assert!(!policy_applied());
+}
+
+#[tokio::test]
+async fn a_tenant_past_its_write_budget_is_walled_until_half_its_burst_drained() {
+    use crate::limits::{Limits, Wall};
+    use crate::usage::StorageUsage;
+    let w = world();
+    let t = w.create("acme").await;
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    let rec = w.record(&t).unwrap();
+    let (id, ds) = (rec.uid.clone(), rec.datastore.clone().unwrap());
+    w.life.isolation.usage.lock().unwrap().insert(
+        id.clone(),
+        StorageUsage {
+            bytes: 1000,
+            keys: 10,
+        },
+    );
+    let burst = Limits::new(1, DEFAULT_RESERVATION_BYTES, None).burst_bytes;
+    let owe = |d: i64| {
+        w.life.isolation.debt.lock().unwrap().insert(id.clone(), d);
+    };
+    let guard = || w.life.isolation.guard(&ds, &id);
+    owe(0);
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+
+    owe(burst + 1);
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    let rec = w.record(&t).unwrap();
+    assert!(rec.walled().budget && !rec.walled().quota);
+    let c = rec.condition(COND_WRITE_BUDGET).unwrap();
+    assert!(c.ok && c.message.contains("beyond a budget of"), "{c:?}");
+    assert!(guard().soft);
+
+    // Kept writing through the policy's keys: locked, and nothing is tried until it drains.
+    w.life
+        .isolation
+        .set_walls(&ds, &id, Wall::Locked, false)
+        .await
+        .unwrap();
+    owe(burst * 4);
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Waiting(Step::EnforceLimits)
+    );
+    assert_eq!(guard().wall, Wall::Locked);
+    owe(burst);
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    assert!(guard().soft && guard().wall == Wall::Down);
+
+    // Half the burst drained: writes are allowed again.
+    owe(burst / 2);
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    let rec = w.record(&t).unwrap();
+    assert!(!rec.walled().any());
+    assert_eq!(
+        rec.condition(COND_WRITE_BUDGET).unwrap().reason,
+        "WithinBudget"
+    );
+    assert!(!guard().soft && guard().wall == Wall::Down);
 }
 
 // --- Moves between datastores ---------------------------------------------------------------

@@ -21,7 +21,7 @@ use kamaji_core::etcd_keys::{prefix, prefix_end};
 use kamaji_core::ids::{DatastoreName, TenantId};
 use kamaji_core::kek::Kek;
 use kamaji_core::lifecycle::ports::{Copied, Isolation, PortError};
-use kamaji_core::usage::StorageUsage;
+use kamaji_core::limits::{Limits, Metered, Wall};
 
 use super::health::Shards;
 use super::transfer;
@@ -187,10 +187,39 @@ impl Isolation for EtcdIsolation {
         } else {
             "allowing writes"
         };
-        self.with_admin(ds, id, op, |mut c| async move {
-            transfer::hold(&mut c, id, held).await
-        })
-        .await
+        self.usage
+            .set_guard(&ds.name, id, |g| g.held = held)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed(&format!("{op} on datastore {}", ds.name), id, e.to_string()))
+    }
+
+    fn register(&self, ds: &DatastoreName, id: &TenantId, limits: Limits, held: bool) {
+        self.usage.register(ds, id, limits, held);
+    }
+
+    async fn set_walls(
+        &self,
+        ds: &DatastoreName,
+        id: &TenantId,
+        wall: Wall,
+        soft: bool,
+    ) -> Result<(), PortError> {
+        self.usage
+            .set_guard(ds, id, |g| {
+                g.wall = wall;
+                g.soft = soft;
+                g.synced = true;
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                failed(
+                    &format!("setting its walls on datastore {ds}"),
+                    id,
+                    e.to_string(),
+                )
+            })
     }
 
     async fn align_revision(
@@ -228,8 +257,8 @@ impl Isolation for EtcdIsolation {
         .await
     }
 
-    fn usage(&self, ds: &DatastoreName, id: &TenantId) -> Option<StorageUsage> {
-        self.usage.tenant(ds, id)
+    fn metered(&self, ds: &DatastoreName, id: &TenantId) -> Option<Metered> {
+        self.usage.metered(ds, id)
     }
 
     fn refusing_writes(&self, ds: &DatastoreName) -> Option<String> {
@@ -250,6 +279,8 @@ impl Isolation for EtcdIsolation {
         let r = self.remove_with(c, id).await;
         if r.is_err() {
             self.forget(&ds.name);
+        } else {
+            self.usage.forget(&ds.name, id);
         }
         r
     }

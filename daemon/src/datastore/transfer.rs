@@ -33,21 +33,60 @@ pub fn kv(c: &Client) -> KvClient {
     c.kv_client().max_decoding_message_size(MAX_MESSAGE)
 }
 
-/// Tenant `id`'s role on this datastore: read-only while `held`, else read-write. etcd
-/// replaces the permission on the same range.
-pub async fn hold(c: &mut Client, id: &TenantId, held: bool) -> Result<(), String> {
+/// What tenant `id`'s etcd role lets it do on a datastore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Its whole prefix.
+    ReadWrite,
+    /// Read its prefix, write only the two keys of kamajid's storage policy inside it (so kamajid
+    /// can put that policy in place through the tenant's apiserver): the hard wall.
+    Walled,
+    /// Read only: a move holds its writes, or it kept rewriting even the policy's keys.
+    ReadOnly,
+}
+
+/// The keys of kamajid's storage policy and its binding under tenant `id`'s prefix, as the
+/// apiserver stores them (`<prefix>/<resource>/<name>`).
+pub fn policy_keys(id: &TenantId) -> [String; 2] {
+    let p = prefix(id);
+    let name = kamaji_core::bootstrap::quota::POLICY;
+    [
+        format!("{p}validatingadmissionpolicies/{name}"),
+        format!("{p}validatingadmissionpolicybindings/{name}"),
+    ]
+}
+
+/// Gives tenant `id`'s role on this datastore `access`. etcd replaces a permission on the same
+/// range; the policy keys' own permissions are granted for [`Access::Walled`] and revoked
+/// otherwise (a revoke of one not granted is benign).
+pub async fn set_access(c: &mut Client, id: &TenantId, access: Access) -> Result<(), String> {
     let p = prefix(id);
     let end = prefix_end(p.as_bytes());
-    let perm = if held {
-        Permission::read(p.as_bytes())
-    } else {
-        Permission::read_write(p.as_bytes())
+    let perm = match access {
+        Access::ReadWrite => Permission::read_write(p.as_bytes()),
+        Access::Walled | Access::ReadOnly => Permission::read(p.as_bytes()),
     }
     .with_range_end(end);
     c.role_grant_permission(id.as_str(), perm)
         .await
-        .map(|_| ())
-        .map_err(err)
+        .map_err(err)?;
+    for key in policy_keys(id) {
+        let r = if access == Access::Walled {
+            c.role_grant_permission(id.as_str(), Permission::read_write(key.as_bytes()))
+                .await
+                .map(|_| ())
+        } else {
+            c.role_revoke_permission(id.as_str(), key.as_bytes(), None)
+                .await
+                .map(|_| ())
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if error_chain(&e).contains("permission is not granted") => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
 }
 
 async fn revision(c: &mut KvClient) -> Result<i64, String> {

@@ -1,43 +1,76 @@
-//! Measuring what each tenant keeps on each datastore, without re-reading shards.
+//! Measuring what each tenant keeps and writes on each datastore, without re-reading shards, and
+//! walling a tenant off the moment it passes its limits.
 //!
 //! Per registered datastore, one task holds one connection (its admin credentials) and:
 //! 1. scans every key once, a page (of 100 keys) at a time at one fixed revision, counting per tenant prefix
 //!    ([`Tally::seed`]);
 //! 2. watches every key from the next revision with previous values, applying each change
 //!    ([`Tally::apply`]): a put adds the new size and takes away the old, a delete takes away
-//!    the old.
+//!    the old; and metering what each tenant writes ([`Meter`]: the bytes of every put).
 //!
 //! A watch that etcd cancels (history compacted past it), a change it cannot account for (a
 //! replaced value etcd did not return), or a lost connection starts again from the scan, after
 //! a pause. Until the first scan completes the datastore reads as unmeasured (`None`), never as
 //! empty. Every kamajid replica measures, so any one of them can answer the API; the cost per
 //! shard is one scan at start and one watch stream, whatever the number of tenants.
+//!
+//! **Walls** ([`kamaji_core::limits`]). The lifecycle registers each tenant's limits here
+//! ([`UsageTracker::guard`]); on the leader, the watch task then raises a tenant's hard wall
+//! (its etcd role made read-only but for kamajid's policy keys) the moment an event takes it past
+//! a limit while its soft wall is not proven in force, or touches the soft wall's own keys, and
+//! wakes the lifecycle, which puts the soft wall in place and lowers the hard one. Every change
+//! of a tenant's role on a datastore (walls, and a move's hold) goes through
+//! [`UsageTracker::set_guard`], one at a time per datastore, so the role always reflects all
+//! of them: a move's hold is never lifted by a wall coming down, and the other way round.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use kamaji_core::datastore::DatastoreRecord;
 use kamaji_core::ids::{DatastoreName, TenantId};
 use kamaji_core::kek::Kek;
-use kamaji_core::usage::{Change, StorageUsage, Tally};
+use kamaji_core::limits::{self, Guard, Limits, Meter, Metered, Wall};
+use kamaji_core::usage::{tenant_of, Change, StorageUsage, Tally};
 
+use super::transfer::{self, policy_keys, Access};
 use crate::etcd::{connect, error_chain, EtcdTls};
 use crate::store::Store;
 
 /// Pause before measuring a datastore again after a failure.
 const RETRY: Duration = Duration::from_secs(5);
 
-type Shared = Arc<RwLock<Option<Tally>>>;
+/// The role that reflects everything enforced on a tenant.
+pub fn access(g: &Guard) -> Access {
+    match (g.held, g.wall) {
+        (true, _) | (_, Wall::Locked) => Access::ReadOnly,
+        (false, Wall::Up) => Access::Walled,
+        (false, Wall::Down) => Access::ReadWrite,
+    }
+}
+
+/// Everything known of one datastore, behind one lock: the live tally, each tenant's meter and
+/// guard, and the connection walls are raised through.
+#[derive(Default)]
+struct ShardState {
+    tally: Option<Tally>,
+    meters: HashMap<String, Meter>,
+    guards: HashMap<String, Guard>,
+    admin: Option<Client>,
+}
+
+type Shared = Arc<RwLock<ShardState>>;
 
 /// One datastore being measured; the task stops when this is dropped.
 struct Shard {
     update_time: i64,
-    tally: Shared,
+    state: Shared,
+    /// Role changes on this datastore, one at a time.
+    roles: Arc<tokio::sync::Mutex<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,11 +80,18 @@ impl Drop for Shard {
     }
 }
 
-/// Per-tenant usage of every registered datastore.
+/// Per-tenant usage of every registered datastore, and the walls enforcing each tenant's limits.
 pub struct UsageTracker {
     kek: Kek,
     timeout: Duration,
+    /// Seconds of history the datastores keep (two compaction retentions).
+    history_secs: i64,
+    /// The lifecycle, woken when a wall goes up.
+    wake: Option<Arc<tokio::sync::Notify>>,
+    /// Whether this replica leads (only the leader raises walls).
+    leading: Option<watch::Receiver<bool>>,
     shards: Mutex<HashMap<DatastoreName, Shard>>,
+    epoch: Instant,
 }
 
 /// Why measuring a datastore stopped; it starts again from a scan.
@@ -73,19 +113,57 @@ impl From<etcd_client::Error> for MeasureError {
     }
 }
 
+/// A role change that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct GuardError(String);
+
 impl UsageTracker {
+    /// A tracker that measures only (no walls raised by itself): tests and the bench.
     pub fn new(kek: Kek, timeout: Duration) -> Arc<Self> {
+        Self::enforcing(
+            kek,
+            timeout,
+            2 * kamaji_core::shard::RETENTION_SECONDS,
+            None,
+            None,
+        )
+    }
+
+    /// A tracker that also raises walls while `leading`, waking `wake`; `history_secs` is how
+    /// long the datastores keep history (for the figures).
+    pub fn enforcing(
+        kek: Kek,
+        timeout: Duration,
+        history_secs: i64,
+        wake: Option<Arc<tokio::sync::Notify>>,
+        leading: Option<watch::Receiver<bool>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             kek,
             timeout,
+            history_secs,
+            wake,
+            leading,
             shards: Mutex::default(),
+            epoch: Instant::now(),
         })
     }
 
-    fn read<T>(&self, ds: &DatastoreName, f: impl FnOnce(&Tally) -> T) -> Option<T> {
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn state(&self, ds: &DatastoreName) -> Option<(Shared, Arc<tokio::sync::Mutex<()>>)> {
         let shards = self.shards.lock().ok()?;
-        let tally = shards.get(ds)?.tally.read().ok()?;
-        tally.as_ref().map(f)
+        let s = shards.get(ds)?;
+        Some((s.state.clone(), s.roles.clone()))
+    }
+
+    fn read<T>(&self, ds: &DatastoreName, f: impl FnOnce(&Tally) -> T) -> Option<T> {
+        let (state, _) = self.state(ds)?;
+        let st = state.read().ok()?;
+        st.tally.as_ref().map(f)
     }
 
     /// What tenant `id` keeps on `ds`; `None` until `ds` has been scanned.
@@ -98,9 +176,88 @@ impl UsageTracker {
         self.read(ds, Tally::total)
     }
 
+    /// What tenant `id` keeps and writes on `ds`, and how it is walled; `None` until `ds` has
+    /// been scanned.
+    pub fn metered(&self, ds: &DatastoreName, id: &TenantId) -> Option<Metered> {
+        let (state, _) = self.state(ds)?;
+        let st = state.read().ok()?;
+        let usage = st.tally.as_ref()?.tenant(id.as_str());
+        let now = self.now_ms();
+        let guard = st.guards.get(id.as_str()).copied().unwrap_or_default();
+        let meter = st.meters.get(id.as_str());
+        let rate = guard.limits.map_or(0, |l| l.write_bytes_per_second);
+        Some(Metered {
+            usage,
+            write_bytes_per_second: meter.map_or(0, |m| m.rate(now)),
+            history_bytes: meter.map_or(0, |m| m.written_within(now, self.history_secs)),
+            debt_bytes: match (meter, guard.limits) {
+                (Some(m), Some(_)) => m.debt(now, rate),
+                _ => 0,
+            },
+            guard,
+        })
+    }
+
+    /// Registers what is enforced on tenant `id` of `ds` (its limits, and whether a move holds
+    /// its writes, as its record says) without touching its role. A tenant registered for the
+    /// first time owes nothing: what was written before (a move's copy) was not its doing.
+    pub fn register(&self, ds: &DatastoreName, id: &TenantId, limits: Limits, held: bool) {
+        let Some((state, _)) = self.state(ds) else {
+            return;
+        };
+        let Ok(mut st) = state.write() else { return };
+        let first = !st.guards.contains_key(id.as_str());
+        let g = st.guards.entry(id.as_str().to_owned()).or_default();
+        g.limits = Some(limits);
+        g.held = held;
+        if first {
+            if let Some(m) = st.meters.get_mut(id.as_str()) {
+                m.forgive();
+            }
+        }
+    }
+
+    /// Changes what is enforced on tenant `id` of `ds` and gives its role the access that
+    /// reflects all of it (one change at a time per datastore).
+    pub async fn set_guard(
+        &self,
+        ds: &DatastoreName,
+        id: &TenantId,
+        change: impl FnOnce(&mut Guard),
+    ) -> Result<Guard, GuardError> {
+        let (state, roles) = self
+            .state(ds)
+            .ok_or_else(|| GuardError(format!("datastore {ds} is not measured yet")))?;
+        let _one = roles.lock().await;
+        let (guard, admin) = {
+            let mut st = state
+                .write()
+                .map_err(|_| GuardError("a poisoned lock".into()))?;
+            let g = st.guards.entry(id.as_str().to_owned()).or_default();
+            change(g);
+            (*g, st.admin.clone())
+        };
+        let mut admin =
+            admin.ok_or_else(|| GuardError(format!("datastore {ds} is not connected yet")))?;
+        transfer::set_access(&mut admin, id, access(&guard))
+            .await
+            .map_err(GuardError)?;
+        Ok(guard)
+    }
+
+    /// Forgets tenant `id` on `ds` (it left: deleted, or moved off).
+    pub fn forget(&self, ds: &DatastoreName, id: &TenantId) {
+        if let Some((state, _)) = self.state(ds) {
+            if let Ok(mut st) = state.write() {
+                st.guards.remove(id.as_str());
+                st.meters.remove(id.as_str());
+            }
+        }
+    }
+
     /// Measures exactly `records`: starts on new datastores (and on ones whose credentials
     /// changed), stops on those no longer registered.
-    pub fn track(&self, records: &[DatastoreRecord]) {
+    pub fn track(self: &Arc<Self>, records: &[DatastoreRecord]) {
         let Ok(mut shards) = self.shards.lock() else {
             return;
         };
@@ -113,18 +270,20 @@ impl UsageTracker {
             if shards.contains_key(&rec.name) {
                 continue;
             }
-            let tally: Shared = Arc::default();
+            let state: Shared = Arc::default();
+            let roles = Arc::new(tokio::sync::Mutex::new(()));
             let task = tokio::spawn(measure(
+                self.clone(),
                 rec.clone(),
-                self.kek.clone(),
-                self.timeout,
-                tally.clone(),
+                state.clone(),
+                roles.clone(),
             ));
             shards.insert(
                 rec.name.clone(),
                 Shard {
                     update_time: rec.update_time,
-                    tally,
+                    state,
+                    roles,
                     task,
                 },
             );
@@ -155,20 +314,34 @@ impl UsageTracker {
             }
         }
     }
+
+    fn leading(&self) -> bool {
+        self.leading.as_ref().is_some_and(|l| *l.borrow())
+    }
 }
 
 /// Measures one datastore for as long as it is tracked.
-async fn measure(rec: DatastoreRecord, kek: Kek, timeout: Duration, tally: Shared) {
+async fn measure(
+    tracker: Arc<UsageTracker>,
+    rec: DatastoreRecord,
+    state: Shared,
+    roles: Arc<tokio::sync::Mutex<()>>,
+) {
     loop {
-        let err = match rec.admin_credentials(&kek) {
+        let err = match rec.admin_credentials(&tracker.kek) {
             Err(e) => MeasureError::Etcd(e.to_string()),
             Ok(creds) => {
                 let tls = EtcdTls {
                     ca_pem: Some(creds.ca_certificate),
                     identity: Some((creds.client_certificate, creds.client_key)),
                 };
-                match connect(&creds.endpoints, &tls, timeout).await {
-                    Ok(c) => follow(c, &tally).await,
+                match connect(&creds.endpoints, &tls, tracker.timeout).await {
+                    Ok(c) => {
+                        if let Ok(mut st) = state.write() {
+                            st.admin = Some(c.clone());
+                        }
+                        follow(&tracker, &rec.name, c, &state, &roles).await
+                    }
                     Err(e) => e.into(),
                 }
             }
@@ -182,11 +355,17 @@ async fn measure(rec: DatastoreRecord, kek: Kek, timeout: Duration, tally: Share
 }
 
 /// One scan, then the watch after it, until something breaks the count.
-async fn follow(mut c: Client, tally: &Shared) -> MeasureError {
+async fn follow(
+    tracker: &UsageTracker,
+    ds: &DatastoreName,
+    mut c: Client,
+    state: &Shared,
+    roles: &tokio::sync::Mutex<()>,
+) -> MeasureError {
     let revision = match scan(&mut c).await {
         Ok((t, rev)) => {
-            if let Ok(mut g) = tally.write() {
-                *g = Some(t);
+            if let Ok(mut st) = state.write() {
+                st.tally = Some(t);
             }
             rev
         }
@@ -209,37 +388,153 @@ async fn follow(mut c: Client, tally: &Shared) -> MeasureError {
         if resp.canceled() {
             return MeasureError::Compacted(resp.compact_revision());
         }
-        let Ok(mut g) = tally.write() else {
-            return MeasureError::Ended;
-        };
-        let Some(t) = g.as_mut() else {
-            return MeasureError::Ended;
-        };
-        for ev in resp.events() {
-            let Some(kv) = ev.kv() else { continue };
-            let prev = ev.prev_kv().map(|p| p.value().len());
-            let change = match (ev.event_type(), prev) {
-                (EventType::Put, _) if kv.version() == 1 => Change::Put {
-                    key: kv.key(),
-                    value_len: kv.value().len(),
-                    prev_len: None,
-                },
-                (EventType::Put, Some(p)) => Change::Put {
-                    key: kv.key(),
-                    value_len: kv.value().len(),
-                    prev_len: Some(p),
-                },
-                (EventType::Delete, Some(p)) => Change::Delete {
-                    key: kv.key(),
-                    prev_len: p,
-                },
-                _ => {
-                    *g = None;
-                    return MeasureError::Unaccounted;
-                }
+        let raise = {
+            let Ok(mut st) = state.write() else {
+                return MeasureError::Ended;
             };
-            t.apply(change);
+            match apply(tracker, &mut st, resp.events()) {
+                Ok(raise) => raise,
+                Err(e) => return e,
+            }
+        };
+        if !raise.is_empty() && tracker.leading() {
+            raise_walls(tracker, ds, &mut c, state, roles, raise).await;
         }
+    }
+}
+
+/// Applies one watch response: the tally, each writer's meter, and which tenants' hard walls
+/// must go up (higher) now.
+fn apply(
+    tracker: &UsageTracker,
+    st: &mut ShardState,
+    events: &[etcd_client::Event],
+) -> Result<Vec<(String, Wall)>, MeasureError> {
+    let now = tracker.now_ms();
+    let mut touched: Vec<String> = Vec::new();
+    let mut policy_touched: Vec<String> = Vec::new();
+    for ev in events {
+        let Some(kv) = ev.kv() else { continue };
+        let prev = ev.prev_kv().map(|p| p.value().len());
+        let change = match (ev.event_type(), prev) {
+            (EventType::Put, _) if kv.version() == 1 => Change::Put {
+                key: kv.key(),
+                value_len: kv.value().len(),
+                prev_len: None,
+            },
+            (EventType::Put, Some(p)) => Change::Put {
+                key: kv.key(),
+                value_len: kv.value().len(),
+                prev_len: Some(p),
+            },
+            (EventType::Delete, Some(p)) => Change::Delete {
+                key: kv.key(),
+                prev_len: p,
+            },
+            _ => {
+                st.tally = None;
+                return Err(MeasureError::Unaccounted);
+            }
+        };
+        let Some(t) = st.tally.as_mut() else {
+            return Err(MeasureError::Ended);
+        };
+        t.apply(change);
+        let Some(id) = tenant_of(kv.key()) else {
+            continue;
+        };
+        // What the write adds to the shard's history: the new value, or the tombstone.
+        let written = match ev.event_type() {
+            EventType::Put => kv.key().len() + kv.value().len(),
+            EventType::Delete => kv.key().len(),
+        } as i64;
+        let rate = st
+            .guards
+            .get(id)
+            .and_then(|g| g.limits)
+            .map_or(i64::MAX, |l| l.write_bytes_per_second);
+        st.meters.entry(id.to_owned()).or_default().record(
+            written,
+            now,
+            rate,
+            tracker.history_secs,
+        );
+        if !touched.iter().any(|t| t == id) {
+            touched.push(id.to_owned());
+        }
+        if let Ok(tid) = TenantId::parse(id) {
+            if policy_keys(&tid).iter().any(|k| k.as_bytes() == kv.key()) {
+                policy_touched.push(id.to_owned());
+            }
+        }
+    }
+    let mut raise = Vec::new();
+    for id in touched {
+        let Some(g) = st.guards.get_mut(&id) else {
+            continue;
+        };
+        let Some(l) = g.limits else { continue };
+        // The soft wall's own keys changed: it is no longer proven (kamajid's own apply proves
+        // it again at once).
+        if policy_touched.contains(&id) {
+            g.soft = false;
+        }
+        let used = st.tally.as_ref().map_or(0, |t| t.tenant(&id).bytes);
+        let debt = st
+            .meters
+            .get(&id)
+            .map_or(0, |m| m.debt(now, l.write_bytes_per_second));
+        if let Some(want) = limits::wall_due(used, debt, &l, g.soft) {
+            if want > g.wall {
+                raise.push((id, want));
+            }
+        }
+    }
+    Ok(raise)
+}
+
+/// Raises the walls of `raise` on their etcd roles at once, and wakes the lifecycle.
+async fn raise_walls(
+    tracker: &UsageTracker,
+    ds: &DatastoreName,
+    c: &mut Client,
+    state: &Shared,
+    roles: &tokio::sync::Mutex<()>,
+    raise: Vec<(String, Wall)>,
+) {
+    let _one = roles.lock().await;
+    for (id, want) in raise {
+        let Ok(tid) = TenantId::parse(&id) else {
+            continue;
+        };
+        let (guard, before) = {
+            let Ok(mut st) = state.write() else { return };
+            let Some(g) = st.guards.get_mut(&id) else {
+                continue;
+            };
+            if want <= g.wall {
+                continue;
+            }
+            let before = g.wall;
+            g.wall = want;
+            (*g, before)
+        };
+        match transfer::set_access(c, &tid, access(&guard)).await {
+            Ok(()) => {
+                info!(datastore = %ds, tenant = %id, wall = ?want, "tenant walled off: past its limits")
+            }
+            Err(e) => {
+                warn!(datastore = %ds, tenant = %id, error = %e, "raising a tenant's wall");
+                if let Ok(mut st) = state.write() {
+                    if let Some(g) = st.guards.get_mut(&id) {
+                        g.wall = before;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(w) = &tracker.wake {
+        w.notify_one();
     }
 }
 
