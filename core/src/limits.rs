@@ -153,6 +153,8 @@ pub struct Guard {
     pub soft: bool,
     /// The lifecycle has set the tenant's walls (and so its role) since this process started.
     pub synced: bool,
+    /// What the tenant's record says it is walled for (the watch keeps the walls' hysteresis).
+    pub walled: Breach,
 }
 
 /// What a tenant keeps and writes on a datastore, and how it is walled there.
@@ -171,10 +173,10 @@ pub struct Metered {
 /// The hard wall a tenant needs now, given its soft wall (`soft`: proven in force): locked
 /// when its debt passes [`LOCK_BURSTS`] bursts, up when [`hard_due`], else `None` (no reason to
 /// raise it; only the lifecycle lowers it).
-pub fn wall_due(used: i64, debt: i64, l: &Limits, soft: bool) -> Option<Wall> {
+pub fn wall_due(used: i64, debt: i64, l: &Limits, soft: bool, walled: Breach) -> Option<Wall> {
     if debt > l.burst_bytes.saturating_mul(LOCK_BURSTS) {
         Some(Wall::Locked)
-    } else if hard_due(used, debt, l, soft) {
+    } else if hard_due(used, debt, l, soft, walled) {
         Some(Wall::Up)
     } else {
         None
@@ -212,13 +214,14 @@ pub fn breach(used: i64, debt: i64, l: &Limits, walled: Breach) -> Breach {
     }
 }
 
-/// Whether the hard wall must go up (again) for a tenant whose soft wall is in force
-/// (`soft`): at once past a limit while it is not, or well past one while it is.
-pub fn hard_due(used: i64, debt: i64, l: &Limits, soft: bool) -> bool {
+/// Whether the hard wall must go up (again) for a tenant walled for `walled` whose soft wall is
+/// in force (`soft`): at once past a limit (or still past it, by the walls' hysteresis) while it
+/// is not, or well past one while it is.
+pub fn hard_due(used: i64, debt: i64, l: &Limits, soft: bool, walled: Breach) -> bool {
     if soft {
         used * 100 > l.quota_bytes * HARD_PERCENT || debt > l.burst_bytes.saturating_mul(2)
     } else {
-        breach(used, debt, l, Breach::default()).any()
+        breach(used, debt, l, walled).any()
     }
 }
 
@@ -317,14 +320,27 @@ mod tests {
     #[test]
     fn the_hard_wall_goes_up_at_once_and_again_when_the_soft_wall_is_not_holding() {
         let l = l();
-        assert!(hard_due(64 * MIB + 1, 0, &l, false));
+        let none = Breach::default();
+        assert!(hard_due(64 * MIB + 1, 0, &l, false, none));
         assert!(
-            !hard_due(64 * MIB + 1, 0, &l, true),
+            !hard_due(64 * MIB + 1, 0, &l, true, none),
             "the soft wall holds it"
         );
-        assert!(hard_due(71 * MIB, 0, &l, true), "past 110 %");
-        assert!(hard_due(0, l.burst_bytes * 2 + 1, &l, true));
-        assert!(!hard_due(0, l.burst_bytes + 1, &l, true));
+        assert!(hard_due(71 * MIB, 0, &l, true, none), "past 110 %");
+        assert!(hard_due(0, l.burst_bytes * 2 + 1, &l, true, none));
+        assert!(!hard_due(0, l.burst_bytes + 1, &l, true, none));
+        // Its soft wall removed while it is still walled for its budget (draining): up again,
+        // though no longer past the burst itself.
+        let budget = Breach {
+            quota: false,
+            budget: true,
+        };
+        assert!(!hard_due(0, l.burst_bytes * 3 / 4, &l, false, none));
+        assert!(hard_due(0, l.burst_bytes * 3 / 4, &l, false, budget));
+        assert_eq!(
+            wall_due(0, l.burst_bytes * 3 + 1, &l, true, none),
+            Some(Wall::Locked)
+        );
     }
 
     #[test]

@@ -126,8 +126,8 @@ async fn the_watch_walls_a_tenant_off_the_moment_it_passes_a_limit() {
     // 1 MiB quota, a generous budget: a growing tenant is walled at the write that passes it.
     let quota = 1 << 20;
     let limits = Limits::new(quota, 64 << 20, Some(1 << 30));
-    isolation.register(&name, &noisy, limits, false);
-    isolation.register(&name, &quiet, limits, false);
+    isolation.register(&name, &noisy, limits, false, Default::default());
+    isolation.register(&name, &quiet, limits, false, Default::default());
     let woken = wake.notified();
     let mut accepted = 0i64;
     let big = vec![b'n'; 100 << 10];
@@ -217,7 +217,7 @@ async fn the_watch_walls_a_tenant_off_the_moment_it_passes_a_limit() {
 
     // Writing on and on through the policy's keys (a small budget now): locked entirely.
     let tight = Limits::new(1 << 30, 64 << 20, Some(4096));
-    isolation.register(&name, &noisy, tight, false);
+    isolation.register(&name, &noisy, tight, false, Default::default());
     let mut locked = false;
     for i in 0..200 {
         if put(&mut n, &policy, vec![b'p'; 20 << 10]).await.is_err() {

@@ -401,11 +401,13 @@ impl Isolation for MemIsolation {
         id: &TenantId,
         limits: crate::limits::Limits,
         held: bool,
+        walled: crate::limits::Breach,
     ) {
         let mut g = self.guards.lock().unwrap();
         let e = g.entry((ds.clone(), id.clone())).or_default();
         e.limits = Some(limits);
         e.held = held;
+        e.walled = walled;
     }
 
     async fn set_walls(

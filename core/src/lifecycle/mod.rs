@@ -228,6 +228,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                     &rec.uid,
                     rec.limits(s),
                     steps::limits::held_on(rec, ds),
+                    rec.walled(),
                 );
                 steps::limits::limits_due(rec, s, self.isolation.metered(ds, &rec.uid).as_ref())
             }),

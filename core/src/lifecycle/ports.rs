@@ -10,7 +10,7 @@ use std::future::Future;
 use crate::controlplane::Tenant;
 use crate::datastore::{DatastoreRecord, Reservation};
 use crate::ids::{DatastoreName, TenantId, TenantName};
-use crate::limits::{Limits, Metered, Wall};
+use crate::limits::{Breach, Limits, Metered, Wall};
 use crate::pki::TenantPki;
 use crate::placement::Candidate;
 use crate::spec::TenantSpec;
@@ -145,9 +145,16 @@ pub trait Isolation: Send + Sync + 'static {
     }
 
     /// Tells what to enforce on tenant `id` of `ds` from now on, at once, without waiting for
-    /// the lifecycle: its limits, and whether a move holds its writes there (as its record
-    /// says). In memory only, and cheap: the lifecycle says it every round.
-    fn register(&self, ds: &DatastoreName, id: &TenantId, limits: Limits, held: bool);
+    /// the lifecycle: its limits, whether a move holds its writes there and what it is walled
+    /// for (as its record says). In memory only, and cheap: the lifecycle says it every round.
+    fn register(
+        &self,
+        ds: &DatastoreName,
+        id: &TenantId,
+        limits: Limits,
+        held: bool,
+        walled: Breach,
+    );
 
     /// Sets tenant `id`'s hard wall on `ds` to `wall` and records whether its soft wall is
     /// proven in force (`soft`); its etcd role then reflects the wall and any move's hold.

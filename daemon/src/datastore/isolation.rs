@@ -21,7 +21,7 @@ use kamaji_core::etcd_keys::{prefix, prefix_end};
 use kamaji_core::ids::{DatastoreName, TenantId};
 use kamaji_core::kek::Kek;
 use kamaji_core::lifecycle::ports::{Copied, Isolation, PortError};
-use kamaji_core::limits::{Limits, Metered, Wall};
+use kamaji_core::limits::{Breach, Limits, Metered, Wall};
 
 use super::health::Shards;
 use super::transfer;
@@ -194,8 +194,15 @@ impl Isolation for EtcdIsolation {
             .map_err(|e| failed(&format!("{op} on datastore {}", ds.name), id, e.to_string()))
     }
 
-    fn register(&self, ds: &DatastoreName, id: &TenantId, limits: Limits, held: bool) {
-        self.usage.register(ds, id, limits, held);
+    fn register(
+        &self,
+        ds: &DatastoreName,
+        id: &TenantId,
+        limits: Limits,
+        held: bool,
+        walled: Breach,
+    ) {
+        self.usage.register(ds, id, limits, held, walled);
     }
 
     async fn set_walls(

@@ -2,7 +2,9 @@
 //! raising the target's revision, copying its prefix and checking the copy. The lifecycle's
 //! move steps call these through [`super::isolation::EtcdIsolation`].
 
-use etcd_client::{Client, DeleteOptions, GetOptions, KvClient, Permission, Txn, TxnOp};
+use etcd_client::{
+    Client, DeleteOptions, GetOptions, KvClient, Permission, PermissionType, Txn, TxnOp,
+};
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
@@ -56,34 +58,101 @@ pub fn policy_keys(id: &TenantId) -> [String; 2] {
     ]
 }
 
-/// Gives tenant `id`'s role on this datastore `access`. etcd replaces a permission on the same
-/// range; the policy keys' own permissions are granted for [`Access::Walled`] and revoked
-/// otherwise (a revoke of one not granted is benign).
+/// Gives tenant `id`'s role on this datastore `access`, changing only what differs, in the
+/// order that never lets through more than either the old or the new access allows: the policy
+/// keys are granted before the prefix turns read-only, and revoked only once it is read-write
+/// again (or before it turns read-only for good). etcd replaces a permission on the same range;
+/// a revoke of one not granted is benign.
 pub async fn set_access(c: &mut Client, id: &TenantId, access: Access) -> Result<(), String> {
     let p = prefix(id);
     let end = prefix_end(p.as_bytes());
-    let perm = match access {
-        Access::ReadWrite => Permission::read_write(p.as_bytes()),
-        Access::Walled | Access::ReadOnly => Permission::read(p.as_bytes()),
-    }
-    .with_range_end(end);
-    c.role_grant_permission(id.as_str(), perm)
-        .await
-        .map_err(err)?;
-    for key in policy_keys(id) {
-        let r = if access == Access::Walled {
-            c.role_grant_permission(id.as_str(), Permission::read_write(key.as_bytes()))
-                .await
-                .map(|_| ())
+    let keys = policy_keys(id);
+    let role = c.role_get(id.as_str()).await.map_err(err)?;
+    let perms = role.permissions();
+    let has = |key: &[u8], range_end: &[u8], ty: PermissionType| {
+        perms
+            .iter()
+            .any(|q| q.key() == key && q.range_end() == range_end && q.get_type() == ty as i32)
+    };
+    let prefix_rw = has(p.as_bytes(), &end, PermissionType::Readwrite);
+    let prefix_ro = has(p.as_bytes(), &end, PermissionType::Read);
+    let keys_rw = keys
+        .iter()
+        .all(|k| has(k.as_bytes(), b"", PermissionType::Readwrite));
+    let keys_none = keys.iter().all(|k| {
+        !perms
+            .iter()
+            .any(|q| q.key() == k.as_bytes() && q.range_end().is_empty())
+    });
+
+    let grant_prefix = |c: &mut Client, rw: bool| {
+        let perm = if rw {
+            Permission::read_write(p.as_bytes())
         } else {
-            c.role_revoke_permission(id.as_str(), key.as_bytes(), None)
+            Permission::read(p.as_bytes())
+        }
+        .with_range_end(end.clone());
+        let mut c = c.clone();
+        async move {
+            c.role_grant_permission(id.as_str(), perm)
                 .await
                 .map(|_| ())
-        };
-        match r {
-            Ok(()) => {}
-            Err(e) if error_chain(&e).contains("permission is not granted") => {}
-            Err(e) => return Err(err(e)),
+                .map_err(err)
+        }
+    };
+    let grant_keys = |c: &mut Client| {
+        let mut c = c.clone();
+        let keys = keys.clone();
+        async move {
+            for k in keys {
+                c.role_grant_permission(id.as_str(), Permission::read_write(k.as_bytes()))
+                    .await
+                    .map_err(err)?;
+            }
+            Ok::<(), String>(())
+        }
+    };
+    let revoke_keys = |c: &mut Client| {
+        let mut c = c.clone();
+        let keys = keys.clone();
+        async move {
+            for k in keys {
+                match c
+                    .role_revoke_permission(id.as_str(), k.as_bytes(), None)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if error_chain(&e).contains("permission is not granted") => {}
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            Ok::<(), String>(())
+        }
+    };
+    match access {
+        Access::ReadWrite => {
+            if !prefix_rw {
+                grant_prefix(c, true).await?;
+            }
+            if !keys_none {
+                revoke_keys(c).await?;
+            }
+        }
+        Access::Walled => {
+            if !keys_rw {
+                grant_keys(c).await?;
+            }
+            if !prefix_ro {
+                grant_prefix(c, false).await?;
+            }
+        }
+        Access::ReadOnly => {
+            if !keys_none {
+                revoke_keys(c).await?;
+            }
+            if !prefix_ro {
+                grant_prefix(c, false).await?;
+            }
         }
     }
     Ok(())

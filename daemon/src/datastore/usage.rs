@@ -198,10 +198,17 @@ impl UsageTracker {
         })
     }
 
-    /// Registers what is enforced on tenant `id` of `ds` (its limits, and whether a move holds
-    /// its writes, as its record says) without touching its role. A tenant registered for the
+    /// Registers what is enforced on tenant `id` of `ds` (its limits, whether a move holds its
+    /// writes and what it is walled for, as its record says) without touching its role. A tenant registered for the
     /// first time owes nothing: what was written before (a move's copy) was not its doing.
-    pub fn register(&self, ds: &DatastoreName, id: &TenantId, limits: Limits, held: bool) {
+    pub fn register(
+        &self,
+        ds: &DatastoreName,
+        id: &TenantId,
+        limits: Limits,
+        held: bool,
+        walled: limits::Breach,
+    ) {
         let Some((state, _)) = self.state(ds) else {
             return;
         };
@@ -210,6 +217,7 @@ impl UsageTracker {
         let g = st.guards.entry(id.as_str().to_owned()).or_default();
         g.limits = Some(limits);
         g.held = held;
+        g.walled = walled;
         if first {
             if let Some(m) = st.meters.get_mut(id.as_str()) {
                 m.forgive();
@@ -484,7 +492,7 @@ fn apply(
             .meters
             .get(&id)
             .map_or(0, |m| m.debt(now, l.write_bytes_per_second));
-        if let Some(want) = limits::wall_due(used, debt, &l, g.soft) {
+        if let Some(want) = limits::wall_due(used, debt, &l, g.soft, g.walled) {
             if want > g.wall {
                 raise.push((id, want));
             }
