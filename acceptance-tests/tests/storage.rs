@@ -200,6 +200,9 @@ async fn usage_is_measured_and_a_tenant_over_its_quota_refuses_new_objects_until
     let file = format!("data={}", blob.display());
     let room = (quota - used) / (100 * 1024);
     let mut created = 0;
+    // The first refusal may come from etcd (the hard wall, the moment the quota is passed), the
+    // following ones from the policy inside the cluster, which names the quota.
+    let mut first_refusal = None;
     let refusal = loop {
         let r = admin.run(&[
             "create",
@@ -209,7 +212,18 @@ async fn usage_is_measured_and_a_tenant_over_its_quota_refuses_new_objects_until
             &file,
         ]);
         if !r.ok {
-            break format!("{}{}", r.stdout, r.stderr);
+            let msg = format!("{}{}", r.stdout, r.stderr);
+            first_refusal.get_or_insert_with(|| (created, Instant::now(), msg.clone()));
+            if msg.contains("kamaji-storage-quota") {
+                break msg;
+            }
+            let (_, at, _) = first_refusal.as_ref().unwrap();
+            assert!(
+                at.elapsed() < Duration::from_secs(30),
+                "refused without the policy's message for 30 s: {msg}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
         }
         created += 1;
         // The neighbour on the same shard keeps creating throughout.
@@ -221,13 +235,17 @@ async fn usage_is_measured_and_a_tenant_over_its_quota_refuses_new_objects_until
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
+    let (refused_at, since, first) = first_refusal.unwrap();
     assert!(
         created >= room.saturating_sub(2),
         "refused early: {created} of {room}: {refusal}"
     );
     eprintln!(
         "fresh cluster: {used} B in {keys} keys; quota {quota} B; {created} ConfigMaps of 100 KiB \
-         created into room for {room} before the first refusal"
+         created into room for {room} before the first refusal (the {refused_at}th: {}); the \
+         policy's message {:?} after it",
+        first.trim(),
+        since.elapsed()
     );
     assert!(
         refusal.contains("kamaji-storage-quota")
@@ -251,12 +269,13 @@ async fn usage_is_measured_and_a_tenant_over_its_quota_refuses_new_objects_until
         "{v:#}"
     );
 
-    // Over quota: no Namespace either; reads, updates, reviews and deletes still work; the
-    // neighbour is unaffected.
+    // Over quota: no Namespace either, no update (it could grow an object); reads, reviews and
+    // deletes still work; the neighbour is unaffected.
     let r = admin.run(&["create", "namespace", "more"]);
     assert!(!r.ok && r.stderr.contains("storage quota"), "{}", r.stderr);
     admin.must(&["get", "configmaps"]);
-    admin.must(&["label", "configmap", "fill-0", "checked=yes"]);
+    let r = admin.run(&["label", "configmap", "fill-0", "checked=yes"]);
+    assert!(!r.ok && r.stderr.contains("storage quota"), "{}", r.stderr);
     assert_eq!(
         admin.must(&["auth", "can-i", "create", "pods"]).trim(),
         "yes"
@@ -612,6 +631,33 @@ resource "kamaji_tenant_cluster" "mover" {{
              client {longest:?} ({writes} writes during the move); target revision {dst_rev} -> \
              {moved_rev}, source was {src_rev}",
             moved.message
+        );
+
+        // Keys that expire expire on the target too: the Events copied from the source are
+        // bound to a lease there, with the time their lease had left.
+        let events = h
+            .shard_root(&sb.endpoint)
+            .await
+            .get(
+                format!("/{uid}/events/"),
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only(),
+                ),
+            )
+            .await
+            .unwrap();
+        assert!(!events.kvs().is_empty(), "no Event moved");
+        let unleased: Vec<_> = events
+            .kvs()
+            .iter()
+            .filter(|kv| kv.lease() == 0)
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect();
+        assert!(
+            unleased.is_empty(),
+            "Events without a lease on the target: {unleased:?}"
         );
 
         // Objects and the admin kubeconfig from before the move: all there.

@@ -413,3 +413,77 @@ async fn a_target_revision_is_raised_past_the_source_in_bounded_rounds() {
     assert_eq!(isolation.align_revision(&from, &to, 10).await.unwrap(), 0);
     assert_eq!(revision_of(&mut d).await, past);
 }
+
+/// A move's copy keeps keys that expire (Events, with a lease) expiring on the target, after the
+/// time their lease had left on the source; keys without a lease stay without one.
+#[tokio::test]
+async fn a_copy_grants_each_lease_again_with_the_time_it_had_left() {
+    kamajid::server::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::generate().unwrap();
+    let (src, dst) = (
+        EtcdProcess::start(dir.path(), "src", &pki, EtcdSecurity::default())
+            .await
+            .unwrap(),
+        EtcdProcess::start(dir.path(), "dst", &pki, EtcdSecurity::default())
+            .await
+            .unwrap(),
+    );
+    let (mut s, mut d) = (
+        client_as(&src, &pki, &pki.root).await,
+        client_as(&dst, &pki, &pki.root).await,
+    );
+    let lease = s.lease_grant(3600, None).await.unwrap().id();
+    let short = s.lease_grant(60, None).await.unwrap().id();
+    for i in 0..150 {
+        let opts =
+            etcd_client::PutOptions::new().with_lease(if i % 2 == 0 { lease } else { short });
+        s.put(format!("/mover/events/default/e{i}"), "event", Some(opts))
+            .await
+            .unwrap();
+    }
+    s.put("/mover/configmaps/default/c", "kept", None)
+        .await
+        .unwrap();
+    let kek = Kek::from_bytes(&[8; 32]);
+    let (from, to) = (
+        record("src", &src, &pki, &kek),
+        record("dst", &dst, &pki, &kek),
+    );
+    let isolation = EtcdIsolation::new(
+        kek.clone(),
+        Duration::from_secs(5),
+        UsageTracker::new(kek, Duration::from_secs(5)),
+        Default::default(),
+    );
+    let id = TenantId::parse("mover").unwrap();
+    let copied = isolation.copy(&from, &to, &id).await.unwrap();
+    assert_eq!(copied.keys, 151);
+    let got = d
+        .get("/mover/", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    let mut leases = std::collections::BTreeMap::new();
+    for kv in got.kvs() {
+        let key = String::from_utf8_lossy(kv.key()).into_owned();
+        if key.contains("/events/") {
+            assert_ne!(kv.lease(), 0, "{key} lost its lease");
+            *leases.entry(kv.lease()).or_insert(0) += 1;
+        } else {
+            assert_eq!(kv.lease(), 0, "{key} got a lease");
+        }
+    }
+    assert_eq!(
+        leases.len(),
+        2,
+        "one lease on the target per lease on the source"
+    );
+    for (l, keys) in leases {
+        let ttl = d.lease_time_to_live(l, None).await.unwrap().ttl();
+        assert_eq!(keys, 75);
+        assert!(
+            (50..=60).contains(&ttl) || (3590..=3600).contains(&ttl),
+            "a copied lease has {ttl} s left"
+        );
+    }
+}

@@ -799,8 +799,16 @@ async fn a_tenant_past_its_quota_is_walled_until_well_back_under_it() {
     );
     assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Converged);
 
-    // Past it, with the apiserver slow to enforce the policy: the hard wall holds meanwhile.
+    // Past it: recorded at once (the status says it), the hard wall up...
     set(DEFAULT_RESERVATION_BYTES + 1);
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::EnforceLimits)
+    );
+    assert!(w.record(&t).unwrap().over_quota());
+    assert_eq!(guard().wall, Wall::Up);
+    assert!(!policy_applied());
+    // ...and held while the apiserver is slow to enforce the policy.
     *w.life.objects.admission_lag.lock().unwrap() = 25;
     assert_eq!(
         w.life.step(&t).await.unwrap(),
@@ -859,8 +867,14 @@ async fn a_tenant_past_its_quota_is_walled_until_well_back_under_it() {
         rec.condition(COND_STORAGE_QUOTA).unwrap().reason,
         "WithinQuota"
     );
+    // Recorded first; the walls come down in the next pass.
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::EnforceLimits)
+    );
     assert!(!policy_applied());
     assert!(!guard().soft && guard().wall == Wall::Down);
+    assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Converged);
 
     // A raised quota lifts it too.
     set(DEFAULT_RESERVATION_BYTES + 1);

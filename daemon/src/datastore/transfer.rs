@@ -198,12 +198,14 @@ pub async fn align(src: &Client, dst: &Client, budget: u64) -> Result<(u64, u64)
 }
 
 /// Count, bytes and digest of every key of `id`'s prefix, read a page at a time at `rev`
-/// (0: now); each page is also written to `into`, when given, before the next is read.
+/// (0: now); each page is also written to `into`, when given, before the next is read. The
+/// digest covers each key, its value and whether it is bound to a lease (the lease ids differ
+/// between datastores; what matters is that a key that expires still expires).
 async fn walk(
     c: &mut KvClient,
     id: &TenantId,
     rev: i64,
-    mut into: Option<&mut KvClient>,
+    mut into: Option<(&mut KvClient, &mut Leases)>,
 ) -> Result<(Copied, String), String> {
     let p = prefix(id);
     let end = prefix_end(p.as_bytes());
@@ -221,11 +223,12 @@ async fn walk(
                 sum.update((part.len() as u64).to_be_bytes());
                 sum.update(part);
             }
+            sum.update([u8::from(kv.lease() != 0)]);
             out.keys += 1;
             out.bytes += (kv.key().len() + kv.value().len()) as i64;
         }
-        if let Some(d) = into.as_deref_mut() {
-            write(d, page.kvs()).await?;
+        if let Some((d, leases)) = into.as_mut() {
+            write(d, leases, page.kvs()).await?;
         }
         match page.kvs().last() {
             Some(last) if page.more() => {
@@ -237,11 +240,63 @@ async fn walk(
     }
 }
 
-/// Puts `kvs` in transactions of bounded size.
-async fn write(d: &mut KvClient, kvs: &[etcd_client::KeyValue]) -> Result<(), String> {
+/// The leases of a copy: each source lease is granted again on the target, once, with the time
+/// it had left (Events, the apiserver's leases for its own identity, expire on the target as they
+/// would have on the source).
+pub struct Leases {
+    src: etcd_client::LeaseClient,
+    dst: etcd_client::LeaseClient,
+    /// Source lease → target lease (`None`: it expired before it could be copied).
+    granted: std::collections::HashMap<i64, Option<i64>>,
+}
+
+impl Leases {
+    pub fn new(src: &Client, dst: &Client) -> Self {
+        Self {
+            src: src.lease_client(),
+            dst: dst.lease_client(),
+            granted: Default::default(),
+        }
+    }
+
+    /// The target lease standing for source lease `id`.
+    async fn on_target(&mut self, id: i64) -> Result<Option<i64>, String> {
+        if let Some(g) = self.granted.get(&id) {
+            return Ok(*g);
+        }
+        let ttl = self.src.time_to_live(id, None).await.map_err(err)?.ttl();
+        let granted = if ttl <= 0 {
+            None
+        } else {
+            Some(self.dst.grant(ttl, None).await.map_err(err)?.id())
+        };
+        self.granted.insert(id, granted);
+        Ok(granted)
+    }
+
+    /// How many leases were granted on the target.
+    pub fn count(&self) -> usize {
+        self.granted.values().filter(|g| g.is_some()).count()
+    }
+}
+
+/// Puts `kvs` in transactions of bounded size, each key bound to the target's lease for its
+/// source lease. A key whose lease expired meanwhile is not copied: it was about to go.
+async fn write(
+    d: &mut KvClient,
+    leases: &mut Leases,
+    kvs: &[etcd_client::KeyValue],
+) -> Result<(), String> {
     let mut ops = Vec::new();
     let mut size = 0;
     for kv in kvs {
+        let lease = match kv.lease() {
+            0 => None,
+            l => match leases.on_target(l).await? {
+                Some(t) => Some(t),
+                None => continue,
+            },
+        };
         if !ops.is_empty() && (ops.len() == TXN_OPS || size + kv.value().len() > TXN_BYTES) {
             d.txn(Txn::new().and_then(std::mem::take(&mut ops)))
                 .await
@@ -249,7 +304,8 @@ async fn write(d: &mut KvClient, kvs: &[etcd_client::KeyValue]) -> Result<(), St
             size = 0;
         }
         size += kv.key().len() + kv.value().len();
-        ops.push(TxnOp::put(kv.key(), kv.value(), None));
+        let opts = lease.map(|l| etcd_client::PutOptions::new().with_lease(l));
+        ops.push(TxnOp::put(kv.key(), kv.value(), opts));
     }
     if !ops.is_empty() {
         d.txn(Txn::new().and_then(ops)).await.map_err(err)?;
@@ -258,7 +314,9 @@ async fn write(d: &mut KvClient, kvs: &[etcd_client::KeyValue]) -> Result<(), St
 }
 
 /// Copies `id`'s prefix from `src` (its writes held) to `dst`, replacing what an earlier
-/// attempt left, then reads both back and compares count and digest.
+/// attempt left, each key bound to a lease with the time its lease had left on the source,
+/// then reads both back and compares count and digest. (A key whose lease expires during the
+/// copy makes the digests differ; the move's copy step is then tried again.)
 pub async fn copy(src: &Client, dst: &Client, id: &TenantId) -> Result<Copied, String> {
     let (mut s, mut d) = (kv(src), kv(dst));
     let p = prefix(id);
@@ -276,8 +334,10 @@ pub async fn copy(src: &Client, dst: &Client, id: &TenantId) -> Result<Copied, S
     d.delete(p.as_str(), Some(DeleteOptions::new().with_range(end)))
         .await
         .map_err(err)?;
-    let (copied, want) = walk(&mut s, id, rev, Some(&mut d)).await?;
+    let mut leases = Leases::new(src, dst);
+    let (copied, want) = walk(&mut s, id, rev, Some((&mut d, &mut leases))).await?;
     let (there, got) = walk(&mut d, id, 0, None).await?;
+    tracing::debug!(tenant = %id, keys = copied.keys, leases = leases.count(), "prefix copied");
     if (there, &got) != (copied, &want) {
         return Err(format!(
             "the copy does not match: the source holds {} keys ({} bytes, digest {want}), the \

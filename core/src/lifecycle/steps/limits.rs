@@ -111,10 +111,28 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             return Ok(Outcome::Converged);
         };
         let l = rec.limits(spec);
-        let before_rec = rec.clone();
         let before = rec.walled();
         let want = limits::breach(m.usage.bytes, m.debt_bytes, &l, before);
-        record_breach(&mut rec, &m, &l, want, now);
+        if want != before || !m.guard.synced {
+            // What it is walled for changes: recorded first (with the figures), so that the
+            // status says it as soon as kamajid knows; the walls follow in the next pass. A hard
+            // wall the watch has not raised yet goes up now.
+            if want.any() && m.guard.wall == Wall::Down && !m.guard.soft {
+                self.isolation
+                    .set_walls(&ds, &rec.uid, Wall::Up, false)
+                    .await?;
+            }
+            if want != before {
+                if want.any() {
+                    tracing::warn!(tenant = %rec.name, quota = want.quota, budget = want.budget, "past its limits: writes refused");
+                } else {
+                    tracing::info!(tenant = %rec.name, "back within its limits: writes allowed again");
+                }
+                record_breach(&mut rec, &m, &l, want, now);
+                self.save(&rec, rev).await?;
+                return Ok(Outcome::Ran(Step::EnforceLimits));
+            }
+        }
         let endpoint = rec.endpoint.clone().unwrap_or_default();
         let admin = self
             .pki(&rec)?
@@ -122,29 +140,22 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         let wall = wall_objects(&rec, spec);
 
         if !want.any() {
+            // The policy may be in place: walls still up, or a process that does not know
+            // (removing one that is not there costs a call that finds nothing).
+            let maybe_policy = m.guard.soft || m.guard.wall != Wall::Down || !m.guard.synced;
             self.isolation
                 .set_walls(&ds, &rec.uid, Wall::Down, false)
                 .await?;
-            if before.any() {
+            if maybe_policy {
                 self.objects.sync(&endpoint, &admin, &[], &wall).await?;
-                tracing::info!(tenant = %rec.name, "back within its limits: writes allowed again");
-            }
-            if rec != before_rec {
-                self.save(&rec, rev).await?;
             }
             return Ok(Outcome::Ran(Step::EnforceLimits));
-        }
-        if want != before {
-            tracing::warn!(tenant = %rec.name, quota = want.quota, budget = want.budget, "past its limits: writes refused");
         }
         // Kept writing through the only keys the hard wall leaves it: locked until its debt
         // drains below the lock's threshold.
         if m.guard.wall == Wall::Locked
             && m.debt_bytes > l.burst_bytes.saturating_mul(limits::LOCK_BURSTS)
         {
-            if rec != before_rec {
-                self.save(&rec, rev).await?;
-            }
             return Ok(Outcome::Waiting(Step::EnforceLimits));
         }
         // The hard wall holds while the soft one is put in place (its keys stay writable).
@@ -152,27 +163,16 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             .set_walls(&ds, &rec.uid, Wall::Up, false)
             .await?;
         self.objects.sync(&endpoint, &admin, &wall, &[]).await?;
-        let mut in_force = false;
         for _ in 0..SOFT_WALL_TRIES {
             if self.objects.refuses_writes(&endpoint, &admin).await? {
-                in_force = true;
-                break;
+                // Deletes work again; the watch raises the hard wall if the soft one is touched.
+                self.isolation
+                    .set_walls(&ds, &rec.uid, Wall::Down, true)
+                    .await?;
+                return Ok(Outcome::Ran(Step::EnforceLimits));
             }
             tokio::time::sleep(SOFT_WALL_WAIT).await;
         }
-        if in_force {
-            // Deletes work again; the watch raises the hard wall if the soft one is touched.
-            self.isolation
-                .set_walls(&ds, &rec.uid, Wall::Down, true)
-                .await?;
-        }
-        if rec != before_rec {
-            self.save(&rec, rev).await?;
-        }
-        Ok(if in_force {
-            Outcome::Ran(Step::EnforceLimits)
-        } else {
-            Outcome::Waiting(Step::EnforceLimits)
-        })
+        Ok(Outcome::Waiting(Step::EnforceLimits))
     }
 }
