@@ -294,6 +294,7 @@ async fn real_control_planes_answer_kubectl_keep_to_their_prefix_and_survive_fau
         name: "old".into(),
         spec: Some(old),
         validate_only: false,
+        planned_datastores: Vec::new(),
     })
     .await
     .unwrap();

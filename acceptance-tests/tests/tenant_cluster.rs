@@ -611,6 +611,7 @@ async fn bad_inputs_fail_naming_the_attribute_and_create_nothing() {
         name: "taken".into(),
         spec: Some(spec),
         validate_only: false,
+        planned_datastores: Vec::new(),
     })
     .await
     .expect("create taken");

@@ -55,6 +55,7 @@ async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_remove
         name: "acme".into(),
         spec: Some(tenant_spec(port)),
         validate_only: false,
+        planned_datastores: Vec::new(),
     })
     .await
     .expect("create tenant");

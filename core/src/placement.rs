@@ -155,7 +155,9 @@ fn refusal(c: &Candidate, req: &Request, check_selector: bool) -> Option<Refusal
             return Some(Refusal::TenantLimit { max });
         }
     }
-    if c.file_bytes * 100 >= c.quota_bytes * crate::shard::FULL_PERCENT {
+    if i128::from(c.file_bytes) * 100
+        >= i128::from(c.quota_bytes) * i128::from(crate::shard::FULL_PERCENT)
+    {
         return Some(Refusal::FileFull {
             file_bytes: c.file_bytes,
             quota_bytes: c.quota_bytes,

@@ -14,6 +14,9 @@ pub const COND_PLACED: &str = "DatastoreAssigned";
 pub const COND_ISOLATED: &str = "EtcdIsolated";
 pub const COND_APPLIED: &str = "ControlPlaneApplied";
 pub const COND_READY: &str = "ControlPlaneReady";
+/// The reason of `ControlPlaneReady` false when a component keeps failing right after it starts:
+/// clients waiting for Ready stop waiting (the spec must change first).
+pub const REASON_STALLED: &str = "FailsToStart";
 pub const COND_BOOTSTRAPPED: &str = "TenantBootstrapped";
 pub const COND_RECONCILED: &str = "Reconciled";
 pub const COND_REMOVED: &str = "ControlPlaneRemoved";

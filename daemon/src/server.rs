@@ -139,7 +139,14 @@ struct LifecycleParts {
 }
 
 impl LifecycleParts {
-    fn spawn<R: Runtime>(self, runtime: Arc<R>) -> tokio::task::JoinHandle<()> {
+    fn spawn<R: Runtime + crate::runtime::Capabilities>(
+        self,
+        runtime: Arc<R>,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        Arc<dyn crate::runtime::Capabilities>,
+    ) {
+        let capabilities: Arc<dyn crate::runtime::Capabilities> = runtime.clone();
         let life = Arc::new(Lifecycle::new(
             self.store,
             EtcdIsolation::new(self.kek.clone(), self.etcd_timeout, self.usage, self.shards),
@@ -148,12 +155,13 @@ impl LifecycleParts {
             self.kek,
             self.settings,
         ));
-        tokio::spawn(life.run(
+        let task = tokio::spawn(life.run(
             std::time::Duration::from_secs(2),
             self.wake,
             self.leading,
             self.shutdown,
-        ))
+        ));
+        (task, capabilities)
     }
 }
 
@@ -272,7 +280,10 @@ pub async fn serve(
             Some(parts.spawn(rt))
         }
     };
-    let runtime = reconciler.is_some().then_some(cfg.process.runtime);
+    let (reconciler, runtime) = match reconciler {
+        Some((task, caps)) => (Some(task), Some(caps)),
+        None => (None, None),
+    };
     let addr = listener.local_addr().map_err(|source| ServeError::Listen {
         addr: cfg.listen,
         source,

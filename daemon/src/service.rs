@@ -107,6 +107,19 @@ pub fn immutable_changes(
         .collect()
 }
 
+/// What a new cluster's spec cannot ask: a credential rotation in progress (a new PKI has no
+/// older credentials to rotate from).
+pub fn new_cluster_rules(spec: &TenantSpec) -> Result<(), ServiceError> {
+    if spec.credential_rotation.started {
+        return Err(ServiceError::Invalid(vec![FieldError::new(
+            "credential_rotation.phase",
+            "a new cluster has no credentials to rotate from: create it with phase \"completed\" \
+             (or without the block), then start a rotation",
+        )]));
+    }
+    Ok(())
+}
+
 /// The attribute a tenant's placement is chosen by, for errors about it.
 fn placement_field(spec: &TenantSpec) -> &'static str {
     match spec.placement {
@@ -157,13 +170,25 @@ impl TenantService {
     /// Whether some datastore can take `spec` now. The lifecycle places for real (under a
     /// compare-and-swap) right after a create.
     pub async fn check_placement(&self, spec: &TenantSpec) -> Result<(), ServiceError> {
-        let candidates: Vec<_> = self
+        self.check_placement_with(spec, Vec::new()).await
+    }
+
+    /// As [`Self::check_placement`], counting `planned` (datastores about to be registered) as
+    /// empty, healthy candidates.
+    async fn check_placement_with(
+        &self,
+        spec: &TenantSpec,
+        planned: Vec<placement::Candidate>,
+    ) -> Result<(), ServiceError> {
+        let mut candidates: Vec<_> = self
             .store
             .candidacies()
             .await?
             .into_iter()
             .map(|c| c.candidate)
             .collect();
+        candidates.retain(|c| !planned.iter().any(|p| p.name == c.name));
+        candidates.extend(planned);
         let req = Request::new(&spec.placement, self.reservation_bytes);
         placement::place(&req, &candidates, Policy::Spread)
             .map(|_| ())
@@ -233,16 +258,63 @@ impl TenantService {
 
     /// Checks a create without writing: only a named datastore that exists and cannot take the
     /// tenant is an error at plan time (others may be created by the same apply).
-    pub async fn validate_create(&self, spec: &TenantSpec) -> Result<(), ServiceError> {
-        match self.check_placement(spec).await {
+    /// Whether a datastore can take `spec` now, or one of `planned` (registered by the same
+    /// plan before the tenant is created) would: a datastore that does not exist, a selector
+    /// that matches nothing, or a named datastore that cannot take the tenant are refused at
+    /// plan. (Room on the datastores that exist is judged again when the tenant is created:
+    /// others may take it first.)
+    pub async fn validate_create(
+        &self,
+        spec: &TenantSpec,
+        planned: &[v1::PlannedDatastore],
+    ) -> Result<(), ServiceError> {
+        new_cluster_rules(spec)?;
+        let planned = planned
+            .iter()
+            .filter_map(|p| {
+                Some(placement::Candidate {
+                    name: wire::datastore_name(&p.name).ok()?,
+                    ready: true,
+                    schedulable: true,
+                    draining: false,
+                    labels: p
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    // Room enough for any tenant: its capacity is judged once it exists.
+                    quota_bytes: 1 << 50,
+                    max_tenants: None,
+                    tenants: 0,
+                    reserved_bytes: 0,
+                    used_bytes: 0,
+                    file_bytes: 0,
+                })
+            })
+            .collect();
+        match self.check_placement_with(spec, planned).await {
             Err(
                 e @ ServiceError::Unplaceable {
-                    error: PlacementError::Refused { .. },
+                    error: PlacementError::Refused { .. } | PlacementError::UnknownDatastore(_),
                     ..
                 },
             ) => Err(e),
-            Ok(()) | Err(ServiceError::Unplaceable { .. }) => Ok(()),
-            Err(e) => Err(e),
+            // None matches at all (or none is registered): refused now. Datastores that match
+            // but are full or capped may have room by apply (this plan may raise their quota).
+            Err(ServiceError::Unplaceable {
+                field,
+                error: PlacementError::NoCandidate(refusals),
+            }) if refusals
+                .iter()
+                .all(|(_, r)| *r == placement::Refusal::SelectorMismatch) =>
+            {
+                Err(ServiceError::Unplaceable {
+                    field,
+                    error: PlacementError::NoCandidate(refusals),
+                })
+            }
+            Err(ServiceError::Unplaceable { .. }) => Ok(()),
+            r => r,
         }
     }
 
@@ -252,6 +324,7 @@ impl TenantService {
         wire_spec: &v1::TenantClusterSpec,
         spec: &TenantSpec,
     ) -> Result<v1::TenantCluster, ServiceError> {
+        new_cluster_rules(spec)?;
         self.check_placement(spec).await?;
         let rec = TenantRecord::new(
             name.clone(),

@@ -136,7 +136,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
     });
     let api = TenantApi {
         service: service.clone(),
-        runtime: Some(kamajid::config::RuntimeKind::Kubernetes),
+        runtime: Some(Arc::new(RunsAnything)),
     };
     let tokens_api = BootstrapTokenApi { service };
     let listener = kamajid::server::bind("127.0.0.1:0".parse().unwrap())
@@ -161,6 +161,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
             name: "lost".into(),
             spec: Some(nowhere),
             validate_only: false,
+            planned_datastores: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -181,6 +182,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
             name: "lost".into(),
             spec: Some(picky),
             validate_only: false,
+            planned_datastores: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -197,6 +199,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
             name: "acme".into(),
             spec: Some(tenant_spec("1.34.3")),
             validate_only: false,
+            planned_datastores: Vec::new(),
         })
         .await
         .unwrap()
@@ -361,6 +364,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
             name: "Bad".into(),
             spec: Some(tenant_spec("1.20.0")),
             validate_only: false,
+            planned_datastores: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -453,4 +457,16 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
     let _ = stop.send(true);
     let _ = driver.await;
     server.abort();
+}
+
+/// A runtime that can run any spec: what these tests check is kamajid's own refusals.
+struct RunsAnything;
+
+impl kamajid::runtime::Capabilities for RunsAnything {
+    fn refuses(
+        &self,
+        _spec: &kamaji_core::spec::TenantSpec,
+    ) -> Vec<kamaji_proto::errors::FieldError> {
+        Vec::new()
+    }
 }

@@ -241,10 +241,39 @@ pub fn host(field: &str, v: &str) -> Check {
     }
 }
 
-/// A Kubernetes resource quantity such as `250m`, `1`, `1.5`, `512Mi`, `2G`.
+/// A Kubernetes resource quantity such as `250m`, `1`, `1.5`, `512Mi`, `2G` or `1e3`.
 pub fn quantity(field: &str, v: &str) -> Check {
-    const SUFFIXES: [&str; 14] = [
-        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+    if quantity_value(v).is_some() {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "{v:?} is not a Kubernetes quantity such as \"250m\", \"2\", \"512Mi\", \"1Gi\" \
+                 or \"1e3\""
+            ),
+        ))
+    }
+}
+
+/// The value of a Kubernetes quantity (`<number><suffix>`, the suffix binary such as `Mi`,
+/// decimal such as `k` or `m`, or an exponent such as `e3`), if `v` is one.
+pub fn quantity_value(v: &str) -> Option<f64> {
+    const SUFFIXES: [(&str, f64); 14] = [
+        ("", 1.0),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("Pi", 1125899906842624.0),
+        ("Ei", 1152921504606846976.0),
     ];
     let split = v
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -252,16 +281,20 @@ pub fn quantity(field: &str, v: &str) -> Check {
     let (num, suffix) = v.split_at(split);
     let num_ok =
         !num.is_empty() && num.matches('.').count() <= 1 && num != "." && !num.starts_with('.');
-    if num_ok && SUFFIXES.contains(&suffix) {
-        Ok(())
-    } else {
-        Err(FieldError::new(
-            field,
-            format!(
-                "{v:?} is not a Kubernetes quantity such as \"250m\", \"2\", \"512Mi\" or \"1Gi\""
-            ),
-        ))
+    if !num_ok {
+        return None;
     }
+    let n: f64 = num.parse().ok()?;
+    if let Some((_, m)) = SUFFIXES.iter().find(|(s, _)| *s == suffix) {
+        return Some(n * m);
+    }
+    // A decimal exponent: `e3`, `E-2`.
+    let exp = suffix.strip_prefix(['e', 'E'])?;
+    let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(n * 10f64.powi(exp.parse::<i32>().ok()?))
 }
 
 /// Flags kamajid sets itself: overriding them would break isolation, PKI or wiring.
@@ -338,14 +371,160 @@ pub fn extra_args<'a>(
 
 /// Admission plugin names are CamelCase identifiers (`NodeRestriction`, `PodSecurity`).
 pub fn admission_plugins(field: &str, plugins: &[String]) -> Check {
+    admission_plugins_for(field, plugins, None)
+}
+
+/// The admission plugins kube-apiserver knows, per minor (from each version's `--help`; a test
+/// of the acceptance suite reads them off the real binaries of tools/k8s-build/VERSIONS).
+pub const ADMISSION_PLUGINS: &[(u32, &[&str])] = &[
+    (
+        36,
+        &[
+            "AlwaysAdmit",
+            "AlwaysDeny",
+            "AlwaysPullImages",
+            "CertificateApproval",
+            "CertificateSigning",
+            "CertificateSubjectRestriction",
+            "ClusterTrustBundleAttest",
+            "DefaultIngressClass",
+            "DefaultStorageClass",
+            "DefaultTolerationSeconds",
+            "DenyServiceExternalIPs",
+            "EventRateLimit",
+            "ExtendedResourceToleration",
+            "ImagePolicyWebhook",
+            "JobValidation",
+            "LimitPodHardAntiAffinityTopology",
+            "LimitRanger",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionWebhook",
+            "NamespaceAutoProvision",
+            "NamespaceExists",
+            "NamespaceLifecycle",
+            "NodeDeclaredFeatureValidator",
+            "NodeRestriction",
+            "OwnerReferencesPermissionEnforcement",
+            "PersistentVolumeClaimResize",
+            "PodGroupProtection",
+            "PodGroupWorkloadExists",
+            "PodNodeSelector",
+            "PodResizeValidator",
+            "PodSecurity",
+            "PodTolerationRestriction",
+            "PodTopologyLabels",
+            "Priority",
+            "ResourceQuota",
+            "RuntimeClass",
+            "ServiceAccount",
+            "StorageObjectInUseProtection",
+            "TaintNodesByCondition",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionWebhook",
+        ],
+    ),
+    (
+        37,
+        &[
+            "AlwaysAdmit",
+            "AlwaysDeny",
+            "AlwaysPullImages",
+            "CertificateApproval",
+            "CertificateSigning",
+            "CertificateSubjectRestriction",
+            "ClusterTrustBundleAttest",
+            "DefaultIngressClass",
+            "DefaultStorageClass",
+            "DefaultTolerationSeconds",
+            "DenyServiceExternalIPs",
+            "EventRateLimit",
+            "ExtendedResourceToleration",
+            "ImagePolicyWebhook",
+            "LimitPodHardAntiAffinityTopology",
+            "LimitRanger",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionWebhook",
+            "NamespaceAutoProvision",
+            "NamespaceExists",
+            "NamespaceLifecycle",
+            "NodeDeclaredFeatureValidator",
+            "NodeRestriction",
+            "OwnerReferencesPermissionEnforcement",
+            "PersistentVolumeClaimResize",
+            "PodGroupProtection",
+            "PodNodeSelector",
+            "PodResizeValidator",
+            "PodSecurity",
+            "PodTolerationRestriction",
+            "PodTopologyLabels",
+            "Priority",
+            "ResourceQuota",
+            "RuntimeClass",
+            "ServiceAccount",
+            "StorageObjectInUseProtection",
+            "TaintNodesByCondition",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionWebhook",
+        ],
+    ),
+];
+
+/// Plugins kube-apiserver knows that a tenant cannot turn on, and why.
+const REFUSED_PLUGINS: &[(&str, &str)] = &[
+    (
+        "AlwaysDeny",
+        "it refuses every request, kamajid's own included",
+    ),
+    (
+        "EventRateLimit",
+        "it needs an admission configuration file (--admission-control-config-file), which \
+         kamajid does not give the apiserver",
+    ),
+    (
+        "ImagePolicyWebhook",
+        "it needs an admission configuration file (--admission-control-config-file), which \
+         kamajid does not give the apiserver",
+    ),
+];
+
+/// The admission plugins a tenant asks for, judged against those of its Kubernetes `minor` when
+/// kamajid knows them (else against every version's it knows).
+pub fn admission_plugins_for(field: &str, plugins: &[String], minor: Option<u32>) -> Check {
+    let known: Vec<&str> = match minor.and_then(|m| ADMISSION_PLUGINS.iter().find(|(n, _)| *n == m))
+    {
+        Some((_, list)) => list.to_vec(),
+        None => ADMISSION_PLUGINS
+            .iter()
+            .flat_map(|(_, l)| l.iter().copied())
+            .collect(),
+    };
     for p in plugins {
-        if p.is_empty()
-            || !p.bytes().all(|b| b.is_ascii_alphanumeric())
-            || !p.as_bytes()[0].is_ascii_uppercase()
-        {
+        if let Some((_, why)) = REFUSED_PLUGINS.iter().find(|(n, _)| n == p) {
             return Err(FieldError::new(
                 field,
-                format!("{p:?} is not an admission plugin name such as \"NodeRestriction\""),
+                format!("{p} cannot be enabled: {why}"),
+            ));
+        }
+        if !known.contains(&p.as_str()) {
+            let close: Vec<&str> = known
+                .iter()
+                .copied()
+                .filter(|k| k.eq_ignore_ascii_case(p))
+                .collect();
+            let version = minor.map_or(String::new(), |m| format!(" of Kubernetes 1.{m}"));
+            return Err(FieldError::new(
+                field,
+                if close.is_empty() {
+                    format!(
+                        "{p:?} is not an admission plugin{version}; it has {}",
+                        known.join(", ")
+                    )
+                } else {
+                    format!(
+                        "{p:?} is not an admission plugin{version}; did you mean {}?",
+                        close[0]
+                    )
+                },
             ));
         }
     }
@@ -353,7 +532,7 @@ pub fn admission_plugins(field: &str, plugins: &[String]) -> Check {
 }
 
 fn resources(prefix: &str, r: &ResourceRequirements) -> Vec<FieldError> {
-    [
+    let mut errs: Vec<FieldError> = [
         ("cpu_request", &r.cpu_request),
         ("memory_request", &r.memory_request),
         ("cpu_limit", &r.cpu_limit),
@@ -362,7 +541,24 @@ fn resources(prefix: &str, r: &ResourceRequirements) -> Vec<FieldError> {
     .into_iter()
     .filter(|(_, v)| !v.is_empty())
     .filter_map(|(k, v)| quantity(&format!("{prefix}.{k}"), v).err())
-    .collect()
+    .collect();
+    // Kubernetes refuses a pod whose request is more than its limit.
+    for (what, req, lim) in [
+        ("cpu", &r.cpu_request, &r.cpu_limit),
+        ("memory", &r.memory_request, &r.memory_limit),
+    ] {
+        if let (Some(rq), Some(li)) = (quantity_value(req), quantity_value(lim)) {
+            if rq > li {
+                errs.push(FieldError::new(
+                    format!("{prefix}.{what}_request"),
+                    format!(
+                        "{req} is more than {what}_limit {lim}; a request cannot exceed its limit"
+                    ),
+                ));
+            }
+        }
+    }
+    errs
 }
 
 /// Network checks: CIDRs, that they do not overlap, the DNS IP inside the service range, port,
@@ -423,11 +619,19 @@ pub fn network(n: &Network) -> Vec<FieldError> {
             errs.push(e);
         }
     }
-    if let Some(e) = n
-        .extra_sans
-        .iter()
-        .find_map(|s| host("network.extra_sans", s).err())
-    {
+    // A certificate may name a wildcard (`*.example.com`): one label in front of a name.
+    if let Some(e) = n.extra_sans.iter().find_map(|s| {
+        let name = s.strip_prefix("*.").unwrap_or(s);
+        host("network.extra_sans", name).err().map(|e| {
+            FieldError::new(
+                e.field,
+                format!(
+                    "{s:?} is neither an IP address, a DNS name nor a wildcard such as \
+                     \"*.example.com\""
+                ),
+            )
+        })
+    }) {
         errs.push(e);
     }
     if let Some(e) = n
@@ -685,6 +889,45 @@ fn authentication(a: &Authentication) -> Vec<FieldError> {
                 field("issuer_url"),
                 format!("{:?} is listed twice", o.issuer_url),
             ));
+        } else if let Ok(u) = url::Url::parse(&o.issuer_url) {
+            if !u.username().is_empty() || u.password().is_some() {
+                errs.push(FieldError::new(
+                    field("issuer_url"),
+                    "must not carry a user or a password: kube-apiserver refuses such an issuer",
+                ));
+            } else if u
+                .host_str()
+                .is_some_and(|h| h.starts_with("kubernetes.default.svc"))
+            {
+                errs.push(FieldError::new(
+                    field("issuer_url"),
+                    format!(
+                        "{:?} is the cluster's own service-account issuer; an OIDC issuer must be \
+                         another",
+                        o.issuer_url
+                    ),
+                ));
+            }
+        }
+        if !o.groups_prefix.is_empty() && o.groups_claim.is_empty() {
+            errs.push(FieldError::new(
+                field("groups_prefix"),
+                "needs groups_claim: without a claim to read groups from, there is nothing to prefix",
+            ));
+        }
+        for (k, v) in [
+            ("username_prefix", &o.username_prefix),
+            ("groups_prefix", &o.groups_prefix),
+        ] {
+            if v.starts_with("system:") {
+                errs.push(FieldError::new(
+                    field(k),
+                    format!(
+                        "{v:?} starts with \"system:\", which Kubernetes reserves for its own \
+                         users and groups: OIDC users would pass for them"
+                    ),
+                ));
+            }
         }
         if o.client_id.trim().is_empty() {
             errs.push(FieldError::new(
@@ -703,6 +946,57 @@ fn authentication(a: &Authentication) -> Vec<FieldError> {
     errs
 }
 
+/// Why `policy` is not an audit policy kube-apiserver loads: an `audit.k8s.io/v1` `Policy`
+/// (YAML or JSON) with at least one rule, each with a level it knows.
+pub fn audit_policy(policy: &str) -> Result<(), String> {
+    const LEVELS: [&str; 4] = ["None", "Metadata", "Request", "RequestResponse"];
+    const STAGES: [&str; 4] = [
+        "RequestReceived",
+        "ResponseStarted",
+        "ResponseComplete",
+        "Panic",
+    ];
+    let doc: serde_json::Value =
+        serde_yaml_ng::from_str(policy).map_err(|e| format!("does not parse as YAML: {e}"))?;
+    if doc["apiVersion"] != "audit.k8s.io/v1" || doc["kind"] != "Policy" {
+        return Err(
+            "is not an audit.k8s.io/v1 Policy document (apiVersion: audit.k8s.io/v1, kind: Policy)"
+                .into(),
+        );
+    }
+    let rules = doc["rules"]
+        .as_array()
+        .filter(|r| !r.is_empty())
+        .ok_or("has no rules: kube-apiserver refuses a policy without one")?;
+    for (i, r) in rules.iter().enumerate() {
+        let level = r["level"].as_str().unwrap_or_default();
+        if !LEVELS.contains(&level) {
+            return Err(format!(
+                "rules[{i}].level is {:?}; it must be one of {}",
+                r["level"],
+                LEVELS.join(", ")
+            ));
+        }
+        for stage in r["omitStages"].as_array().into_iter().flatten() {
+            if !stage.as_str().is_some_and(|s| STAGES.contains(&s)) {
+                return Err(format!(
+                    "rules[{i}].omitStages has {stage}; stages are {}",
+                    STAGES.join(", ")
+                ));
+            }
+        }
+    }
+    for stage in doc["omitStages"].as_array().into_iter().flatten() {
+        if !stage.as_str().is_some_and(|s| STAGES.contains(&s)) {
+            return Err(format!(
+                "omitStages has {stage}; stages are {}",
+                STAGES.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn audit(a: &Audit) -> Vec<FieldError> {
     let mut errs = Vec::new();
     match (a.preset.as_str(), a.policy.trim()) {
@@ -714,9 +1008,9 @@ fn audit(a: &Audit) -> Vec<FieldError> {
             "audit.preset",
             format!("{p:?} is not a preset; use {}", AUDIT_PRESETS.join(", ")),
         )),
-        ("", policy) if !(policy.contains("audit.k8s.io/v1") && policy.contains("Policy")) => errs.push(FieldError::new(
+        ("", policy) if audit_policy(policy).is_err() => errs.push(FieldError::new(
             "audit.policy",
-            "is not an audit.k8s.io/v1 Policy document (apiVersion: audit.k8s.io/v1, kind: Policy)",
+            audit_policy(policy).err().unwrap_or_default(),
         )),
         (p, policy) if !p.is_empty() && !policy.is_empty() => errs.push(FieldError::new(
             "audit.policy",
@@ -781,7 +1075,12 @@ pub fn tenant_cluster(name: &str, spec: &TenantClusterSpec) -> Vec<FieldError> {
             }
         }
     }
-    if let Err(e) = admission_plugins("admission_plugins", &spec.admission_plugins) {
+    let minor = spec
+        .kubernetes_version
+        .strip_prefix("1.")
+        .and_then(|r| r.split('.').next())
+        .and_then(|m| m.parse().ok());
+    if let Err(e) = admission_plugins_for("admission_plugins", &spec.admission_plugins, minor) {
         errs.push(e);
     }
     if let Some(x) = &spec.extra_args {
@@ -937,6 +1236,145 @@ mod tests {
             .message
             .contains("only move forward"));
         assert!(key_rotation_change("encryption.key_rotation", 1, 1).is_ok());
+    }
+
+    /// What a skeptical user found the apiserver refusing after plan had accepted it, and the
+    /// valid values plan refused: each judged at plan now, on its attribute.
+    #[test]
+    fn what_kube_apiserver_refuses_is_refused_at_plan_and_what_it_takes_is_taken() {
+        let message = |s: &TenantClusterSpec, f: &str| {
+            tenant_cluster("acme", s)
+                .into_iter()
+                .find(|e| e.field == f)
+                .map(|e| e.message)
+                .unwrap_or_else(|| panic!("{f} not refused"))
+        };
+        let issuer = |f: &dyn Fn(&mut crate::v1::OidcIssuer)| {
+            let mut s = good();
+            let mut o = crate::v1::OidcIssuer {
+                issuer_url: "https://idp.example".into(),
+                client_id: "kamaji".into(),
+                ..Default::default()
+            };
+            f(&mut o);
+            s.authentication = Some(Authentication { oidc: vec![o] });
+            s
+        };
+        let f = "authentication.oidc[0].issuer_url";
+        assert!(message(
+            &issuer(&|o| o.issuer_url = "https://user:pw@idp.example".into()),
+            f
+        )
+        .contains("user or a password"));
+        assert!(message(
+            &issuer(&|o| o.issuer_url = "https://kubernetes.default.svc.cluster.local".into()),
+            f
+        )
+        .contains("service-account issuer"));
+        assert!(message(
+            &issuer(&|o| o.groups_prefix = "oidc:".into()),
+            "authentication.oidc[0].groups_prefix"
+        )
+        .contains("needs groups_claim"));
+        assert!(message(
+            &issuer(&|o| o.username_prefix = "system:".into()),
+            "authentication.oidc[0].username_prefix"
+        )
+        .contains("reserves"));
+        assert!(tenant_cluster(
+            "acme",
+            &issuer(&|o| {
+                o.groups_claim = "groups".into();
+                o.groups_prefix = "oidc:".into();
+            })
+        )
+        .is_empty());
+
+        let policy = |p: &str| {
+            let mut s = good();
+            s.audit = Some(Audit {
+                policy: p.into(),
+                max_age_days: 1,
+                ..Default::default()
+            });
+            s
+        };
+        for (bad, says) in [
+            (
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [",
+                "does not parse",
+            ),
+            (
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: []",
+                "no rules",
+            ),
+            (
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Everything",
+                "rules[0].level",
+            ),
+            (
+                "# audit.k8s.io/v1 Policy\nkind: Policie",
+                "not an audit.k8s.io/v1 Policy",
+            ),
+        ] {
+            assert!(
+                message(&policy(bad), "audit.policy").contains(says),
+                "{bad}"
+            );
+        }
+        assert!(tenant_cluster(
+            "acme",
+            &policy("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  omitStages: [RequestReceived]")
+        )
+        .is_empty());
+
+        let plugins = |v: &str, p: &str| {
+            let mut s = good();
+            s.kubernetes_version = v.into();
+            s.admission_plugins = vec![p.into()];
+            s
+        };
+        assert!(message(&plugins("1.37.2", "Foo"), "admission_plugins")
+            .contains("is not an admission plugin of Kubernetes 1.37"));
+        assert!(
+            message(&plugins("1.37.2", "podsecurity"), "admission_plugins")
+                .contains("did you mean PodSecurity")
+        );
+        assert!(
+            message(&plugins("1.37.2", "JobValidation"), "admission_plugins").contains("1.37"),
+            "gone in 1.37"
+        );
+        assert!(tenant_cluster("acme", &plugins("1.36.3", "JobValidation")).is_empty());
+        assert!(
+            message(&plugins("1.37.2", "EventRateLimit"), "admission_plugins")
+                .contains("configuration file")
+        );
+        assert!(tenant_cluster("acme", &plugins("1.37.2", "AlwaysPullImages")).is_empty());
+
+        let mut s = good();
+        s.resources = Some(crate::v1::ComponentResources {
+            apiserver: Some(ResourceRequirements {
+                memory_request: "2Gi".into(),
+                memory_limit: "1e9".into(),
+                cpu_request: "1e0".into(),
+                cpu_limit: "2".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(fields(&s), ["resources.apiserver.memory_request"]);
+        assert!(
+            message(&s, "resources.apiserver.memory_request").contains("more than memory_limit")
+        );
+        assert_eq!(quantity_value("1e3"), Some(1000.0));
+        assert_eq!(quantity_value("1.5Gi"), Some(1.5 * 1073741824.0));
+        assert_eq!(quantity_value("1e"), None);
+
+        let mut s = good();
+        s.network.as_mut().unwrap().extra_sans = vec!["*.example.com".into(), "10.0.0.1".into()];
+        assert!(tenant_cluster("acme", &s).is_empty());
+        s.network.as_mut().unwrap().extra_sans = vec!["*.*.example.com".into()];
+        assert_eq!(fields(&s), ["network.extra_sans"]);
     }
 
     #[test]

@@ -28,6 +28,8 @@ const DESCRIPTION_MAX: usize = 256;
 
 pub struct BootstrapTokenResource {
     pub client: Shared,
+    /// Tenant clusters this plan creates, see [`crate::plan_memo`].
+    pub tenants_arriving: crate::plan_memo::NameSet,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +230,38 @@ impl Resource for BootstrapTokenResource {
         let mut planned = proposed.unknown_outputs();
         if planned.ttl.is_null() {
             planned.ttl = Value::Value(DEFAULT_TTL.into());
+        }
+        // A token for a cluster that does not exist (and that this plan does not create) is an
+        // error now, not at apply.
+        if let Value::Value(tenant) = &planned.tenant_cluster {
+            if !self.tenants_arriving.contains(tenant) {
+                if let Some(client) = self.client.get(diags).await {
+                    match client
+                        .tenant_clusters()
+                        .get_tenant_cluster(v1::GetTenantClusterRequest {
+                            name: tenant.clone(),
+                        })
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(s) if s.code() == tonic::Code::NotFound => diags.error(
+                            "Invalid tenant_cluster",
+                            format!(
+                                "tenant cluster {tenant:?} does not exist (and this configuration \
+                                 does not create it): name an existing cluster, or refer to its \
+                                 resource (kamaji_tenant_cluster.<name>.name)"
+                            ),
+                            AttributePath::new("tenant_cluster"),
+                        ),
+                        Err(s) => crate::client::report(
+                            diags,
+                            &format!("Checking tenant cluster {tenant:?}"),
+                            &client.endpoint,
+                            &s,
+                        ),
+                    }
+                }
+            }
         }
         Some((planned, Default::default()))
     }

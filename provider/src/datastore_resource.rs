@@ -22,7 +22,7 @@ use tonic::Code;
 
 use crate::client::{report, Shared};
 use crate::number::Number;
-use crate::plan_memo::{already_exists, NameSet};
+use crate::plan_memo::{already_exists, NameSet, PlannedDatastores};
 use crate::schema::docs::*;
 use crate::schema::*;
 
@@ -70,6 +70,24 @@ pub struct DatastoreResource {
     pub own_names: NameSet,
     /// Tenant clusters this plan destroys, see [`crate::plan_memo`].
     pub tenants_leaving: NameSet,
+    /// Datastores this plan registers or relabels, see [`crate::plan_memo`].
+    pub arriving: PlannedDatastores,
+}
+
+impl DatastoreState {
+    /// The name and labels a plan gives this datastore, when both are known.
+    fn planned_identity(&self) -> Option<(String, BTreeMap<String, String>)> {
+        let name = self.name.as_ref_option()?.clone();
+        let labels = match &self.labels {
+            Value::Null => BTreeMap::new(),
+            Value::Value(m) => m
+                .iter()
+                .map(|(k, v)| v.as_ref_option().map(|v| (k.clone(), v.clone())))
+                .collect::<Option<_>>()?,
+            Value::Unknown => return None,
+        };
+        Some((name, labels))
+    }
 }
 
 pub fn phase_name(p: i32) -> &'static str {
@@ -478,6 +496,7 @@ impl Resource for DatastoreResource {
                 already_exists(diags, "Datastore", name);
             }
         }
+        self.arriving.mark(planned.planned_identity());
         Some((planned, Default::default()))
     }
 
@@ -492,6 +511,9 @@ impl Resource for DatastoreResource {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
         config.check(diags);
         let mut planned = proposed;
+        if planned.labels != prior.labels {
+            self.arriving.mark(planned.planned_identity());
+        }
         // Unset optional attributes go back to their defaults rather than keep old values.
         if config.quota_bytes.is_null() {
             planned.quota_bytes = Value::Null;

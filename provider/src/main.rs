@@ -9,6 +9,7 @@ mod datastores_data_source;
 mod docs;
 mod duration;
 mod listing;
+mod log;
 mod number;
 mod plan_memo;
 mod provider;
@@ -34,6 +35,7 @@ fn main() -> std::process::ExitCode {
     // tf-provider appends a Rust backtrace to every diagnostic when backtraces are enabled;
     // users must never see one. RUST_LIB_BACKTRACE takes precedence over RUST_BACKTRACE.
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    log::init();
     let _ = rustls_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

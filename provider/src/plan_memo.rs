@@ -13,12 +13,15 @@
 //!     that finds it), then plans it as a create with no prior state, to replace it.
 //!
 //!   (With `-refresh=false` a tainted name is not seen; the check's message says what to do.)
+//! - **datastores arriving**: datastores this plan registers (with their labels). A tenant cluster
+//!   planned after them (Terraform plans dependents after what they depend on) whose
+//!   `datastore` or `datastore_selector` matches nothing registered may still match one of them.
 //! - **tenants leaving**: tenant clusters this plan destroys. Destroying a datastore that still
 //!   holds tenants fails, so the datastore's plan refuses it, unless every tenant on it is
 //!   leaving in the same plan (Terraform plans a destroy of dependents before what they depend
 //!   on, and applies them in that order too).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tf_provider::value::Value;
@@ -44,6 +47,25 @@ impl NameSet {
         name.as_ref_option()
             .filter(|n| !self.contains(n))
             .map(String::as_str)
+    }
+}
+
+/// Datastores this plan registers, with their labels (`None`: a name or labels not known at
+/// plan), so that a tenant cluster planned after them is judged against them too.
+#[derive(Clone, Default)]
+pub struct PlannedDatastores(Arc<Mutex<Vec<Option<(String, BTreeMap<String, String>)>>>>);
+
+impl PlannedDatastores {
+    pub fn mark(&self, datastore: Option<(String, BTreeMap<String, String>)>) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(datastore);
+        }
+    }
+
+    /// The datastores this plan registers; `None` when one of them is not known at plan (a
+    /// tenant cannot be judged against it then).
+    pub fn known(&self) -> Option<Vec<(String, BTreeMap<String, String>)>> {
+        self.0.lock().ok()?.iter().cloned().collect()
     }
 }
 

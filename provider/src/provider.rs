@@ -10,7 +10,7 @@ use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{map, AttributePath, Diagnostics, DynamicDataSource, DynamicResource, Provider};
 
 use crate::client::{Client, Settings, Shared};
-use crate::plan_memo::NameSet;
+use crate::plan_memo::{NameSet, PlannedDatastores};
 use crate::schema::{attributes, optional, sensitive, string};
 use crate::{
     bootstrap_token_resource, datastore_data_source, datastore_resource, datastores_data_source,
@@ -29,6 +29,10 @@ pub struct KamajiProvider {
     client: Shared,
     /// Tenant clusters the running plan destroys, see [`crate::plan_memo`].
     tenants_leaving: NameSet,
+    /// Datastores the running plan registers, see [`crate::plan_memo`].
+    datastores_arriving: PlannedDatastores,
+    /// Tenant clusters the running plan creates.
+    tenants_arriving: NameSet,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -200,9 +204,9 @@ impl Provider for KamajiProvider {
         _diags: &mut Diagnostics,
     ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
         Some(map! {
-            "datastore" => datastore_resource::DatastoreResource { client: self.client.clone(), own_names: Default::default(), tenants_leaving: self.tenants_leaving.clone() },
-            "tenant_cluster" => tenant_cluster_resource::TenantClusterResource { client: self.client.clone(), own_names: Default::default(), leaving: self.tenants_leaving.clone() },
-            "bootstrap_token" => bootstrap_token_resource::BootstrapTokenResource { client: self.client.clone() },
+            "datastore" => datastore_resource::DatastoreResource { client: self.client.clone(), own_names: Default::default(), tenants_leaving: self.tenants_leaving.clone(), arriving: self.datastores_arriving.clone() },
+            "tenant_cluster" => tenant_cluster_resource::TenantClusterResource { client: self.client.clone(), own_names: Default::default(), leaving: self.tenants_leaving.clone(), datastores_arriving: self.datastores_arriving.clone(), arriving: self.tenants_arriving.clone() },
+            "bootstrap_token" => bootstrap_token_resource::BootstrapTokenResource { client: self.client.clone(), tenants_arriving: self.tenants_arriving.clone() },
         })
     }
 

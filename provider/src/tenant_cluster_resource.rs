@@ -22,7 +22,7 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 
 use crate::client::{report, Client, Shared};
-use crate::plan_memo::{already_exists, NameSet};
+use crate::plan_memo::{already_exists, NameSet, PlannedDatastores};
 use crate::schema::tenant_docs::*;
 use crate::schema::*;
 use crate::tenant_cluster_state::{field_diag, status_message, TenantClusterState};
@@ -32,6 +32,10 @@ pub struct TenantClusterResource {
     pub own_names: NameSet,
     /// Tenants this plan destroys, shared with the datastore resource.
     pub leaving: NameSet,
+    /// Datastores this plan registers, see [`crate::plan_memo`].
+    pub datastores_arriving: PlannedDatastores,
+    /// Tenant clusters this plan creates (bootstrap tokens may name them).
+    pub arriving: NameSet,
 }
 
 pub fn schema() -> Schema {
@@ -279,10 +283,53 @@ fn specs_to_send(
 enum WaitEnd {
     /// The tenant is gone (a delete finished).
     Gone,
-    TimedOut(Option<Box<v1::TenantCluster>>),
+    /// Out of time: the last state seen, and since when kamajid has not answered (and why),
+    /// if it has not.
+    TimedOut(Option<Box<v1::TenantCluster>>, Option<Unreachable>),
     Failed(tonic::Status),
     /// kamajid gave up on it (no datastore could take it): terminal, no use waiting.
     Unplaceable(Box<v1::TenantCluster>),
+    /// Its control plane keeps failing at start with this spec: no use waiting either.
+    DoesNotStart(Box<v1::TenantCluster>),
+}
+
+/// kamajid not answering a wait: since when, and the last error.
+struct Unreachable {
+    since: time::OffsetDateTime,
+    error: String,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "kamajid has not answered since {} ({})",
+            crate::tenant_cluster_state::rfc3339(self.since.unix_timestamp()),
+            self.error
+        )
+    }
+}
+
+/// A short label for a phase, for the log.
+fn phase_label(tc: &v1::TenantCluster) -> (&'static str, String) {
+    let st = tc.status.clone().unwrap_or_default();
+    (
+        crate::tenant_cluster_state::phase_name(st.phase),
+        status_message(tc),
+    )
+}
+
+/// Whether `tc`'s control plane, at `generation` or later, keeps failing right after it starts
+/// (kamajid's `ControlPlaneReady` false for `FailsToStart`).
+fn does_not_start(tc: &v1::TenantCluster, generation: i64) -> bool {
+    tc.status.as_ref().is_some_and(|s| {
+        s.observed_generation >= generation
+            && s.conditions.iter().any(|c| {
+                c.r#type == "ControlPlaneReady"
+                    && c.status == v1::ConditionStatus::False as i32
+                    && c.reason == "FailsToStart"
+            })
+    })
 }
 
 impl TenantClusterResource {
@@ -331,15 +378,18 @@ impl TenantClusterResource {
         name: &str,
         timeout: Duration,
         done: impl Fn(&v1::TenantCluster) -> bool,
-        // Stop at phase Failed (waiting for Ready); a delete waits through it.
-        stop_at_failed: bool,
+        // Waiting for Ready at this generation: stop at phase Failed, or at a control plane that
+        // does not start. A delete (`None`) waits through both.
+        generation: Option<i64>,
     ) -> Result<v1::TenantCluster, WaitEnd> {
         let deadline = Instant::now() + timeout;
-        let mut last = None;
+        let mut last: Option<v1::TenantCluster> = None;
+        let mut unreachable: Option<Unreachable> = None;
+        let mut logged = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(WaitEnd::TimedOut(last.map(Box::new)));
+                return Err(WaitEnd::TimedOut(last.map(Box::new), unreachable));
             }
             let opened = tokio::time::timeout(
                 left,
@@ -351,30 +401,49 @@ impl TenantClusterResource {
             )
             .await;
             let mut stream = match opened {
-                Err(_) => return Err(WaitEnd::TimedOut(last.map(Box::new))),
+                Err(_) => return Err(WaitEnd::TimedOut(last.map(Box::new), unreachable)),
                 Ok(Ok(s)) => s.into_inner(),
                 Ok(Err(s)) if s.code() == Code::NotFound => return Err(WaitEnd::Gone),
                 Ok(Err(s)) if retryable(&s) => {
+                    if unreachable.is_none() {
+                        tracing::warn!(tenant = name, error = %s.message(), "kamajid does not answer; waiting for it");
+                        unreachable = Some(Unreachable {
+                            since: time::OffsetDateTime::now_utc(),
+                            error: s.message().to_owned(),
+                        });
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
                 Ok(Err(s)) => return Err(WaitEnd::Failed(s)),
             };
+            if let Some(u) = unreachable.take() {
+                tracing::info!(tenant = name, since = %crate::tenant_cluster_state::rfc3339(u.since.unix_timestamp()), "kamajid answers again");
+            }
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(left, stream.next()).await {
-                    Err(_) => return Err(WaitEnd::TimedOut(last.map(Box::new))),
+                    Err(_) => return Err(WaitEnd::TimedOut(last.map(Box::new), None)),
                     Ok(Some(Ok(tc))) => {
+                        let now = phase_label(&tc);
+                        if logged.as_ref() != Some(&now) {
+                            tracing::info!(tenant = name, phase = now.0, status = %now.1, generation = tc.status.as_ref().map_or(0, |s| s.observed_generation), "tenant cluster");
+                            logged = Some(now);
+                        }
                         if done(&tc) {
                             return Ok(tc);
                         }
-                        if stop_at_failed
-                            && tc
+                        if let Some(g) = generation {
+                            if tc
                                 .status
                                 .as_ref()
                                 .is_some_and(|s| s.phase == v1::TenantClusterPhase::Failed as i32)
-                        {
-                            return Err(WaitEnd::Unplaceable(Box::new(tc)));
+                            {
+                                return Err(WaitEnd::Unplaceable(Box::new(tc)));
+                            }
+                            if does_not_start(&tc, g) {
+                                return Err(WaitEnd::DoesNotStart(Box::new(tc)));
+                            }
                         }
                         last = Some(tc);
                     }
@@ -427,62 +496,77 @@ impl TenantClusterResource {
             let st = tc.status.clone().unwrap_or_default();
             st.phase == v1::TenantClusterPhase::Ready as i32 && st.observed_generation >= generation
         };
-        Some(match Self::wait(client, name, timeout, ready, true).await {
-            Ok(tc) => {
-                let creds = Self::credentials(client, name).await;
-                TenantClusterState::from_proto(&tc, creds.as_ref(), planned)
-            }
-            Err(end) => {
-                let last = match end {
-                    WaitEnd::TimedOut(last) => {
-                        let last = last.map_or(fallback, |b| *b);
-                        let st = last.status.clone().unwrap_or_default();
-                        let why = status_message(&last);
-                        diags.root_error(
+        Some(
+            match Self::wait(client, name, timeout, ready, Some(generation)).await {
+                Ok(tc) => {
+                    let creds = Self::credentials(client, name).await;
+                    TenantClusterState::from_proto(&tc, creds.as_ref(), planned)
+                }
+                Err(end) => {
+                    let last = match end {
+                        WaitEnd::TimedOut(last, unreachable) => {
+                            let last = last.map_or(fallback, |b| *b);
+                            let st = last.status.clone().unwrap_or_default();
+                            let why = status_message(&last);
+                            let down = unreachable.map(|u| format!(" {u}.")).unwrap_or_default();
+                            diags.root_error(
                             format!("Tenant cluster {name:?} did not become Ready"),
                             format!(
-                                "{verb} waited {}s; the cluster is {}{}. kamajid keeps reconciling it; \
+                                "{verb} waited {}s; the cluster is {}{}.{down} kamajid keeps reconciling it; \
                                  raise timeouts.{verb} or fix the cause, then apply again.",
                                 timeout.as_secs(),
                                 crate::tenant_cluster_state::phase_name(st.phase),
                                 if why.is_empty() { String::new() } else { format!(" ({why})") },
                             ),
                         );
-                        last
-                    }
-                    WaitEnd::Unplaceable(last) => {
-                        diags.root_error(
-                            format!("Tenant cluster {name:?} could not be created"),
-                            format!(
+                            last
+                        }
+                        WaitEnd::Unplaceable(last) => {
+                            diags.root_error(
+                                format!("Tenant cluster {name:?} could not be created"),
+                                format!(
                                 "{}. kamajid reserved nothing for it and does not retry it. Make \
                                  room on a datastore or choose another, then apply again: \
                                  Terraform replaces it.",
                                 status_message(&last)
                             ),
-                        );
-                        *last
-                    }
-                    WaitEnd::Gone => {
-                        diags.root_error(
-                            format!("Tenant cluster {name:?} disappeared"),
-                            "It was deleted while Terraform waited for it to become Ready.",
-                        );
-                        fallback
-                    }
-                    WaitEnd::Failed(s) => {
-                        report(
-                            diags,
-                            &format!("Waiting for tenant cluster {name:?}"),
-                            &client.endpoint,
-                            &s,
-                        );
-                        fallback
-                    }
-                };
-                let creds = Self::credentials(client, name).await;
-                TenantClusterState::from_proto(&last, creds.as_ref(), planned)
-            }
-        })
+                            );
+                            *last
+                        }
+                        WaitEnd::DoesNotStart(last) => {
+                            diags.root_error(
+                                format!("Tenant cluster {name:?} does not start"),
+                                format!(
+                                    "{}. kamajid keeps retrying it as written; change what the \
+                                 error names (the version, extra_args, admission_plugins, the \
+                                 OIDC or audit settings, the resources) and apply again.",
+                                    status_message(&last)
+                                ),
+                            );
+                            *last
+                        }
+                        WaitEnd::Gone => {
+                            diags.root_error(
+                                format!("Tenant cluster {name:?} disappeared"),
+                                "It was deleted while Terraform waited for it to become Ready.",
+                            );
+                            fallback
+                        }
+                        WaitEnd::Failed(s) => {
+                            report(
+                                diags,
+                                &format!("Waiting for tenant cluster {name:?}"),
+                                &client.endpoint,
+                                &s,
+                            );
+                            fallback
+                        }
+                    };
+                    let creds = Self::credentials(client, name).await;
+                    TenantClusterState::from_proto(&last, creds.as_ref(), planned)
+                }
+            },
+        )
     }
 }
 
@@ -603,10 +687,34 @@ impl Resource for TenantClusterResource {
                     already_exists(diags, "Tenant cluster", name);
                 }
             }
+            // A new cluster (not one of ours planned again as a replacement) has rotated nothing.
+            if let Some(Value::Value(g)) = config
+                .credential_rotation
+                .as_ref_option()
+                .map(|r| &r.generation)
+            {
+                if g.whole().is_ok_and(|g| g > 0) {
+                    diags.error(
+                        "Invalid credential_rotation.generation",
+                        "a new cluster starts at generation 0: its credentials have never been \
+                         rotated. Leave the block out (or set 0), and raise it to rotate once the \
+                         cluster exists.",
+                        crate::tenant_cluster_state::attribute_path(
+                            "credential_rotation.generation",
+                        ),
+                    );
+                }
+            }
         }
-        // What kamajid would refuse (a named datastore that cannot take the tenant, a setting
-        // its runtime cannot run) is an error now, not after a timeout.
         if let Value::Value(name) = &planned.name {
+            self.arriving.mark(name);
+        }
+        // What kamajid would refuse (a datastore that does not exist or cannot take the tenant,
+        // a selector no datastore matches, a setting its runtime cannot run) is an error now,
+        // not after a timeout; datastores this plan registers first count.
+        if let (Value::Value(name), Some(arriving)) =
+            (&planned.name, self.datastores_arriving.known())
+        {
             let mut source = planned.clone();
             source.datastore = config.datastore.clone();
             let (spec, unknown) = source.spec();
@@ -617,6 +725,13 @@ impl Resource for TenantClusterResource {
                         name: name.clone(),
                         spec: Some(spec),
                         validate_only: true,
+                        planned_datastores: arriving
+                            .into_iter()
+                            .map(|(name, labels)| v1::PlannedDatastore {
+                                name,
+                                labels: labels.into_iter().collect(),
+                            })
+                            .collect(),
                     })
                     .await
                 {
@@ -839,6 +954,7 @@ impl Resource for TenantClusterResource {
                 name: name.clone(),
                 spec: Some(spec),
                 validate_only: false,
+                planned_datastores: Vec::new(),
             })
             .await;
         let write = Write {
@@ -914,10 +1030,18 @@ impl Resource for TenantClusterResource {
             }
         }
         let timeout = prior.timeout("delete");
-        match Self::wait(&client, &name, timeout, |_| false, false).await {
-            Ok(_) | Err(WaitEnd::Gone) | Err(WaitEnd::Unplaceable(_)) => Some(()),
-            Err(WaitEnd::TimedOut(last)) => {
+        match Self::wait(&client, &name, timeout, |_| false, None).await {
+            Ok(_)
+            | Err(WaitEnd::Gone)
+            | Err(WaitEnd::Unplaceable(_))
+            | Err(WaitEnd::DoesNotStart(_)) => Some(()),
+            Err(WaitEnd::TimedOut(last, unreachable)) => {
                 let why = last.as_deref().map(status_message).unwrap_or_default();
+                let why = match unreachable {
+                    Some(u) if why.is_empty() => u.to_string(),
+                    Some(u) => format!("{why}; {u}"),
+                    None => why,
+                };
                 diags.root_error(
                     format!("Tenant cluster {name:?} was not removed in time"),
                     format!(

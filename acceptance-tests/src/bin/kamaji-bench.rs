@@ -420,6 +420,7 @@ async fn bench_provisioning(h: &Harness, args: &Args) -> Provisioned {
                     name: name.clone(),
                     spec: Some(tenant_spec()),
                     validate_only: false,
+                    planned_datastores: Vec::new(),
                 })
                 .await;
             drop(permit);
@@ -534,6 +535,7 @@ async fn bench_overcommit(h: &Harness, tight_endpoint: &str) {
                     name: format!("oc-{i:02}"),
                     spec: Some(spec),
                     validate_only: false,
+                    planned_datastores: Vec::new(),
                 })
                 .await
                 .is_ok()

@@ -182,6 +182,7 @@ async fn main() {
                 ..Default::default()
             }),
             validate_only: false,
+            planned_datastores: Vec::new(),
         })
         .await
         .expect("create a tenant");

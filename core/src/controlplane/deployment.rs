@@ -120,6 +120,9 @@ impl Component<'_> {
             resources: Some(self.resources),
             security_context: Some(hardened()),
             volume_mounts: Some(self.mounts),
+            // A component that fails at start says why in its log: the kubelet puts the log's
+            // tail in the termination message, where kamajid reads it (runtime::kubernetes).
+            termination_message_policy: Some("FallbackToLogsOnError".into()),
             ..Default::default()
         }
     }

@@ -509,6 +509,8 @@ pub struct MemRuntime {
     pub applied: Mutex<BTreeMap<TenantName, (String, String)>>,
     /// Tenants whose control plane stopped answering.
     pub down: Mutex<BTreeSet<TenantName>>,
+    /// Tenants whose control plane keeps failing at start, and what it says.
+    pub stalled: Mutex<BTreeMap<TenantName, String>>,
     /// Tenant → the encryption keys its applied configuration holds, the encrypting one first.
     pub keys: Mutex<BTreeMap<TenantName, Vec<String>>>,
     pub faults: Faults,
@@ -535,8 +537,10 @@ impl Runtime for MemRuntime {
 
     async fn status(&self, t: &Tenant<'_>) -> Result<RuntimeStatus, PortError> {
         self.faults.hit("runtime.status")?;
+        let stalled = self.stalled.lock().unwrap().get(t.name).cloned();
         let ready = self.applied.lock().unwrap().contains_key(t.name)
-            && !self.down.lock().unwrap().contains(t.name);
+            && !self.down.lock().unwrap().contains(t.name)
+            && stalled.is_none();
         Ok(RuntimeStatus {
             ready,
             endpoint: ready.then(|| ENDPOINT.to_owned()),
@@ -545,6 +549,7 @@ impl Runtime for MemRuntime {
             } else {
                 "rolling out".into()
             },
+            stalled,
         })
     }
 

@@ -232,6 +232,9 @@ pub struct RuntimeStatus {
     pub endpoint: Option<String>,
     /// Why it is not ready.
     pub message: String,
+    /// Why it will not become ready as configured, if a component keeps failing the same way
+    /// right after it starts (in the component's own words): no use waiting for it.
+    pub stalled: Option<String>,
 }
 
 /// Where tenant control planes run: pods in an admin cluster, or local processes. `apply` of an

@@ -629,6 +629,17 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 // Written only when what it waits for changes: a thousand waiting tenants must
                 // not rewrite their records every round.
                 let before = rec.clone();
+                if let Some(why) = status.stalled {
+                    // It will not start as configured: say so now, in its own words, rather
+                    // than wait out the apply's timeout. A spec that fixes it rolls it again.
+                    rec.phase = Phase::Degraded;
+                    rec.set_condition(COND_READY, false, REASON_STALLED, why, now);
+                    if rec != before {
+                        tracing::warn!(tenant = %rec.name, "control plane does not start");
+                        self.save(&rec, rev).await?;
+                    }
+                    return Ok(Outcome::Waiting(Step::AwaitReady));
+                }
                 let reason = if rec.phase == Phase::Degraded {
                     "Unhealthy"
                 } else {

@@ -417,6 +417,42 @@ async fn a_ready_tenant_that_stops_answering_goes_degraded_and_comes_back_bootst
     w.assert_ready(&t);
 }
 
+#[tokio::test]
+async fn a_control_plane_that_fails_at_start_says_why_at_once_and_recovers_when_fixed() {
+    let w = world();
+    let t = w.create("acme").await;
+    let why =
+        "kube-apiserver exits right after it starts (3 times in a row): plugin Foo is unknown";
+    w.life
+        .runtime
+        .stalled
+        .lock()
+        .unwrap()
+        .insert(t.clone(), why.into());
+    assert_eq!(
+        w.life.converge(&t, 20).await.unwrap(),
+        Outcome::Waiting(Step::AwaitReady)
+    );
+    let rec = w.record(&t).unwrap();
+    assert_eq!(rec.phase, Phase::Degraded);
+    let c = rec.condition(COND_READY).unwrap();
+    assert_eq!(
+        (c.reason.as_str(), c.message.as_str()),
+        (REASON_STALLED, why)
+    );
+    // Nothing new: nothing rewritten.
+    let before = w.life.records.get(&t).unwrap().revision;
+    assert_eq!(
+        w.life.converge(&t, 20).await.unwrap(),
+        Outcome::Waiting(Step::AwaitReady)
+    );
+    assert_eq!(w.life.records.get(&t).unwrap().revision, before);
+    // Fixed (a spec the runtime can start): Ready.
+    w.life.runtime.stalled.lock().unwrap().clear();
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    w.assert_ready(&t);
+}
+
 #[test]
 fn the_next_step_follows_from_the_record_alone() {
     let name = TenantName::parse("acme").unwrap();

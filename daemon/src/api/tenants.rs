@@ -16,14 +16,14 @@ use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status};
 
 use super::store_status;
-use crate::config::RuntimeKind;
+use crate::runtime::Capabilities;
 use crate::service::{ServiceError, TenantService};
 use crate::wire;
 
 pub struct TenantApi {
     pub service: Arc<TenantService>,
-    /// The control-plane runtime configured; without one, creates are refused.
-    pub runtime: Option<RuntimeKind>,
+    /// What the configured control-plane runtime can run; without one, creates are refused.
+    pub runtime: Option<Arc<dyn Capabilities>>,
 }
 
 fn field(code: Code, name: &str, message: impl Into<String>) -> Status {
@@ -74,12 +74,12 @@ fn checked(
 impl TenantApi {
     /// Refuses a spec the configured runtime cannot run as written.
     fn supported(&self, spec: &TenantSpec) -> Result<(), Status> {
-        let Some(kind) = self.runtime else {
+        let Some(runtime) = &self.runtime else {
             return Err(Status::failed_precondition(
                 "kamajid has no control-plane runtime: run it in the admin cluster or give it --kubeconfig",
             ));
         };
-        let errors = crate::runtime::unsupported(kind, spec);
+        let errors = runtime.refuses(spec);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -102,7 +102,7 @@ impl TenantClusters for TenantApi {
         self.supported(&spec)?;
         if req.validate_only {
             self.service
-                .validate_create(&spec)
+                .validate_create(&spec, &req.planned_datastores)
                 .await
                 .map_err(service_status)?;
             return Ok(Response::new(v1::TenantCluster {

@@ -41,8 +41,9 @@ use super::transfer::{self, policy_keys, Access};
 use crate::etcd::{connect, error_chain, EtcdTls};
 use crate::store::Store;
 
-/// Pause before measuring a datastore again after a failure.
+/// Pause before measuring a datastore again after a failure, doubling while it keeps failing.
 const RETRY: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(120);
 
 /// The role that reflects everything enforced on a tenant.
 pub fn access(g: &Guard) -> Access {
@@ -335,7 +336,9 @@ async fn measure(
     state: Shared,
     roles: Arc<tokio::sync::Mutex<()>>,
 ) {
+    let mut pause = RETRY / 2;
     loop {
+        let began = std::time::Instant::now();
         let err = match rec.admin_credentials(&tracker.kek) {
             Err(e) => MeasureError::Etcd(e.to_string()),
             Ok(creds) => {
@@ -354,11 +357,18 @@ async fn measure(
                 }
             }
         };
+        // A refusal that repeats (an unreachable shard, credentials etcd no longer takes) is
+        // retried less and less often, and said once per retry, not every five seconds.
+        pause = if began.elapsed() > RETRY_MAX {
+            RETRY
+        } else {
+            (pause * 2).min(RETRY_MAX)
+        };
         debug!(datastore = %rec.name, reason = %err, "measuring usage again");
         if let MeasureError::Etcd(e) = &err {
-            warn!(datastore = %rec.name, error = %e, "measuring tenants' usage");
+            warn!(datastore = %rec.name, error = %e, retry_in = ?pause, "measuring tenants' usage");
         }
-        tokio::time::sleep(RETRY).await;
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -11,10 +11,10 @@
 //!   once the namespace is gone.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::Resource;
 use serde::Serialize;
 
@@ -109,6 +109,7 @@ impl Runtime for KubeRuntime {
                 ready: false,
                 endpoint: None,
                 message: "control-plane deployment not found".into(),
+                stalled: None,
             });
         };
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -147,15 +148,25 @@ impl Runtime for KubeRuntime {
                 format!("https://{h}:{}", net.port)
             }
         });
-        let message = if ready {
-            String::new()
+        let (message, stalled) = if ready {
+            (String::new(), None)
         } else {
-            format!("{available}/{want} control-plane replicas available, {updated}/{want} updated")
+            let pods = Api::<Pod>::namespaced(self.client.clone(), &ns)
+                .list(&ListParams::default().labels("app.kubernetes.io/component=control-plane"))
+                .await
+                .map_err(|e| Self::err("listing the control-plane pods of", t.name, e))?;
+            (
+                format!(
+                    "{available}/{want} control-plane replicas available, {updated}/{want} updated"
+                ),
+                stalled(&pods.items),
+            )
         };
         Ok(RuntimeStatus {
             ready: ready && endpoint.is_some(),
             endpoint,
             message,
+            stalled,
         })
     }
 
@@ -173,6 +184,74 @@ impl Runtime for KubeRuntime {
             Err(e) => Err(Self::err("reading the namespace of", tenant, e)),
         }
     }
+}
+
+/// A container restarted this often after failing is not going to start as configured.
+const STALLED_RESTARTS: i32 = 3;
+
+/// Why the control plane will not start as configured, from its pods: a container the kubelet
+/// keeps restarting (crash loop, or killed for memory), with what it said last (the rendered
+/// pods put the tail of its log in its termination message when it fails).
+pub fn stalled(pods: &[Pod]) -> Option<String> {
+    let mut out = Vec::new();
+    for pod in pods {
+        let statuses = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref());
+        for c in statuses.into_iter().flatten() {
+            let last = c.last_state.as_ref().and_then(|l| l.terminated.as_ref());
+            let waiting = c
+                .state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref());
+            if c.restart_count < STALLED_RESTARTS
+                || (waiting != Some("CrashLoopBackOff") && last.is_none())
+            {
+                continue;
+            }
+            let said = last
+                .map(|t| {
+                    let reason = t
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| format!("exit code {}", t.exit_code));
+                    match t
+                        .message
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|m| !m.is_empty())
+                    {
+                        Some(m) => format!("{reason}: {}", last_line(m)),
+                        None => reason,
+                    }
+                })
+                .unwrap_or_default();
+            let entry = format!(
+                "{} {} ({} restarts): {said}",
+                c.name,
+                waiting.unwrap_or("restarting"),
+                c.restart_count
+            );
+            if !out.contains(&entry) {
+                out.push(entry);
+            }
+        }
+    }
+    (!out.is_empty()).then(|| out.join("; "))
+}
+
+/// The last error line of a termination message (the tail of the container's log).
+fn last_line(m: &str) -> String {
+    let lines: Vec<&str> = m.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("Error: ") || l.starts_with('E') || l.starts_with('F'))
+        .or(lines.last())
+        .map(|l| l.to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -339,6 +418,18 @@ mod tests {
                     serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-apiserver"},
                     "spec": {"clusterIP": "10.1.2.3"}, "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}}),
                 );
+                // Not ready: its pods say whether it is worth waiting.
+                let (req, send) = handle.next_request().await.unwrap();
+                assert_eq!(req.uri().path(), "/api/v1/namespaces/tenant-acme/pods");
+                assert_eq!(
+                    req.uri().query(),
+                    Some("&labelSelector=app.kubernetes.io%2Fcomponent%3Dcontrol-plane")
+                );
+                respond(
+                    send,
+                    200,
+                    serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
+                );
             }
             let (_, send) = handle.next_request().await.unwrap();
             respond(send, 200, deployment(3, 3, 2));
@@ -361,10 +452,47 @@ mod tests {
             one_down.message,
             "1/2 control-plane replicas available, 2/2 updated"
         );
+        assert_eq!(one_down.stalled, None);
         let ready = rt.status(&t).await.unwrap();
         assert!(ready.ready, "{}", ready.message);
         assert_eq!(ready.endpoint.as_deref(), Some("https://203.0.113.9:6443"));
         server.await.unwrap();
+    }
+
+    #[test]
+    fn a_container_the_kubelet_keeps_restarting_says_why_in_its_own_words() {
+        let pod = |restarts: i32, waiting: &str, last: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "control-plane-1"},
+                "status": {"containerStatuses": [{
+                    "name": "kube-apiserver", "image": "x", "imageID": "", "ready": false,
+                    "restartCount": restarts,
+                    "state": {"waiting": {"reason": waiting}},
+                    "lastState": {"terminated": last},
+                }]},
+            }))
+            .unwrap()
+        };
+        let failed = serde_json::json!({"exitCode": 1, "reason": "Error",
+            "message": "I1204 serving\nE1204 19:36:36.426733 1 run.go:72] \"command failed\" err=\"plugin Foo is unknown\"\n"});
+        assert_eq!(
+            stalled(&[pod(2, "CrashLoopBackOff", failed.clone())]),
+            None,
+            "not yet"
+        );
+        let why = stalled(&[pod(4, "CrashLoopBackOff", failed)]).unwrap();
+        assert!(
+            why.starts_with("kube-apiserver CrashLoopBackOff (4 restarts): Error: E1204")
+                && why.contains("plugin Foo is unknown"),
+            "{why}"
+        );
+        let oom = stalled(&[pod(
+            3,
+            "CrashLoopBackOff",
+            serde_json::json!({"exitCode": 137, "reason": "OOMKilled"}),
+        )])
+        .unwrap();
+        assert!(oom.ends_with("OOMKilled"), "{oom}");
     }
 
     #[tokio::test]

@@ -8,19 +8,36 @@ pub mod process;
 use kamaji_core::spec::TenantSpec;
 use kamaji_proto::errors::FieldError;
 
-use crate::config::RuntimeKind;
+/// What a control-plane runtime can run, judged when a tenant is written (and at plan): a spec
+/// it cannot run as written is refused on the attribute at fault, never silently degraded or
+/// left to fail after the apply's timeout.
+pub trait Capabilities: Send + Sync {
+    fn refuses(&self, spec: &TenantSpec) -> Vec<FieldError>;
+}
 
-/// What `kind` cannot do for `spec`, by attribute: refused when the tenant is written (and at
-/// plan), never silently ignored.
-pub fn unsupported(kind: RuntimeKind, spec: &TenantSpec) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    if kind == RuntimeKind::Process && !spec.network.authorized_networks.is_empty() {
-        errs.push(FieldError::new(
-            "network.authorized_networks",
-            "the process runtime cannot enforce it: its apiservers listen on this host's ports for \
-             every address. Fence the port range with the host's firewall and leave this unset, \
-             or run kamajid with --runtime=kubernetes",
-        ));
+impl Capabilities for kubernetes::KubeRuntime {
+    fn refuses(&self, _spec: &TenantSpec) -> Vec<FieldError> {
+        Vec::new()
     }
-    errs
+}
+
+impl Capabilities for process::ProcessRuntime {
+    fn refuses(&self, spec: &TenantSpec) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if !spec.network.authorized_networks.is_empty() {
+            errs.push(FieldError::new(
+                "network.authorized_networks",
+                "the process runtime cannot enforce it: its apiservers listen on this host's ports \
+                 for every address. Fence the port range with the host's firewall and leave this \
+                 unset, or run kamajid with --runtime=kubernetes",
+            ));
+        }
+        if let Err(e) = self.binaries(&spec.kubernetes_version.to_string()) {
+            errs.push(FieldError::new("kubernetes_version", e.detail));
+        }
+        if let Some(why) = self.family_mismatch(&spec.network.service_cidr) {
+            errs.push(FieldError::new("network.service_cidr", why));
+        }
+        errs
+    }
 }

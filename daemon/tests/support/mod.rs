@@ -249,6 +249,7 @@ impl Runtime for MemoryRuntime {
             ready,
             endpoint,
             message: "rolling out".into(),
+            stalled: None,
         })
     }
     async fn delete(&self, tenant: &TenantName) -> Result<bool, PortError> {

@@ -221,6 +221,40 @@ impl ProcessRuntime {
         ))
     }
 
+    /// Why a Service range of `cidr`'s family cannot work here: kube-apiserver needs its
+    /// advertise address in the family of a single-stack Service range.
+    pub fn family_mismatch(&self, cidr: &str) -> Option<String> {
+        let net_v6 = cidr
+            .split('/')
+            .next()?
+            .parse::<std::net::IpAddr>()
+            .ok()?
+            .is_ipv6();
+        let host = &self.cfg.advertise_address;
+        let addr_v6 = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_ipv6(),
+            // A name: resolved by the apiserver; not judged here.
+            Err(_) => return None,
+        };
+        (net_v6 != addr_v6).then(|| {
+            format!(
+                "{cidr} is an {} range, but this kamajid's process runtime advertises {host} \
+                 (--advertise-address), an {} address: kube-apiserver needs its address in the \
+                 family of a single-stack Service range",
+                if net_v6 { "IPv6" } else { "IPv4" },
+                if addr_v6 { "IPv6" } else { "IPv4" },
+            )
+        })
+    }
+
+    /// The binaries of every component for `version`, or why there are none.
+    pub fn binaries(&self, version: &str) -> Result<Vec<PathBuf>, PortError> {
+        COMPONENTS
+            .iter()
+            .map(|c| self.binary("(any)", c, version))
+            .collect()
+    }
+
     /// The tenant's ports: those recorded in its directory, else three new ones. A recorded
     /// file that does not decode is an error, not a reason to move the tenant to other ports.
     fn ports(&self, tenant: &str, dir: &Path) -> Result<Ports, PortError> {
@@ -428,6 +462,7 @@ impl Runtime for ProcessRuntime {
                 ready: false,
                 endpoint: None,
                 message: "control plane not started".into(),
+                stalled: None,
             });
         };
         let host = &self.cfg.advertise_address;
@@ -440,6 +475,7 @@ impl Runtime for ProcessRuntime {
             return Ok(RuntimeStatus {
                 ready: false,
                 endpoint,
+                stalled: self.supervisor.stalled(t.name.as_str()),
                 message: why,
             });
         }
@@ -466,6 +502,7 @@ impl Runtime for ProcessRuntime {
             ready: waiting.is_empty(),
             endpoint,
             message: waiting.join("; "),
+            stalled: self.supervisor.stalled(t.name.as_str()),
         })
     }
 

@@ -16,6 +16,11 @@ use super::{write_private, COMPONENTS};
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A process up this long has its failure count forgotten.
 const STABLE_AFTER: Duration = Duration::from_secs(120);
+/// A process that exits within this long of its start failed at start...
+const QUICK_EXIT: Duration = Duration::from_secs(15);
+/// ...and one that did that this many times in a row will not start as configured: waiting
+/// longer only waits out the apply's timeout.
+const STALLED_AFTER: u32 = 3;
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// What runs, as persisted next to the PID file (`<component>.cmd`) so a restarted kamajid can
@@ -46,6 +51,8 @@ struct Proc {
     started: Instant,
     next_start: Instant,
     last_exit: Option<String>,
+    /// Exits within [`QUICK_EXIT`] of a start, in a row.
+    quick_exits: u32,
     /// Its previous process is being stopped to be replaced: not the restart loop's business.
     replacing: bool,
 }
@@ -143,6 +150,7 @@ impl Supervisor {
             let old = (p.pid.take(), p.child.take(), p.cmd.bin.clone());
             p.cmd = cmd;
             p.failures = 0;
+            p.quick_exits = 0;
             if p.replacing {
                 // Another call is stopping the old process; it starts the newest command.
                 return Ok(());
@@ -184,6 +192,7 @@ impl Supervisor {
             started: Instant::now(),
             next_start: Instant::now(),
             last_exit: None,
+            quick_exits: 0,
             replacing: false,
         };
         match running {
@@ -228,6 +237,11 @@ impl Supervisor {
                 }
                 Some(why) => {
                     if p.pid.is_some() {
+                        if p.started.elapsed() < QUICK_EXIT {
+                            p.quick_exits += 1;
+                        } else {
+                            p.quick_exits = 0;
+                        }
                         p.failures += 1;
                         p.next_start = now + backoff(p.failures);
                         tracing::warn!(tenant = %tenant, component = %component, status = %why, restarts = p.failures, "component exited; restarting after backoff");
@@ -245,6 +259,27 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Why a tenant's control plane will not start as configured, if a component keeps exiting
+    /// right after it starts: the component, and the last error it logged.
+    pub fn stalled(&self, tenant: &str) -> Option<String> {
+        let procs = self.procs.lock().ok()?;
+        let out: Vec<String> = COMPONENTS
+            .iter()
+            .filter_map(|c| {
+                let p = procs.get(&(tenant.to_owned(), *c))?;
+                (p.quick_exits >= STALLED_AFTER).then(|| {
+                    let said = last_error(&p.log)
+                        .unwrap_or_else(|| p.last_exit.clone().unwrap_or_default());
+                    format!(
+                        "{c} exits right after it starts ({} times in a row): {said}",
+                        p.quick_exits
+                    )
+                })
+            })
+            .collect();
+        (!out.is_empty()).then(|| out.join("; "))
     }
 
     /// Why a tenant's components are not all running, if they are not.
@@ -339,6 +374,40 @@ fn encode_command(cmd: &Command) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("encoding the command of {}: {e}", cmd.bin.display()))
 }
 
+/// The last error a component wrote to its log: klog's `E`/`F` lines (their message, and the
+/// `err` it carries), or a `Error: ...` line of its flag parsing.
+pub fn last_error(log: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
+        .ok()?;
+    let mut tail = String::new();
+    f.take(64 * 1024).read_to_string(&mut tail).ok()?;
+    tail.lines().rev().find_map(error_of)
+}
+
+/// The error a log line reports, if it reports one.
+fn error_of(line: &str) -> Option<String> {
+    let line = line.trim();
+    if let Some(rest) = line.strip_prefix("Error: ") {
+        return Some(rest.to_owned());
+    }
+    let b = line.as_bytes();
+    let klog_error =
+        b.len() > 5 && matches!(b[0], b'E' | b'F') && b[1..5].iter().all(u8::is_ascii_digit);
+    if !klog_error {
+        return None;
+    }
+    let msg = line.split_once("] ").map_or(line, |(_, m)| m);
+    // Structured: `"command failed" err="..."`: the err is what says why.
+    if let Some((_, err)) = msg.split_once(" err=\"") {
+        let err = err.strip_suffix('"').unwrap_or(err);
+        return Some(err.replace("\\\"", "\""));
+    }
+    Some(msg.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,5 +416,22 @@ mod tests {
     fn backoff_doubles_to_a_minute() {
         let s: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(s, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn the_error_a_component_logged_is_found_in_its_words() {
+        assert_eq!(
+            error_of(r#"E1204 19:36:36.426733   24637 run.go:72] "command failed" err="[enable-admission-plugins plugin \"Foo\" is unknown]""#).as_deref(),
+            Some(r#"[enable-admission-plugins plugin "Foo" is unknown]"#)
+        );
+        assert_eq!(
+            error_of(r#"Error: invalid argument "abc" for "--max-requests-inflight" flag: strconv.ParseInt: parsing "abc": invalid syntax"#).as_deref(),
+            Some(r#"invalid argument "abc" for "--max-requests-inflight" flag: strconv.ParseInt: parsing "abc": invalid syntax"#)
+        );
+        assert_eq!(
+            error_of("I1204 19:36:36.425990   24637 serving.go:405] Generated"),
+            None
+        );
+        assert_eq!(error_of("Usage:"), None);
     }
 }
