@@ -140,6 +140,8 @@ fn spawn_kamajid(
         .arg("2")
         .arg("--leader-lease-seconds")
         .arg("3")
+        .arg("--metrics-listen")
+        .arg("127.0.0.1:0")
         .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))

@@ -122,6 +122,10 @@ pub struct ServeConfig {
     /// Address the gRPC API listens on.
     #[arg(long, env = "KAMAJID_LISTEN", default_value = "127.0.0.1:7443")]
     pub listen: SocketAddr,
+    /// Plain-HTTP address of /healthz and /readyz (ready: the state etcd answers). Loopback by
+    /// default, so nothing is exposed unless asked; a pod sets 0.0.0.0 for its kubelet's probes.
+    #[arg(long, env = "KAMAJID_METRICS_LISTEN", default_value = "127.0.0.1:9090")]
+    pub metrics_listen: SocketAddr,
     /// PEM serving certificate of the gRPC API.
     #[arg(long, env = "KAMAJID_TLS_CERT_FILE")]
     pub tls_cert_file: PathBuf,

@@ -12,13 +12,15 @@
 //!   etcd), [`runtime`] (`Runtime`: pods in an admin cluster, or local processes) and
 //!   [`tenant_client`] (`TenantObjects`: what kamajid keeps inside a tenant, and its tokens).
 //! - [`datastore`]: probing datastores and the leader's health loop; [`leader`]: the lease that
-//!   lets several replicas run with one doing background work; [`etcd`]: connecting to etcd.
+//!   lets several replicas run with one doing background work; [`etcd`]: connecting to etcd;
+//!   [`observe`]: the plain-HTTP port probes (and operators) watch it through.
 
 pub mod api;
 pub mod config;
 pub mod datastore;
 pub mod etcd;
 pub mod leader;
+pub mod observe;
 pub mod runtime;
 pub mod server;
 pub mod service;

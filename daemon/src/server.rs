@@ -189,6 +189,17 @@ pub async fn serve(
     })?;
     let identity = Identity::from_pem(read(&cfg.tls_cert_file)?, read(&cfg.tls_key_file)?);
     let store = connect_state(&cfg.state_etcd).await?;
+    let probes_listener = crate::observe::bind(cfg.metrics_listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: cfg.metrics_listen,
+            source,
+        })?;
+    let probes = tokio::spawn(crate::observe::serve(
+        probes_listener,
+        store.clone(),
+        shutdown.clone(),
+    ));
     let prober = Arc::new(EtcdProber {
         timeout: cfg.probe_timeout(),
         allow_vulnerable: cfg.shards.allow_vulnerable_etcd,
@@ -331,7 +342,7 @@ pub async fn serve(
         })
         .await
         .map_err(|e| ServeError::Transport(error_chain(&e)));
-    let _ = tokio::join!(campaign, health, measuring);
+    let _ = tokio::join!(campaign, health, measuring, probes);
     if let Some(r) = reconciler {
         let _ = r.await;
     }

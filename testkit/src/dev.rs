@@ -33,6 +33,9 @@ pub struct DevConfig {
     /// Address the gRPC API listens on.
     #[arg(long, default_value = "127.0.0.1:7443")]
     pub listen: SocketAddr,
+    /// Plain-HTTP address of kamajid's /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:7449")]
+    pub metrics_listen: SocketAddr,
     /// Seconds between health probes of each datastore.
     #[arg(long, default_value_t = 5)]
     pub health_interval_seconds: u64,
@@ -102,6 +105,7 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
 
     let serve_cfg = ServeConfig {
         listen: cfg.listen,
+        metrics_listen: cfg.metrics_listen,
         tls_cert_file: pki_dir.join("server.crt"),
         tls_key_file: pki_dir.join("server.key"),
         tokens_file: token_path,

@@ -22,6 +22,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 pub struct Env {
+    /// Where kamajid serves /healthz and /readyz.
+    pub metrics: std::net::SocketAddr,
     pub dir: tempfile::TempDir,
     pub pki: DevPki,
     pub state: EtcdProcess,
@@ -68,8 +70,13 @@ impl Env {
             .await
             .unwrap();
         let port = listener.local_addr().unwrap().port();
+        let metrics: std::net::SocketAddr =
+            format!("127.0.0.1:{}", kamaji_testkit::devenv::free_port())
+                .parse()
+                .unwrap();
         let cfg = ServeConfig {
             listen: listener.local_addr().unwrap(),
+            metrics_listen: metrics,
             tls_cert_file: pki_dir.join("server.crt"),
             tls_key_file: pki_dir.join("server.key"),
             tokens_file: dir.path().join("tokens"),
@@ -97,6 +104,7 @@ impl Env {
         let server = tokio::spawn(kamajid::server::serve(cfg, listener, rx));
         let endpoint = format!("https://127.0.0.1:{port}");
         Self {
+            metrics,
             dir,
             pki,
             state,
