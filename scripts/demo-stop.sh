@@ -34,3 +34,16 @@ if [ -f "$dir/kamajid.pid" ]; then
 fi
 # Whatever kamajid's supervisor restarted meanwhile.
 stop_tenants 10
+
+# The production-shaped demo (make demo-cluster): kamaji-demo-cluster stops its node (pods,
+# containerd, kube-proxy's rules, the bridge), kamajid's release with it, the admin cluster and
+# the datastores when it is told to.
+cluster="$(dirname "$dir")/.demo-cluster"
+if [ -f "$cluster/cluster.pid" ]; then
+  pid=$(cat "$cluster/cluster.pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$cluster/cluster.pid" "$cluster/ready" "$cluster"/*.kubeconfig "$cluster/kubeconfigs.json"
+  echo "demo-cluster: stopped."
+fi

@@ -3,13 +3,43 @@
 # `kamajid-dev`, `terraform apply` examples/quickstart against it with the freshly built
 # provider, show each tenant answering kubectl, re-plan (no changes) and destroy. KEEP=1 leaves
 # the environment running afterwards (stop it with `make demo-stop`).
+#
+# make demo-cluster (SHAPE=cluster): the production shape instead. `kamaji-demo-cluster` starts
+# an admin cluster whose node runs pods (containerd, kubelet, kube-proxy, CoreDNS; images built
+# here by scripts/images.sh), two etcd datastores and kamajid installed by its Helm chart; the
+# quickstart's tenants run as pods. Left running (KEEP=0 destroys); `make demo-stop` ends it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-dir="$root/.demo"
+shape=${SHAPE:-local}
 bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 start=$SECONDS
 
 "$root/scripts/demo-stop.sh" >/dev/null 2>&1 || true
+if [ "$shape" = cluster ]; then
+  dir="$root/.demo-cluster"
+  KEEP=${KEEP:-1}
+  mkdir -p "$dir"
+  echo "demo: building the images the admin node runs (scripts/images.sh; minutes the first time)"
+  "$root/scripts/images.sh" build >/dev/null
+  echo "demo: starting the admin cluster, its node and kamajid from its chart (log: $dir/cluster.log)"
+  "$bin/kamaji-demo-cluster" --dir "$dir" >"$dir/cluster.log" 2>&1 &
+  echo $! >"$dir/cluster.pid"
+  trap '[ "${KEEP:-0}" = 1 ] || "$root/scripts/demo-stop.sh" 2>/dev/null || true' EXIT
+  shown=0
+  for _ in $(seq 1 1200); do
+    [ -f "$dir/ready" ] && break
+    if ! kill -0 "$(cat "$dir/cluster.pid")" 2>/dev/null; then
+      echo "demo: kamaji-demo-cluster exited; its log:" >&2; cat "$dir/cluster.log" >&2; exit 1
+    fi
+    lines=$(wc -l <"$dir/cluster.log")
+    if [ "$lines" -gt "$shown" ]; then sed -n "$((shown + 1)),${lines}p" "$dir/cluster.log"; shown=$lines; fi
+    sleep 0.5
+  done
+  [ -f "$dir/ready" ] || { echo "demo: the admin cluster is not ready; see $dir/cluster.log" >&2; exit 1; }
+  newest=$(grep -v '^#' "$root/tools/k8s-build/VERSIONS" | tail -n 1)
+  kubectl="$("$root/scripts/k8s-binaries.sh" "$newest")/v$newest/kubectl"
+else
+dir="$root/.demo"
 mkdir -p "$dir"
 # Tenant control planes run in an admin cluster (KAMAJID_KUBECONFIG) or, without one, as local
 # processes of the upstream binaries: KAMAJI_K8S_BIN_DIR, else scripts/k8s-binaries.sh (reused
@@ -41,6 +71,7 @@ for _ in $(seq 1 100); do
   sleep 0.3
 done
 [ -f "$dir/ready" ] || { echo "demo: environment not ready; see $dir/kamajid.log" >&2; exit 1; }
+fi
 
 cat >"$dir/terraformrc" <<RC
 provider_installation {
@@ -66,6 +97,10 @@ for name in $(python3 -c 'import json,sys; print(" ".join(sorted(json.load(open(
   python3 -c 'import json,sys; sys.stdout.write(json.load(open(sys.argv[1]))[sys.argv[2]])' \
     "$dir/kubeconfigs.json" "$name" >"$dir/$name.kubeconfig"
   chmod 0600 "$dir/$name.kubeconfig"
+  if [ "$shape" = cluster ]; then
+    echo "demo: kubectl --kubeconfig $dir/admin.kubeconfig get pods -n tenant-$name -o wide"
+    "$kubectl" --kubeconfig "$dir/admin.kubeconfig" get pods -n "tenant-$name" -o wide
+  fi
   echo "demo: kubectl --kubeconfig $dir/$name.kubeconfig get ns"
   "$kubectl" --kubeconfig "$dir/$name.kubeconfig" get ns
   echo
@@ -83,5 +118,5 @@ if [ "${KEEP:-0}" = 1 ]; then
 else
   terraform destroy -auto-approve -input=false -var-file="$dir/quickstart.tfvars.json" >/dev/null
   rm -f "$dir"/*.kubeconfig "$dir/kubeconfigs.json"
-  echo "demo: destroyed (tenant processes, etcd users, roles and keys gone). Took $(( SECONDS - start )) s."
+  echo "demo: destroyed (tenant control planes, etcd users, roles and keys gone). Took $(( SECONDS - start )) s."
 fi

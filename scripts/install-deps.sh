@@ -12,8 +12,17 @@
 # - openssl: tests cross-check certificates and hashes with it (Debian openssl).
 # - curl and ca-certificates: the checksum-verified download of release binaries, and the tests'
 #   raw calls to a tenant apiserver as a node (Debian).
-# - containerd and runc: the container runtime a real kubelet needs to start and join a tenant in
-#   the worker-join test (Debian containerd, runc; no image can be pulled here, so no pod runs).
+# - containerd and runc: the container runtime of the admin node whose kubelet runs tenant control
+#   planes as pods, and of the worker-join test (Debian containerd, runc).
+# - containernetworking-plugins: bridge, host-local, portmap and loopback, the admin node's pod
+#   network (Debian; installs to /usr/lib/cni).
+# - iptables, conntrack, iproute2: kube-proxy's Service rules and the node's bridge (Debian).
+# - buildah: builds the images pods run, offline, from binaries built here (scripts/images.sh;
+#   Debian buildah, which pulls in its storage and network configuration).
+# - gcc, libc6-dev (its static libc.a) and binutils (strip): the static sandbox (pause) image,
+#   compiled from the k8s.io/kubernetes module's pause.c as upstream builds it.
+# - helm and CoreDNS: the chart's lint, template and install, and the admin cluster's DNS
+#   (scripts/go-tool.sh: built from their Go modules at the versions in tools/upstream/PROGRAMS).
 # - flock: one build of the Kubernetes programs at a time (Debian util-linux).
 # - kubernetes-validate: rendered objects against the upstream schemas (PyPI).
 # - terraform: the CLI the acceptance tests and the demo drive (built from its Go module, pinned).
@@ -44,6 +53,15 @@ command -v flock >/dev/null 2>&1 || missing+=(util-linux)
 command -v containerd >/dev/null 2>&1 || missing+=(containerd)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/portmap ] \
+  && [ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ -e /usr/lib/aarch64-linux-gnu/libc.a ] || missing+=(libc6-dev)
+command -v strip >/dev/null 2>&1 || missing+=(binutils)
 [ -e /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
@@ -100,6 +118,10 @@ if ! command -v kubectl >/dev/null 2>&1; then
   ln -sf "$cache/k8s/v$newest/kubectl" "$(bin_on_path)/kubectl"
   say "kubectl: linked v$newest onto PATH"
 fi
+
+# helm (the chart's checks and installs) and CoreDNS (the admin node's DNS image).
+"$root/scripts/go-tool.sh" helm >/dev/null
+"$root/scripts/go-tool.sh" coredns >/dev/null
 
 tofu_bin=$("$root/scripts/tofu.sh")
 [ -x "$tofu_bin" ] || { say "OpenTofu is not available"; exit 1; }

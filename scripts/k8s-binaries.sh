@@ -21,7 +21,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 source_pref=${KAMAJI_K8S_SOURCE:-auto}
 arch=$(uname -m); case "$arch" in x86_64) arch=amd64 ;; aarch64|arm64) arch=arm64 ;; esac
 dir="$cache/v$version"
-programs=(kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl kubelet)
+programs=(kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl kubelet kube-proxy)
 say() { echo "k8s-binaries: $*" >&2; }
 
 if ! [[ "$version" =~ ^1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$ ]]; then
@@ -38,11 +38,10 @@ reported() {
   esac
 }
 
+have() { [ -x "$dir/$1" ] && [ "$(reported "$dir/$1")" = "v$version" ]; }
 complete() {
   local p
-  for p in "${programs[@]}"; do
-    [ -x "$dir/$p" ] && [ "$(reported "$dir/$p")" = "v$version" ] || return 1
-  done
+  for p in "${programs[@]}"; do have "$p" || return 1; done
 }
 
 mkdir -p "$dir"
@@ -55,7 +54,7 @@ if complete; then echo "$cache"; exit 0; fi
 download() {
   local base="https://dl.k8s.io/release/v$version/bin/linux/$arch" p
   for p in "${programs[@]}"; do
-    if [ -x "$dir/$p" ] && [ "$(reported "$dir/$p")" = "v$version" ]; then continue; fi
+    if have "$p"; then continue; fi
     curl -fsSL --connect-timeout 5 -o "$dir/$p.sha256" "$base/$p.sha256" 2>/dev/null || return 1
     curl -fsSL --connect-timeout 5 -o "$dir/$p.part" "$base/$p" 2>/dev/null || { rm -f "$dir/$p.part"; return 1; }
     if ! echo "$(cat "$dir/$p.sha256")  $dir/$p.part" | sha256sum --check --status; then
@@ -97,8 +96,9 @@ build() {
   done
   ( while sleep 60; do say "still building v$version ($(( (SECONDS - start) / 60 )) min)"; done ) &
   local ticker=$!
+  # Only what is missing: programs others may be running are never rewritten.
   local args=()
-  for p in "${programs[@]}"; do args+=("k8s.io/kubernetes/cmd/$p"); done
+  for p in "${programs[@]}"; do have "$p" || args+=("k8s.io/kubernetes/cmd/$p"); done
   if ! (cd "$work" && CGO_ENABLED=0 GOTOOLCHAIN=local go build -trimpath -ldflags "$ld" -o "$dir/" "${args[@]}"); then
     kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
     say "building v$version failed"; return 1

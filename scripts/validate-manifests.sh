@@ -1,10 +1,39 @@
 #!/usr/bin/env bash
-# Every Kubernetes manifest we ship must pass the upstream schemas, strictly, for each
-# Kubernetes version we support.
+# kamajid's Helm chart must lint, and what it renders must pass the upstream schemas, strictly,
+# for each Kubernetes version we support: with its defaults (bundled state etcd, generated
+# secrets) and as a production install sets it (an external state etcd, existing secrets,
+# a NodePort, persistence).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+chart="$root/daemon/deploy/chart/kamajid"
 versions=${KUBERNETES_VERSIONS:-"1.33.0 1.34.0 1.35.0 1.36.0 1.37.0"}
+helm=$("$root/scripts/go-tool.sh" helm)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+"$helm" lint --strict "$chart" >"$work/lint.log" 2>&1 || { cat "$work/lint.log" >&2; exit 1; }
+"$helm" template kamajid "$chart" --namespace kamaji-system >"$work/defaults.yaml"
+"$helm" template kamajid "$chart" --namespace kamaji-system \
+  --set replicas=3 \
+  --set service.type=NodePort --set service.nodePort=31443 \
+  --set tls.existingSecret=kamajid-tls --set tokens.existingSecret=kamajid-tokens \
+  --set kek.existingSecret=kamajid-kek \
+  --set 'stateEtcd.endpoints={https://etcd-0.example:2379,https://etcd-1.example:2379}' \
+  --set stateEtcd.existingSecret=kamajid-state-etcd \
+  --set nodeSelector.role=control-planes \
+  --set 'tolerations[0].key=control-planes' --set 'tolerations[0].operator=Exists' \
+  --set 'tolerations[0].effect=NoSchedule' \
+  >"$work/production.yaml"
+"$helm" template kamajid "$chart" --namespace kamaji-system \
+  --set stateEtcd.bundled.persistence.enabled=true >"$work/persistent.yaml"
+# A required value left out is refused with what to set.
+if "$helm" template kamajid "$chart" --set 'stateEtcd.endpoints={https://e:2379}' >/dev/null 2>"$work/err"; then
+  echo "manifests: stateEtcd.endpoints without stateEtcd.existingSecret rendered" >&2; exit 1
+fi
+grep -q "stateEtcd.existingSecret is required" "$work/err" || { cat "$work/err" >&2; exit 1; }
+
 for v in $versions; do
-  kubernetes-validate --quiet --strict --kubernetes-version "$v" "$root"/daemon/deploy/*.yaml
+  kubernetes-validate --quiet --strict --kubernetes-version "$v" \
+    "$work/defaults.yaml" "$work/production.yaml" "$work/persistent.yaml"
 done
-echo "manifests: valid for Kubernetes $versions"
+echo "chart: lints, and renders objects valid for Kubernetes $versions"

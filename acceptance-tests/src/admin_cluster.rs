@@ -25,10 +25,11 @@ use kamaji_core::ids::TenantId;
 use kamaji_core::pki::{kubeconfig, mint, TenantPkiSpec};
 
 use crate::k8s::{self, Kubectl};
+use crate::node::{self, Join, Node};
 use crate::{free_port, write_private, DevPki, EtcdProcess, EtcdSecurity};
 
-/// Controllers of the admin cluster: all but the two whose part [`PodRunner`] plays (they would
-/// otherwise overwrite the Deployment status it reports).
+/// Controllers of the admin cluster without a node: all but the two whose part [`PodRunner`]
+/// plays (they would otherwise overwrite the Deployment status it reports).
 const CONTROLLERS: &str = "*,-deployment-controller,-replicaset-controller";
 
 pub struct AdminCluster {
@@ -38,12 +39,16 @@ pub struct AdminCluster {
     pub endpoint: String,
     /// cluster-admin (`system:masters`) kubeconfig.
     pub kubeconfig: String,
+    /// The node that runs pods, with [`AdminCluster::with_node`].
+    pub node: Option<Node>,
     _etcd: EtcdProcess,
     procs: Vec<Child>,
 }
 
 impl Drop for AdminCluster {
     fn drop(&mut self) {
+        // The node first: its kubelet must not see the apiserver go and its pods must stop.
+        self.node.take();
         for p in &mut self.procs {
             let _ = p.kill();
             let _ = p.wait();
@@ -64,8 +69,20 @@ fn spawn(bin: &Path, args: &[String], log: &Path) -> Child {
 }
 
 impl AdminCluster {
-    /// Starts the admin cluster in a directory of its own and waits until it serves.
+    /// Starts the admin cluster (apiserver and controller-manager, no node) in a directory of
+    /// its own and waits until it serves.
     pub async fn start() -> Self {
+        Self::start_shaped(false).await
+    }
+
+    /// Starts an admin cluster that runs pods: apiserver, every controller, scheduler, and a
+    /// [`Node`] (containerd, kubelet, kube-proxy, CoreDNS) on this machine, which has every
+    /// image imported. The apiserver also listens on [`node::host_ip`], where pods reach it.
+    pub async fn with_node() -> Self {
+        Self::start_shaped(true).await
+    }
+
+    async fn start_shaped(with_node: bool) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_owned();
         let dev = DevPki::generate().expect("dev pki");
@@ -87,7 +104,11 @@ impl AdminCluster {
                 tenant_id: TenantId::parse("admin").expect("an id"),
                 service_cidr: "10.0.0.0/24".into(),
                 dns_domain: "cluster.local".into(),
-                external_sans: vec!["127.0.0.1".into(), "localhost".into()],
+                external_sans: vec![
+                    "127.0.0.1".into(),
+                    "localhost".into(),
+                    node::host_ip().to_string(),
+                ],
                 leaf_validity: kamaji_core::pki::LEAF_VALIDITY,
             },
             &dev.ca,
@@ -106,9 +127,12 @@ impl AdminCluster {
             format!("--etcd-cafile={}", file("etcd-ca.crt", &dev.ca.cert)),
             format!("--etcd-certfile={}", file("etcd.crt", &dev.root.cert)),
             format!("--etcd-keyfile={}", file("etcd.key", &dev.root.key)),
-            "--bind-address=127.0.0.1".into(),
+            format!(
+                "--bind-address={}",
+                if with_node { "0.0.0.0" } else { "127.0.0.1" }
+            ),
             format!("--secure-port={port}"),
-            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            format!("--service-cluster-ip-range={}", node::SERVICE_CIDR),
             format!("--client-ca-file={}", file("ca.crt", &pki.ca.cert)),
             format!(
                 "--tls-cert-file={}",
@@ -129,6 +153,24 @@ impl AdminCluster {
             ),
             "--authorization-mode=Node,RBAC".into(),
         ];
+        let mut api_args = api_args;
+        if with_node {
+            api_args.extend([
+                format!("--advertise-address={}", node::host_ip()),
+                "--enable-admission-plugins=NodeRestriction".into(),
+                // Logs, exec and port-forward: the apiserver calls the kubelet as cluster-admin.
+                format!(
+                    "--kubelet-client-certificate={}",
+                    file("kubelet-client.crt", &pki.admin.cert)
+                ),
+                format!(
+                    "--kubelet-client-key={}",
+                    file("kubelet-client.key", &pki.admin.key)
+                ),
+            ]);
+        } else {
+            api_args.push(format!("--advertise-address={}", "127.0.0.1"));
+        }
         let apiserver = spawn(
             &k8s::program(&version, "kube-apiserver"),
             &api_args,
@@ -150,7 +192,10 @@ impl AdminCluster {
             format!("--authorization-kubeconfig={cm_conf}"),
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={}", free_port()),
-            format!("--controllers={CONTROLLERS}"),
+            format!(
+                "--controllers={}",
+                if with_node { "*" } else { CONTROLLERS }
+            ),
             "--leader-elect=false".into(),
             format!("--root-ca-file={}", dir.join("ca.crt").display()),
             format!(
@@ -159,7 +204,7 @@ impl AdminCluster {
             ),
             "--use-service-account-credentials=true".into(),
         ];
-        let kubeconfig = kubeconfig(
+        let admin_kubeconfig = kubeconfig(
             "admin",
             &endpoint,
             &pki.ca.cert,
@@ -170,7 +215,8 @@ impl AdminCluster {
             _tmp: tmp,
             dir: dir.clone(),
             endpoint,
-            kubeconfig,
+            kubeconfig: admin_kubeconfig,
+            node: None,
             _etcd: etcd,
             procs: vec![apiserver],
         };
@@ -189,6 +235,39 @@ impl AdminCluster {
             &cm_args,
             &dir.join("kube-controller-manager.log"),
         ));
+        if with_node {
+            let sched_conf = file(
+                "scheduler.conf",
+                &kubeconfig(
+                    "admin",
+                    &cluster.endpoint,
+                    &pki.ca.cert,
+                    "system:kube-scheduler",
+                    &pki.scheduler,
+                ),
+            );
+            cluster.procs.push(spawn(
+                &k8s::program(&version, "kube-scheduler"),
+                &[
+                    format!("--kubeconfig={sched_conf}"),
+                    format!("--authentication-kubeconfig={sched_conf}"),
+                    format!("--authorization-kubeconfig={sched_conf}"),
+                    "--bind-address=127.0.0.1".into(),
+                    format!("--secure-port={}", free_port()),
+                    "--leader-elect=false".into(),
+                ],
+                &dir.join("kube-scheduler.log"),
+            ));
+            let server = format!("https://{}:{port}", node::host_ip());
+            cluster.node = Some(
+                Node::start(&Join {
+                    server: &server,
+                    ca: &pki.ca,
+                    admin: &pki.admin,
+                })
+                .await,
+            );
+        }
         cluster
     }
 

@@ -6,7 +6,9 @@
 //! what Terraform says (plan JSON, state JSON, diagnostics) and what kamajid holds.
 
 pub mod admin_cluster;
+pub mod chart;
 pub mod k8s;
+pub mod node;
 pub mod oidc;
 
 use std::path::{Path, PathBuf};
@@ -173,6 +175,9 @@ pub struct Start {
     pub kek: Option<String>,
     /// Records put in the state etcd before kamajid starts: key and value.
     pub records: Vec<(String, String)>,
+    /// Where datastore etcds serve (None: loopback): the host's address when an admin node's
+    /// pods must reach them. The generated PKI's serving certificate covers it.
+    pub etcd_host: Option<std::net::IpAddr>,
 }
 
 /// A secured state etcd and a kamajid process serving on a random loopback port.
@@ -185,6 +190,8 @@ pub struct Harness {
     kamajid: Child,
     cli_config: PathBuf,
     extra_args: Vec<String>,
+    /// Where [`Self::etcd`] serves its datastores.
+    etcd_host: std::net::IpAddr,
 }
 
 impl Drop for Harness {
@@ -220,9 +227,12 @@ impl Harness {
         ensure_built();
         kamajid::server::install_crypto();
         let dir = tempfile::tempdir().expect("tempdir");
+        let etcd_host = start
+            .etcd_host
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let pki = match start.pki {
             Some(p) => p,
-            None => DevPki::generate().expect("dev pki"),
+            None => DevPki::generate_for(&[&etcd_host.to_string()]).expect("dev pki"),
         };
         let pki_dir = dir.path().join("pki");
         pki.write(&pki_dir).expect("write pki");
@@ -273,6 +283,7 @@ impl Harness {
             kamajid,
             cli_config,
             extra_args: start.extra_args,
+            etcd_host,
         }
     }
 
@@ -329,7 +340,7 @@ impl Harness {
 
     /// A datastore etcd sharing the harness PKI (its CA signs servers and clients).
     pub async fn etcd(&self, name: &str, security: EtcdSecurity) -> EtcdProcess {
-        EtcdProcess::start(self.dir.path(), name, &self.pki, security)
+        EtcdProcess::start_on(self.dir.path(), name, &self.pki, security, self.etcd_host)
             .await
             .expect("datastore etcd")
     }

@@ -2,7 +2,7 @@
 //! with TLS, client-certificate auth and auth enabled. Variants with client-certificate auth or
 //! auth switched off exist so tests can check that kamajid refuses them.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -59,8 +59,16 @@ pub struct DevPki {
 
 impl DevPki {
     pub fn generate() -> Result<Self, PkiError> {
+        Self::generate_for(&[])
+    }
+
+    /// As [`Self::generate`], the serving certificate also valid for `more` names and
+    /// addresses (the host's address, where pods reach its etcds and kamajid).
+    pub fn generate_for(more: &[&str]) -> Result<Self, PkiError> {
         let ca = new_ca("kamaji dev CA")?;
-        let server = issue(&ca, "kamaji-dev-server", &["localhost", "127.0.0.1"])?;
+        let mut sans = vec!["localhost", "127.0.0.1"];
+        sans.extend_from_slice(more);
+        let server = issue(&ca, "kamaji-dev-server", &sans)?;
         let root = issue(&ca, "root", &[])?;
         Ok(Self { ca, server, root })
     }
@@ -199,10 +207,10 @@ enum Ready {
     TimedOut(String),
 }
 
-/// An etcd process on loopback; killed when dropped.
+/// An etcd process on loopback (or another address of this host); killed when dropped.
 pub struct EtcdProcess {
     pub name: String,
-    /// https://127.0.0.1:<port>
+    /// https://127.0.0.1:<port> (or the address it serves on)
     pub endpoint: String,
     pub data_dir: PathBuf,
     child: Child,
@@ -218,6 +226,18 @@ impl EtcdProcess {
         pki: &DevPki,
         security: EtcdSecurity,
     ) -> Result<Self, DevError> {
+        Self::start_on(dir, name, pki, security, IpAddr::from([127, 0, 0, 1])).await
+    }
+
+    /// As [`Self::start`], serving clients on `host` (an address of this machine that
+    /// `pki.server` is valid for): what pods of an admin cluster on this machine reach.
+    pub async fn start_on(
+        dir: &Path,
+        name: &str,
+        pki: &DevPki,
+        security: EtcdSecurity,
+        host: IpAddr,
+    ) -> Result<Self, DevError> {
         let base = dir.join(name);
         let pki_dir = base.join("pki");
         pki.write(&pki_dir)?;
@@ -230,7 +250,7 @@ impl EtcdProcess {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut proc = Self::spawn(&base, name, security)?;
+            let mut proc = Self::spawn(&base, name, security, host)?;
             match proc.wait_ready(&tls).await {
                 Ok(client) => {
                     if security.auth {
@@ -252,14 +272,22 @@ impl EtcdProcess {
     }
 
     /// Spawns etcd on fresh ports, with `base/pki` and a data dir under `base`.
-    fn spawn(base: &Path, name: &str, security: EtcdSecurity) -> Result<Self, DevError> {
+    fn spawn(
+        base: &Path,
+        name: &str,
+        security: EtcdSecurity,
+        host: IpAddr,
+    ) -> Result<Self, DevError> {
         let pki_dir = base.join("pki");
         let data_dir = base.join("data");
         // A failed attempt may have left a half-initialised member behind.
         let _ = std::fs::remove_dir_all(&data_dir);
         let log = base.join("etcd.log");
         let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("https://127.0.0.1:{client}");
+        let endpoint = match host {
+            IpAddr::V6(h) => format!("https://[{h}]:{client}"),
+            IpAddr::V4(h) => format!("https://{h}:{client}"),
+        };
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log_file = std::fs::File::create(&log).map_err(io("creating", &log))?;
         let log_err = log_file.try_clone().map_err(io("opening", &log))?;

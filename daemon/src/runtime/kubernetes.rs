@@ -5,13 +5,14 @@
 //!   order; applying an unchanged tenant changes nothing.
 //! - status: ready when the Deployment has rolled out its current generation to every desired
 //!   replica and they are available (each pod's readiness probe is the apiserver's `/readyz`);
-//!   the endpoint comes from the spec's `endpoint_address` when set, else from the Service
-//!   (load-balancer address, or cluster IP).
+//!   the endpoint comes from the spec's `endpoint_address` when set, else from the Service: a
+//!   `NodePort` Service is reached at a Ready node's address on its node port, a `LoadBalancer`
+//!   at its load-balancer address once it has one, anything else at its cluster IP.
 //! - delete: deletes the tenant namespace (which takes every object with it) and reports done
 //!   once the namespace is gone.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -121,31 +122,30 @@ impl Runtime for KubeRuntime {
             rolled && updated >= want && available >= want && st.replicas.unwrap_or(0) == want;
 
         let net = &t.spec.network;
-        let host = if let Some(address) = &net.endpoint_address {
-            Some(address.clone())
+        let reached = if let Some(address) = &net.endpoint_address {
+            Some((address.clone(), net.port))
         } else {
             let svc = Api::<Service>::namespaced(self.client.clone(), &ns)
                 .get_opt(SERVICE)
                 .await
                 .map_err(|e| Self::err("reading the service of", t.name, e))?;
-            svc.and_then(|s| {
-                let lb = s
-                    .status
-                    .and_then(|st| st.load_balancer)
-                    .and_then(|lb| lb.ingress)
-                    .and_then(|i| i.into_iter().next());
-                lb.and_then(|i| i.ip.or(i.hostname)).or_else(|| {
-                    s.spec
-                        .and_then(|sp| sp.cluster_ip)
-                        .filter(|ip| ip != "None")
-                })
-            })
+            match svc {
+                Some(svc) if node_port(&svc).is_some() => {
+                    let nodes = Api::<Node>::all(self.client.clone())
+                        .list(&ListParams::default())
+                        .await
+                        .map_err(|e| Self::err("listing the nodes for", t.name, e))?;
+                    node_address(&nodes.items).zip(node_port(&svc))
+                }
+                Some(svc) => service_address(svc).map(|h| (h, net.port)),
+                None => None,
+            }
         };
-        let endpoint = host.map(|h| {
+        let endpoint = reached.map(|(h, port)| {
             if h.contains(':') {
-                format!("https://[{h}]:{}", net.port)
+                format!("https://[{h}]:{port}")
             } else {
-                format!("https://{h}:{}", net.port)
+                format!("https://{h}:{port}")
             }
         });
         let (message, stalled) = if ready {
@@ -184,6 +184,60 @@ impl Runtime for KubeRuntime {
             Err(e) => Err(Self::err("reading the namespace of", tenant, e)),
         }
     }
+}
+
+/// The node port of a `NodePort` Service's API port, once allocated.
+fn node_port(svc: &Service) -> Option<u16> {
+    let spec = svc.spec.as_ref()?;
+    if spec.type_.as_deref() != Some("NodePort") {
+        return None;
+    }
+    let port = spec.ports.as_ref()?.first()?.node_port?;
+    u16::try_from(port).ok()
+}
+
+/// Where a Service other than a `NodePort` one is reached: its load balancer's address once it
+/// has one, else its cluster IP.
+fn service_address(s: Service) -> Option<String> {
+    let lb = s
+        .status
+        .and_then(|st| st.load_balancer)
+        .and_then(|lb| lb.ingress)
+        .and_then(|i| i.into_iter().next());
+    lb.and_then(|i| i.ip.or(i.hostname)).or_else(|| {
+        s.spec
+            .and_then(|sp| sp.cluster_ip)
+            .filter(|ip| ip != "None")
+    })
+}
+
+/// The address a `NodePort` Service is reached at: of the Ready, schedulable nodes, the first by
+/// name (stable while it stays), its external address when it has one, else its internal one.
+pub fn node_address(nodes: &[Node]) -> Option<String> {
+    let ready = |n: &&Node| {
+        let st = n.status.as_ref();
+        let is_ready = st
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let cordoned = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false);
+        is_ready && !cordoned
+    };
+    let mut candidates: Vec<&Node> = nodes.iter().filter(ready).collect();
+    candidates.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    candidates.into_iter().find_map(|n| {
+        let addrs = n.status.as_ref()?.addresses.as_ref()?;
+        let of = |kind: &str| {
+            addrs
+                .iter()
+                .find(|a| a.type_ == kind)
+                .map(|a| a.address.clone())
+        };
+        of("ExternalIP").or_else(|| of("InternalIP"))
+    })
 }
 
 /// A container restarted this often after failing is not going to start as configured.
@@ -457,6 +511,35 @@ mod tests {
         assert!(ready.ready, "{}", ready.message);
         assert_eq!(ready.endpoint.as_deref(), Some("https://203.0.113.9:6443"));
         server.await.unwrap();
+    }
+
+    #[test]
+    fn a_node_port_is_reached_on_the_first_ready_schedulable_node_by_its_external_address_first() {
+        let node = |name: &str, ready: &str, cordoned: bool, addrs: serde_json::Value| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "spec": {"unschedulable": cordoned},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": ready}],
+                    "addresses": addrs,
+                },
+            }))
+            .unwrap()
+        };
+        let internal = |ip: &str| serde_json::json!([{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": "h"}]);
+        let both = serde_json::json!([{"type": "InternalIP", "address": "10.0.0.3"}, {"type": "ExternalIP", "address": "203.0.113.3"}]);
+        assert_eq!(node_address(&[]), None);
+        let nodes = [
+            node("c", "True", false, both),
+            node("a", "False", false, internal("10.0.0.1")),
+            node("b", "True", true, internal("10.0.0.2")),
+        ];
+        assert_eq!(node_address(&nodes).as_deref(), Some("203.0.113.3"));
+        let nodes = [
+            node("z", "True", false, internal("10.0.0.26")),
+            node("d", "True", false, internal("10.0.0.4")),
+        ];
+        assert_eq!(node_address(&nodes).as_deref(), Some("10.0.0.4"));
     }
 
     #[test]

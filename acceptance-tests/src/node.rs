@@ -1,0 +1,656 @@
+//! A real admin-cluster node on this machine: containerd (Debian's, with runc and the Debian CNI
+//! plugins bridge, host-local, portmap and loopback), the kubelet and kube-proxy of the newest
+//! version tests run, and CoreDNS as a pod. Images cannot be pulled here: `scripts/images.sh`
+//! builds them from the binaries this machine has and imports them under the names pods ask for.
+//!
+//! Only one node runs on a machine at a time (kube-proxy's iptables chains, the bridge and the
+//! kubelet's cgroups are machine-wide): [`Node::start`] takes a machine-wide lock, and cleans up
+//! what a node that was killed left behind before it starts.
+//!
+//! What a node needs from the machine: root, cgroup v1 or v2 mounted read-write (these machines
+//! run cgroup v1, which kubelets from 1.35 refuse unless told `failCgroupV1: false`), iptables,
+//! `br_netfilter`'s sysctls, and the Debian packages `scripts/install-deps.sh` installs.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kamaji_core::pki::{kubeconfig, sign, Leaf, Pem, Usage};
+
+use crate::k8s::{self, Kubectl};
+use crate::workspace;
+
+/// Where the node keeps its state: a fixed place, so the next start finds what a killed node
+/// left (mounts, containers, the bridge) and removes it. Short: containerd's socket path is
+/// limited to 108 bytes.
+pub const NODE_DIR: &str = "/tmp/kamaji-node";
+/// The machine-wide lock a running node holds.
+const LOCK: &str = "/tmp/kamaji-node.lock";
+/// The node's name in the admin cluster.
+pub const NODE_NAME: &str = "kamaji-admin";
+/// The bridge pods attach to, and their addresses.
+const BRIDGE: &str = "kamaji0";
+pub const POD_CIDR: &str = "10.88.0.0/24";
+/// The admin cluster's Service range; its DNS Service takes [`DNS_IP`].
+pub const SERVICE_CIDR: &str = "10.0.0.0/24";
+pub const DNS_IP: &str = "10.0.0.10";
+
+/// This machine's address on its default route: where pods reach the host's services (the admin
+/// apiserver, the datastores' etcds) and where NodePorts answer.
+pub fn host_ip() -> IpAddr {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+    // No packet is sent: connecting a UDP socket only picks the route and source address.
+    s.connect("192.0.2.255:9")
+        .or_else(|_| s.connect("203.0.113.1:9"))
+        .expect("a default route");
+    let ip = s.local_addr().expect("local address").ip();
+    assert!(
+        !ip.is_loopback() && !ip.is_unspecified(),
+        "no address on a default route"
+    );
+    ip
+}
+
+/// What the node joins: the admin apiserver as pods reach it, its CA (and key, to sign the
+/// kubelet's and kube-proxy's client certificates) and a cluster-admin identity for the
+/// apiserver's calls to the kubelet.
+pub struct Join<'a> {
+    pub server: &'a str,
+    pub ca: &'a Pem,
+    pub admin: &'a Pem,
+}
+
+/// A running node; stopped and cleaned up when dropped.
+pub struct Node {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    procs: Vec<(&'static str, Child)>,
+    /// The machine-wide lock, released last.
+    _lock: std::fs::File,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for (_, p) in self.procs.iter_mut().rev() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        if std::thread::panicking() {
+            keep_logs(&self.dir);
+        }
+        cleanup(&self.dir);
+    }
+}
+
+/// Copies the node's logs (its programs', the pods') where a failed test names them.
+fn keep_logs(dir: &Path) {
+    let to = PathBuf::from(format!("/tmp/kamaji-node-logs-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&to);
+    let _ = Command::new("cp")
+        .arg("-r")
+        .args(
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "log")),
+        )
+        .arg(dir.join("kubelet/pod-logs"))
+        .arg(&to)
+        .status();
+    eprintln!("node: logs kept in {}", to.display());
+}
+
+fn spawn(bin: &Path, args: &[String], log: &Path) -> Child {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()))
+}
+
+fn write(path: &Path, content: &str) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).expect("node directory");
+    }
+    crate::write_private(path, content);
+}
+
+/// Takes the machine-wide node lock, waiting for another node (another test binary, or a
+/// `make demo-cluster`) to stop.
+fn lock() -> std::fs::File {
+    use std::os::unix::io::AsRawFd;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(LOCK)
+        .expect("the node lock file");
+    let start = Instant::now();
+    let mut said = false;
+    // SAFETY: flock on a file descriptor this function owns.
+    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if !said {
+            let holder = std::fs::read_to_string(LOCK).unwrap_or_default();
+            eprintln!(
+                "node: waiting for the admin node this machine already runs ({}) to stop",
+                holder.trim()
+            );
+            said = true;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40 * 60),
+            "another admin node kept {LOCK} for 40 minutes (make demo-stop stops the demo's)"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let _ = f.set_len(0);
+    let _ = writeln!(
+        f,
+        "pid {} ({})",
+        std::process::id(),
+        std::env::args().next().unwrap_or_default()
+    );
+    f
+}
+
+/// Removes what a node in `dir` leaves on the machine: its containers and their shims,
+/// containerd, its mounts, the pods' network namespaces, kube-proxy's rules, the bridge.
+pub fn cleanup(dir: &Path) {
+    let socket = dir.join("containerd/containerd.sock");
+    let sock = socket.display().to_string();
+    // Processes of this node: the kubelet and kube-proxy, the containers (in the kubelet's
+    // cgroups), their shims and containerd (by the socket they name).
+    for pid in processes() {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let ours = cmdline.contains(&sock)
+            || cmdline.contains(&format!("{}/", dir.display()))
+            || in_kubepods(pid);
+        if ours && pid != std::process::id() {
+            // SAFETY: sending a signal to a process id.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // kube-proxy's chains and rules.
+    let proxy = k8s::program(&k8s::newest(), "kube-proxy");
+    if proxy.exists() {
+        let _ = Command::new(proxy)
+            .arg("--cleanup")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    // Mounts under the directory (secret volumes, rootfs overlays, shm), deepest first.
+    let prefix = format!("{}/", dir.display());
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|m| m.starts_with(&prefix) || m.starts_with("/run/netns/cni-"))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        if let Ok(c) = std::ffi::CString::new(m.as_str()) {
+            // SAFETY: unmounting a path string this function owns.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        if m.starts_with("/run/netns/cni-") {
+            let _ = std::fs::remove_file(&m);
+        }
+    }
+    let _ = Command::new("ip")
+        .args(["link", "delete", BRIDGE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn processes() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `pid` runs in a cgroup the kubelet made for pods.
+fn in_kubepods(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map(|c| c.lines().any(|l| l.contains(":/kubepods")))
+        .unwrap_or(false)
+}
+
+fn set_sysctl(path: &str, value: &str) {
+    let p = Path::new("/proc/sys").join(path);
+    if !std::fs::read_to_string(&p).is_ok_and(|v| v.trim() == value) {
+        std::fs::write(&p, value).unwrap_or_else(|e| panic!("sysctl {path}={value}: {e}"));
+    }
+}
+
+impl Node {
+    /// Starts a node that joins the admin cluster `join` describes, with every image imported,
+    /// and waits until it is Ready and CoreDNS answers.
+    pub async fn start(join: &Join<'_>) -> Self {
+        let lock = lock();
+        let dir = PathBuf::from(NODE_DIR);
+        cleanup(&dir);
+        std::fs::create_dir_all(&dir).expect("node directory");
+        // Pods reach Services and each other through the host: forwarding on, and bridged
+        // traffic through iptables (kube-proxy's rules).
+        set_sysctl("net/ipv4/ip_forward", "1");
+        set_sysctl("net/bridge/bridge-nf-call-iptables", "1");
+        let ip = host_ip();
+        let mut node = Node {
+            socket: dir.join("containerd/containerd.sock"),
+            dir: dir.clone(),
+            procs: Vec::new(),
+            _lock: lock,
+        };
+        node.start_containerd().await;
+        node.import_images();
+        node.write_cni();
+        node.start_kubelet(join, ip);
+        node.start_kube_proxy(join, ip);
+        let admin = Kubectl::new(
+            &dir.join("admin.kubeconfig"),
+            &kubeconfig(
+                "admin",
+                join.server,
+                &join.ca.cert,
+                "kubernetes-admin",
+                join.admin,
+            ),
+        );
+        node.await_ready(&admin).await;
+        node.start_coredns(&admin).await;
+        node
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
+    }
+
+    async fn start_containerd(&mut self) {
+        let d = self.dir.join("containerd");
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.10.2"
+  # The kubelet gives every sandbox oom_score_adj -998 (and critical and Guaranteed pods scores
+  # below 0); lowering a score needs CAP_SYS_RESOURCE, which the container these machines run in
+  # lacks. Scores are raised to containerd's own instead, as for rootless containerd.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{dir}/cni"
+"#,
+            d = d.display(),
+            dir = self.dir.display()
+        );
+        write(&d.join("config.toml"), &config);
+        let child = spawn(
+            Path::new("containerd"),
+            &[
+                "--config".into(),
+                d.join("config.toml").display().to_string(),
+            ],
+            &self.log("containerd"),
+        );
+        self.procs.push(("containerd", child));
+        let start = Instant::now();
+        while !self.socket.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "containerd did not start; see {}",
+                self.log("containerd").display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every image pods here ask for, built from this machine's binaries when missing.
+    fn import_images(&self) {
+        let out = Command::new(workspace().join("scripts/images.sh"))
+            .arg("import")
+            .arg(&self.socket)
+            .output()
+            .expect("running scripts/images.sh");
+        assert!(
+            out.status.success(),
+            "building or importing the images failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn write_cni(&self) {
+        let conf = serde_json::json!({
+            "cniVersion": "0.4.0",
+            "name": "kamaji",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": BRIDGE,
+                    "isGateway": true,
+                    "ipMasq": true,
+                    "hairpinMode": true,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": POD_CIDR}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                        "dataDir": self.dir.join("cni-ipam").display().to_string(),
+                    }
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}},
+                {"type": "loopback"}
+            ]
+        });
+        write(
+            &self.dir.join("cni/10-kamaji.conflist"),
+            &serde_json::to_string_pretty(&conf).expect("json"),
+        );
+    }
+
+    /// A client certificate of the admin cluster's CA for `cn` in `orgs`.
+    fn client_cert(join: &Join<'_>, cn: &str, orgs: &[&str]) -> Pem {
+        sign(
+            join.ca,
+            &Leaf {
+                cn,
+                orgs,
+                sans: &[],
+                usage: Usage::Client,
+            },
+        )
+        .expect("a client certificate")
+    }
+
+    fn start_kubelet(&mut self, join: &Join<'_>, ip: IpAddr) {
+        let d = self.dir.join("kubelet");
+        let user = format!("system:node:{NODE_NAME}");
+        let creds = Self::client_cert(join, &user, &["system:nodes"]);
+        write(
+            &d.join("kubeconfig"),
+            &kubeconfig("admin", join.server, &join.ca.cert, &user, &creds),
+        );
+        write(&d.join("ca.crt"), &join.ca.cert);
+        let config = serde_json::json!({
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "cgroupDriver": "cgroupfs",
+            // These machines run cgroup v1, which kubelets from 1.35 refuse by default.
+            "failCgroupV1": false,
+            "containerRuntimeEndpoint": format!("unix://{}", self.socket.display()),
+            "authentication": {
+                "anonymous": {"enabled": false},
+                "webhook": {"enabled": true},
+                "x509": {"clientCAFile": d.join("ca.crt").display().to_string()},
+            },
+            "authorization": {"mode": "Webhook"},
+            "clusterDNS": [DNS_IP],
+            "clusterDomain": "cluster.local",
+            "failSwapOn": false,
+            "readOnlyPort": 0,
+            "podCIDR": POD_CIDR,
+            "podLogsDir": d.join("pod-logs").display().to_string(),
+            "resolvConf": "/etc/resolv.conf",
+            "serializeImagePulls": false,
+            // A shared test machine: evict on memory only when it is really short, never for the
+            // disk the other tests fill.
+            "evictionHard": {
+                "memory.available": "100Mi",
+                "nodefs.available": "1%",
+                "nodefs.inodesFree": "1%",
+                "imagefs.available": "1%",
+            },
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
+            "syncFrequency": "10s",
+            "fileCheckFrequency": "10s",
+            "nodeStatusUpdateFrequency": "5s",
+            "staticPodPath": "",
+        });
+        write(
+            &d.join("config.yaml"),
+            &serde_json::to_string_pretty(&config).expect("json"),
+        );
+        let args = vec![
+            format!("--config={}", d.join("config.yaml").display()),
+            format!("--kubeconfig={}", d.join("kubeconfig").display()),
+            format!("--root-dir={}", d.join("root").display()),
+            format!("--cert-dir={}", d.join("certs").display()),
+            format!("--hostname-override={NODE_NAME}"),
+            format!("--node-ip={ip}"),
+        ];
+        let child = spawn(
+            &k8s::program(&k8s::newest(), "kubelet"),
+            &args,
+            &self.log("kubelet"),
+        );
+        self.procs.push(("kubelet", child));
+    }
+
+    fn start_kube_proxy(&mut self, join: &Join<'_>, ip: IpAddr) {
+        let d = self.dir.join("kube-proxy");
+        let creds = Self::client_cert(join, "system:kube-proxy", &[]);
+        write(
+            &d.join("kubeconfig"),
+            &kubeconfig(
+                "admin",
+                join.server,
+                &join.ca.cert,
+                "system:kube-proxy",
+                &creds,
+            ),
+        );
+        let config = serde_json::json!({
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "mode": "iptables",
+            "clientConnection": {"kubeconfig": d.join("kubeconfig").display().to_string()},
+            "clusterCIDR": POD_CIDR,
+            "hostnameOverride": NODE_NAME,
+            "bindAddress": ip.to_string(),
+            "healthzBindAddress": format!("127.0.0.1:{}", crate::free_port()),
+            "metricsBindAddress": format!("127.0.0.1:{}", crate::free_port()),
+            // Inside a container the conntrack sysctls are read-only: leave them as they are.
+            "conntrack": {"maxPerCore": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+        });
+        write(
+            &d.join("config.yaml"),
+            &serde_json::to_string_pretty(&config).expect("json"),
+        );
+        let child = spawn(
+            &k8s::program(&k8s::newest(), "kube-proxy"),
+            &[format!("--config={}", d.join("config.yaml").display())],
+            &self.log("kube-proxy"),
+        );
+        self.procs.push(("kube-proxy", child));
+    }
+
+    /// Checks the node's programs still run.
+    fn check_running(&mut self) {
+        for (name, p) in &mut self.procs {
+            if let Ok(Some(status)) = p.try_wait() {
+                panic!("{name} exited ({status}); see {}/{name}.log", NODE_DIR);
+            }
+        }
+    }
+
+    async fn await_ready(&mut self, admin: &Kubectl) {
+        let start = Instant::now();
+        loop {
+            self.check_running();
+            let r = admin.run(&[
+                "get",
+                "node",
+                NODE_NAME,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            if r.ok && r.stdout.trim() == "True" {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the node did not become Ready: {}{}; see {}",
+                r.stdout,
+                r.stderr,
+                self.log("kubelet").display()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// CoreDNS, as kubeadm installs it, on port 1053 (a non-root process binds no port below
+    /// 1024) behind the DNS Service on 53.
+    async fn start_coredns(&mut self, admin: &Kubectl) {
+        let version = include_str!("../../tools/upstream/PROGRAMS")
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.first() == Some(&"coredns")).then(|| f[2].to_owned())
+            })
+            .expect("coredns in tools/upstream/PROGRAMS");
+        admin.apply(
+            &COREDNS
+                .replace("@VERSION@", &version)
+                .replace("@DNS_IP@", DNS_IP),
+        );
+        let start = Instant::now();
+        loop {
+            self.check_running();
+            let r = admin.run(&[
+                "get",
+                "deployment",
+                "coredns",
+                "-n",
+                "kube-system",
+                "-o",
+                "jsonpath={.status.availableReplicas}",
+            ]);
+            if r.stdout.trim() == "1" {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "CoreDNS did not become available: {}",
+                admin.run(&["describe", "pods", "-n", "kube-system"]).stdout
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+const COREDNS: &str = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: coredns, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+  - apiGroups: [""]
+    resources: [endpoints, services, pods, namespaces]
+    verbs: [list, watch]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{kind: ServiceAccount, name: coredns, namespace: kube-system}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: coredns, namespace: kube-system}
+data:
+  Corefile: |
+    .:1053 {
+        errors
+        health :8080
+        ready :8181
+        kubernetes cluster.local in-addr.arpa ip6.arpa {
+            pods insecure
+            fallthrough in-addr.arpa ip6.arpa
+        }
+        cache 30
+    }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: coredns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {k8s-app: kube-dns}}
+  template:
+    metadata: {labels: {k8s-app: kube-dns}}
+    spec:
+      serviceAccountName: coredns
+      priorityClassName: system-cluster-critical
+      dnsPolicy: Default
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 65532
+        seccompProfile: {type: RuntimeDefault}
+      containers:
+        - name: coredns
+          image: registry.k8s.io/coredns/coredns:@VERSION@
+          args: ["-conf", "/etc/coredns/Corefile"]
+          ports:
+            - {name: dns, containerPort: 1053, protocol: UDP}
+            - {name: dns-tcp, containerPort: 1053, protocol: TCP}
+          readinessProbe:
+            httpGet: {path: /ready, port: 8181}
+            periodSeconds: 2
+          livenessProbe:
+            httpGet: {path: /health, port: 8080}
+          resources:
+            requests: {cpu: 50m, memory: 32Mi}
+            limits: {memory: 128Mi}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities: {drop: [ALL]}
+          volumeMounts:
+            - {name: config, mountPath: /etc/coredns, readOnly: true}
+      volumes:
+        - name: config
+          configMap: {name: coredns}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  clusterIP: @DNS_IP@
+  selector: {k8s-app: kube-dns}
+  ports:
+    - {name: dns, port: 53, targetPort: 1053, protocol: UDP}
+    - {name: dns-tcp, port: 53, targetPort: 1053, protocol: TCP}
+"#;
