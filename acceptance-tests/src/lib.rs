@@ -347,70 +347,18 @@ impl Harness {
 
     /// A root client on a datastore etcd started by [`Self::etcd`]: reads what tenants wrote.
     pub async fn shard_root(&self, endpoint: &str) -> etcd_client::Client {
-        let tls = EtcdTls {
-            ca_pem: Some(self.pki.ca.cert.clone()),
-            identity: Some((self.pki.root.cert.clone(), self.pki.root.key.clone())),
-        };
-        connect(&[endpoint.to_owned()], &tls, Duration::from_secs(5))
-            .await
-            .expect("shard client")
+        shard::root(&self.pki, endpoint).await
     }
 
     /// Users and roles other than root on a shard, and its number of keys: what a destroyed
     /// tenant must not leave behind.
     pub async fn shard_leftovers(&self, endpoint: &str) -> (Vec<String>, Vec<String>, i64) {
-        let mut c = self.shard_root(endpoint).await;
-        let users: Vec<String> = c
-            .user_list()
-            .await
-            .expect("users")
-            .users()
-            .iter()
-            .filter(|u| u.as_str() != "root")
-            .cloned()
-            .collect();
-        let roles: Vec<String> = c
-            .role_list()
-            .await
-            .expect("roles")
-            .roles()
-            .iter()
-            .filter(|r| r.as_str() != "root")
-            .cloned()
-            .collect();
-        let keys = c
-            .get(
-                "",
-                Some(
-                    etcd_client::GetOptions::new()
-                        .with_from_key()
-                        .with_count_only(),
-                ),
-            )
-            .await
-            .expect("count keys")
-            .count();
-        (users, roles, keys)
+        shard::leftovers(&self.pki, endpoint).await
     }
 
     /// Every key on a shard, read as root.
     pub async fn shard_keys(&self, endpoint: &str) -> Vec<String> {
-        let mut c = self.shard_root(endpoint).await;
-        let r = c
-            .get(
-                "",
-                Some(
-                    etcd_client::GetOptions::new()
-                        .with_from_key()
-                        .with_keys_only(),
-                ),
-            )
-            .await
-            .expect("list keys");
-        r.kvs()
-            .iter()
-            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-            .collect()
+        shard::keys(&self.pki, endpoint).await
     }
 
     /// A gRPC client to kamajid, to check what it holds independently of Terraform.
@@ -777,5 +725,82 @@ impl Drop for Reaper {
         for (_, pid) in pids_under(&self.0) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
+    }
+}
+
+/// What a datastore etcd holds, read as its root user: what tenants wrote and left.
+pub mod shard {
+    use std::time::Duration;
+
+    use kamajid::etcd::{connect, EtcdTls};
+
+    use crate::DevPki;
+
+    /// A root client on a datastore etcd whose CA and root certificate are `pki`'s.
+    pub async fn root(pki: &DevPki, endpoint: &str) -> etcd_client::Client {
+        let tls = EtcdTls {
+            ca_pem: Some(pki.ca.cert.clone()),
+            identity: Some((pki.root.cert.clone(), pki.root.key.clone())),
+        };
+        connect(&[endpoint.to_owned()], &tls, Duration::from_secs(5))
+            .await
+            .expect("shard client")
+    }
+
+    /// Users and roles other than root on a shard, and its number of keys: what a destroyed
+    /// tenant must not leave behind.
+    pub async fn leftovers(pki: &DevPki, endpoint: &str) -> (Vec<String>, Vec<String>, i64) {
+        let mut c = root(pki, endpoint).await;
+        let users: Vec<String> = c
+            .user_list()
+            .await
+            .expect("users")
+            .users()
+            .iter()
+            .filter(|u| u.as_str() != "root")
+            .cloned()
+            .collect();
+        let roles: Vec<String> = c
+            .role_list()
+            .await
+            .expect("roles")
+            .roles()
+            .iter()
+            .filter(|r| r.as_str() != "root")
+            .cloned()
+            .collect();
+        let keys = c
+            .get(
+                "",
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_from_key()
+                        .with_count_only(),
+                ),
+            )
+            .await
+            .expect("count keys")
+            .count();
+        (users, roles, keys)
+    }
+
+    /// Every key on a shard, read as root.
+    pub async fn keys(pki: &DevPki, endpoint: &str) -> Vec<String> {
+        let mut c = root(pki, endpoint).await;
+        let r = c
+            .get(
+                "",
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_from_key()
+                        .with_keys_only(),
+                ),
+            )
+            .await
+            .expect("list keys");
+        r.kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect()
     }
 }

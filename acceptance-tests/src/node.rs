@@ -67,6 +67,7 @@ pub struct Node {
     pub dir: PathBuf,
     pub socket: PathBuf,
     procs: Vec<(&'static str, Child)>,
+    kubelet_args: Vec<String>,
     /// The machine-wide lock, released last.
     _lock: std::fs::File,
 }
@@ -215,6 +216,32 @@ pub fn cleanup(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The memory a pod's containers use that the kernel cannot simply drop (the working set the
+/// kubelet reports: usage less inactive file pages), from its cgroup; None if it has none here.
+pub fn pod_working_set(pod_uid: &str) -> Option<u64> {
+    let v1 = Path::new("/sys/fs/cgroup/memory/kubepods");
+    let v2 = Path::new("/sys/fs/cgroup/kubepods");
+    for (root, usage, inactive) in [
+        (v1, "memory.usage_in_bytes", "total_inactive_file"),
+        (v2, "memory.current", "inactive_file"),
+    ] {
+        for qos in ["", "burstable", "besteffort"] {
+            let dir = root.join(qos).join(format!("pod{pod_uid}"));
+            let Ok(used) = std::fs::read_to_string(dir.join(usage)) else {
+                continue;
+            };
+            let used: u64 = used.trim().parse().ok()?;
+            let stat = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+            let inactive: u64 = stat
+                .lines()
+                .find_map(|l| l.strip_prefix(inactive)?.trim().parse().ok())
+                .unwrap_or(0);
+            return Some(used.saturating_sub(inactive));
+        }
+    }
+    None
+}
+
 fn processes() -> Vec<u32> {
     std::fs::read_dir("/proc")
         .map(|d| {
@@ -255,6 +282,7 @@ impl Node {
             socket: dir.join("containerd/containerd.sock"),
             dir: dir.clone(),
             procs: Vec::new(),
+            kubelet_args: Vec::new(),
             _lock: lock,
         };
         node.start_containerd().await;
@@ -445,12 +473,36 @@ state = "{d}/state"
             format!("--hostname-override={NODE_NAME}"),
             format!("--node-ip={ip}"),
         ];
-        let child = spawn(
-            &k8s::program(&k8s::newest(), "kubelet"),
-            &args,
-            &self.log("kubelet"),
-        );
+        self.kubelet_args = args;
+        self.spawn_kubelet();
+    }
+
+    fn spawn_kubelet(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log("kubelet"))
+            .expect("kubelet log");
+        let err = log.try_clone().expect("kubelet log");
+        let child = Command::new(k8s::program(&k8s::newest(), "kubelet"))
+            .args(&self.kubelet_args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("starting the kubelet");
         self.procs.push(("kubelet", child));
+    }
+
+    /// Kills the kubelet (SIGKILL: no graceful shutdown, the pods' containers keep running) and
+    /// starts it again, as a crashed or upgraded kubelet comes back on a node nobody drained.
+    pub fn restart_kubelet(&mut self) {
+        if let Some(i) = self.procs.iter().position(|(n, _)| *n == "kubelet") {
+            let (_, mut p) = self.procs.remove(i);
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        self.spawn_kubelet();
     }
 
     fn start_kube_proxy(&mut self, join: &Join<'_>, ip: IpAddr) {
