@@ -1,24 +1,17 @@
-//! A real admin cluster on loopback: kube-apiserver and kube-controller-manager (the newest
-//! version tests run) on their own etcd, for kamajid's Kubernetes runtime. The apiserver is the
-//! real judge of what kamajid applies (schemas, immutable fields, field ownership, conflicts); its
-//! namespace controller decides when a deleted tenant's namespace is really gone.
+//! A real admin cluster: kube-apiserver, kube-controller-manager with every controller (the
+//! newest version tests run) on their own etcd, for kamajid's Kubernetes runtime. The apiserver is
+//! the real judge of what kamajid applies (schemas, immutable fields, field ownership,
+//! conflicts); its namespace controller decides when a deleted tenant's namespace is really gone.
 //!
-//! No kubelet can run pods here. [`PodRunner`] stands in for the kubelet, the Deployment
-//! controller and a cloud load balancer, and for nothing else: for each control-plane Deployment
-//! kamajid applied, it runs the pod template's three containers as local processes of the real
-//! programs (their `command` and `args` as rendered, the Secrets of its volumes written to disk and
-//! the mount paths moved under a directory), reports the Deployment rolled out once the apiserver
-//! answers `/readyz`, and gives `LoadBalancer` Services the address `127.0.0.1`. So the pod
-//! layout's flags really run, and the tenant answers at the address kamajid derives from the
-//! Service. Limits: one set of processes per Deployment whatever `replicas` says (the status it
-//! reports counts every replica available); the controller-manager's and scheduler's health
-//! ports are moved to free ones so tenants can share the host.
+//! [`AdminCluster::with_node`] adds what runs pods: kube-scheduler and a [`Node`] (containerd,
+//! kubelet, kube-proxy, CoreDNS) on this machine, so tenant control planes run as real pods of
+//! the images built here, rolled by the real Deployment controller. [`LoadBalancers`] stands in
+//! for the one part no program here plays: a cloud's load-balancer controller.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kamaji_core::ids::TenantId;
@@ -27,10 +20,6 @@ use kamaji_core::pki::{kubeconfig, mint, TenantPkiSpec};
 use crate::k8s::{self, Kubectl};
 use crate::node::{self, Join, Node};
 use crate::{free_port, write_private, DevPki, EtcdProcess, EtcdSecurity};
-
-/// Controllers of the admin cluster without a node: all but the two whose part [`PodRunner`]
-/// plays (they would otherwise overwrite the Deployment status it reports).
-const CONTROLLERS: &str = "*,-deployment-controller,-replicaset-controller";
 
 pub struct AdminCluster {
     _tmp: tempfile::TempDir,
@@ -168,8 +157,6 @@ impl AdminCluster {
                     file("kubelet-client.key", &pki.admin.key)
                 ),
             ]);
-        } else {
-            api_args.push(format!("--advertise-address={}", "127.0.0.1"));
         }
         let apiserver = spawn(
             &k8s::program(&version, "kube-apiserver"),
@@ -192,10 +179,7 @@ impl AdminCluster {
             format!("--authorization-kubeconfig={cm_conf}"),
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={}", free_port()),
-            format!(
-                "--controllers={}",
-                if with_node { "*" } else { CONTROLLERS }
-            ),
+            "--controllers=*".into(),
             "--leader-elect=false".into(),
             format!("--root-ca-file={}", dir.join("ca.crt").display()),
             format!(
@@ -277,289 +261,99 @@ impl AdminCluster {
     }
 }
 
-/// Plays the kubelet, the Deployment controller and a cloud load balancer for the control-plane
-/// Deployments kamajid applies (see the module docs). Stops its processes when dropped.
-pub struct PodRunner {
+/// Plays a cloud's load-balancer controller, the one part of a production admin cluster this
+/// machine has no program for: gives each `LoadBalancer` Service an address of its own from
+/// 198.51.100.0/24 (a documentation range no network routes), as MetalLB or a cloud would. The
+/// traffic is real: kube-proxy programs the address, forwards it to the Service's pods and
+/// enforces `loadBalancerSourceRanges` (for clients on this host and pods alike, since it
+/// rewrites the destination before any routing). Stops when dropped.
+pub struct LoadBalancers {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
-    pods: Arc<Mutex<HashMap<String, Pod>>>,
 }
 
-/// The processes run for one Deployment, at one generation.
-struct Pod {
-    generation: i64,
-    procs: Vec<(String, Child)>,
-    /// Where the controller-manager's kubeconfig was written: probes the apiserver.
-    probe_kubeconfig: PathBuf,
-    ready_reported: bool,
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        for (_, p) in &mut self.procs {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
-}
-
-impl Drop for PodRunner {
+impl Drop for LoadBalancers {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        if let Ok(mut pods) = self.pods.lock() {
-            pods.clear();
-        }
     }
 }
 
-impl PodRunner {
+impl LoadBalancers {
     pub fn start(admin: &AdminCluster) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let pods: Arc<Mutex<HashMap<String, Pod>>> = Arc::default();
         let kubectl = admin.kubectl();
-        let dir = admin.dir.join("pods");
-        let (s, p) = (stop.clone(), pods.clone());
+        let s = stop.clone();
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
-                reconcile_pods(&kubectl, &dir, &p);
-                std::thread::sleep(Duration::from_millis(500));
+                assign_addresses(&kubectl);
+                std::thread::sleep(Duration::from_millis(300));
             }
         });
         Self {
             stop,
             thread: Some(thread),
-            pods,
         }
-    }
-
-    /// The program paths of the processes running for tenant namespace `ns`, with their args.
-    pub fn commands(&self, ns: &str) -> Vec<Vec<String>> {
-        let pods = self.pods.lock().expect("pods");
-        pods.get(ns)
-            .map(|p| {
-                p.procs
-                    .iter()
-                    .map(|(_, c)| {
-                        std::fs::read(format!("/proc/{}/cmdline", c.id()))
-                            .unwrap_or_default()
-                            .split(|b| *b == 0)
-                            .filter(|a| !a.is_empty())
-                            .map(|a| String::from_utf8_lossy(a).into_owned())
-                            .collect()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 }
 
-fn reconcile_pods(kubectl: &Kubectl, dir: &Path, pods: &Mutex<HashMap<String, Pod>>) {
-    let list = kubectl.run(&[
-        "get",
-        "deployments",
-        "-A",
-        "-l",
-        "app.kubernetes.io/managed-by=kamajid",
-        "-o",
-        "json",
-    ]);
-    if !list.ok {
-        return;
-    }
+fn assign_addresses(kubectl: &Kubectl) {
+    let list = kubectl.run(&["get", "services", "-A", "-o", "json"]);
     let Ok(list) = serde_json::from_str::<serde_json::Value>(&list.stdout) else {
         return;
     };
-    let deployments: Vec<serde_json::Value> = list["items"].as_array().cloned().unwrap_or_default();
-    let Ok(mut pods) = pods.lock() else {
-        return;
-    };
-    // Deployments gone (their namespace deleted): their processes go too.
-    pods.retain(|ns, _| {
-        deployments
-            .iter()
-            .any(|d| d["metadata"]["namespace"].as_str() == Some(ns))
-    });
-    for d in &deployments {
-        let ns = d["metadata"]["namespace"]
+    let services: Vec<serde_json::Value> = list["items"].as_array().cloned().unwrap_or_default();
+    let ingress_ip = |s: &serde_json::Value| {
+        s["status"]["loadBalancer"]["ingress"][0]["ip"]
             .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let generation = d["metadata"]["generation"].as_i64().unwrap_or(0);
-        if pods.get(&ns).map(|p| p.generation) != Some(generation) {
-            pods.remove(&ns);
-            if let Some(pod) = start_pod(kubectl, dir, &ns, generation, d) {
-                pods.insert(ns.clone(), pod);
-            }
-        }
-        expose_load_balancer(kubectl, &ns);
-        if let Some(pod) = pods.get_mut(&ns) {
-            if !pod.ready_reported && pod_ready(pod) {
-                let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
-                let status = serde_json::json!({"status": {
-                    "observedGeneration": generation,
-                    "replicas": want,
-                    "updatedReplicas": want,
-                    "readyReplicas": want,
-                    "availableReplicas": want,
-                }});
-                let r = kubectl.run(&[
-                    "patch",
-                    "deployment",
-                    "control-plane",
-                    "-n",
-                    &ns,
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    &status.to_string(),
-                ]);
-                pod.ready_reported = r.ok;
-            }
-        }
-    }
-}
-
-/// Gives a `LoadBalancer` Service the loopback address, as a cloud controller would give it one.
-fn expose_load_balancer(kubectl: &Kubectl, ns: &str) {
-    let svc = kubectl.run(&["get", "service", "kube-apiserver", "-n", ns, "-o", "json"]);
-    let Ok(svc) = serde_json::from_str::<serde_json::Value>(&svc.stdout) else {
-        return;
+            .map(str::to_owned)
     };
-    if svc["spec"]["type"] == "LoadBalancer"
-        && svc["status"]["loadBalancer"]["ingress"][0]["ip"] != "127.0.0.1"
-    {
-        let _ = kubectl.run(&[
+    let mut used: Vec<String> = services.iter().filter_map(ingress_ip).collect();
+    for s in &services {
+        if s["spec"]["type"] != "LoadBalancer" || ingress_ip(s).is_some() {
+            continue;
+        }
+        let Some(ip) = (10..=250)
+            .map(|i| format!("198.51.100.{i}"))
+            .find(|ip| !used.contains(ip))
+        else {
+            return;
+        };
+        let status = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}});
+        let r = kubectl.run(&[
             "patch",
             "service",
-            "kube-apiserver",
+            s["metadata"]["name"].as_str().unwrap_or_default(),
             "-n",
-            ns,
+            s["metadata"]["namespace"].as_str().unwrap_or_default(),
             "--subresource=status",
             "--type=merge",
             "-p",
-            r#"{"status":{"loadBalancer":{"ingress":[{"ip":"127.0.0.1"}]}}}"#,
+            &status.to_string(),
         ]);
+        if r.ok {
+            used.push(ip);
+        }
     }
 }
 
-fn pod_ready(pod: &mut Pod) -> bool {
-    let running = pod
-        .procs
-        .iter_mut()
-        .all(|(_, c)| matches!(c.try_wait(), Ok(None)));
-    running
-        && Command::new(k8s::program(&k8s::newest(), "kubectl"))
-            .arg("--kubeconfig")
-            .arg(&pod.probe_kubeconfig)
-            .args(["get", "--raw", "/readyz", "--request-timeout=3s"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-}
-
-/// Runs the pod template of Deployment `d` in namespace `ns`: its Secret volumes written under
-/// a directory, its containers' commands with the mount paths moved there.
-fn start_pod(
-    kubectl: &Kubectl,
-    dir: &Path,
-    ns: &str,
-    generation: i64,
-    d: &serde_json::Value,
-) -> Option<Pod> {
-    let root = dir.join(format!("{ns}-{generation}"));
-    let spec = &d["spec"]["template"]["spec"];
-    let mut secret_of_volume = HashMap::new();
-    for v in spec["volumes"].as_array()? {
-        secret_of_volume.insert(
-            v["name"].as_str()?.to_owned(),
-            v["secret"]["secretName"].as_str()?.to_owned(),
-        );
-    }
-    let mut mounts: Vec<(String, String)> = Vec::new();
-    let mut procs = Vec::new();
-    let mut probe_kubeconfig = PathBuf::new();
-    for c in spec["containers"].as_array()? {
-        for m in c["volumeMounts"].as_array().into_iter().flatten() {
-            let (name, path) = (m["name"].as_str()?, m["mountPath"].as_str()?);
-            if mounts.iter().any(|(p, _)| p == path) {
-                continue;
-            }
-            let secret = kubectl.run(&[
-                "get",
-                "secret",
-                &secret_of_volume[name],
-                "-n",
-                ns,
-                "-o",
-                "json",
-            ]);
-            let secret: serde_json::Value = serde_json::from_str(&secret.stdout).ok()?;
-            let target = root.join(path.trim_start_matches('/'));
-            std::fs::create_dir_all(&target).ok()?;
-            for (file, b64) in secret["data"].as_object()? {
-                use base64::Engine;
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(b64.as_str()?)
-                    .ok()?;
-                write_private(&target.join(file), &String::from_utf8_lossy(&bytes));
-            }
-            mounts.push((path.to_owned(), target.display().to_string()));
-        }
-    }
-    // Longest mount path first, so `/etc/kubernetes/pki/etcd` is moved before `/etc/kubernetes/pki`.
-    mounts.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-    for c in spec["containers"].as_array()? {
-        let name = c["name"].as_str()?.to_owned();
-        let image = c["image"].as_str()?;
-        let version = image.rsplit_once(":v")?.1;
-        let program = c["command"][0].as_str()?;
-        let args: Vec<String> = c["args"]
-            .as_array()?
-            .iter()
-            .filter_map(|a| a.as_str())
-            .map(|a| {
-                let (flag, value) = a.split_once('=').unwrap_or((a, ""));
-                if name != "kube-apiserver" && flag == "--secure-port" {
-                    return format!("--secure-port={}", free_port());
-                }
-                // A path under a mount moves with it, once, under the longest mount it is in.
-                match mounts
-                    .iter()
-                    .find(|(from, _)| value.starts_with(from.as_str()))
-                {
-                    Some((from, to)) => format!("{flag}={to}{}", &value[from.len()..]),
-                    None => a.to_owned(),
-                }
-            })
-            .collect();
-        if name == "kube-controller-manager" {
-            if let Some(k) = args.iter().find_map(|a| a.strip_prefix("--kubeconfig=")) {
-                probe_kubeconfig = PathBuf::from(k);
-            }
-        }
-        let log = root.join(format!("{name}.log"));
-        let child = spawn(&k8s::program(version, program), &args, &log);
-        procs.push((name, child));
-    }
-    Some(Pod {
-        generation,
-        procs,
-        probe_kubeconfig,
-        ready_reported: false,
+/// A kamajid on this host whose admin cluster runs its tenants' pods on a real node, with
+/// [`LoadBalancers`] addressing their `LoadBalancer` Services and the harness's datastores
+/// serving on the host's address (where the pods reach them); `extra` are more `kamajid serve`
+/// flags.
+pub async fn harness(extra: Vec<String>) -> (AdminCluster, LoadBalancers, crate::Harness) {
+    let admin = AdminCluster::with_node().await;
+    let lbs = LoadBalancers::start(&admin);
+    let h = crate::Harness::start_from(crate::Start {
+        kube: Some(admin.kubeconfig.clone()),
+        extra_args: extra,
+        etcd_host: Some(node::host_ip()),
+        ..Default::default()
     })
-}
-
-/// A kamajid whose admin cluster is a real one, with [`PodRunner`] running its tenants' pods;
-/// `extra` are more `kamajid serve` flags.
-pub async fn harness(extra: Vec<String>) -> (AdminCluster, PodRunner, crate::Harness) {
-    let admin = AdminCluster::start().await;
-    let pods = PodRunner::start(&admin);
-    let h = crate::Harness::start_with_args(Some(admin.kubeconfig.clone()), extra).await;
-    (admin, pods, h)
+    .await;
+    (admin, lbs, h)
 }
 
 impl AdminCluster {

@@ -1,13 +1,14 @@
 //! The Kubernetes runtime against a real admin cluster, through the real terraform (or tofu) CLI:
-//! a real kube-apiserver and kube-controller-manager on loopback judge every object kamajid
-//! applies with server-side apply; [`PodRunner`] plays the kubelet (no kubelet can run pods
-//! here) by running each control-plane Deployment's pod template as local processes of the real
-//! programs, so the tenants answer kubectl at the address kamajid derives from their Service.
+//! a real kube-apiserver and kube-controller-manager judge every object kamajid applies with
+//! server-side apply, and a real node runs the tenants' control planes as pods; each tenant
+//! answers kubectl at the address kamajid derives from its Service, through kube-proxy.
+//! [`LoadBalancers`] plays the cloud's load-balancer controller (it only hands out addresses).
 
 use std::time::{Duration, Instant};
 
-use acceptance_tests::admin_cluster::{AdminCluster, PodRunner};
+use acceptance_tests::admin_cluster::{AdminCluster, LoadBalancers};
 use acceptance_tests::k8s::{self, Kubectl};
+use acceptance_tests::node;
 use acceptance_tests::*;
 
 /// What server-side apply recorded about who owns an object's fields: `(manager, operation)`.
@@ -27,8 +28,29 @@ fn managers(obj: &serde_json::Value) -> Vec<(String, String)> {
 
 fn tenant_hcl(label: &str, name: &str, version: &str, replicas: u32, network: &str) -> String {
     format!(
-        "resource \"kamaji_tenant_cluster\" \"{label}\" {{\n  name = \"{name}\"\n  kubernetes_version = \"{version}\"\n  replicas = {replicas}\n  datastore = kamaji_datastore.a.name\n  network {{\n{network}  }}\n  timeouts {{\n    create = \"5m\"\n    update = \"5m\"\n  }}\n}}\n"
+        "resource \"kamaji_tenant_cluster\" \"{label}\" {{\n  name = \"{name}\"\n  kubernetes_version = \"{version}\"\n  replicas = {replicas}\n  datastore = kamaji_datastore.a.name\n  network {{\n{network}  }}\n{SMALL}\n  timeouts {{\n    create = \"5m\"\n    update = \"5m\"\n  }}\n}}\n"
     )
+}
+
+/// Requests small enough for every replica here (and a rollout's extra pods) on a two-core node.
+const SMALL: &str = "  resources {\n    apiserver {\n      cpu_request = \"100m\"\n      memory_request = \"256Mi\"\n    }\n    controller_manager {\n      cpu_request = \"20m\"\n    }\n    scheduler {\n      cpu_request = \"10m\"\n    }\n  }";
+
+/// Whether an HTTPS request to `url` from local address `from` gets any answer (kube-proxy
+/// drops what a load balancer's source ranges do not admit).
+fn answers_from(from: &str, url: &str) -> bool {
+    std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "4",
+            "--interface",
+            from,
+            url,
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -44,32 +66,33 @@ async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_admin_cluster_takes_every_object_patches_in_place_and_is_left_empty() {
-    let admin = AdminCluster::start().await;
-    let pods = PodRunner::start(&admin);
-    let h = Harness::start_with_args(
-        Some(admin.kubeconfig.clone()),
+    let admin = AdminCluster::with_node().await;
+    let _lbs = LoadBalancers::start(&admin);
+    let host = node::host_ip();
+    let h = Harness::start_from(Start {
+        kube: Some(admin.kubeconfig.clone()),
         // Drift repair every few seconds, so the test sees kamajid take a field back.
-        vec!["--resync-seconds=3".into()],
-    )
+        extra_args: vec!["--resync-seconds=3".into()],
+        etcd_host: Some(host),
+        ..Default::default()
+    })
     .await;
     let shard = h.etcd("shard", EtcdSecurity::default()).await;
     let ds = DatastoreHcl::new("a", "shard", &shard.endpoint);
     let (old, new) = (k8s::oldest(), k8s::newest());
-    // One tenant per Service type. The NodePort and ClusterIP ones are reached at the address
-    // users give (`endpoint_address`); the LoadBalancer one at the balancer's.
+    // One tenant per Service type: the LoadBalancer one reached at the balancer's address, the
+    // NodePort one at the node's address and node port, the ClusterIP one at its cluster IP
+    // (this host reaches cluster IPs through kube-proxy).
     let ports = [free_port(), free_port(), free_port()];
-    // The LoadBalancer one admits only some networks (loopback among them: the test reaches it
-    // there).
+    // The LoadBalancer one admits only some networks: this host's address among them (the test
+    // and kamajid reach it from there).
     let lb = format!(
-        "    port = {}\n    service_type = \"LoadBalancer\"\n    authorized_networks = [\"127.0.0.0/8\", \"203.0.113.0/24\"]\n",
+        "    port = {}\n    service_type = \"LoadBalancer\"\n    authorized_networks = [\"{host}/32\", \"203.0.113.0/24\"]\n",
         ports[0]
     );
-    let np = format!(
-        "    port = {}\n    service_type = \"NodePort\"\n    endpoint_address = \"127.0.0.1\"\n",
-        ports[1]
-    );
+    let np = format!("    port = {}\n    service_type = \"NodePort\"\n", ports[1]);
     let cip = format!(
-        "    port = {}\n    service_type = \"ClusterIP\"\n    endpoint_address = \"127.0.0.1\"\n",
+        "    port = {}\n    service_type = \"ClusterIP\"\n",
         ports[2]
     );
     let config = |lb_version: &str, np_replicas: u32, cip_sans: &str| {
@@ -125,10 +148,10 @@ async fn a_real_admin_cluster_takes_every_object_patches_in_place_and_is_left_em
         if t == "lb" {
             assert_eq!(
                 svc["spec"]["loadBalancerSourceRanges"],
-                serde_json::json!(["127.0.0.0/8", "203.0.113.0/24"])
+                serde_json::json!([format!("{host}/32"), "203.0.113.0/24"])
             );
             assert_eq!(svc["spec"]["externalTrafficPolicy"], "Local");
-            assert_eq!(from[0]["ipBlock"]["cidr"], "127.0.0.0/8", "{np:#}");
+            assert_eq!(from[0]["ipBlock"]["cidr"], format!("{host}/32"), "{np:#}");
             assert_eq!(from[1]["ipBlock"]["cidr"], "203.0.113.0/24", "{np:#}");
             assert_eq!(
                 from[2]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "kamajid",
@@ -145,7 +168,21 @@ async fn a_real_admin_cluster_takes_every_object_patches_in_place_and_is_left_em
     for (t, port) in ["lb", "np", "cip"].into_iter().zip(ports) {
         let v = w.resource(&format!("kamaji_tenant_cluster.{t}"))["values"].clone();
         assert_eq!(v["status"], "Ready", "{v:#}");
-        assert_eq!(v["endpoint"], format!("https://127.0.0.1:{port}"));
+        let svc = kubectl.json(&["service", "kube-apiserver", "-n", &format!("tenant-{t}")]);
+        let want = match t {
+            "lb" => format!(
+                "https://{}:{port}",
+                svc["status"]["loadBalancer"]["ingress"][0]["ip"]
+                    .as_str()
+                    .unwrap()
+            ),
+            "np" => format!("https://{host}:{}", svc["spec"]["ports"][0]["nodePort"]),
+            _ => format!(
+                "https://{}:{port}",
+                svc["spec"]["clusterIP"].as_str().unwrap()
+            ),
+        };
+        assert_eq!(v["endpoint"], want, "{t}");
         let k = Kubectl::new(
             &w.dir.join(format!("{t}.kubeconfig")),
             v["admin_kubeconfig"].as_str().unwrap(),
@@ -160,13 +197,45 @@ async fn a_real_admin_cluster_takes_every_object_patches_in_place_and_is_left_em
         .as_str()
         .unwrap()
         .to_owned();
-    let cmds = pods.commands("tenant-lb");
-    let api = cmds
-        .iter()
-        .find(|c| c[0].ends_with("/kube-apiserver"))
-        .expect("apiserver running");
-    assert!(api.contains(&format!("--etcd-prefix=/{lb_uid}")), "{api:?}");
-    assert!(api[0].contains(&format!("v{old}/")), "{api:?}");
+    let pods = kubectl.json(&["pods", "-n", "tenant-lb"]);
+    let items = pods["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "two replicas run");
+    for p in items {
+        let api = &p["spec"]["containers"][0];
+        assert_eq!(
+            api["image"],
+            format!("registry.k8s.io/kube-apiserver:v{old}")
+        );
+        assert!(
+            api["args"]
+                .to_string()
+                .contains(&format!("--etcd-prefix=/{lb_uid}")),
+            "{api:#}"
+        );
+        assert_eq!(p["status"]["phase"], "Running");
+    }
+    // The load balancer admits the authorized networks only: kube-proxy drops the rest. (The
+    // NetworkPolicy is stored as rendered; the bridge CNI here does not enforce policies.)
+    let lb_url = format!(
+        "{}/healthz",
+        w.resource("kamaji_tenant_cluster.lb")["values"]["endpoint"]
+            .as_str()
+            .unwrap()
+    );
+    assert!(
+        answers_from(&host.to_string(), &lb_url),
+        "refused from an authorized network"
+    );
+    for (ip, admitted) in [("203.0.113.77", true), ("192.0.2.250", false)] {
+        let _ = std::process::Command::new("ip")
+            .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
+            .status();
+        let got = answers_from(ip, &lb_url);
+        let _ = std::process::Command::new("ip")
+            .args(["addr", "del", &format!("{ip}/32"), "dev", "lo"])
+            .status();
+        assert_eq!(got, admitted, "a client at {ip}");
+    }
 
     // One apply changes all three in place: an upgrade, a replica change and a new SAN. The real
     // apiserver takes each patch with no conflict; the plan after it is empty.

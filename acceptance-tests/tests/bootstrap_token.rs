@@ -1,7 +1,7 @@
 //! Worker join through the real `terraform` (or tofu) CLI: a tenant cluster, the shipped
 //! `examples/modules/worker-cloud-init` module and its `kamaji_bootstrap_token`, against a real
-//! kamajid, real etcd and a real admin cluster, the tenant's control plane run by [`PodRunner`]
-//! as local processes of the real programs. What a joining worker then does is in worker_join.rs.
+//! kamajid, real etcd and a real admin cluster whose node runs the tenant's control plane as
+//! pods. What a joining worker then does is in worker_join.rs.
 
 use acceptance_tests::admin_cluster;
 use acceptance_tests::k8s::{self, Kubectl};
@@ -88,8 +88,12 @@ async fn a_module_joins_workers_with_an_expiring_token_that_terraform_replaces()
 
     // The token is kubeadm's, in the tenant, and the join command carries the right hash.
     let acme = w.resource("kamaji_tenant_cluster.acme")["values"].clone();
-    let endpoint = format!("https://127.0.0.1:{port}");
-    assert_eq!(acme["endpoint"], endpoint.as_str());
+    // The LoadBalancer Service's address (handed out as a cloud would), on the tenant's port.
+    let endpoint = acme["endpoint"].as_str().unwrap().to_owned();
+    assert!(
+        endpoint.starts_with("https://198.51.100.") && endpoint.ends_with(&format!(":{port}")),
+        "{endpoint}"
+    );
     let tenant = Kubectl::new(
         &w.dir.join("acme.kubeconfig"),
         acme["admin_kubeconfig"].as_str().unwrap(),

@@ -1,8 +1,8 @@
 //! `kamaji_tenant_cluster` through the real terraform (or tofu) CLI, against a real kamajid, two
 //! real etcd shards (TLS, client-cert auth, auth on) and a real admin cluster (kube-apiserver and
-//! kube-controller-manager), whose control-plane pods [`PodRunner`] runs as local processes of the
-//! real programs: no kubelet can run pods here. The quickstart runs on the process runtime, as
-//! `make demo` does.
+//! kube-controller-manager), whose node runs the control planes as pods; a stand-in for a cloud's
+//! load-balancer controller hands the `LoadBalancer` Services their addresses. The quickstart
+//! runs on the process runtime, as `make demo` does.
 
 use std::time::Duration;
 
@@ -13,15 +13,16 @@ use acceptance_tests::k8s::{self, Kubectl};
 use acceptance_tests::*;
 use kamaji_proto::v1;
 
+/// A tenant with requests small enough that every replica here, and a rollout's extra pod,
+/// fits the two-core node.
 fn tenant(label: &str, name: &str, version: &str, extra: &str) -> String {
     format!(
-        "resource \"kamaji_tenant_cluster\" \"{label}\" {{\n  name = \"{name}\"\n  kubernetes_version = \"{version}\"\n{extra}\n  depends_on = [kamaji_datastore.a, kamaji_datastore.b]\n}}\n"
+        "resource \"kamaji_tenant_cluster\" \"{label}\" {{\n  name = \"{name}\"\n  kubernetes_version = \"{version}\"\n{extra}\n  resources {{\n    apiserver {{\n      cpu_request = \"100m\"\n      memory_request = \"256Mi\"\n    }}\n    controller_manager {{\n      cpu_request = \"20m\"\n    }}\n    scheduler {{\n      cpu_request = \"10m\"\n    }}\n  }}\n  depends_on = [kamaji_datastore.a, kamaji_datastore.b]\n}}\n"
     )
 }
 
-/// A `network {}` block with the API port a tenant gets on this host (each pod that
-/// [`PodRunner`] runs listens on the host's loopback, so tenants need their own ports) and more
-/// lines.
+/// A `network {}` block with the tenant's API port (its load balancer's port: load balancers
+/// here share one address range, tenants' ports keep them apart) and more lines.
 fn network(port: u16, more: &str) -> String {
     format!("  network {{\n    port = {port}\n{more}  }}\n")
 }
@@ -115,7 +116,12 @@ output "acme_kubeconfig" {
     assert_eq!(acme["status"], "Ready", "{acme:#}");
     assert_eq!(acme["current_version"], old.as_str());
     // The admin cluster's load balancer gave the Service its address.
-    let endpoint = format!("https://127.0.0.1:{acme_port}");
+    let lb = admin_k.json(&["service", "kube-apiserver", "-n", "tenant-acme"])["status"]
+        ["loadBalancer"]["ingress"][0]["ip"]
+        .as_str()
+        .expect("the load balancer's address")
+        .to_owned();
+    let endpoint = format!("https://{lb}:{acme_port}");
     assert_eq!(acme["endpoint"], endpoint.as_str());
     answers_at(&w, "acme", &endpoint).must(&["get", "ns", "default"]);
     assert_eq!(acme["replicas"], 2, "default replicas");
@@ -326,7 +332,9 @@ output "acme_kubeconfig" {
     assert_ne!(acme["uid"].as_str().unwrap(), uid, "replaced");
     assert_eq!(acme["status"], "Ready");
     assert_eq!(acme["network"]["service_cidr"], "10.100.0.0/16");
-    // The new cluster is a new one: its own CA, nothing of the old one's data.
+    // The new cluster is a new one (its own Service and load-balancer address): its own CA,
+    // nothing of the old one's data.
+    let endpoint = acme["endpoint"].as_str().unwrap().to_owned();
     answers_at(&w, "acme", &endpoint).must(&["get", "ns", "default"]);
 
     // Serving names change in place: same uid and CA, a re-issued certificate that names them.

@@ -1,6 +1,7 @@
 //! Tenant clusters through the real `kamajid serve` binary's gRPC API: real etcd (state and a
-//! shared datastore, secured) and a real admin cluster, whose control-plane pods [`PodRunner`]
-//! runs as local processes of the real programs (no kubelet can run pods here).
+//! shared datastore, secured) and a real admin cluster whose node runs the control plane as
+//! pods; [`LoadBalancers`](acceptance_tests::admin_cluster::LoadBalancers) hands out the
+//! `LoadBalancer` Service's address, as a cloud would.
 
 use std::time::Duration;
 
@@ -77,7 +78,11 @@ async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_remove
     };
     let st = ready.status.unwrap();
     assert_eq!(st.datastore, "shard-a");
-    let endpoint = format!("https://127.0.0.1:{port}");
+    let svc = admin_k.json(&["service", "kube-apiserver", "-n", "tenant-acme"]);
+    let lb = svc["status"]["loadBalancer"]["ingress"][0]["ip"]
+        .as_str()
+        .expect("the load balancer's address");
+    let endpoint = format!("https://{lb}:{port}");
     assert_eq!(st.endpoint, endpoint, "endpoint from the LoadBalancer");
     assert_eq!(st.current_version, k8s::newest());
 

@@ -1358,7 +1358,6 @@ mod tests {
                 memory_limit: "1e9".into(),
                 cpu_request: "1e0".into(),
                 cpu_limit: "2".into(),
-                ..Default::default()
             }),
             ..Default::default()
         });

@@ -50,13 +50,16 @@ impl NameSet {
     }
 }
 
+/// A datastore's name and labels.
+pub type NamedLabels = (String, BTreeMap<String, String>);
+
 /// Datastores this plan registers, with their labels (`None`: a name or labels not known at
 /// plan), so that a tenant cluster planned after them is judged against them too.
 #[derive(Clone, Default)]
-pub struct PlannedDatastores(Arc<Mutex<Vec<Option<(String, BTreeMap<String, String>)>>>>);
+pub struct PlannedDatastores(Arc<Mutex<Vec<Option<NamedLabels>>>>);
 
 impl PlannedDatastores {
-    pub fn mark(&self, datastore: Option<(String, BTreeMap<String, String>)>) {
+    pub fn mark(&self, datastore: Option<NamedLabels>) {
         if let Ok(mut v) = self.0.lock() {
             v.push(datastore);
         }
@@ -64,7 +67,7 @@ impl PlannedDatastores {
 
     /// The datastores this plan registers; `None` when one of them is not known at plan (a
     /// tenant cannot be judged against it then).
-    pub fn known(&self) -> Option<Vec<(String, BTreeMap<String, String>)>> {
+    pub fn known(&self) -> Option<Vec<NamedLabels>> {
         self.0.lock().ok()?.iter().cloned().collect()
     }
 }

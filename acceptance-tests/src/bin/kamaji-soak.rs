@@ -101,7 +101,7 @@ async fn load(cms: Api<ConfigMap>, size: usize, per_second: u64, until: Instant)
         } else {
             failed += 1
         }
-        if n % (5 * per_second) == 0 {
+        if n.is_multiple_of(5 * per_second) {
             let churn: ConfigMap =
                 serde_json::from_value(serde_json::json!({"metadata": {"name": "churn"}})).unwrap();
             let _ = cms.create(&PostParams::default(), &churn).await;

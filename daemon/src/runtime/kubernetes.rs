@@ -7,7 +7,8 @@
 //!   replica and they are available (each pod's readiness probe is the apiserver's `/readyz`);
 //!   the endpoint comes from the spec's `endpoint_address` when set, else from the Service: a
 //!   `NodePort` Service is reached at a Ready node's address on its node port, a `LoadBalancer`
-//!   at its load-balancer address once it has one, anything else at its cluster IP.
+//!   at its load-balancer address (not ready until the cloud gives it one), anything else at
+//!   its cluster IP.
 //! - delete: deletes the tenant namespace (which takes every object with it) and reports done
 //!   once the namespace is gone.
 
@@ -148,7 +149,15 @@ impl Runtime for KubeRuntime {
                 format!("https://{h}:{port}")
             }
         });
-        let (message, stalled) = if ready {
+        let (message, stalled) = if ready && endpoint.is_none() {
+            (
+                format!(
+                    "waiting for the {} Service's address",
+                    t.spec.network.service_type.kubernetes_name()
+                ),
+                None,
+            )
+        } else if ready {
             (String::new(), None)
         } else {
             let pods = Api::<Pod>::namespaced(self.client.clone(), &ns)
@@ -196,19 +205,25 @@ fn node_port(svc: &Service) -> Option<u16> {
     u16::try_from(port).ok()
 }
 
-/// Where a Service other than a `NodePort` one is reached: its load balancer's address once it
-/// has one, else its cluster IP.
+/// Where a Service other than a `NodePort` one is reached: a `LoadBalancer` at its load
+/// balancer's address, once the cloud gave it one (its cluster IP is no address for users
+/// outside), anything else at its cluster IP.
 fn service_address(s: Service) -> Option<String> {
-    let lb = s
-        .status
-        .and_then(|st| st.load_balancer)
-        .and_then(|lb| lb.ingress)
-        .and_then(|i| i.into_iter().next());
-    lb.and_then(|i| i.ip.or(i.hostname)).or_else(|| {
-        s.spec
-            .and_then(|sp| sp.cluster_ip)
-            .filter(|ip| ip != "None")
-    })
+    let balanced = s
+        .spec
+        .as_ref()
+        .is_some_and(|sp| sp.type_.as_deref() == Some("LoadBalancer"));
+    if balanced {
+        let ingress = s
+            .status
+            .and_then(|st| st.load_balancer)
+            .and_then(|lb| lb.ingress)
+            .and_then(|i| i.into_iter().next());
+        return ingress.and_then(|i| i.ip.or(i.hostname));
+    }
+    s.spec
+        .and_then(|sp| sp.cluster_ip)
+        .filter(|ip| ip != "None")
 }
 
 /// The address a `NodePort` Service is reached at: of the Ready, schedulable nodes, the first by
@@ -470,7 +485,7 @@ mod tests {
                     send,
                     200,
                     serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-apiserver"},
-                    "spec": {"clusterIP": "10.1.2.3"}, "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}}),
+                    "spec": {"type": "LoadBalancer", "clusterIP": "10.1.2.3"}, "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}}),
                 );
                 // Not ready: its pods say whether it is worth waiting.
                 let (req, send) = handle.next_request().await.unwrap();
@@ -492,7 +507,7 @@ mod tests {
                 send,
                 200,
                 serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-apiserver"},
-                "spec": {"clusterIP": "10.1.2.3"}, "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}}),
+                "spec": {"type": "LoadBalancer", "clusterIP": "10.1.2.3"}, "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}}),
             );
         });
         let old_generation = rt.status(&t).await.unwrap();
@@ -511,6 +526,34 @@ mod tests {
         assert!(ready.ready, "{}", ready.message);
         assert_eq!(ready.endpoint.as_deref(), Some("https://203.0.113.9:6443"));
         server.await.unwrap();
+    }
+
+    #[test]
+    fn a_load_balancer_is_reached_at_its_address_only_once_the_cloud_gave_it_one() {
+        let svc = |ty: &str, ingress: serde_json::Value| -> Service {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "kube-apiserver"},
+                "spec": {"type": ty, "clusterIP": "10.1.2.3"},
+                "status": {"loadBalancer": {"ingress": ingress}},
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            service_address(svc("LoadBalancer", serde_json::json!([]))),
+            None
+        );
+        assert_eq!(
+            service_address(svc(
+                "LoadBalancer",
+                serde_json::json!([{"hostname": "lb.example"}])
+            ))
+            .as_deref(),
+            Some("lb.example")
+        );
+        assert_eq!(
+            service_address(svc("ClusterIP", serde_json::json!([]))).as_deref(),
+            Some("10.1.2.3")
+        );
     }
 
     #[test]
