@@ -72,7 +72,14 @@ impl AdminCluster {
     }
 
     async fn start_shaped(with_node: bool) -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
+        // With a node, everything lives under the node's directory: whatever a killed test
+        // leaves running there, the next node start stops.
+        let claim = with_node.then(node::claim);
+        let tmp = match claim {
+            Some(_) => tempfile::tempdir_in(node::NODE_DIR),
+            None => tempfile::tempdir(),
+        }
+        .expect("tempdir");
         let dir = tmp.path().to_owned();
         let dev = DevPki::generate().expect("dev pki");
         // Its own etcd: client certificates required, no per-user auth (a dedicated etcd).
@@ -147,6 +154,8 @@ impl AdminCluster {
             api_args.extend([
                 format!("--advertise-address={}", node::host_ip()),
                 "--enable-admission-plugins=NodeRestriction".into(),
+                // The node's name is no DNS name here: reach its kubelet at its address.
+                "--kubelet-preferred-address-types=InternalIP".into(),
                 // Logs, exec and port-forward: the apiserver calls the kubelet as cluster-admin.
                 format!(
                     "--kubelet-client-certificate={}",
@@ -244,11 +253,14 @@ impl AdminCluster {
             ));
             let server = format!("https://{}:{port}", node::host_ip());
             cluster.node = Some(
-                Node::start(&Join {
-                    server: &server,
-                    ca: &pki.ca,
-                    admin: &pki.admin,
-                })
+                Node::start(
+                    claim.expect("claimed above"),
+                    &Join {
+                        server: &server,
+                        ca: &pki.ca,
+                        admin: &pki.admin,
+                    },
+                )
                 .await,
             );
         }

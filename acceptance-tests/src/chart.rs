@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use kamaji_core::controlplane::exposure::KAMAJID_LABEL;
 
 use crate::admin_cluster::AdminCluster;
 use crate::k8s::Kubectl;
@@ -84,6 +85,14 @@ impl Installed {
             out.1,
             describe(&kubectl)
         );
+        // As the chart's notes say: tenants' NetworkPolicies admit kamajid by its namespace's label.
+        kubectl.must(&[
+            "label",
+            "namespace",
+            NAMESPACE,
+            &format!("{}={}", KAMAJID_LABEL.0, KAMAJID_LABEL.1),
+            "--overwrite",
+        ]);
         let secret = |name: &str, key: &str| -> String {
             let s = kubectl.json(&["secret", name, "-n", NAMESPACE]);
             let b64 = s["data"][key]

@@ -32,6 +32,8 @@ const LOCK: &str = "/tmp/kamaji-node.lock";
 pub const NODE_NAME: &str = "kamaji-admin";
 /// The bridge pods attach to, and their addresses.
 const BRIDGE: &str = "kamaji0";
+/// The CNI network's name (its rules carry it).
+const CNI_NETWORK: &str = "kamaji";
 pub const POD_CIDR: &str = "10.88.0.0/24";
 /// The admin cluster's Service range; its DNS Service takes [`DNS_IP`].
 pub const SERVICE_CIDR: &str = "10.0.0.0/24";
@@ -123,6 +125,22 @@ fn write(path: &Path, content: &str) {
     crate::write_private(path, content);
 }
 
+/// The machine's one node slot, taken and cleaned of what an earlier node left: [`NODE_DIR`]
+/// is empty and ours. What else belongs to the node (its admin cluster) lives under it too, so
+/// that a test killed before it could clean up is cleaned up by the next one.
+pub struct Claim {
+    lock: std::fs::File,
+}
+
+/// Takes the node slot (waiting for another node to stop) and cleans up after the last one.
+pub fn claim() -> Claim {
+    let lock = lock();
+    let dir = Path::new(NODE_DIR);
+    cleanup(dir);
+    std::fs::create_dir_all(dir).expect("node directory");
+    Claim { lock }
+}
+
 /// Takes the machine-wide node lock, waiting for another node (another test binary, or a
 /// `make demo-cluster`) to stop.
 fn lock() -> std::fs::File {
@@ -208,6 +226,19 @@ pub fn cleanup(dir: &Path) {
             let _ = std::fs::remove_file(&m);
         }
     }
+    // The bridge plugin's masquerade rules, one chain per pod it set up: pods killed rather
+    // than torn down through CNI leave them, and they would pile up run after run.
+    let _ = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            r#"iptables -t nat -S POSTROUTING | grep -F 'name: \"{CNI_NETWORK}\"' | sed 's/^-A/-D/' \
+                 | while read -r rule; do eval iptables -t nat "$rule"; done
+               iptables -t nat -S | sed -n 's/^-N \(CNI-[0-9a-f]\{{24\}}\)$/\1/p' \
+                 | while read -r c; do iptables -t nat -F "$c"; iptables -t nat -X "$c"; done"#
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     let _ = Command::new("ip")
         .args(["link", "delete", BRIDGE])
         .stdout(Stdio::null())
@@ -268,11 +299,9 @@ fn set_sysctl(path: &str, value: &str) {
 impl Node {
     /// Starts a node that joins the admin cluster `join` describes, with every image imported,
     /// and waits until it is Ready and CoreDNS answers.
-    pub async fn start(join: &Join<'_>) -> Self {
-        let lock = lock();
+    pub async fn start(claim: Claim, join: &Join<'_>) -> Self {
+        let lock = claim.lock;
         let dir = PathBuf::from(NODE_DIR);
-        cleanup(&dir);
-        std::fs::create_dir_all(&dir).expect("node directory");
         // Pods reach Services and each other through the host: forwarding on, and bridged
         // traffic through iptables (kube-proxy's rules).
         set_sysctl("net/ipv4/ip_forward", "1");
@@ -377,7 +406,7 @@ state = "{d}/state"
     fn write_cni(&self) {
         let conf = serde_json::json!({
             "cniVersion": "0.4.0",
-            "name": "kamaji",
+            "name": CNI_NETWORK,
             "plugins": [
                 {
                     "type": "bridge",

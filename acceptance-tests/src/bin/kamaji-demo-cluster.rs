@@ -2,7 +2,8 @@
 //! cluster with a real node (containerd, kubelet, kube-proxy, CoreDNS; images built here), two
 //! etcd datastores on the host's address, and kamajid installed into the cluster by its Helm
 //! chart (two replicas, the bundled state etcd) and reached through a NodePort, until
-//! interrupted; then everything is stopped and the node cleaned up.
+//! interrupted; then everything is stopped and the node cleaned up. `LoadBalancer` Services get
+//! addresses from 198.51.100.0/24, as a cloud would hand them out; kube-proxy routes them.
 //!
 //! Writes into its directory (`--dir`, default `.demo-cluster`) what `scripts/demo.sh` reads:
 //! `pki/` (the CA of kamajid's serving certificate and of the datastores, their root client
@@ -10,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use acceptance_tests::admin_cluster::AdminCluster;
+use acceptance_tests::admin_cluster::{AdminCluster, LoadBalancers};
 use acceptance_tests::chart::{Installed, NAMESPACE};
 use acceptance_tests::node::host_ip;
 use acceptance_tests::{DevPki, EtcdProcess, EtcdSecurity};
@@ -42,6 +43,9 @@ async fn main() {
 
     say("starting the admin cluster and its node (images are built on first use: minutes)");
     let admin = AdminCluster::with_node().await;
+    // The quickstart's tenants ask for LoadBalancer Services: addresses from 198.51.100.0/24,
+    // which kube-proxy on this host routes to their pods (no cloud here to hand them out).
+    let lbs = LoadBalancers::start(&admin);
     let kubectl = admin.kubectl();
     std::fs::copy(&kubectl.kubeconfig, dir.join("admin.kubeconfig")).expect("admin kubeconfig");
 
@@ -110,6 +114,7 @@ async fn main() {
     kamajid::server::wait_for_signal().await;
     say("stopping");
     let _ = std::fs::remove_file(dir.join("ready"));
+    drop(lbs);
     drop(admin);
     drop(datastores);
 }

@@ -39,7 +39,8 @@ pub fn service(t: &Tenant<'_>) -> Service {
     }
 }
 
-/// The label kamajid's pods and namespace carry (see `daemon/deploy/kamajid.yaml`).
+/// The label kamajid's pods and namespace carry: the chart sets it on the pods, the operator on the
+/// namespace (the chart's notes say how).
 pub const KAMAJID_LABEL: (&str, &str) = ("app.kubernetes.io/name", "kamajid");
 
 /// Only the tenant API port is reachable, and only from the authorized networks when there are

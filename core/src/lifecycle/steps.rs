@@ -623,6 +623,31 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             .runtime
             .status(&self.render_input(&rec, spec, &ds))
             .await?;
+        // An address the serving certificate does not name yet is named as soon as the runtime
+        // gives it (a load balancer's, a node port's), not once the first pods are up: they
+        // are replaced before they start instead of rolled once more, which on a full admin
+        // cluster (no room for a rollout's extra pod) would never finish.
+        if let Some(e) = status.endpoint.as_deref() {
+            let pki = self.pki(&rec)?;
+            let host = endpoint_host(e);
+            if !pki::covers(&pki.apiserver.cert, &host) {
+                let mut pki = pki;
+                rec.endpoint = Some(e.to_owned());
+                // Recorded now, so the apply that rolls the certificate out keeps this name.
+                let want = pki_spec(&rec, spec, &self.settings);
+                pki::reissue_apiserver(&mut pki, &want)?;
+                seal_pki(&self.kek, &mut rec, &pki)?;
+                rec.set_condition(
+                    COND_APPLIED,
+                    false,
+                    "ServingCertReissued",
+                    format!("serving certificate re-issued for the endpoint address {host}"),
+                    now,
+                );
+                self.save(&rec, rev).await?;
+                return Ok(Outcome::Ran(Step::ReissueServingCert));
+            }
+        }
         let endpoint = match (status.ready, status.endpoint) {
             (true, Some(e)) => e,
             _ => {
@@ -652,25 +677,6 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 return Ok(Outcome::Waiting(Step::AwaitReady));
             }
         };
-        let pki = self.pki(&rec)?;
-        let host = endpoint_host(&endpoint);
-        if !pki::covers(&pki.apiserver.cert, &host) {
-            let mut pki = pki;
-            rec.endpoint = Some(endpoint);
-            // Recorded now, so the apply that rolls the certificate out keeps this name in it.
-            let want = pki_spec(&rec, spec, &self.settings);
-            pki::reissue_apiserver(&mut pki, &want)?;
-            seal_pki(&self.kek, &mut rec, &pki)?;
-            rec.set_condition(
-                COND_APPLIED,
-                false,
-                "ServingCertReissued",
-                format!("serving certificate re-issued for the endpoint address {host}"),
-                now,
-            );
-            self.save(&rec, rev).await?;
-            return Ok(Outcome::Ran(Step::ReissueServingCert));
-        }
         rec.endpoint = Some(endpoint);
         rec.set_condition(COND_READY, true, "Ready", "", now);
         // Answering again (new, upgraded, or back from Degraded): what kubeadm join needs is
