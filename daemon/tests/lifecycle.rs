@@ -14,7 +14,7 @@ use kamaji_core::datastore::{DatastoreStatusRecord, Phase as DsPhase, Reservatio
 use kamaji_core::etcd_keys::prefix;
 use kamaji_core::ids::{DatastoreName, TenantName};
 use kamaji_core::kek::Kek;
-use kamaji_core::lifecycle::steps::{endpoint_host, Step, CREATE, DELETE};
+use kamaji_core::lifecycle::steps::{endpoint_host, Step, CREATE_RUN, DELETE};
 use kamaji_core::lifecycle::{now_unix, Lifecycle, Outcome, Settings, RESYNC_SECONDS};
 use kamaji_core::pki::covers;
 use kamaji_core::tenant::{
@@ -183,13 +183,13 @@ const GIB: i64 = 1 << 30;
 async fn a_kamajid_killed_after_any_step_resumes_and_deletion_leaves_nothing() {
     let w = World::start(&[2 * GIB]).await;
     let admin = w.shard_admin(0).await;
-    for k in 0..=CREATE.len() {
+    for k in 0..=CREATE_RUN.len() {
         let name = w
             .create(&format!("crash-{k}"), &tenant_spec("1.35.1"))
             .await;
         {
             let first = w.ctx();
-            for (s, _) in &CREATE[..k] {
+            for s in &CREATE_RUN[..k] {
                 assert_eq!(first.step(&name).await.unwrap(), Outcome::Ran(*s));
             }
         } // kamajid dies here

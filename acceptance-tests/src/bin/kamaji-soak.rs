@@ -18,6 +18,8 @@ use kamaji_proto::v1;
 use kube::api::{Api, DeleteParams, PostParams};
 
 const MIB: i64 = 1 << 20;
+const USAGE: &str = "usage: kamaji-soak [--tenants 5] [--minutes 30] [--interval-seconds 30] \
+[--retention-seconds 300] [--write-bytes 4096] [--writes-per-second 2]";
 
 struct Args {
     tenants: usize,
@@ -51,7 +53,14 @@ fn args() -> Args {
             "--retention-seconds" => a.retention = num("--retention-seconds"),
             "--write-bytes" => a.write_bytes = num("--write-bytes") as usize,
             "--writes-per-second" => a.writes_per_second = num("--writes-per-second").max(1),
-            other => panic!("unknown argument {other}; see the usage in the source header"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("kamaji-soak: unknown argument {other}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     a

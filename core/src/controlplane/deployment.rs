@@ -211,7 +211,11 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
     Deployment {
         metadata: meta(t, DEPLOYMENT),
         spec: Some(DeploymentSpec {
-            replicas: Some(i32::try_from(t.spec.replicas).unwrap_or(1)),
+            replicas: Some(if t.address_known {
+                i32::try_from(t.spec.replicas).unwrap_or(1)
+            } else {
+                0
+            }),
             revision_history_limit: Some(3),
             selector,
             // Never below the desired replicas during a rollout: one extra pod at a time.

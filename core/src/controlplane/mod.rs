@@ -50,6 +50,11 @@ pub struct Tenant<'a> {
     /// PEM CA of the datastore's servers.
     pub etcd_ca_certificate: &'a str,
     pub dns_domain: &'a str,
+    /// Whether the address clients reach the API server at is known (recorded, or given as
+    /// `endpoint_address`). Until it is, the Deployment runs no pods: its serving certificate
+    /// is re-issued for that address as soon as the runtime gives it, and pods started before
+    /// would only be replaced, a rollout a full admin cluster has no room for.
+    pub address_known: bool,
 }
 
 /// Everything applied for a tenant, in apply order.
@@ -184,6 +189,7 @@ pub(crate) mod testing {
                 etcd_endpoints: &eps,
                 etcd_ca_certificate: &etcd_ca.cert,
                 dns_domain: "cluster.local",
+                address_known: true,
             },
             &pki(),
         )
@@ -241,11 +247,37 @@ mod tests {
             etcd_endpoints: &eps,
             etcd_ca_certificate: &etcd_ca.cert,
             dns_domain: "cluster.local",
+            address_known: true,
         };
         assert_eq!(
             render(&t, &pki).to_json().unwrap(),
             render(&t, &pki).to_json().unwrap()
         );
+    }
+
+    #[test]
+    fn no_pod_runs_until_the_address_clients_use_is_known() {
+        let s = spec(ServiceType::LoadBalancer);
+        let etcd_ca = crate::pki::new_ca("etcd").unwrap();
+        let (name, id) = (
+            TenantName::parse("a").unwrap(),
+            TenantId::parse("a-1").unwrap(),
+        );
+        let eps = vec!["https://e:2379".to_owned()];
+        let replicas = |address_known| {
+            let t = Tenant {
+                name: &name,
+                id: &id,
+                spec: &s,
+                etcd_endpoints: &eps,
+                etcd_ca_certificate: &etcd_ca.cert,
+                dns_domain: "cluster.local",
+                address_known,
+            };
+            render(&t, &pki()).deployment.spec.unwrap().replicas
+        };
+        assert_eq!(replicas(false), Some(0));
+        assert_eq!(replicas(true), Some(3));
     }
 
     /// Every rendered object passes `kubernetes-validate --strict` for each admin-cluster

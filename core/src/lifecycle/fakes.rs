@@ -507,6 +507,8 @@ impl Isolation for MemIsolation {
 pub struct MemRuntime {
     /// Tenant → (version, serving certificate) applied.
     pub applied: Mutex<BTreeMap<TenantName, (String, String)>>,
+    /// Tenants applied with no pods, their address not known yet (`Tenant::address_known`).
+    pub held: Mutex<BTreeSet<TenantName>>,
     /// Tenants whose control plane stopped answering.
     pub down: Mutex<BTreeSet<TenantName>>,
     /// Tenants whose control plane keeps failing at start, and what it says.
@@ -532,18 +534,27 @@ impl Runtime for MemRuntime {
             t.name.clone(),
             pki.encryption_keys.iter().map(|k| k.name()).collect(),
         );
+        let mut held = self.held.lock().unwrap();
+        if t.address_known {
+            held.remove(t.name);
+        } else {
+            held.insert(t.name.clone());
+        }
         Ok(())
     }
 
     async fn status(&self, t: &Tenant<'_>) -> Result<RuntimeStatus, PortError> {
         self.faults.hit("runtime.status")?;
         let stalled = self.stalled.lock().unwrap().get(t.name).cloned();
-        let ready = self.applied.lock().unwrap().contains_key(t.name)
+        // The address exists once the objects do; pods answer once they run.
+        let applied = self.applied.lock().unwrap().contains_key(t.name);
+        let ready = applied
+            && !self.held.lock().unwrap().contains(t.name)
             && !self.down.lock().unwrap().contains(t.name)
             && stalled.is_none();
         Ok(RuntimeStatus {
             ready,
-            endpoint: ready.then(|| ENDPOINT.to_owned()),
+            endpoint: applied.then(|| ENDPOINT.to_owned()),
             message: if ready {
                 String::new()
             } else {
@@ -556,6 +567,7 @@ impl Runtime for MemRuntime {
     async fn delete(&self, tenant: &TenantName) -> Result<bool, PortError> {
         self.faults.hit("runtime.delete")?;
         self.applied.lock().unwrap().remove(tenant);
+        self.held.lock().unwrap().remove(tenant);
         Ok(true)
     }
 }

@@ -7,8 +7,8 @@
 //! | Place | chooses a datastore; records it with the reservation, in one transaction | Forget |
 //! | Isolate | the tenant's etcd role and user on that datastore | ReleaseEtcd |
 //! | MintPki | the tenant's CA and certificates, sealed into the record | none: the keys live only in the record, gone with it |
-//! | Apply | the control plane, in the runtime | RemoveControlPlane |
-//! | AwaitReady | waits until it answers; re-issues the serving certificate for the address the runtime gave it | none: observes |
+//! | Apply | the control plane, in the runtime (no pods until the address clients use is known) | RemoveControlPlane |
+//! | AwaitReady | records the address the runtime gave (re-issuing the serving certificate for it), so Apply starts the pods once; then waits until they answer | none: observes |
 //! | Bootstrap | what `kubeadm join` needs, inside the tenant; the tenant is Ready | none: those objects live in the tenant's own etcd prefix, removed by ReleaseEtcd |
 //!
 //! Day two: RotateCredentials (phase one or two of a CA and service-account key rotation; Apply
@@ -66,6 +66,20 @@ pub enum Step {
     ReleaseEtcd,
     Forget,
 }
+
+/// The create steps as they run when the address clients use is not given up front: the first
+/// Apply starts no pods, AwaitReady records the address the runtime gave (ReissueServingCert),
+/// and the second Apply starts the pods with a serving certificate that names it.
+pub const CREATE_RUN: [Step; 8] = [
+    Step::Place,
+    Step::Isolate,
+    Step::MintPki,
+    Step::Apply,
+    Step::ReissueServingCert,
+    Step::Apply,
+    Step::AwaitReady,
+    Step::Bootstrap,
+];
 
 /// How a create step is undone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,6 +414,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             etcd_endpoints: &ds.endpoints,
             etcd_ca_certificate: &ds.ca_certificate,
             dns_domain: &self.settings.dns_domain,
+            address_known: rec.endpoint.is_some() || spec.network.endpoint_address.is_some(),
         }
     }
 
@@ -624,26 +639,34 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             .status(&self.render_input(&rec, spec, &ds))
             .await?;
         // An address the serving certificate does not name yet is named as soon as the runtime
-        // gives it (a load balancer's, a node port's), not once the first pods are up: they
-        // are replaced before they start instead of rolled once more, which on a full admin
-        // cluster (no room for a rollout's extra pod) would never finish.
+        // gives it (a load balancer's, a node port's, a cluster IP), and the pods, held at none
+        // until then (`Tenant::address_known`), start once with the certificate they keep: pods
+        // started before would be replaced at once, a rollout a full admin cluster has no room
+        // for.
+        let held = rec.endpoint.is_none() && spec.network.endpoint_address.is_none();
         if let Some(e) = status.endpoint.as_deref() {
             let pki = self.pki(&rec)?;
             let host = endpoint_host(e);
-            if !pki::covers(&pki.apiserver.cert, &host) {
-                let mut pki = pki;
+            let covered = pki::covers(&pki.apiserver.cert, &host);
+            if !covered || held {
+                // Recorded now, so the apply that starts or rolls the pods keeps this name.
                 rec.endpoint = Some(e.to_owned());
-                // Recorded now, so the apply that rolls the certificate out keeps this name.
-                let want = pki_spec(&rec, spec, &self.settings);
-                pki::reissue_apiserver(&mut pki, &want)?;
-                seal_pki(&self.kek, &mut rec, &pki)?;
-                rec.set_condition(
-                    COND_APPLIED,
-                    false,
-                    "ServingCertReissued",
-                    format!("serving certificate re-issued for the endpoint address {host}"),
-                    now,
-                );
+                let (reason, message) = if covered {
+                    (
+                        "AddressKnown",
+                        format!("the control plane starts now that its address {host} is known"),
+                    )
+                } else {
+                    let mut pki = pki;
+                    let want = pki_spec(&rec, spec, &self.settings);
+                    pki::reissue_apiserver(&mut pki, &want)?;
+                    seal_pki(&self.kek, &mut rec, &pki)?;
+                    (
+                        "ServingCertReissued",
+                        format!("serving certificate re-issued for the endpoint address {host}"),
+                    )
+                };
+                rec.set_condition(COND_APPLIED, false, reason, message, now);
                 self.save(&rec, rev).await?;
                 return Ok(Outcome::Ran(Step::ReissueServingCert));
             }

@@ -408,6 +408,7 @@ mod tests {
             etcd_endpoints: &eps,
             etcd_ca_certificate: &etcd_ca.cert,
             dns_domain: "cluster.local",
+            address_known: true,
         };
         let server = tokio::spawn(async move {
             let expected = [
@@ -467,6 +468,7 @@ mod tests {
             etcd_endpoints: &[],
             etcd_ca_certificate: "",
             dns_domain: "cluster.local",
+            address_known: true,
         };
         let server = tokio::spawn(async move {
             for dep in [deployment(3, 2, 2), deployment(3, 3, 1)] {
