@@ -325,8 +325,18 @@ impl Harness {
     /// Kills kamajid (SIGKILL: no graceful shutdown) and starts it again on the same port and
     /// state etcd, as a crash and a restart by the kubelet would.
     pub fn restart_kamajid(&mut self) {
+        self.stop_kamajid();
+        self.start_kamajid();
+    }
+
+    /// Kills kamajid (SIGKILL) and leaves it down: its port refuses connections.
+    pub fn stop_kamajid(&mut self) {
         let _ = self.kamajid.kill();
         let _ = self.kamajid.wait();
+    }
+
+    /// Starts kamajid again after [`Self::stop_kamajid`], on the same port and state etcd.
+    pub fn start_kamajid(&mut self) {
         let kubeconfig = self.dir.path().join("admin.kubeconfig");
         let kubeconfig = kubeconfig.exists().then_some(kubeconfig);
         self.kamajid = spawn_kamajid(

@@ -105,6 +105,66 @@ async fn a_create_that_timed_out_is_replaced_by_the_next_apply_or_destroyed() {
     }
 }
 
+/// A kamajid that stops answering while an apply waits for a tenant is named as it happens in
+/// the provider's log (`TF_LOG`), and in the error with since when once the wait runs out (the
+/// apply used to say only "Still creating..." until the timeout); back again, the next apply
+/// converges.
+#[tokio::test(flavor = "multi_thread")]
+async fn c_a_kamajid_that_stops_answering_during_an_apply_is_named_in_the_log_and_the_error() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut h, _reaper) = harness(root.path(), &k8s::bin_dir(), 2).await;
+    let shard = h.etcd("shard", EtcdSecurity::default()).await;
+    let pool = h.workdir("pool");
+    pool.write(&format!(
+        "{PROVIDER_HCL}\n{}",
+        DatastoreHcl::new("a", "a", &shard.endpoint).render()
+    ));
+    pool.must_apply();
+    let mut w = h.workdir("dark");
+    w.set_env("TF_LOG_PROVIDER", Some("INFO"));
+    let config = |extra: &str| format!("{PROVIDER_HCL}\n{}", plain("dark", extra));
+    w.write(&config("  timeouts {\n    create = \"40s\"\n  }\n"));
+    let apply = std::thread::spawn(move || {
+        let r = w.apply();
+        (w, r)
+    });
+    // kamajid dies once the tenant is recorded, while the provider waits for it.
+    let start = std::time::Instant::now();
+    while phase(&h, "dark").await.is_none() {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the tenant was never created"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    h.stop_kamajid();
+    let (w, r) = tokio::task::spawn_blocking(move || apply.join().expect("apply thread"))
+        .await
+        .unwrap();
+    let out = r.output();
+    assert!(!r.ok(), "the apply should have run out of time:\n{out}");
+    assert!(
+        flat(&out).contains("kamajid has not answered since"),
+        "the error does not say kamajid is gone:\n{out}"
+    );
+    assert!(
+        out.contains("kamajid does not answer; waiting for it"),
+        "the provider's log does not say it as it happens:\n{out}"
+    );
+
+    h.start_kamajid();
+    w.write(&config(""));
+    w.must_apply();
+    assert_eq!(
+        w.resource("kamaji_tenant_cluster.dark")["values"]["status"],
+        "Ready"
+    );
+    for w in [&w, &pool] {
+        let r = w.tf(&["destroy", "-auto-approve", "-input=false"]);
+        assert!(r.ok(), "destroy:\n{}", r.output());
+    }
+}
+
 /// With no datastore that can take a tenant, its create fails at once with the reason (it used
 /// to wait out the whole timeout), holds no capacity and never takes any later; a named
 /// datastore without room is refused at plan.

@@ -66,6 +66,23 @@ impl Visit for Fields {
     }
 }
 
+/// The time as hclog writes it, which is the only layout the plugin host parses
+/// (`2006-01-02T15:04:05.000000Z07:00`: exactly six fractional digits). A line whose time does
+/// not parse is logged raw at DEBUG whatever its level, so `TF_LOG=INFO` would not show it.
+fn timestamp(now: time::OffsetDateTime) -> String {
+    let t = now.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
 /// One event as hclog writes it.
 fn line(level: &Level, fields: Fields, now: time::OffsetDateTime) -> String {
     let level = match *level {
@@ -79,12 +96,7 @@ fn line(level: &Level, fields: Fields, now: time::OffsetDateTime) -> String {
     obj.insert("@level".into(), level.into());
     obj.insert("@message".into(), fields.message.into());
     obj.insert("@module".into(), "kamaji".into());
-    obj.insert(
-        "@timestamp".into(),
-        now.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-            .into(),
-    );
+    obj.insert("@timestamp".into(), timestamp(now).into());
     obj.extend(fields.rest);
     serde_json::Value::Object(obj).to_string()
 }
@@ -118,7 +130,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&l).unwrap();
         assert_eq!(v["@level"], "info");
         assert_eq!(v["@message"], "tenant cluster phase");
-        assert_eq!(v["@timestamp"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["@timestamp"], "1970-01-01T00:00:00.000000Z");
+        let t =
+            time::OffsetDateTime::UNIX_EPOCH + time::Duration::new(86_400 * 365 + 5, 123_456_789);
+        assert_eq!(timestamp(t), "1971-01-01T00:00:05.123456Z");
         assert_eq!(v["tenant"], "acme");
     }
 }

@@ -128,6 +128,17 @@ impl EtcdIsolation {
             c.role_grant_permission(name, perm),
         )
         .await?;
+        // Granted from the start (inside the prefix, they add no access), so the hard wall goes
+        // up in one permission change when it must (see `transfer::set_access`).
+        for key in super::transfer::policy_keys(id) {
+            call(
+                id,
+                "granting the storage policy's keys",
+                None,
+                c.role_grant_permission(name, Permission::read_write(key.as_bytes())),
+            )
+            .await?;
+        }
         call(
             id,
             "adding user",

@@ -59,10 +59,13 @@ pub fn policy_keys(id: &TenantId) -> [String; 2] {
 }
 
 /// Gives tenant `id`'s role on this datastore `access`, changing only what differs, in the
-/// order that never lets through more than either the old or the new access allows: the policy
-/// keys are granted before the prefix turns read-only, and revoked only once it is read-write
-/// again (or before it turns read-only for good). etcd replaces a permission on the same range;
-/// a revoke of one not granted is benign.
+/// order that never lets through more than either the old or the new access allows. The policy
+/// keys stay granted but while read-only (inside the prefix they add nothing), so raising the
+/// hard wall is one permission change, the prefix made read-only: the fewer round trips
+/// between the event that passed a limit and the wall, the fewer writes in flight get through.
+/// They are revoked only after the prefix turned read-only, and granted again after it is
+/// read-write. etcd replaces a permission on the same range; a revoke of one not granted is
+/// benign.
 pub async fn set_access(c: &mut Client, id: &TenantId, access: Access) -> Result<(), String> {
     let p = prefix(id);
     let end = prefix_end(p.as_bytes());
@@ -134,8 +137,8 @@ pub async fn set_access(c: &mut Client, id: &TenantId, access: Access) -> Result
             if !prefix_rw {
                 grant_prefix(c, true).await?;
             }
-            if !keys_none {
-                revoke_keys(c).await?;
+            if !keys_rw {
+                grant_keys(c).await?;
             }
         }
         Access::Walled => {
@@ -147,11 +150,11 @@ pub async fn set_access(c: &mut Client, id: &TenantId, access: Access) -> Result
             }
         }
         Access::ReadOnly => {
-            if !keys_none {
-                revoke_keys(c).await?;
-            }
             if !prefix_ro {
                 grant_prefix(c, false).await?;
+            }
+            if !keys_none {
+                revoke_keys(c).await?;
             }
         }
     }
