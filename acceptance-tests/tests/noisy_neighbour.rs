@@ -24,6 +24,9 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 const MIB: i64 = 1 << 20;
 const VALUE: usize = 900 * 1024;
+/// The attacks' writers, and the bytes they can have in flight at once.
+const WRITERS: usize = 4;
+const IN_FLIGHT: i64 = (WRITERS * VALUE) as i64;
 
 fn config(ds: &DatastoreHcl, version: &str, quota: i64, budget: i64) -> String {
     format!(
@@ -328,7 +331,7 @@ async fn a_noisy_tenant_is_walled_at_its_quota_and_budget_and_its_neighbour_writ
     let before = live(&h, &shard.endpoint, &uid).await;
     let cms = n_cms.clone();
     let from = Instant::now();
-    let creates = attack(20, 4, move |i| {
+    let creates = attack(20, WRITERS, move |i| {
         let cms = cms.clone();
         async move {
             cms.create(
@@ -351,7 +354,14 @@ async fn a_noisy_tenant_is_walled_at_its_quota_and_budget_and_its_neighbour_writ
         creates.accepted >> 20,
         creates.refusals
     );
-    assert!(over <= 10.0, "{over:.1} % over the quota by creates");
+    // What passes the quota is what etcd applies between the write that crossed it and the
+    // hard wall (writes it applies later are refused: it checks permissions at apply). That is
+    // bounded by what the writers have in flight; as a share of this small quota it ran from
+    // 0.2 % to 5.8 % on a quiet machine and up to 16.7 % (three objects) on a loaded one.
+    assert!(
+        peak - quota <= IN_FLIGHT,
+        "{over:.1} % over the quota by creates: more than the writers had in flight"
+    );
     assert!(
         creates
             .refusals
@@ -389,7 +399,7 @@ async fn a_noisy_tenant_is_walled_at_its_quota_and_budget_and_its_neighbour_writ
     }
     let cms = n_cms.clone();
     let from = Instant::now();
-    let grows = attack(20, 4, move |i| {
+    let grows = attack(20, WRITERS, move |i| {
         let cms = cms.clone();
         async move {
             let name = format!("g{}", i % 60);
@@ -410,8 +420,8 @@ async fn a_noisy_tenant_is_walled_at_its_quota_and_budget_and_its_neighbour_writ
         grows.tried
     );
     assert!(
-        over_grow <= 10.0,
-        "{over_grow:.1} % over the quota by updates"
+        peak - quota <= IN_FLIGHT,
+        "{over_grow:.1} % over the quota by updates: more than the writers had in flight"
     );
     assert!(
         grows
@@ -434,7 +444,7 @@ async fn a_noisy_tenant_is_walled_at_its_quota_and_budget_and_its_neighbour_writ
     let secs = 30;
     let cms = n_cms.clone();
     let from = Instant::now();
-    let rewrites = attack(secs, 4, move |i| {
+    let rewrites = attack(secs, WRITERS, move |i| {
         let cms = cms.clone();
         async move {
             let mut c = cms.get("big").await?;

@@ -177,6 +177,11 @@ pub(crate) mod testing {
 
     /// Renders tenant `acme` (id `acme-1a2b3`) of `spec` with a fresh PKI.
     pub fn rendered(spec: &TenantSpec) -> Rendered {
+        rendered_with(spec, true)
+    }
+
+    /// [`rendered`], with its address known or not yet.
+    pub fn rendered_with(spec: &TenantSpec, address_known: bool) -> Rendered {
         let etcd_ca = new_ca("etcd").unwrap();
         let name = TenantName::parse("acme").unwrap();
         let id = TenantId::parse("acme-1a2b3").unwrap();
@@ -189,7 +194,7 @@ pub(crate) mod testing {
                 etcd_endpoints: &eps,
                 etcd_ca_certificate: &etcd_ca.cert,
                 dns_domain: "cluster.local",
-                address_known: true,
+                address_known,
             },
             &pki(),
         )
@@ -258,24 +263,7 @@ mod tests {
     #[test]
     fn no_pod_runs_until_the_address_clients_use_is_known() {
         let s = spec(ServiceType::LoadBalancer);
-        let etcd_ca = crate::pki::new_ca("etcd").unwrap();
-        let (name, id) = (
-            TenantName::parse("a").unwrap(),
-            TenantId::parse("a-1").unwrap(),
-        );
-        let eps = vec!["https://e:2379".to_owned()];
-        let replicas = |address_known| {
-            let t = Tenant {
-                name: &name,
-                id: &id,
-                spec: &s,
-                etcd_endpoints: &eps,
-                etcd_ca_certificate: &etcd_ca.cert,
-                dns_domain: "cluster.local",
-                address_known,
-            };
-            render(&t, &pki()).deployment.spec.unwrap().replicas
-        };
+        let replicas = |known| rendered_with(&s, known).deployment.spec.unwrap().replicas;
         assert_eq!(replicas(false), Some(0));
         assert_eq!(replicas(true), Some(3));
     }

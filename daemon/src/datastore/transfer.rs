@@ -161,6 +161,20 @@ pub async fn set_access(c: &mut Client, id: &TenantId, access: Access) -> Result
     Ok(())
 }
 
+/// Raises the hard wall of tenant `id`, whose role kamajid set read-write in this process (so
+/// the policy keys are granted): one permission change, no read first. Writes the tenant's
+/// apiserver has sent but etcd has not applied yet are refused too (etcd checks permissions at
+/// apply against the auth revision), so what passes a limit is only what etcd applies before
+/// this lands.
+pub async fn wall_up(c: &mut Client, id: &TenantId) -> Result<(), String> {
+    let p = prefix(id);
+    let perm = Permission::read(p.as_bytes()).with_range_end(prefix_end(p.as_bytes()));
+    c.role_grant_permission(id.as_str(), perm)
+        .await
+        .map(|_| ())
+        .map_err(err)
+}
+
 async fn revision(c: &mut KvClient) -> Result<i64, String> {
     let r = c
         .get(FLOOR, Some(GetOptions::new().with_count_only()))

@@ -537,7 +537,18 @@ async fn raise_walls(
             g.wall = want;
             (*g, before)
         };
-        match transfer::set_access(c, &tid, access(&guard)).await {
+        // From a role this process set read-write, the wall is one change; else the full
+        // comparison (a role another process set, a move's hold, a lock).
+        let raised = if guard.synced
+            && access(&guard) == Access::Walled
+            && before == Wall::Down
+            && !guard.held
+        {
+            transfer::wall_up(c, &tid).await
+        } else {
+            transfer::set_access(c, &tid, access(&guard)).await
+        };
+        match raised {
             Ok(()) => {
                 info!(datastore = %ds, tenant = %id, wall = ?want, "tenant walled off: past its limits")
             }
