@@ -1,3 +1,12 @@
+terraform {
+  required_providers {
+    # Without this block Terraform looks for hashicorp/kamaji.
+    kamaji = {
+      source = "kamaji/kamaji"
+    }
+  }
+}
+
 variable "kamajid_ca_file" {
   description = "PEM CA that signed kamajid's serving certificate."
   type        = string
