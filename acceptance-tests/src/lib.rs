@@ -241,7 +241,7 @@ impl Harness {
             .kek
             .unwrap_or_else(kamaji_core::kek::Kek::generate_encoded);
         write_file(&dir.path().join("kek"), &kek, true).expect("kek");
-        let state = EtcdProcess::start(dir.path(), "state", &pki, EtcdSecurity::default())
+        let state = EtcdProcess::start(dir.path(), "state", &pki, EtcdSecurity::state())
             .await
             .expect("state etcd");
         if !start.records.is_empty() {

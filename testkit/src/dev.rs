@@ -70,7 +70,7 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
     let kek_path = dir.join("kek");
     write_file(&kek_path, &Kek::generate_encoded(), true)?;
 
-    let state = EtcdProcess::start(&etcd_dir, "state", &pki, EtcdSecurity::default()).await?;
+    let state = EtcdProcess::start(&etcd_dir, "state", &pki, EtcdSecurity::state()).await?;
     let mut datastores = Vec::new();
     for i in 1..=cfg.datastores {
         datastores.push(

@@ -176,6 +176,9 @@ pub struct EtcdSecurity {
     pub auth: bool,
     /// etcd's `--quota-backend-bytes` (None: etcd's default, 2 GiB).
     pub quota_backend_bytes: Option<u64>,
+    /// etcd's own periodic compaction, `--auto-compaction-retention` (None: off). For a state
+    /// etcd, as the chart runs its bundled one; never for a datastore, which kamajid compacts.
+    pub auto_compaction_retention: Option<&'static str>,
 }
 
 impl Default for EtcdSecurity {
@@ -184,11 +187,21 @@ impl Default for EtcdSecurity {
             client_cert_auth: true,
             auth: true,
             quota_backend_bytes: None,
+            auto_compaction_retention: None,
         }
     }
 }
 
 impl EtcdSecurity {
+    /// kamajid's state etcd: secured, compacting itself every hour (what the chart's bundled
+    /// one and the install guide do), so a long-lived dev environment does not grow.
+    pub fn state() -> Self {
+        Self {
+            auto_compaction_retention: Some("1h"),
+            ..Self::default()
+        }
+    }
+
     /// Secured as kamajid requires, with a quota of `bytes`.
     pub fn with_quota(bytes: u64) -> Self {
         Self {
@@ -317,6 +330,10 @@ impl EtcdProcess {
             .arg("warn");
         if let Some(q) = security.quota_backend_bytes {
             cmd.arg(format!("--quota-backend-bytes={q}"));
+        }
+        if let Some(r) = security.auto_compaction_retention {
+            cmd.arg("--auto-compaction-mode=periodic")
+                .arg(format!("--auto-compaction-retention={r}"));
         }
         if security.client_cert_auth {
             cmd.arg("--client-cert-auth")
