@@ -45,7 +45,8 @@ impl Drop for AdminCluster {
     }
 }
 
-fn spawn(bin: &Path, args: &[String], log: &Path) -> Child {
+/// Starts `bin` with `args`, its output to `log`.
+pub(crate) fn spawn(bin: &Path, args: &[String], log: &Path) -> Child {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
     Command::new(bin)

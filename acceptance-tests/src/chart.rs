@@ -170,11 +170,7 @@ impl Installed {
             .flatten()
             .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
             .map(|p| {
-                let ready = p["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                let ready = crate::k8s::pod_ready(p);
                 (
                     p["metadata"]["name"]
                         .as_str()

@@ -166,3 +166,12 @@ impl Kubectl {
         }
     }
 }
+
+/// Whether pod `p` (as `kubectl get -o json` gives it) has its Ready condition true.
+pub fn pod_ready(p: &serde_json::Value) -> bool {
+    p["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}

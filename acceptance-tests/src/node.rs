@@ -11,6 +11,7 @@
 //! run cgroup v1, which kubelets from 1.35 refuse unless told `failCgroupV1: false`), iptables,
 //! `br_netfilter`'s sysctls, and the Debian packages `scripts/install-deps.sh` installs.
 
+use crate::admin_cluster::spawn;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -104,18 +105,6 @@ fn keep_logs(dir: &Path) {
         .arg(&to)
         .status();
     eprintln!("node: logs kept in {}", to.display());
-}
-
-fn spawn(bin: &Path, args: &[String], log: &Path) -> Child {
-    let out = std::fs::File::create(log).expect("log file");
-    let err = out.try_clone().expect("log file");
-    Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()))
 }
 
 fn write(path: &Path, content: &str) {

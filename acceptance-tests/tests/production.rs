@@ -114,12 +114,7 @@ fn tenant_pods(admin: &Kubectl, tenant: &str) -> Vec<(String, Vec<String>, bool)
                 .flatten()
                 .map(|c| c["image"].as_str().unwrap_or_default().to_owned())
                 .collect();
-            let ready = p["status"]["phase"] == "Running"
-                && p["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            let ready = p["status"]["phase"] == "Running" && k8s::pod_ready(p);
             (
                 p["metadata"]["name"]
                     .as_str()
