@@ -119,9 +119,11 @@ if ! command -v kubectl >/dev/null 2>&1; then
   say "kubectl: linked v$newest onto PATH"
 fi
 
-# helm (the chart's checks and installs) and CoreDNS (the admin node's DNS image).
+# helm (the chart's checks and installs), CoreDNS (the admin node's DNS image) and promtool
+# (parses kamajid's metrics and checks the alert rules shipped with the chart).
 "$root/scripts/go-tool.sh" helm >/dev/null
 "$root/scripts/go-tool.sh" coredns >/dev/null
+"$root/scripts/go-tool.sh" promtool >/dev/null
 
 tofu_bin=$("$root/scripts/tofu.sh")
 [ -x "$tofu_bin" ] || { say "OpenTofu is not available"; exit 1; }

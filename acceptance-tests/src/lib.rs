@@ -102,7 +102,7 @@ pub fn write_cli_config(dir: &Path) -> PathBuf {
 fn spawn_kamajid(
     dir: &Path,
     state_endpoint: &str,
-    port: u16,
+    (port, metrics_port): (u16, u16),
     kubeconfig: Option<&Path>,
     extra: &[String],
 ) -> Child {
@@ -143,7 +143,7 @@ fn spawn_kamajid(
         .arg("--leader-lease-seconds")
         .arg("3")
         .arg("--metrics-listen")
-        .arg("127.0.0.1:0")
+        .arg(format!("127.0.0.1:{metrics_port}"))
         .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
@@ -186,6 +186,8 @@ pub struct Harness {
     pub pki: DevPki,
     pub endpoint: String,
     port: u16,
+    /// kamajid's plain-HTTP probes and metrics, `http://127.0.0.1:<port>`.
+    pub metrics: String,
     state: EtcdProcess,
     kamajid: Child,
     cli_config: PathBuf,
@@ -260,7 +262,7 @@ impl Harness {
                 c.put(k, v, None).await.expect("loading a record");
             }
         }
-        let port = free_port();
+        let (port, metrics_port) = (free_port(), free_port());
         let kubeconfig = start.kube.map(|k| {
             let path = dir.path().join("admin.kubeconfig");
             std::fs::write(&path, k).expect("kubeconfig");
@@ -269,7 +271,7 @@ impl Harness {
         let kamajid = spawn_kamajid(
             dir.path(),
             &state.endpoint,
-            port,
+            (port, metrics_port),
             kubeconfig.as_deref(),
             &start.extra_args,
         );
@@ -277,6 +279,7 @@ impl Harness {
         Self {
             endpoint: format!("https://127.0.0.1:{port}"),
             port,
+            metrics: format!("http://127.0.0.1:{metrics_port}"),
             dir,
             pki,
             state,
@@ -317,6 +320,14 @@ impl Harness {
         (h, tenants, base)
     }
 
+    fn metrics_port(&self) -> u16 {
+        self.metrics
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("metrics port")
+    }
+
     /// The kamajid process id, to read its memory.
     pub fn kamajid_pid(&self) -> u32 {
         self.kamajid.id()
@@ -342,7 +353,7 @@ impl Harness {
         self.kamajid = spawn_kamajid(
             self.dir.path(),
             &self.state.endpoint,
-            self.port,
+            (self.port, self.metrics_port()),
             kubeconfig.as_deref(),
             &self.extra_args,
         );
@@ -381,7 +392,8 @@ impl Harness {
         TenantClustersClient::with_interceptor(self.channel().await, Bearer)
     }
 
-    async fn channel(&self) -> Channel {
+    /// A TLS channel to kamajid's API (no token: add one per client).
+    pub async fn channel(&self) -> Channel {
         let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.pki.ca.cert));
         Channel::from_shared(self.endpoint.clone())
             .expect("uri")
@@ -678,6 +690,43 @@ pub fn points_at(out: &str, attribute: &str) -> bool {
 
 pub const PROVIDER_HCL: &str =
     "terraform {\n  required_providers {\n    kamaji = { source = \"kamaji/kamaji\" }\n  }\n}\n";
+
+/// `GET url` over plain HTTP/1.1 with `accept` as its Accept header: the status, the content
+/// type and the body.
+pub fn http_get(url: &str, accept: Option<&str>) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).expect("connecting");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status");
+    let ty = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, ty, body.to_owned())
+}
 
 /// Runs `openssl ARGS` with `input` on stdin and returns what it prints: an independent reading
 /// of certificates and keys.

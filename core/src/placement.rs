@@ -91,6 +91,37 @@ pub enum Refusal {
     FileFull { file_bytes: i64, quota_bytes: i64 },
 }
 
+impl Refusal {
+    /// A short, fixed name for the reason (a metric label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotReady => "not_ready",
+            Self::Cordoned => "cordoned",
+            Self::SelectorMismatch => "selector_mismatch",
+            Self::TenantLimit { .. } => "tenant_limit",
+            Self::Full { .. } => "full",
+            Self::FileFull { .. } => "file_full",
+        }
+    }
+}
+
+impl PlacementError {
+    /// The reasons, by [`Refusal::kind`], each once: what kept the tenant off each datastore
+    /// (`unknown_datastore` when it named one that does not exist, `no_datastore` when there
+    /// is none at all).
+    pub fn reasons(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = match self {
+            Self::UnknownDatastore(_) => vec!["unknown_datastore"],
+            Self::Refused { reason, .. } => vec![reason.kind()],
+            Self::NoCandidate(r) if r.is_empty() => vec!["no_datastore"],
+            Self::NoCandidate(r) => r.iter().map(|(_, why)| why.kind()).collect(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

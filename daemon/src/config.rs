@@ -81,9 +81,34 @@ pub struct ProcessRuntimeConfig {
     pub advertise_address: String,
 }
 
+/// How kamajid writes its log (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line per event, fields as `key=value`; coloured only on a terminal.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`), for log pipelines.
+    Json,
+}
+
 #[derive(Debug, Parser)]
-#[command(name = "kamajid", version, about = "The kamaji daemon")]
+#[command(
+    name = "kamajid",
+    version,
+    about = "The kamaji daemon",
+    after_help = "What is logged is chosen by RUST_LOG (default: info,h2=warn,tower=warn), e.g. \
+                  RUST_LOG=debug, or RUST_LOG=info,kamaji_core::lifecycle=debug for every \
+                  lifecycle step, routine checks included."
+)]
 pub struct Cli {
+    /// The log's format: `text` or `json`.
+    #[arg(
+        long,
+        global = true,
+        env = "KAMAJID_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -20,6 +20,7 @@ pub mod config;
 pub mod datastore;
 pub mod etcd;
 pub mod leader;
+pub mod metrics;
 pub mod observe;
 pub mod runtime;
 pub mod server;

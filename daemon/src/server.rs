@@ -136,6 +136,7 @@ struct LifecycleParts {
     wake: Arc<tokio::sync::Notify>,
     leading: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl LifecycleParts {
@@ -147,14 +148,17 @@ impl LifecycleParts {
         Arc<dyn crate::runtime::Capabilities>,
     ) {
         let capabilities: Arc<dyn crate::runtime::Capabilities> = runtime.clone();
-        let life = Arc::new(Lifecycle::new(
-            self.store,
-            EtcdIsolation::new(self.kek.clone(), self.etcd_timeout, self.usage, self.shards),
-            runtime,
-            KubeTenantObjects,
-            self.kek,
-            self.settings,
-        ));
+        let life = Arc::new(
+            Lifecycle::new(
+                self.store,
+                EtcdIsolation::new(self.kek.clone(), self.etcd_timeout, self.usage, self.shards),
+                runtime,
+                KubeTenantObjects,
+                self.kek,
+                self.settings,
+            )
+            .with_observer(self.metrics),
+        );
         let task = tokio::spawn(life.run(
             std::time::Duration::from_secs(2),
             self.wake,
@@ -195,17 +199,22 @@ pub async fn serve(
             addr: cfg.metrics_listen,
             source,
         })?;
-    let probes = tokio::spawn(crate::observe::serve(
-        probes_listener,
-        store.clone(),
-        shutdown.clone(),
-    ));
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let prober = Arc::new(EtcdProber {
         timeout: cfg.probe_timeout(),
         allow_vulnerable: cfg.shards.allow_vulnerable_etcd,
     });
 
     let (leading_tx, leading_rx) = watch::channel(false);
+    let probes = tokio::spawn(crate::observe::serve(
+        probes_listener,
+        crate::observe::Observed {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            leading: leading_rx.clone(),
+        },
+        shutdown.clone(),
+    ));
     let id = format!(
         "{}-{}",
         std::process::id(),
@@ -242,6 +251,7 @@ pub async fn serve(
         Some(wake.clone()),
         Some(leading_rx.clone()),
     );
+    usage.count_walls_in(metrics.clone());
     // Every replica measures, so any can answer the API; a new datastore is picked up within
     // seconds (listing the records is one read of kamajid's own store).
     let measuring = tokio::spawn(usage.clone().run(
@@ -267,6 +277,7 @@ pub async fn serve(
         wake: wake.clone(),
         leading: leading_rx.clone(),
         shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
     };
     let reconciler = match cfg.process.runtime {
         RuntimeKind::Kubernetes => kube_client(cfg.kubeconfig.as_deref())
@@ -306,6 +317,7 @@ pub async fn serve(
         wake,
         reservation_bytes: cfg.tenant_reservation_mib.saturating_mul(1024 * 1024),
         usage: usage.clone(),
+        observer: metrics.clone(),
     });
     let tenants = TenantClustersServer::with_interceptor(
         TenantApi {
@@ -320,16 +332,27 @@ pub async fn serve(
     );
     let datastores = DatastoresServer::with_interceptor(
         DatastoreApi {
-            store,
+            store: store.clone(),
             kek,
             prober,
             usage,
         },
         tokens.interceptor(),
     );
+    let grpc_health = crate::observe::health_reporter(
+        store.clone(),
+        &[
+            kamaji_proto::v1::datastores_server::SERVICE_NAME,
+            kamaji_proto::v1::tenant_clusters_server::SERVICE_NAME,
+            kamaji_proto::v1::bootstrap_tokens_server::SERVICE_NAME,
+        ],
+        shutdown.clone(),
+    );
     let served = Server::builder()
         .tls_config(ServerTlsConfig::new().identity(identity))
         .map_err(|e| ServeError::Transport(error_chain(&e)))?
+        .layer(crate::metrics::CallsLayer(metrics))
+        .add_service(grpc_health)
         .add_service(datastores)
         .add_service(tenants)
         .add_service(tokens_api)

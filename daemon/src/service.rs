@@ -75,6 +75,8 @@ pub struct TenantService {
     pub reservation_bytes: i64,
     /// What each tenant keeps, as measured.
     pub usage: Arc<UsageTracker>,
+    /// Told about creates and updates refused for want of a datastore (metrics).
+    pub observer: Arc<dyn kamaji_core::lifecycle::ports::StepObserver>,
 }
 
 /// Fields fixed at creation: the network plan and the names baked into the PKI. (Where the
@@ -196,6 +198,13 @@ impl TenantService {
                 field: placement_field(spec),
                 error,
             })
+    }
+
+    /// Counts a create or move refused for want of a datastore (a plan's check is not counted).
+    fn refused(&self, e: &ServiceError) {
+        if let ServiceError::Unplaceable { error, .. } = e {
+            self.observer.placement_refused(error);
+        }
     }
 
     /// Whether `spec` asks the placed tenant `rec` off its datastore (another is named, or its
@@ -325,7 +334,10 @@ impl TenantService {
         spec: &TenantSpec,
     ) -> Result<v1::TenantCluster, ServiceError> {
         new_cluster_rules(spec)?;
-        self.check_placement(spec).await?;
+        if let Err(e) = self.check_placement(spec).await {
+            self.refused(&e);
+            return Err(e);
+        }
         let rec = TenantRecord::new(
             name.clone(),
             wire::encode_spec(wire_spec),
@@ -392,7 +404,10 @@ impl TenantService {
             }
             let spec = wire::tenant_spec(new)
                 .map_err(|e| ServiceError::Invalid(vec![FieldError::new(e.field, e.detail)]))?;
-            let moving = self.wants_move(&mut rec, &spec).await?;
+            let moving = self
+                .wants_move(&mut rec, &spec)
+                .await
+                .inspect_err(|e| self.refused(e))?;
             if validate_only {
                 return Ok(wire::tenant_to_proto(&rec, old));
             }

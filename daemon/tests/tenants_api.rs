@@ -133,6 +133,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         wake,
         reservation_bytes: DEFAULT_RESERVATION_BYTES,
         usage,
+        observer: Arc::new(kamaji_core::lifecycle::ports::Unobserved),
     });
     let api = TenantApi {
         service: service.clone(),

@@ -34,6 +34,10 @@ pub struct AuthToken(Arc<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>
 
 impl tonic::service::Interceptor for AuthToken {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        // One debug line per call (TF_LOG=DEBUG): which RPC, never its payload or the token.
+        if let Some(m) = req.extensions().get::<tonic::GrpcMethod>() {
+            tracing::debug!(rpc = %format!("{}/{}", m.service(), m.method()), "calling kamajid");
+        }
         req.metadata_mut()
             .insert("authorization", (*self.0).clone());
         Ok(req)

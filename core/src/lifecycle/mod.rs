@@ -28,7 +28,10 @@ use crate::kek::{tenant_aad, Kek, KekError};
 use crate::pki::{PkiError, TenantPki};
 use crate::placement::Policy;
 use crate::tenant::{Phase, TenantRecord, COND_RECONCILED};
-use ports::{Isolation, PortError, RecordError, Records, Runtime, TenantObjects};
+use ports::{
+    Isolation, PortError, RecordError, Records, Runtime, StepObserver, StepResult, TenantObjects,
+    Unobserved,
+};
 pub use steps::Step;
 pub use steps::MOVE;
 
@@ -124,6 +127,8 @@ pub struct Lifecycle<R, I, T, O> {
     placing: tokio::sync::Mutex<()>,
     /// When each Ready tenant's control plane was last found healthy.
     checked: Mutex<HashMap<TenantName, Instant>>,
+    /// Told about every step performed (metrics).
+    pub(crate) observer: Arc<dyn StepObserver>,
 }
 
 /// The current time, unix seconds.
@@ -149,7 +154,14 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             settings,
             placing: Default::default(),
             checked: Default::default(),
+            observer: Arc::new(Unobserved),
         }
+    }
+
+    /// The same lifecycle, telling `observer` about every step it performs.
+    pub fn with_observer(mut self, observer: Arc<dyn StepObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     fn health_due(&self, tenant: &TenantName) -> bool {
@@ -175,10 +187,24 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             return Ok(Outcome::Gone);
         };
         let due = self.due(&v.value);
-        match steps::next(&v.value, due) {
-            None => Ok(Outcome::Converged),
-            Some(step) => self.perform(step, v.value, v.revision).await,
-        }
+        let Some(step) = steps::next(&v.value, due) else {
+            return Ok(Outcome::Converged);
+        };
+        // The record as read, for the observer (a step consumes it; the clone is small beside
+        // the step's own I/O).
+        let before = v.value.clone();
+        let started = Instant::now();
+        let outcome = self.perform(step, v.value, v.revision).await;
+        let result = match &outcome {
+            Ok(Outcome::Waiting(_)) => StepResult::Waiting,
+            Ok(_) => StepResult::Ran,
+            Err(e) if e.is_conflict() => StepResult::Conflict,
+            Err(_) => StepResult::Failed,
+        };
+        log_step(name, step, result, outcome.as_ref().err());
+        self.observer
+            .performed(&before, step, result, started.elapsed());
+        outcome
     }
 
     /// Runs steps until the tenant converges, waits or is gone, retrying lost
@@ -334,14 +360,15 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                     continue;
                 }
             };
+            self.observer.round(&tenants);
             if let Err(e) = self.drain(&mut tenants).await {
                 tracing::warn!(error = %e, "draining datastores");
             }
             let work = tenants.into_iter().filter(|t| self.pending(t)).map(|t| {
                 let me = self.clone();
                 async move {
+                    // A failed step was logged where it failed.
                     if let Err(e) = me.converge(&t.name, 16).await {
-                        tracing::warn!(tenant = %t.name, error = %e, "reconcile");
                         me.record_failure(&t.name, &e.to_string()).await;
                     }
                 }
@@ -352,6 +379,24 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 |f| f,
             )
             .await;
+        }
+    }
+}
+
+/// One line per step performed: what ran on which tenant and how it ended. Routine checks of
+/// Ready tenants (every tenant, every 30 s) and waits are at debug level so that a quiet fleet
+/// logs quietly; a failure is a warning with its reason (never a secret: errors carry none).
+fn log_step(tenant: &TenantName, step: Step, result: StepResult, error: Option<&LifecycleError>) {
+    let routine = matches!(step, Step::CheckHealth | Step::Resync);
+    match (result, error) {
+        (StepResult::Failed, Some(e)) => {
+            tracing::warn!(tenant = %tenant, step = ?step, outcome = %result.as_str(), error = %e, "lifecycle step")
+        }
+        (StepResult::Ran, _) if !routine => {
+            tracing::info!(tenant = %tenant, step = ?step, outcome = %result.as_str(), "lifecycle step")
+        }
+        _ => {
+            tracing::debug!(tenant = %tenant, step = ?step, outcome = %result.as_str(), error = error.map(tracing::field::display), "lifecycle step")
         }
     }
 }

@@ -281,3 +281,61 @@ pub trait TenantObjects: Send + Sync + 'static {
         resources: &[String],
     ) -> impl Future<Output = Result<usize, PortError>> + Send;
 }
+
+/// How a performed step ended, for [`StepObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepResult {
+    /// It ran to its end.
+    Ran,
+    /// It waits on the outside world and runs again next round.
+    Waiting,
+    /// Another writer changed the record first; it is retried at once.
+    Conflict,
+    /// It failed; the tenant is marked Degraded with the reason.
+    Failed,
+}
+
+impl StepResult {
+    /// A short, fixed name (a log field, a metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ran => "ran",
+            Self::Waiting => "waiting",
+            Self::Conflict => "conflict",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// What the lifecycle tells whoever watches it (metrics) about what it did. Calls are cheap
+/// and synchronous; the default does nothing, so tests need no observer.
+pub trait StepObserver: Send + Sync {
+    /// `step` was performed on `before` (the record as it was read) and ended as `result`
+    /// after `elapsed`.
+    fn performed(
+        &self,
+        before: &TenantRecord,
+        step: crate::lifecycle::Step,
+        result: StepResult,
+        elapsed: std::time::Duration,
+    ) {
+        let _ = (before, step, result, elapsed);
+    }
+
+    /// Placement found no datastore for a tenant (it is then Failed).
+    fn placement_refused(&self, error: &crate::placement::PlacementError) {
+        let _ = error;
+    }
+
+    /// Every tenant, as the leader listed them at the start of a round (every few seconds):
+    /// the fleet's gauges come from this listing, which the lifecycle reads anyway.
+    fn round(&self, tenants: &[TenantRecord]) {
+        let _ = tenants;
+    }
+}
+
+/// The observer that observes nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unobserved;
+
+impl StepObserver for Unobserved {}

@@ -557,6 +557,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         let (chosen, reservation) = match choose(candidacies, &req, self.settings.policy, None) {
             Ok(c) => c,
             Err(e) => {
+                self.observer.placement_refused(&e);
                 // No room (or no match) now. Waiting would hold the create for its whole
                 // timeout and then grab capacity whenever some frees, long after the user gave
                 // up: fail it now, with the reasons, holding nothing.

@@ -93,6 +93,8 @@ pub struct UsageTracker {
     leading: Option<watch::Receiver<bool>>,
     shards: Mutex<HashMap<DatastoreName, Shard>>,
     epoch: Instant,
+    /// Where raised walls are counted.
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 /// Why measuring a datastore stopped; it starts again from a scan.
@@ -148,7 +150,13 @@ impl UsageTracker {
             leading,
             shards: Mutex::default(),
             epoch: Instant::now(),
+            metrics: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Counts every wall this tracker raises in `metrics`.
+    pub fn count_walls_in(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     fn now_ms(&self) -> i64 {
@@ -550,7 +558,10 @@ async fn raise_walls(
         };
         match raised {
             Ok(()) => {
-                info!(datastore = %ds, tenant = %id, wall = ?want, "tenant walled off: past its limits")
+                info!(datastore = %ds, tenant = %id, wall = ?want, "tenant walled off: past its limits");
+                if let Some(m) = tracker.metrics.get() {
+                    m.wall_raised(ds.as_str());
+                }
             }
             Err(e) => {
                 warn!(datastore = %ds, tenant = %id, error = %e, "raising a tenant's wall");
