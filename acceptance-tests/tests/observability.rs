@@ -320,3 +320,155 @@ async fn a_scrape_shows_what_kamajid_runs_promtool_parses_it_and_no_log_holds_a_
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// The serial number of the certificate kamajid serves on `port` now (a new connection).
+fn served_serial(port: u16) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let pem = String::from_utf8_lossy(&out.stdout).into_owned();
+    String::from_utf8_lossy(&openssl(&["x509", "-noout", "-serial"], pem.as_bytes()))
+        .trim()
+        .to_owned()
+}
+
+/// Sends `token` on every call.
+#[derive(Clone)]
+struct WithToken(&'static str);
+
+impl tonic::service::Interceptor for WithToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.0).parse().unwrap(),
+        );
+        Ok(req)
+    }
+}
+
+/// Writes `content` to `path` as a kubelet updates a Secret volume: whole, by a rename.
+fn replace_file(path: &std::path::Path, content: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotating_the_certificate_and_a_token_needs_no_restart_and_keeps_connections() {
+    use kamaji_proto::v1::datastores_client::DatastoresClient;
+    const ROTATED: &str = "rotated-token-0123456789abcdef";
+    let h = Harness::start_with_args(None, vec!["--log-format=json".into()]).await;
+    let pid = h.kamajid_pid();
+    let port: u16 = h.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let connections = |h: &Harness| {
+        let (_, _, text) = http_get(&format!("{}/metrics", h.metrics), None);
+        must(&text, "kamaji_grpc_server_connections_total")
+    };
+    // One client, one connection, kept across the rotation.
+    let channel = h.channel().await;
+    let mut old_token = DatastoresClient::with_interceptor(channel.clone(), Bearer);
+    let mut new_token = DatastoresClient::with_interceptor(channel.clone(), WithToken(ROTATED));
+    old_token
+        .list_datastores(v1::ListDatastoresRequest::default())
+        .await
+        .expect("the first token works");
+    let serial_before = served_serial(port);
+    let accepted_before = connections(&h);
+
+    // Rotate the serving certificate (same CA, new key) and the token, as a Secret update does.
+    let pki_dir = h.dir.path().join("pki");
+    let rotated = kamaji_core::pki::issue(&h.pki.ca, "kamaji-rotated", &["localhost", "127.0.0.1"])
+        .expect("issue");
+    replace_file(&pki_dir.join("server.key"), &rotated.key);
+    replace_file(&pki_dir.join("server.crt"), &rotated.cert);
+    replace_file(
+        &h.dir.path().join("tokens"),
+        &format!("# rotated\n{ROTATED}\n"),
+    );
+    let start = Instant::now();
+    let serial_after = loop {
+        let s = served_serial(port);
+        if s != serial_before {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "kamajid still serves {serial_before} after the rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!(
+        "serving certificate {serial_before} -> {serial_after} in {:?}",
+        start.elapsed()
+    );
+    let accepted_probes = connections(&h);
+
+    // Over the connection opened before: the new token works, the old one is refused.
+    let start = Instant::now();
+    while new_token
+        .list_datastores(v1::ListDatastoresRequest::default())
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the rotated token is never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let e = old_token
+        .list_datastores(v1::ListDatastoresRequest::default())
+        .await
+        .expect_err("the old token is refused");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    assert_eq!(
+        connections(&h),
+        accepted_probes,
+        "the client opened a new connection: the old one was dropped"
+    );
+    assert!(
+        accepted_probes > accepted_before,
+        "openssl's probes were not counted"
+    );
+    assert_eq!(h.kamajid_pid(), pid, "kamajid restarted");
+
+    // A rotation that does not load keeps what works: a key of another certificate, an empty
+    // tokens file.
+    let other = kamaji_core::pki::issue(&h.pki.ca, "other", &["localhost"]).expect("issue");
+    replace_file(&pki_dir.join("server.key"), &other.key);
+    replace_file(&h.dir.path().join("tokens"), "# nobody\n");
+    tokio::time::sleep(kamajid::reload::POLL * 3).await;
+    assert_eq!(served_serial(port), serial_after);
+    new_token
+        .list_datastores(v1::ListDatastoresRequest::default())
+        .await
+        .expect("the rotated token still works");
+
+    // The log is JSON, line by line, and says what was reloaded and what was refused.
+    let log = std::fs::read_to_string(h.dir.path().join("kamajid.log")).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let said = |m: &str| {
+        events.iter().any(|e| {
+            e["fields"]["message"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(m))
+        })
+    };
+    for m in [
+        "serving certificate reloaded",
+        "tokens reloaded",
+        "the serving certificate changed but does not load",
+        "the tokens file changed but does not load",
+    ] {
+        assert!(said(m), "no {m:?} in the log:\n{log}");
+    }
+    assert!(
+        !log.contains(ROTATED) && !log.contains(TOKEN),
+        "a token in the log"
+    );
+}

@@ -22,6 +22,7 @@ pub mod etcd;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
+pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod service;

@@ -171,6 +171,7 @@ pub struct Metrics {
     moves: Histogram,
     write_holds: Histogram,
     walls: Family<DatastoreLabel, Counter>,
+    connections: Counter,
     fleet: Mutex<Option<(Fleet, Instant)>>,
 }
 
@@ -197,6 +198,7 @@ impl Metrics {
         let moves = long_buckets();
         let write_holds = seconds_buckets();
         let walls = Family::default();
+        let connections = Counter::default();
         r.register(
             "build",
             "The kamajid build serving",
@@ -237,6 +239,11 @@ impl Metrics {
             "Walls raised on tenants past their storage quota or write budget, by datastore",
             walls.clone(),
         );
+        r.register(
+            "grpc_server_connections",
+            "TLS connections accepted by the API (a client keeps one for all its calls)",
+            connections.clone(),
+        );
         Self {
             events: r,
             steps,
@@ -246,6 +253,7 @@ impl Metrics {
             moves,
             write_holds,
             walls,
+            connections,
             fleet: Mutex::new(None),
         }
     }
@@ -269,6 +277,11 @@ impl Metrics {
         self.call_seconds
             .get_or_create(&MethodLabel { method })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The API accepted a TLS connection.
+    pub fn connection_accepted(&self) {
+        self.connections.inc();
     }
 
     /// A wall went up on a tenant of `datastore`.

@@ -9,8 +9,7 @@ use kamaji_proto::v1::datastores_server::DatastoresServer;
 use kamaji_proto::v1::tenant_clusters_server::TenantClustersServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tracing::info;
 
 use kamaji_core::kek::{Kek, KekError};
@@ -191,7 +190,10 @@ pub async fn serve(
         path: cfg.kek_file.clone(),
         source,
     })?;
-    let identity = Identity::from_pem(read(&cfg.tls_cert_file)?, read(&cfg.tls_key_file)?);
+    let identity = Arc::new(crate::reload::ServingIdentity::new(
+        crate::reload::load_identity(&cfg.tls_cert_file, &cfg.tls_key_file)
+            .map_err(|e| ServeError::Config(e.to_string()))?,
+    ));
     let store = connect_state(&cfg.state_etcd).await?;
     let probes_listener = crate::observe::bind(cfg.metrics_listen)
         .await
@@ -337,7 +339,7 @@ pub async fn serve(
             prober,
             usage,
         },
-        tokens.interceptor(),
+        tokens.clone().interceptor(),
     );
     let grpc_health = crate::observe::health_reporter(
         store.clone(),
@@ -348,15 +350,29 @@ pub async fn serve(
         ],
         shutdown.clone(),
     );
+    let reloading = tokio::spawn(crate::reload::run(
+        crate::reload::Watched {
+            cert: cfg.tls_cert_file.clone(),
+            key: cfg.tls_key_file.clone(),
+            identity: identity.clone(),
+            tokens_file: cfg.tokens_file.clone(),
+            tokens: tokens.clone(),
+        },
+        shutdown.clone(),
+    ));
+    let incoming = crate::reload::incoming(
+        listener,
+        identity.server_config(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let served = Server::builder()
-        .tls_config(ServerTlsConfig::new().identity(identity))
-        .map_err(|e| ServeError::Transport(error_chain(&e)))?
         .layer(crate::metrics::CallsLayer(metrics))
         .add_service(grpc_health)
         .add_service(datastores)
         .add_service(tenants)
         .add_service(tokens_api)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             while !*shutdown.borrow() {
                 if shutdown.changed().await.is_err() {
                     break;
@@ -365,7 +381,7 @@ pub async fn serve(
         })
         .await
         .map_err(|e| ServeError::Transport(error_chain(&e)));
-    let _ = tokio::join!(campaign, health, measuring, probes);
+    let _ = tokio::join!(campaign, health, measuring, probes, reloading);
     if let Some(r) = reconciler {
         let _ = r.await;
     }

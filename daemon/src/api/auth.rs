@@ -4,7 +4,7 @@
 //! length of a valid token leaks through timing. A refused call learns only that it was refused.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -23,15 +23,16 @@ pub enum TokensError {
     TooShort { path: PathBuf, line: usize },
 }
 
-/// The accepted tokens, as digests only.
+/// The accepted tokens, as digests only. Clones share them: [`Tokens::replace`] (a reload of
+/// the file) changes what every clone, and so every interceptor, accepts from its next call.
 #[derive(Clone)]
 pub struct Tokens {
-    digests: Arc<Vec<[u8; 32]>>,
+    digests: Arc<RwLock<Arc<Vec<[u8; 32]>>>>,
 }
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tokens({} accepted)", self.digests.len())
+        write!(f, "Tokens({} accepted)", self.current().len())
     }
 }
 
@@ -66,14 +67,41 @@ impl Tokens {
             });
         }
         Ok(Self {
-            digests: Arc::new(digests),
+            digests: Arc::new(RwLock::new(Arc::new(digests))),
         })
+    }
+
+    fn current(&self) -> Arc<Vec<[u8; 32]>> {
+        match self.digests.read() {
+            Ok(d) => d.clone(),
+            // A panic while swapping cannot leave a half-written Arc: the value is whole.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Accepts what `fresh` accepts from now on (and nothing else), in this and every clone.
+    pub fn replace(&self, fresh: &Tokens) {
+        let new = fresh.current();
+        match self.digests.write() {
+            Ok(mut d) => *d = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+
+    /// How many tokens are accepted.
+    pub fn len(&self) -> usize {
+        self.current().len()
+    }
+
+    /// Never true: a tokens file without a token is refused when read.
+    pub fn is_empty(&self) -> bool {
+        self.current().is_empty()
     }
 
     pub fn accepts(&self, presented: &str) -> bool {
         let d = digest(presented);
         // Visit every digest so timing does not reveal which one matched.
-        self.digests
+        self.current()
             .iter()
             .fold(subtle::Choice::from(0), |acc, known| acc | known.ct_eq(&d))
             .into()
@@ -139,6 +167,20 @@ mod tests {
             "Bearer first-token-0123456789".parse().unwrap(),
         );
         assert!(i(good).is_ok());
+    }
+
+    #[test]
+    fn a_replaced_set_applies_to_every_clone_at_once() {
+        let t = tokens("first-token-0123456789").unwrap();
+        let mut i = t.clone().interceptor();
+        t.replace(&tokens("second-token-0123456789").unwrap());
+        let mut old = Request::new(());
+        old.metadata_mut().insert(
+            "authorization",
+            "Bearer first-token-0123456789".parse().unwrap(),
+        );
+        assert!(i(old).is_err());
+        assert!(t.accepts("second-token-0123456789"));
     }
 
     #[test]
