@@ -23,6 +23,8 @@
 #   compiled from the k8s.io/kubernetes module's pause.c as upstream builds it.
 # - helm and CoreDNS: the chart's lint, template and install, and the admin cluster's DNS
 #   (scripts/go-tool.sh: built from their Go modules at the versions in tools/upstream/PROGRAMS).
+# - zip, gnupg: the provider's release archives and their detached signature (scripts/release.sh);
+#   unzip: the release test reads an archive back. gnupg brings gpg-agent, which signing needs.
 # - flock: one build of the Kubernetes programs at a time (Debian util-linux).
 # - kubernetes-validate: rendered objects against the upstream schemas (PyPI).
 # - terraform: the CLI the acceptance tests and the demo drive (built from its Go module, pinned).
@@ -63,6 +65,9 @@ command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ -e /usr/lib/aarch64-linux-gnu/libc.a ] || missing+=(libc6-dev)
 command -v strip >/dev/null 2>&1 || missing+=(binutils)
 [ -e /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
+command -v zip >/dev/null 2>&1 || missing+=(zip)
+command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+command -v gpg-agent >/dev/null 2>&1 || missing+=(gnupg)
 
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"

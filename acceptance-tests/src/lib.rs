@@ -465,20 +465,23 @@ pub fn cli() -> PathBuf {
     static CLI: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     CLI.get_or_init(|| match std::env::var("KAMAJI_TF_CLI").as_deref() {
         Err(_) | Ok("") | Ok("terraform") => PathBuf::from("terraform"),
-        Ok("tofu") => {
-            let out = Command::new(workspace().join("scripts/tofu.sh"))
-                .output()
-                .expect("running scripts/tofu.sh");
-            assert!(
-                out.status.success(),
-                "OpenTofu is not available:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-        }
+        Ok("tofu") => tofu(),
         Ok(path) => PathBuf::from(path),
     })
     .clone()
+}
+
+/// OpenTofu, built once per machine by `scripts/tofu.sh`.
+pub fn tofu() -> PathBuf {
+    let out = Command::new(workspace().join("scripts/tofu.sh"))
+        .output()
+        .expect("running scripts/tofu.sh");
+    assert!(
+        out.status.success(),
+        "OpenTofu is not available:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// Whether the CLI printed a plan of changes (terraform and tofu word it differently).
@@ -536,7 +539,12 @@ impl Workdir {
     }
 
     pub fn tf(&self, args: &[&str]) -> Tf {
-        let mut cmd = Command::new(cli());
+        self.run(&cli(), args)
+    }
+
+    /// As [`Self::tf`], with the CLI at `program` (terraform or tofu, whatever KAMAJI_TF_CLI says).
+    pub fn run(&self, program: &Path, args: &[&str]) -> Tf {
+        let mut cmd = Command::new(program);
         cmd.current_dir(&self.dir).args(args).arg("-no-color");
         for (k, v) in &self.env {
             cmd.env(k, v);
