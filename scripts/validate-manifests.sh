@@ -32,8 +32,23 @@ if "$helm" template kamajid "$chart" --set 'stateEtcd.endpoints={https://e:2379}
 fi
 grep -q "stateEtcd.existingSecret is required" "$work/err" || { cat "$work/err" >&2; exit 1; }
 
+# The monitoring objects (prometheus-operator's kinds, outside the upstream schemas): rendered
+# when asked for, the alerts as promtool checks and tests them, the dashboard as JSON.
+"$helm" template kamajid "$chart" --namespace kamaji-system \
+  --set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true \
+  --set metrics.grafanaDashboard.enabled=true >"$work/monitoring.yaml"
+for kind in ServiceMonitor PrometheusRule; do
+  grep -q "^kind: $kind$" "$work/monitoring.yaml" || { echo "manifests: no $kind rendered" >&2; exit 1; }
+done
+grep -q 'summary: Datastore {{ $labels.datastore }}' "$work/monitoring.yaml" \
+  || { echo "manifests: the PrometheusRule lost its alerts' templates" >&2; exit 1; }
+promtool=$("$root/scripts/go-tool.sh" promtool)
+"$promtool" check rules "$chart/files/alerts.yaml" >/dev/null
+(cd "$chart/files" && "$promtool" test rules alerts_test.yaml >/dev/null)
+python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$chart/files/dashboard.json"
+
 for v in $versions; do
   kubernetes-validate --quiet --strict --kubernetes-version "$v" \
     "$work/defaults.yaml" "$work/production.yaml" "$work/persistent.yaml"
 done
-echo "chart: lints, and renders objects valid for Kubernetes $versions"
+echo "chart: lints, renders objects valid for Kubernetes $versions; its alerts pass promtool's checks and tests"

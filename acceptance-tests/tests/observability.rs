@@ -240,6 +240,33 @@ async fn a_scrape_shows_what_kamajid_runs_promtool_parses_it_and_no_log_holds_a_
     assert_eq!(must(&text, "kamaji_moves_in_progress"), 0.0);
     assert!(text.contains("kamaji_build_info{version=\""));
 
+    // Every metric the shipped alerts and dashboard query is one kamajid serves.
+    let served: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .collect();
+    let chart = workspace().join("daemon/deploy/chart/kamajid/files");
+    for file in ["alerts.yaml", "dashboard.json"] {
+        let body = std::fs::read_to_string(chart.join(file)).unwrap();
+        let mut queried: Vec<&str> = body
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("kamaji_"))
+            .collect();
+        queried.sort_unstable();
+        queried.dedup();
+        assert!(queried.len() >= 8, "{file}: {queried:?}");
+        for q in queried {
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| q.strip_suffix(s))
+                .unwrap_or(q);
+            assert!(
+                served.contains(&q) || served.contains(&base),
+                "{file} queries {q}, which kamajid does not serve"
+            );
+        }
+    }
+
     // OpenMetrics when asked for, as Prometheus asks.
     let (status, ty, om) = http_get(
         &url,

@@ -78,7 +78,9 @@ async fn a_release_installs_from_its_mirror_under_terraform_and_tofu_and_applies
     let verified = run(Command::new("gpg").env("GNUPGHOME", &gnupg).args([
         "--batch",
         "--verify",
-        dist.join(format!("{base}_SHA256SUMS.sig")).to_str().unwrap(),
+        dist.join(format!("{base}_SHA256SUMS.sig"))
+            .to_str()
+            .unwrap(),
         dist.join(format!("{base}_SHA256SUMS")).to_str().unwrap(),
     ]));
     assert!(verified.contains("Good signature"), "{verified}");
@@ -96,7 +98,10 @@ async fn a_release_installs_from_its_mirror_under_terraform_and_tofu_and_applies
     // terraform and tofu install it from the mirror and apply with it.
     let h = Harness::start().await;
     let etcd = h.etcd("released", EtcdSecurity::default()).await;
-    for (label, cli) in [("terraform", std::path::PathBuf::from("terraform")), ("tofu", tofu())] {
+    for (label, cli) in [
+        ("terraform", std::path::PathBuf::from("terraform")),
+        ("tofu", tofu()),
+    ] {
         let mut w = h.workdir(label);
         w.set_env(
             "TF_CLI_CONFIG_FILE",
@@ -107,7 +112,8 @@ async fn a_release_installs_from_its_mirror_under_terraform_and_tofu_and_applies
         let init = w.run(&cli, &["init", "-input=false"]);
         assert!(init.ok(), "{label} init:\n{}", init.output());
         assert!(
-            init.output().contains(&format!("Installed kamaji/kamaji v{version}")),
+            init.output()
+                .contains(&format!("Installed kamaji/kamaji v{version}")),
             "{label} init did not install from the mirror:\n{}",
             init.output()
         );

@@ -105,6 +105,18 @@ impl Refusal {
     }
 }
 
+/// Every reason [`PlacementError::reasons`] gives.
+pub const REASONS: [&str; 8] = [
+    "unknown_datastore",
+    "no_datastore",
+    "not_ready",
+    "cordoned",
+    "selector_mismatch",
+    "tenant_limit",
+    "full",
+    "file_full",
+];
+
 impl PlacementError {
     /// The reasons, by [`Refusal::kind`], each once: what kept the tenant off each datastore
     /// (`unknown_datastore` when it named one that does not exist, `no_datastore` when there
@@ -255,6 +267,32 @@ mod tests {
 
     const GIB: i64 = 1 << 30;
     const MIB: i64 = 1 << 20;
+
+    #[test]
+    fn every_reason_given_is_listed() {
+        let name = DatastoreName::parse("a").unwrap();
+        let all = [
+            Refusal::NotReady,
+            Refusal::Cordoned,
+            Refusal::SelectorMismatch,
+            Refusal::TenantLimit { max: 1 },
+            Refusal::Full {
+                free_bytes: 0,
+                needed_bytes: 1,
+            },
+            Refusal::FileFull {
+                file_bytes: 1,
+                quota_bytes: 1,
+            },
+        ];
+        let mut given: Vec<&str> = all.iter().map(Refusal::kind).collect();
+        given.extend(PlacementError::UnknownDatastore(name.clone()).reasons());
+        given.extend(PlacementError::NoCandidate(Vec::new()).reasons());
+        given.sort_unstable();
+        let mut listed = REASONS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(given, listed);
+    }
 
     fn ds(name: &str, quota: i64) -> Candidate {
         Candidate {

@@ -191,7 +191,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("kamaji");
         let steps = Family::<_, _, fn() -> Histogram>::new_with_constructor(seconds_buckets as _);
-        let refusals = Family::default();
+        let refusals = Family::<ReasonLabel, Counter>::default();
+        // Every reason from zero, so `increase()` sees the first refusal of each.
+        for reason in kamaji_core::placement::REASONS {
+            let _ = refusals.get_or_create(&ReasonLabel { reason });
+        }
         let calls = Family::default();
         let call_seconds =
             Family::<_, _, fn() -> Histogram>::new_with_constructor(seconds_buckets as _);
@@ -309,6 +313,12 @@ impl Metrics {
         } else {
             None
         };
+        // Each datastore's wall count from zero (a first raise is then an increase).
+        for d in datastores {
+            let _ = self.walls.get_or_create(&DatastoreLabel {
+                datastore: d.candidate.name.to_string(),
+            });
+        }
         let state = state_registry(leading, datastores, fleet.as_ref(), now_unix);
         let mut out = String::new();
         // Writing to a String cannot fail.
