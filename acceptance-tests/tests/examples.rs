@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use acceptance_tests::{bin_dir, ensure_built, write_cli_config, PROVIDER_HCL};
+use acceptance_tests::{bin_dir, ensure_built, workspace, write_cli_config, PROVIDER_HCL};
 
 fn example_dirs(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -160,4 +160,56 @@ fn plugin_mirror() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// The `x.y.z` versions a line sets (`kubernetes_version = "…"`, a variable's `default = "…"`).
+fn versions_set(line: &str) -> Option<String> {
+    let (key, value) = line.split_once('=')?;
+    let key = key.trim();
+    if key != "kubernetes_version" && key != "default" {
+        return None;
+    }
+    let v = value.trim().strip_prefix('"')?.split('"').next()?;
+    let parts: Vec<_> = v.split('.').collect();
+    (parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok())).then(|| v.to_owned())
+}
+
+fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.ends_with(".terraform") {
+            files(&p, ext, out);
+        } else if p.extension().is_some_and(|x| x == ext) {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn every_kubernetes_version_the_examples_and_docs_set_is_one_the_tests_run() {
+    let root = workspace();
+    let tested: Vec<String> = std::fs::read_to_string(root.join("tools/k8s-build/VERSIONS"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.trim().to_owned())
+        .collect();
+    let mut paths = vec![root.join("README.md")];
+    files(&root.join("examples"), "tf", &mut paths);
+    files(&root.join("docs"), "md", &mut paths);
+    let mut seen = 0;
+    for p in paths {
+        for (i, line) in std::fs::read_to_string(&p).unwrap().lines().enumerate() {
+            if let Some(v) = versions_set(line) {
+                seen += 1;
+                assert!(
+                    tested.contains(&v),
+                    "{}:{}: Kubernetes {v}, but the tests run {tested:?} (tools/k8s-build/VERSIONS)",
+                    p.display(),
+                    i + 1
+                );
+            }
+        }
+    }
+    assert!(seen >= 5, "only {seen} versions found: the scan is broken");
 }

@@ -4,7 +4,9 @@ use tokio::sync::watch;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let (args, renamed) =
+        kamajid::config::with_renamed_env(std::env::args_os().collect(), |k| std::env::var(k).ok());
+    let cli = Cli::parse_from(args);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,h2=warn,tower=warn".into());
     let log = tracing_subscriber::fmt()
@@ -16,7 +18,14 @@ async fn main() -> std::process::ExitCode {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }
+    for warning in renamed {
+        tracing::warn!("{warning}");
+    }
     let result = match cli.command {
+        Command::Reference => {
+            print!("{}", kamajid::config::flags_markdown());
+            Ok(())
+        }
         Command::Serve(cfg) => {
             let (tx, rx) = watch::channel(false);
             tokio::spawn(async move {

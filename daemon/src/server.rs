@@ -289,7 +289,7 @@ pub async fn serve(
             let p = &cfg.process;
             let bin_dir = p.k8s_bin_dir.clone().ok_or_else(|| {
                 ServeError::Config(
-                    "--runtime=process needs --k8s-bin-dir (or KAMAJI_K8S_BIN_DIR): a directory with \
+                    "--runtime=process needs --k8s-bin-dir (or KAMAJID_K8S_BIN_DIR): a directory with \
                      kube-apiserver, kube-controller-manager and kube-scheduler"
                         .into(),
                 )

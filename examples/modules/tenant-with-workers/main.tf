@@ -21,9 +21,9 @@ variable "name" {
 }
 
 variable "kubernetes_version" {
-  description = "Kubernetes version of the control plane and the workers, e.g. \"1.35.2\"."
+  description = "Kubernetes version of the control plane and the workers, e.g. \"1.36.3\"."
   type        = string
-  default     = "1.35.2"
+  default     = "1.36.3"
 }
 
 variable "endpoint_address" {

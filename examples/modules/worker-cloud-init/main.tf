@@ -17,11 +17,11 @@ variable "tenant_cluster" {
 }
 
 variable "kubernetes_version" {
-  description = "The tenant cluster's version, e.g. \"1.35.2\": workers install kubelet and kubeadm of the same minor."
+  description = "The tenant cluster's version, e.g. \"1.36.3\": workers install kubelet and kubeadm of the same minor."
   type        = string
   validation {
     condition     = can(regex("^v?1\\.[0-9]+\\.[0-9]+$", var.kubernetes_version))
-    error_message = "kubernetes_version must look like \"1.35.2\"."
+    error_message = "kubernetes_version must look like \"1.36.3\"."
   }
 }
 

@@ -2,7 +2,7 @@
 # through a DNS name in front of the admin cluster's load balancer.
 resource "kamaji_tenant_cluster" "payments" {
   name               = "payments"
-  kubernetes_version = "1.35.2"
+  kubernetes_version = "1.36.3"
   replicas           = 3
   datastore_selector = { tier = "gold" }
 
@@ -62,7 +62,7 @@ resource "kamaji_tenant_cluster" "payments" {
   }
 }
 
-# Upgrading is a one-line change: 1.35.x -> 1.36.x happens in place, one minor at a time.
+# Upgrading is a one-line change: 1.36.x -> 1.37.x happens in place, one minor at a time.
 
 output "payments_endpoint" {
   value = kamaji_tenant_cluster.payments.endpoint
