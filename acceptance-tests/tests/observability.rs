@@ -383,7 +383,7 @@ fn replace_file(path: &std::path::Path, content: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rotating_the_certificate_and_a_token_needs_no_restart_and_keeps_connections() {
+async fn rotating_the_certificate_a_token_and_the_kek_needs_no_restart_and_keeps_connections() {
     use kamaji_proto::v1::datastores_client::DatastoresClient;
     const ROTATED: &str = "rotated-token-0123456789abcdef";
     let h = Harness::start_with_args(None, vec!["--log-format=json".into()]).await;
@@ -393,6 +393,27 @@ async fn rotating_the_certificate_and_a_token_needs_no_restart_and_keeps_connect
         let (_, _, text) = http_get(&format!("{}/metrics", h.metrics), None);
         must(&text, "kamaji_grpc_server_connections_total")
     };
+    // A datastore, whose admin key kamajid keeps sealed with the KEK and uses at each probe.
+    let etcd = h.etcd("sealed", EtcdSecurity::default()).await;
+    h.client()
+        .await
+        .create_datastore(v1::CreateDatastoreRequest {
+            name: "sealed".into(),
+            spec: Some(v1::DatastoreSpec {
+                endpoints: vec![etcd.endpoint.clone()],
+                ca_certificate: h.pki.ca.cert.clone(),
+                client_certificate: h.pki.root.cert.clone(),
+                client_key: h.pki.root.key.clone(),
+                client_ca_certificate: h.pki.ca.cert.clone(),
+                client_ca_key: h.pki.ca.key.clone(),
+                quota_bytes: 1 << 30,
+                schedulable: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("register a datastore");
+
     // One client, one connection, kept across the rotation.
     let channel = h.channel().await;
     let mut old_token = DatastoresClient::with_interceptor(channel.clone(), Bearer);
@@ -473,8 +494,69 @@ async fn rotating_the_certificate_and_a_token_needs_no_restart_and_keeps_connect
         .await
         .expect("the rotated token still works");
 
+    // The KEK: the new key first, the old one after it, until kamajid has re-sealed what the
+    // old one sealed; then the new one alone. A file that would lose a sealed value is refused.
+    let kek_file = h.dir.path().join("kek");
+    let old_kek = std::fs::read_to_string(&kek_file).unwrap();
+    let new_kek = kamaji_core::kek::Kek::generate_encoded();
+    let read_log = || std::fs::read_to_string(h.dir.path().join("kamajid.log")).unwrap();
+    let wait_log = |what: &str, times: usize| {
+        let start = Instant::now();
+        while read_log().matches(what).count() < times {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no {what:?} (x{times}) in the log:\n{}",
+                read_log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    replace_file(&kek_file, &format!("{}\n{}\n", new_kek, old_kek.trim()));
+    wait_log("key-encryption keys reloaded", 1);
+    wait_log("re-sealed with the first key-encryption key", 1);
+    let mut state = h.state_etcd().await;
+    let record = state
+        .get("/kamajid/v1/datastores/sealed", None)
+        .await
+        .unwrap()
+        .kvs()[0]
+        .value_str()
+        .unwrap()
+        .to_owned();
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    let sealed = record["client_key_sealed"].as_str().unwrap();
+    let aad = "/kamajid/v1/datastores/sealed";
+    let only = |k: &str| kamaji_core::kek::Kek::from_encoded(k).unwrap();
+    assert_eq!(only(&new_kek).open(aad, sealed).unwrap(), h.pki.root.key);
+    assert!(
+        only(&old_kek).open(aad, sealed).is_err(),
+        "still sealed with the old key"
+    );
+    replace_file(&kek_file, &new_kek);
+    wait_log("key-encryption keys reloaded", 2);
+    replace_file(&kek_file, &kamaji_core::kek::Kek::generate_encoded());
+    wait_log("is not taken", 1);
+    assert!(
+        read_log().contains("cannot open 2 sealed value(s)"),
+        "{}",
+        read_log()
+    );
+    // The datastore is still probed with its admin key: Ready.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = new_token
+        .get_datastore(v1::GetDatastoreRequest {
+            name: "sealed".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(status.phase(), v1::DatastorePhase::Ready, "{status:?}");
+    assert_eq!(h.kamajid_pid(), pid, "kamajid restarted");
+
     // The log is JSON, line by line, and says what was reloaded and what was refused.
-    let log = std::fs::read_to_string(h.dir.path().join("kamajid.log")).unwrap();
+    let log = read_log();
     let events: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -497,5 +579,9 @@ async fn rotating_the_certificate_and_a_token_needs_no_restart_and_keeps_connect
     assert!(
         !log.contains(ROTATED) && !log.contains(TOKEN),
         "a token in the log"
+    );
+    assert!(
+        !log.contains(&new_kek) && !log.contains(old_kek.trim()),
+        "a key-encryption key in the log"
     );
 }

@@ -271,6 +271,8 @@ pub struct ServeConfig {
     #[arg(long, env = "KAMAJID_TOKENS_FILE")]
     pub tokens_file: PathBuf,
     /// File holding the key-encryption key (32 bytes, base64) that seals secrets in records.
+    /// To rotate, put a new key on the first line and keep the old one after it: kamajid
+    /// re-reads the file, re-seals everything with the new key and logs when the old one may go.
     #[arg(long, env = "KAMAJID_KEK_FILE")]
     pub kek_file: PathBuf,
     #[command(flatten)]

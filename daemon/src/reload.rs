@@ -258,3 +258,193 @@ mod tests {
         assert!(matches!(e, IdentityError::NoCertificate { .. }), "{e}");
     }
 }
+
+/// The sealed values of kamaji's records: where each is bound (its associated data) and the
+/// value, for the datastores and tenants given.
+fn sealed_values<'a>(
+    datastores: &'a [kamaji_core::datastore::DatastoreRecord],
+    tenants: &'a [kamaji_core::tenant::TenantRecord],
+) -> Vec<(String, &'a str)> {
+    let mut out = Vec::new();
+    for d in datastores {
+        let aad = kamaji_core::kek::datastore_aad(&d.name);
+        out.push((aad.clone(), d.client_key_sealed.as_str()));
+        out.push((aad, d.client_ca_key_sealed.as_str()));
+    }
+    for t in tenants {
+        if let Some(p) = &t.pki {
+            out.push((kamaji_core::kek::tenant_aad(&t.name), p.sealed.as_str()));
+        }
+    }
+    out
+}
+
+/// Why a changed KEK file is not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum KekReloadError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Format {
+        path: PathBuf,
+        source: kamaji_core::kek::KekError,
+    },
+    #[error("{path} cannot open {count} sealed value(s) kamajid holds (the first: {first}); keep the key that sealed them in the file, after the new one, until kamajid has re-sealed them")]
+    WouldLose {
+        path: PathBuf,
+        count: usize,
+        first: String,
+    },
+    #[error("reading kamajid's records: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The keys in `path`, checked to open every sealed value in the records.
+async fn load_kek(
+    store: &crate::store::Store,
+    path: &Path,
+) -> Result<kamaji_core::kek::Kek, KekReloadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KekReloadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let fresh =
+        kamaji_core::kek::Kek::from_encoded(&text).map_err(|source| KekReloadError::Format {
+            path: path.to_owned(),
+            source,
+        })?;
+    let datastores: Vec<_> = store
+        .datastore_records()
+        .await?
+        .into_iter()
+        .map(|v| v.value)
+        .collect();
+    let tenants = store.tenant_records().await?;
+    let lost: Vec<String> = sealed_values(&datastores, &tenants)
+        .into_iter()
+        .filter(|(aad, sealed)| fresh.open(aad, sealed).is_err())
+        .map(|(aad, _)| aad)
+        .collect();
+    match lost.first() {
+        None => Ok(fresh),
+        Some(first) => Err(KekReloadError::WouldLose {
+            path: path.to_owned(),
+            count: lost.len(),
+            first: first.clone(),
+        }),
+    }
+}
+
+/// Re-seals, with the sealing key, every value an older key sealed; how many are left (a
+/// record changed meanwhile is done on the next pass).
+async fn reseal(
+    store: &crate::store::Store,
+    kek: &kamaji_core::kek::Kek,
+) -> Result<(usize, usize), crate::store::StoreError> {
+    let (mut done, mut left) = (0, 0);
+    for v in store.datastore_records().await? {
+        let mut d = v.value;
+        let aad = kamaji_core::kek::datastore_aad(&d.name);
+        let mut changed = false;
+        for field in [&mut d.client_key_sealed, &mut d.client_ca_key_sealed] {
+            if kek.sealed_by_older_key(&aad, field) {
+                if let Ok(s) = kek.reseal(&aad, field) {
+                    *field = s;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            match store.update_datastore(&d, v.revision).await {
+                Ok(()) => done += 1,
+                Err(_) => left += 1,
+            }
+        }
+    }
+    for t in store.tenant_records().await? {
+        let aad = kamaji_core::kek::tenant_aad(&t.name);
+        if !t
+            .pki
+            .as_ref()
+            .is_some_and(|p| kek.sealed_by_older_key(&aad, &p.sealed))
+        {
+            continue;
+        }
+        // Read again with its revision: the lifecycle may be writing it.
+        let Some(v) = store.tenant_record(&t.name).await? else {
+            continue;
+        };
+        let mut rec = v.value;
+        let Some(p) = rec.pki.as_mut() else { continue };
+        match kek.reseal(&aad, &p.sealed) {
+            Ok(s) => p.sealed = s,
+            Err(_) => {
+                left += 1;
+                continue;
+            }
+        }
+        match store.update_tenant_record(&rec, v.revision).await {
+            Ok(()) => done += 1,
+            Err(_) => left += 1,
+        }
+    }
+    Ok((done, left))
+}
+
+/// Keeps the KEK current: a changed file is taken once it opens every sealed value kamajid
+/// holds (else logged and the old keys kept); on the leader, what older keys sealed is then
+/// re-sealed with the new first key, so the older ones can leave the file.
+pub async fn run_kek(
+    store: crate::store::Store,
+    kek: kamaji_core::kek::Kek,
+    path: PathBuf,
+    leading: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut seen = fingerprint(&[&path]);
+    // A restart after a rotation finishes its re-seal.
+    let mut pending = kek.ids().len() > 1;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let now = fingerprint(&[&path]);
+        if now != seen {
+            seen = now;
+            match load_kek(&store, &path).await {
+                Ok(fresh) => {
+                    kek.replace(&fresh);
+                    info!(keys = ?kek.ids(), "key-encryption keys reloaded; the first seals");
+                    pending = true;
+                }
+                Err(e) => {
+                    error!(error = %e, "the key-encryption key file changed but is not taken; still using the previous keys")
+                }
+            }
+        }
+        if pending && *leading.borrow() {
+            match reseal(&store, &kek).await {
+                Ok((done, 0)) => {
+                    pending = false;
+                    if done > 0 || kek.ids().len() > 1 {
+                        info!(records = done, key = ?kek.ids().first(), "re-sealed with the first key-encryption key; older keys may leave the file");
+                    }
+                }
+                Ok((done, left)) => {
+                    info!(
+                        records = done,
+                        left, "re-sealing with the first key-encryption key"
+                    )
+                }
+                Err(e) => tracing::warn!(error = %e, "re-sealing with the new key-encryption key"),
+            }
+        }
+    }
+}

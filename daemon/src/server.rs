@@ -335,7 +335,7 @@ pub async fn serve(
     let datastores = DatastoresServer::with_interceptor(
         DatastoreApi {
             store: store.clone(),
-            kek,
+            kek: kek.clone(),
             prober,
             usage,
         },
@@ -360,6 +360,13 @@ pub async fn serve(
         },
         shutdown.clone(),
     ));
+    let rekeying = tokio::spawn(crate::reload::run_kek(
+        store.clone(),
+        kek.clone(),
+        cfg.kek_file.clone(),
+        leading_rx.clone(),
+        shutdown.clone(),
+    ));
     let incoming = crate::reload::incoming(
         listener,
         identity.server_config(),
@@ -381,7 +388,7 @@ pub async fn serve(
         })
         .await
         .map_err(|e| ServeError::Transport(error_chain(&e)));
-    let _ = tokio::join!(campaign, health, measuring, probes, reloading);
+    let _ = tokio::join!(campaign, health, measuring, probes, reloading, rekeying);
     if let Some(r) = reconciler {
         let _ = r.await;
     }
