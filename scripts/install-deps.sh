@@ -21,7 +21,8 @@
 #   Debian buildah, which pulls in its storage and network configuration).
 # - gcc, libc6-dev (its static libc.a) and binutils (strip): the static sandbox (pause) image,
 #   compiled from the k8s.io/kubernetes module's pause.c as upstream builds it.
-# - helm and CoreDNS: the chart's lint, template and install, and the admin cluster's DNS
+# - helm, CoreDNS and promtool: the chart's lint, template and install, the admin cluster's DNS,
+#   and the parser of kamajid's metrics and its alert rules
 #   (scripts/go-tool.sh: built from their Go modules at the versions in tools/upstream/PROGRAMS).
 # - zip, gnupg: the provider's release archives and their detached signature (scripts/release.sh);
 #   unzip: the release test reads an archive back. gnupg brings gpg-agent, which signing needs.
