@@ -188,13 +188,15 @@ impl Resource for BootstrapTokenResource {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let client = self.client.get(diags).await?;
         let (tenant, id) = (text(&state.tenant_cluster), text(&state.token_id));
-        match client
-            .bootstrap_tokens()
-            .get_bootstrap_token(v1::GetBootstrapTokenRequest {
+        match crate::client::patiently("GetBootstrapToken", || {
+            let mut c = client.bootstrap_tokens();
+            let req = v1::GetBootstrapTokenRequest {
                 tenant_cluster: tenant.clone(),
                 id: id.clone(),
-            })
-            .await
+            };
+            async move { c.get_bootstrap_token(req).await }
+        })
+        .await
         {
             Ok(r) => {
                 let t = r.into_inner();

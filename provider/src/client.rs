@@ -125,6 +125,34 @@ impl Shared {
     }
 }
 
+/// How long a read waits for kamajid to answer again (a restarted kamajid, a replaced pod, a
+/// Service still sending to the old one) before the failure is reported.
+pub const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Makes the read `call` (idempotent) again while kamajid does not answer (`Unavailable`),
+/// backing off from 250 ms to 2 s, for up to [`READ_PATIENCE`]; a plan right after kamajid
+/// restarts then waits instead of failing.
+pub async fn patiently<T, Fut>(
+    what: &str,
+    mut call: impl FnMut() -> Fut,
+) -> Result<tonic::Response<T>, Status>
+where
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        match call().await {
+            Err(s) if s.code() == Code::Unavailable && start.elapsed() + pause < READ_PATIENCE => {
+                tracing::warn!(rpc = what, error = %s.message(), "kamajid does not answer; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Reports a failed call. Field violations become errors on the attribute they name; other
 /// statuses a root error that says what to check.
 pub fn report(diags: &mut Diagnostics, what: &str, endpoint: &str, status: &Status) {

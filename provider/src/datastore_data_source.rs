@@ -120,10 +120,12 @@ impl DataSource for DatastoreDataSource {
     ) -> Option<Self::State<'a>> {
         let client = self.client.get(diags).await?;
         let name = config.name.as_ref_option().cloned().unwrap_or_default();
-        match client
-            .datastores()
-            .get_datastore(v1::GetDatastoreRequest { name: name.clone() })
-            .await
+        match crate::client::patiently("GetDatastore", || {
+            let mut c = client.datastores();
+            let req = v1::GetDatastoreRequest { name: name.clone() };
+            async move { c.get_datastore(req).await }
+        })
+        .await
         {
             Ok(r) => Some(DatastoreView::from(&r.into_inner())),
             Err(s) if s.code() == Code::NotFound => {

@@ -416,12 +416,14 @@ pub fn schema() -> Schema {
 impl DatastoreResource {
     async fn get(&self, diags: &mut Diagnostics, name: &str) -> Option<Option<v1::Datastore>> {
         let client = self.client.get(diags).await?;
-        match client
-            .datastores()
-            .get_datastore(v1::GetDatastoreRequest {
+        match crate::client::patiently("GetDatastore", || {
+            let mut c = client.datastores();
+            let req = v1::GetDatastoreRequest {
                 name: name.to_owned(),
-            })
-            .await
+            };
+            async move { c.get_datastore(req).await }
+        })
+        .await
         {
             Ok(r) => Some(Some(r.into_inner())),
             Err(s) if s.code() == Code::NotFound => Some(None),

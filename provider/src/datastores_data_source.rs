@@ -101,12 +101,14 @@ impl DataSource for DatastoresDataSource {
     ) -> Option<Self::State<'a>> {
         let client = self.client.get(diags).await?;
         let selector = listing::selector(&config.labels);
-        let resp = match client
-            .datastores()
-            .list_datastores(v1::ListDatastoresRequest {
+        let resp = match crate::client::patiently("ListDatastores", || {
+            let mut c = client.datastores();
+            let req = v1::ListDatastoresRequest {
                 label_selector: selector.clone(),
-            })
-            .await
+            };
+            async move { c.list_datastores(req).await }
+        })
+        .await
         {
             Ok(r) => r.into_inner(),
             Err(s) => {

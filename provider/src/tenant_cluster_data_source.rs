@@ -49,9 +49,12 @@ impl DataSource for TenantClusterDataSource {
         let client = self.client.get(diags).await?;
         let name = config.name.as_ref_option().cloned().unwrap_or_default();
         let mut tenants = client.tenant_clusters();
-        match tenants
-            .get_tenant_cluster(v1::GetTenantClusterRequest { name: name.clone() })
-            .await
+        match crate::client::patiently("GetTenantCluster", || {
+            let mut c = tenants.clone();
+            let req = v1::GetTenantClusterRequest { name: name.clone() };
+            async move { c.get_tenant_cluster(req).await }
+        })
+        .await
         {
             Ok(r) => {
                 let creds = tenants

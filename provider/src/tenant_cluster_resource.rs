@@ -339,12 +339,14 @@ impl TenantClusterResource {
         client: &Client,
         name: &str,
     ) -> Option<Option<v1::TenantCluster>> {
-        match client
-            .tenant_clusters()
-            .get_tenant_cluster(v1::GetTenantClusterRequest {
+        match crate::client::patiently("GetTenantCluster", || {
+            let mut c = client.tenant_clusters();
+            let req = v1::GetTenantClusterRequest {
                 name: name.to_owned(),
-            })
-            .await
+            };
+            async move { c.get_tenant_cluster(req).await }
+        })
+        .await
         {
             Ok(r) => Some(Some(r.into_inner())),
             Err(s) if s.code() == Code::NotFound => Some(None),

@@ -97,13 +97,15 @@ impl DataSource for TenantClustersDataSource {
             .as_ref_option()
             .cloned()
             .unwrap_or_default();
-        let resp = match client
-            .tenant_clusters()
-            .list_tenant_clusters(v1::ListTenantClustersRequest {
+        let resp = match crate::client::patiently("ListTenantClusters", || {
+            let mut c = client.tenant_clusters();
+            let req = v1::ListTenantClustersRequest {
                 label_selector: selector.clone(),
                 datastore: datastore.clone(),
-            })
-            .await
+            };
+            async move { c.list_tenant_clusters(req).await }
+        })
+        .await
         {
             Ok(r) => r.into_inner(),
             Err(s) => {
