@@ -28,6 +28,9 @@ fn signing_key(gnupg: &Path) -> String {
     std::fs::set_permissions(gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     run(Command::new("gpg").env("GNUPGHOME", gnupg).args([
         "--batch",
+        // No pinentry is needed (or installed without recommends): the key has no passphrase.
+        "--pinentry-mode",
+        "loopback",
         "--passphrase",
         "",
         "--quick-gen-key",
