@@ -382,6 +382,29 @@ impl Harness {
         shard::keys(&self.pki, endpoint).await
     }
 
+    /// Registers `etcd` (which shares the harness PKI) as datastore `name`, schedulable, with
+    /// `quota_bytes`, through the API.
+    pub async fn register_datastore(&self, name: &str, etcd: &EtcdProcess, quota_bytes: i64) {
+        self.client()
+            .await
+            .create_datastore(kamaji_proto::v1::CreateDatastoreRequest {
+                name: name.into(),
+                spec: Some(kamaji_proto::v1::DatastoreSpec {
+                    endpoints: vec![etcd.endpoint.clone()],
+                    ca_certificate: self.pki.ca.cert.clone(),
+                    client_certificate: self.pki.root.cert.clone(),
+                    client_key: self.pki.root.key.clone(),
+                    client_ca_certificate: self.pki.ca.cert.clone(),
+                    client_ca_key: self.pki.ca.key.clone(),
+                    quota_bytes,
+                    schedulable: true,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("registering datastore {name}: {e:?}"));
+    }
+
     /// A gRPC client to kamajid, to check what it holds independently of Terraform.
     pub async fn client(&self) -> DatastoresClient<InterceptedService<Channel, Bearer>> {
         DatastoresClient::with_interceptor(self.channel().await, Bearer)

@@ -395,24 +395,7 @@ async fn rotating_the_certificate_a_token_and_the_kek_needs_no_restart_and_keeps
     };
     // A datastore, whose admin key kamajid keeps sealed with the KEK and uses at each probe.
     let etcd = h.etcd("sealed", EtcdSecurity::default()).await;
-    h.client()
-        .await
-        .create_datastore(v1::CreateDatastoreRequest {
-            name: "sealed".into(),
-            spec: Some(v1::DatastoreSpec {
-                endpoints: vec![etcd.endpoint.clone()],
-                ca_certificate: h.pki.ca.cert.clone(),
-                client_certificate: h.pki.root.cert.clone(),
-                client_key: h.pki.root.key.clone(),
-                client_ca_certificate: h.pki.ca.cert.clone(),
-                client_ca_key: h.pki.ca.key.clone(),
-                quota_bytes: 1 << 30,
-                schedulable: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("register a datastore");
+    h.register_datastore("sealed", &etcd, 1 << 30).await;
 
     // One client, one connection, kept across the rotation.
     let channel = h.channel().await;

@@ -34,22 +34,7 @@ async fn kamajid_places_fences_and_runs_a_tenant_in_the_admin_cluster_and_remove
     let port = free_port();
     let etcd = h.etcd("shard-a", EtcdSecurity::default()).await;
     let mut ds = h.client().await;
-    ds.create_datastore(v1::CreateDatastoreRequest {
-        name: "shard-a".into(),
-        spec: Some(v1::DatastoreSpec {
-            endpoints: vec![etcd.endpoint.clone()],
-            ca_certificate: h.pki.ca.cert.clone(),
-            client_certificate: h.pki.root.cert.clone(),
-            client_key: h.pki.root.key.clone(),
-            client_ca_certificate: h.pki.ca.cert.clone(),
-            client_ca_key: h.pki.ca.key.clone(),
-            quota_bytes: 1 << 30,
-            schedulable: true,
-            ..Default::default()
-        }),
-    })
-    .await
-    .expect("register datastore");
+    h.register_datastore("shard-a", &etcd, 1 << 30).await;
 
     let mut t = h.tenants().await;
     t.create_tenant_cluster(v1::CreateTenantClusterRequest {

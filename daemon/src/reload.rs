@@ -130,6 +130,15 @@ pub struct Watched {
     pub tokens: Tokens,
 }
 
+/// Waits for the next poll: false once kamajid shuts down.
+async fn next_poll(shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(POLL) => {}
+        _ = shutdown.changed() => return false,
+    }
+    !*shutdown.borrow()
+}
+
 /// The digest of what `paths` hold now (a file that cannot be read counts as empty: it is
 /// then reported by the load that follows a change).
 fn fingerprint(paths: &[&Path]) -> [u8; 32] {
@@ -146,14 +155,7 @@ fn fingerprint(paths: &[&Path]) -> [u8; 32] {
 pub async fn run(w: Watched, mut shutdown: watch::Receiver<bool>) {
     let mut identity_seen = fingerprint(&[&w.cert, &w.key]);
     let mut tokens_seen = fingerprint(&[&w.tokens_file]);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    while next_poll(&mut shutdown).await {
         let now = fingerprint(&[&w.cert, &w.key]);
         if now != identity_seen {
             identity_seen = now;
@@ -407,14 +409,7 @@ pub async fn run_kek(
     let mut seen = fingerprint(&[&path]);
     // A restart after a rotation finishes its re-seal.
     let mut pending = kek.ids().len() > 1;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    while next_poll(&mut shutdown).await {
         let now = fingerprint(&[&path]);
         if now != seen {
             seen = now;

@@ -153,22 +153,7 @@ async fn main() {
     let _reaper = Reaper(tenants_dir);
     let shard = h.etcd("shard", EtcdSecurity::default()).await;
     let mut ds = h.client().await;
-    ds.create_datastore(v1::CreateDatastoreRequest {
-        name: "shard".into(),
-        spec: Some(v1::DatastoreSpec {
-            endpoints: vec![shard.endpoint.clone()],
-            ca_certificate: h.pki.ca.cert.clone(),
-            client_certificate: h.pki.root.cert.clone(),
-            client_key: h.pki.root.key.clone(),
-            client_ca_certificate: h.pki.ca.cert.clone(),
-            client_ca_key: h.pki.ca.key.clone(),
-            quota_bytes: 2 << 30,
-            schedulable: true,
-            ..Default::default()
-        }),
-    })
-    .await
-    .expect("register the shard");
+    h.register_datastore("shard", &shard, 2 << 30).await;
     let mut tc = h.tenants().await;
     let version = k8s::newest();
     let names: Vec<String> = (0..a.tenants).map(|i| format!("soak-{i}")).collect();

@@ -14,27 +14,28 @@
 //! one series each per tenant (5000 tenants: 10,000 series, read at scrape time, never on a hot
 //! path).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+mod calls;
+mod state;
+mod text;
+
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kamaji_core::lifecycle::ports::{StepObserver, StepResult};
 use kamaji_core::lifecycle::Step;
-use kamaji_core::placement::{Candidate, PlacementError};
-use kamaji_core::tenant::{Phase, TenantRecord};
+use kamaji_core::placement::PlacementError;
+use kamaji_core::tenant::TenantRecord;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-/// The content type of OpenMetrics text.
-pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// The content type of Prometheus' text format.
-pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub use calls::CallsLayer;
+pub use state::{DatastoreFigures, Fleet};
+pub use text::{prometheus_text, wants_openmetrics, OPENMETRICS, PROMETHEUS_TEXT};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StepLabels {
@@ -59,30 +60,8 @@ struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DatastoreLabel {
-    datastore: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PhaseLabel {
-    phase: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ConditionLabels {
-    condition: String,
-    status: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TenantPhaseLabels {
-    tenant: String,
-    phase: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TenantLabel {
-    tenant: String,
+pub(crate) struct DatastoreLabel {
+    pub(crate) datastore: String,
 }
 
 /// Buckets from 5 ms to about 80 s: steps, calls, holds.
@@ -93,72 +72,6 @@ fn seconds_buckets() -> Histogram {
 /// Buckets from 1 s to about an hour: whole moves.
 fn long_buckets() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 2.0, 13))
-}
-
-/// What the fleet of tenants looked like at the leader's last round.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Fleet {
-    /// Tenants by phase (every phase present, zero included).
-    pub by_phase: BTreeMap<String, i64>,
-    /// Tenants by condition and its status.
-    pub by_condition: BTreeMap<(String, bool), i64>,
-    /// Each tenant's phase.
-    pub phases: Vec<(String, String)>,
-    /// Each tenant's soonest leaf-certificate expiry (unix seconds), where recorded.
-    pub certificates_expire_at: Vec<(String, i64)>,
-    /// Tenants moving between datastores now.
-    pub moving: i64,
-    /// Tenants walled off for being past a limit (storage quota or write budget).
-    pub walled: i64,
-}
-
-const PHASES: [Phase; 7] = [
-    Phase::Provisioning,
-    Phase::Ready,
-    Phase::Upgrading,
-    Phase::Deleting,
-    Phase::Degraded,
-    Phase::Failed,
-    Phase::Moving,
-];
-
-impl Fleet {
-    /// The fleet's figures from the tenants' records (pure).
-    pub fn of(tenants: &[TenantRecord]) -> Self {
-        let mut f = Fleet {
-            by_phase: PHASES.iter().map(|p| (format!("{p:?}"), 0)).collect(),
-            ..Default::default()
-        };
-        for t in tenants {
-            let phase = format!("{:?}", t.phase);
-            *f.by_phase.entry(phase.clone()).or_default() += 1;
-            for c in &t.conditions {
-                *f.by_condition.entry((c.kind.clone(), c.ok)).or_default() += 1;
-            }
-            f.phases.push((t.name.to_string(), phase));
-            if let Some(at) = t
-                .pki
-                .as_ref()
-                .map(|p| p.certificates_expire_at)
-                .filter(|at| *at > 0)
-            {
-                f.certificates_expire_at.push((t.name.to_string(), at));
-            }
-            f.moving += i64::from(t.moving.is_some());
-            f.walled += i64::from(t.walled().any());
-        }
-        f
-    }
-}
-
-/// One datastore as a scrape shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DatastoreFigures {
-    pub candidate: Candidate,
-    /// The last probe found it Ready.
-    pub healthy: bool,
-    /// etcd alarms raised on its members.
-    pub alarms: i64,
 }
 
 /// Everything kamajid counts, and the registry the events are kept in.
@@ -319,7 +232,7 @@ impl Metrics {
                 datastore: d.candidate.name.to_string(),
             });
         }
-        let state = state_registry(leading, datastores, fleet.as_ref(), now_unix);
+        let state = state::registry(leading, datastores, fleet.as_ref(), now_unix);
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode_registry(&mut out, &self.events);
@@ -370,275 +283,12 @@ impl StepObserver for Metrics {
     }
 }
 
-/// The series read at scrape time, in a registry of their own (built per scrape, so a datastore
-/// or tenant that is gone leaves no stale series).
-fn state_registry(
-    leading: bool,
-    datastores: &[DatastoreFigures],
-    fleet: Option<&Fleet>,
-    now_unix: i64,
-) -> Registry {
-    let mut r = Registry::with_prefix("kamaji");
-    let leader: Gauge = Gauge::default();
-    leader.set(i64::from(leading));
-    r.register(
-        "leader",
-        "1 on the replica that holds the leader lease (runs tenants' lifecycles and datastore upkeep)",
-        leader,
-    );
-    let per_ds =
-        |name: &str, help: &str, f: &dyn Fn(&DatastoreFigures) -> i64, r: &mut Registry| {
-            let fam = Family::<DatastoreLabel, Gauge>::default();
-            for d in datastores {
-                fam.get_or_create(&DatastoreLabel {
-                    datastore: d.candidate.name.to_string(),
-                })
-                .set(f(d));
-            }
-            r.register(name, help, fam);
-        };
-    per_ds(
-        "datastore_quota_bytes",
-        "What the datastore may hold: its registered quota, or etcd's own when smaller",
-        &|d| d.candidate.quota_bytes,
-        &mut r,
-    );
-    per_ds(
-        "datastore_reserved_bytes",
-        "Sum of the reservations of the tenants placed on the datastore",
-        &|d| d.candidate.reserved_bytes,
-        &mut r,
-    );
-    per_ds(
-        "datastore_used_bytes",
-        "What the data takes in the datastore's etcd backend, free pages excluded (measured)",
-        &|d| d.candidate.used_bytes,
-        &mut r,
-    );
-    per_ds(
-        "datastore_file_bytes",
-        "The datastore's etcd backend file, free pages included (what etcd checks its quota against)",
-        &|d| d.candidate.file_bytes,
-        &mut r,
-    );
-    per_ds(
-        "datastore_tenants",
-        "Tenants placed on the datastore",
-        &|d| i64::from(d.candidate.tenants),
-        &mut r,
-    );
-    per_ds(
-        "datastore_healthy",
-        "1 when the datastore's last probe found it Ready",
-        &|d| i64::from(d.healthy),
-        &mut r,
-    );
-    per_ds(
-        "datastore_alarms",
-        "etcd alarms (NOSPACE, CORRUPT) raised on the datastore's members",
-        &|d| d.alarms,
-        &mut r,
-    );
-    per_ds(
-        "datastore_draining",
-        "1 while the datastore is being drained (its tenants moved off)",
-        &|d| i64::from(d.candidate.draining),
-        &mut r,
-    );
-    let drains: Gauge = Gauge::default();
-    drains.set(
-        datastores
-            .iter()
-            .filter(|d| d.candidate.draining && d.candidate.tenants > 0)
-            .count() as i64,
-    );
-    r.register(
-        "drains_in_progress",
-        "Datastores being drained that still hold tenants",
-        drains,
-    );
-    let Some(fleet) = fleet else {
-        return r;
-    };
-    let by_phase = Family::<PhaseLabel, Gauge>::default();
-    for (phase, n) in &fleet.by_phase {
-        by_phase
-            .get_or_create(&PhaseLabel {
-                phase: phase.clone(),
-            })
-            .set(*n);
-    }
-    r.register("tenants", "Tenant clusters by phase", by_phase);
-    let by_condition = Family::<ConditionLabels, Gauge>::default();
-    for ((condition, ok), n) in &fleet.by_condition {
-        by_condition
-            .get_or_create(&ConditionLabels {
-                condition: condition.clone(),
-                status: if *ok { "true" } else { "false" },
-            })
-            .set(*n);
-    }
-    r.register(
-        "tenants_by_condition",
-        "Tenant clusters by condition and its status",
-        by_condition,
-    );
-    let phases = Family::<TenantPhaseLabels, Gauge>::default();
-    for (tenant, phase) in &fleet.phases {
-        phases
-            .get_or_create(&TenantPhaseLabels {
-                tenant: tenant.clone(),
-                phase: phase.clone(),
-            })
-            .set(1);
-    }
-    r.register(
-        "tenant_phase",
-        "1 for each tenant cluster, labelled with its phase",
-        phases,
-    );
-    let expiry = Family::<TenantLabel, Gauge>::default();
-    for (tenant, at) in &fleet.certificates_expire_at {
-        expiry
-            .get_or_create(&TenantLabel {
-                tenant: tenant.clone(),
-            })
-            .set(at - now_unix);
-    }
-    r.register(
-        "tenant_certificate_expiry_seconds",
-        "Seconds until the first of the tenant's leaf certificates expires (kamajid renews them all before)",
-        expiry,
-    );
-    let moving: Gauge = Gauge::default();
-    moving.set(fleet.moving);
-    r.register(
-        "moves_in_progress",
-        "Tenants moving between datastores now",
-        moving,
-    );
-    let walled: Gauge = Gauge::default();
-    walled.set(fleet.walled);
-    r.register(
-        "tenants_walled",
-        "Tenants walled off (reads only) for being past their storage quota or write budget",
-        walled,
-    );
-    r
-}
-
-/// OpenMetrics text as Prometheus' text format 0.0.4 says it: a counter's family is named with
-/// its `_total`, an info family is a gauge named `_info`, and there is no `# EOF` or `# UNIT`.
-pub fn prometheus_text(openmetrics: &str) -> String {
-    let mut types: BTreeMap<&str, &str> = BTreeMap::new();
-    for line in openmetrics.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            if let Some((name, ty)) = rest.split_once(' ') {
-                types.insert(name, ty);
-            }
-        }
-    }
-    let rename = |name: &str| -> (String, Option<&'static str>) {
-        match types.get(name).copied() {
-            Some("counter") => (format!("{name}_total"), None),
-            Some("info") => (format!("{name}_info"), Some("gauge")),
-            Some("unknown") => (name.to_owned(), Some("untyped")),
-            _ => (name.to_owned(), None),
-        }
-    };
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-            out.push_str(&format!("# HELP {} {help}\n", rename(name).0));
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, ty) = rest.split_once(' ').unwrap_or((rest, ""));
-            let (renamed, new_ty) = rename(name);
-            out.push_str(&format!("# TYPE {renamed} {}\n", new_ty.unwrap_or(ty)));
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
-/// Whether a scraper's `Accept` header asks for OpenMetrics.
-pub fn wants_openmetrics(accept: Option<&str>) -> bool {
-    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
-}
-
-/// Wraps the API so every call is counted ([`Metrics::call`]).
-#[derive(Clone)]
-pub struct CallsLayer(pub Arc<Metrics>);
-
-impl<S> tower_layer::Layer<S> for CallsLayer {
-    type Service = Calls<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Calls {
-            inner,
-            metrics: self.0.clone(),
-        }
-    }
-}
-
-/// The service [`CallsLayer`] makes.
-#[derive(Clone)]
-pub struct Calls<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-impl<S, B, RB> tower_service::Service<http::Request<B>> for Calls<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = req.uri().path().to_owned();
-        let started = Instant::now();
-        let metrics = self.metrics.clone();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let res = fut.await;
-            // Errors of unary calls come in the headers (tonic answers them "trailers-only");
-            // a reply without grpc-status there carries OK in its trailers.
-            let code = match &res {
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|s| s.parse::<i32>().ok())
-                    .map_or(tonic::Code::Ok, tonic::Code::from),
-                Err(_) => tonic::Code::Unknown,
-            };
-            metrics.call(&method, code, started.elapsed());
-            res
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use kamaji_core::ids::{DatastoreName, TenantName};
-    use kamaji_core::tenant::WireSpec;
+    use kamaji_core::placement::Candidate;
+    use kamaji_core::tenant::{Phase, WireSpec};
 
     fn tenant(name: &str, phase: Phase) -> TenantRecord {
         let mut t = TenantRecord::new(
