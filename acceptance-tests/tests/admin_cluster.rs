@@ -28,7 +28,7 @@ fn managers(obj: &serde_json::Value) -> Vec<(String, String)> {
 
 fn tenant_hcl(label: &str, name: &str, version: &str, replicas: u32, network: &str) -> String {
     format!(
-        "resource \"kamaji_tenant_cluster\" \"{label}\" {{\n  name = \"{name}\"\n  kubernetes_version = \"{version}\"\n  replicas = {replicas}\n  datastore = kamaji_datastore.a.name\n  network {{\n{network}  }}\n{SMALL}\n  timeouts {{\n    create = \"5m\"\n    update = \"5m\"\n  }}\n}}\n"
+        "resource \"kamaji_tenant_cluster\" \"{label}\" {{\n  name = \"{name}\"\n  kubernetes_version = \"{version}\"\n  replicas = {replicas}\n  datastore = kamaji_datastore.a.name\n  network {{\n{network}  }}\n{SMALL}\n  timeouts {{\n    create = \"0.1h\"\n    update = \"5m\"\n  }}\n}}\n"
     )
 }
 
@@ -260,8 +260,12 @@ async fn a_real_admin_cluster_takes_every_object_patches_in_place_and_is_left_em
         images.iter().all(|i| i.ends_with(&format!(":v{new}"))),
         "{images:?}"
     );
+    // Right after the rollout, kube-proxy may not yet route the load balancer to the new pod
+    // (it syncs its rules a moment after the endpoints change): a client retries, as kubectl
+    // users do.
     let version: serde_json::Value =
-        serde_json::from_str(&tenant_kubectl[0].must(&["get", "--raw", "/version"])).unwrap();
+        serde_json::from_str(&tenant_kubectl[0].eventually(&["get", "--raw", "/version"], 30))
+            .unwrap();
     assert_eq!(version["gitVersion"], format!("v{new}"));
     let np_dep = kubectl.json(&["deployment", "control-plane", "-n", "tenant-np"]);
     assert_eq!(np_dep["spec"]["replicas"], 3);

@@ -132,7 +132,7 @@ impl BootstrapTokenState {
                 ),
                 None => diags.error(
                     "Invalid ttl",
-                    format!("{t:?} is not a duration; write it like \"30m\", \"24h\" or \"1h30m\""),
+                    format!("{t:?} is not a duration; write it like \"30m\", \"24h\", \"1h30m\" or \"1.5h\""),
                     AttributePath::new("ttl"),
                 ),
             }

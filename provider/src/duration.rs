@@ -1,30 +1,15 @@
-//! Durations as Terraform configurations write them (`timeouts {}`, a token's `ttl`).
+//! Durations as Terraform configurations write them (`timeouts {}`, a token's `ttl`): Go's
+//! `time.ParseDuration`, as Terraform reads its own timeouts (through `go-parse-duration`, a port
+//! of it).
 
 use std::time::Duration;
 
-/// Parses `90s`, `20m`, `1h30m`, `0s`. `None` when `s` is not such a duration; a zero duration
-/// parses, so the caller can say it is out of range rather than misread.
+/// Parses `90s`, `20m`, `1h30m`, `1.5h`, `500ms`, `0s`. `None` when `s` is not such a duration
+/// or is negative; a zero duration parses, so the caller can say it is out of range rather than
+/// misread.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = 0u64;
-    let mut num = String::new();
-    let mut any = false;
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        let unit = match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        any = true;
-    }
-    (any && num.is_empty()).then(|| Duration::from_secs(total))
+    let nanos = go_parse_duration::parse_duration(s.trim()).ok()?;
+    u64::try_from(nanos).ok().map(Duration::from_nanos)
 }
 
 #[cfg(test)]
@@ -35,7 +20,13 @@ mod tests {
     fn durations_read_like_terraform_timeouts() {
         assert_eq!(parse_duration("20m"), Some(Duration::from_secs(1200)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5h"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("45s"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_duration("2h45m30.5s"),
+            Some(Duration::from_millis(9_930_500))
+        );
         assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
         for bad in [
             "",
