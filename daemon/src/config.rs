@@ -167,8 +167,8 @@ pub fn with_renamed_env(
         warnings.push(format!(
             "{old} is deprecated: set {new} (or {flag}) instead"
         ));
-        // Only `serve` has these flags.
-        if args.get(1).and_then(|a| a.to_str()) == Some("serve") {
+        // Only `serve` has these flags (global flags may come before it).
+        if args.iter().skip(1).any(|a| a.to_str() == Some("serve")) {
             args.push(format!("{flag}={value}").into());
         }
     }
@@ -473,6 +473,7 @@ mod tests {
         };
         let argv: Vec<std::ffi::OsString> = vec![
             "kamajid".into(),
+            "--log-format=json".into(),
             "serve".into(),
             "--k8s-bin-dir=/usr/local/k8s".into(),
         ];
