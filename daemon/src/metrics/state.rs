@@ -99,6 +99,13 @@ pub struct DatastoreFigures {
     pub alarms: i64,
 }
 
+/// Registers one unlabelled gauge holding `value`.
+fn single(r: &mut Registry, name: &str, help: &str, value: i64) {
+    let g: Gauge = Gauge::default();
+    g.set(value);
+    r.register(name, help, g);
+}
+
 /// The series read at scrape time, in a registry of their own (built per scrape, so a datastore
 /// or tenant that is gone leaves no stale series).
 pub(super) fn registry(
@@ -108,13 +115,7 @@ pub(super) fn registry(
     now_unix: i64,
 ) -> Registry {
     let mut r = Registry::with_prefix("kamaji");
-    let leader: Gauge = Gauge::default();
-    leader.set(i64::from(leading));
-    r.register(
-        "leader",
-        "1 on the replica that holds the leader lease (runs tenants' lifecycles and datastore upkeep)",
-        leader,
-    );
+    single(&mut r, "leader", "1 on the replica that holds the leader lease (runs tenants' lifecycles and datastore upkeep)", i64::from(leading));
     let per_ds =
         |name: &str, help: &str, f: &dyn Fn(&DatastoreFigures) -> i64, r: &mut Registry| {
             let fam = Family::<DatastoreLabel, Gauge>::default();
@@ -174,17 +175,14 @@ pub(super) fn registry(
         &|d| i64::from(d.candidate.draining),
         &mut r,
     );
-    let drains: Gauge = Gauge::default();
-    drains.set(
+    single(
+        &mut r,
+        "drains_in_progress",
+        "Datastores being drained that still hold tenants",
         datastores
             .iter()
             .filter(|d| d.candidate.draining && d.candidate.tenants > 0)
             .count() as i64,
-    );
-    r.register(
-        "drains_in_progress",
-        "Datastores being drained that still hold tenants",
-        drains,
     );
     let Some(fleet) = fleet else {
         return r;
@@ -239,19 +237,17 @@ pub(super) fn registry(
         "Seconds until the first of the tenant's leaf certificates expires (kamajid renews them all before)",
         expiry,
     );
-    let moving: Gauge = Gauge::default();
-    moving.set(fleet.moving);
-    r.register(
+    single(
+        &mut r,
         "moves_in_progress",
         "Tenants moving between datastores now",
-        moving,
+        fleet.moving,
     );
-    let walled: Gauge = Gauge::default();
-    walled.set(fleet.walled);
-    r.register(
+    single(
+        &mut r,
         "tenants_walled",
         "Tenants walled off (reads only) for being past their storage quota or write budget",
-        walled,
+        fleet.walled,
     );
     r
 }
