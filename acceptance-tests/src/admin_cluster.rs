@@ -99,7 +99,7 @@ impl AdminCluster {
         let pki = mint(
             &TenantPkiSpec {
                 tenant_id: TenantId::parse("admin").expect("an id"),
-                service_cidr: "10.0.0.0/24".into(),
+                service_cidr: "10.0.0.0/24".parse().expect("a network"),
                 dns_domain: "cluster.local".into(),
                 external_sans: vec![
                     "127.0.0.1".into(),

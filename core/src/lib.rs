@@ -6,8 +6,8 @@
 //! requests into these types once.
 //!
 //! Layout, inward to outward:
-//! - [`ids`]: typed names (`TenantName`, `TenantId`, `DatastoreName`), checked where they enter;
-//!   [`spec`]: the typed tenant spec every step reads.
+//! - [`ids`] and [`spec`] (from `kamaji-model`, shared with the provider): typed names and the
+//!   typed tenant spec every step reads.
 //! - [`etcd_keys`]: a tenant's key prefix and the range it covers in a shared etcd;
 //!   [`etcd_release`]: etcd releases whose auth checks a shared datastore cannot rely on.
 //! - [`kek`]: sealing secrets bound to the record they belong to (AES-256-GCM).
@@ -19,18 +19,18 @@
 //! - [`controlplane`]: component flags, files and the admin-cluster objects of a tenant.
 //! - [`bootstrap`]: the objects inside a tenant that `kubeadm join` needs, and bootstrap tokens.
 
+pub use kamaji_model::{ids, spec};
+
 pub mod bootstrap;
 pub mod controlplane;
 pub mod datastore;
 pub mod etcd_keys;
 pub mod etcd_release;
-pub mod ids;
 pub mod kek;
 pub mod lifecycle;
 pub mod limits;
 pub mod pki;
 pub mod placement;
 pub mod shard;
-pub mod spec;
 pub mod tenant;
 pub mod usage;

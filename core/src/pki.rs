@@ -16,6 +16,7 @@ use std::net::IpAddr;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use kamaji_model::net::Cidr;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -137,30 +138,10 @@ pub fn issue(ca: &Pem, cn: &str, sans: &[&str]) -> Result<Pem, PkiError> {
     )
 }
 
-/// The first address of a service CIDR: the in-cluster `kubernetes` Service IP.
-pub fn first_service_ip(cidr: &str) -> Result<IpAddr, PkiError> {
-    let err = || PkiError::ServiceCidr(cidr.to_owned());
-    let (net, bits) = cidr.split_once('/').ok_or_else(err)?;
-    let bits: u32 = bits.parse().map_err(|_| err())?;
-    match net.parse::<IpAddr>().map_err(|_| err())? {
-        IpAddr::V4(v4) if bits <= 30 => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            Ok(IpAddr::V4(((u32::from(v4) & mask) + 1).into()))
-        }
-        IpAddr::V6(v6) if bits <= 126 => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            Ok(IpAddr::V6(((u128::from(v6) & mask) + 1).into()))
-        }
-        _ => Err(err()),
-    }
+/// The first address of a service range: the in-cluster `kubernetes` Service IP.
+pub fn first_service_ip(cidr: &Cidr) -> Result<IpAddr, PkiError> {
+    cidr.first_host()
+        .ok_or_else(|| PkiError::ServiceCidr(cidr.to_string()))
 }
 
 /// What a tenant's PKI depends on.
@@ -168,7 +149,7 @@ pub fn first_service_ip(cidr: &str) -> Result<IpAddr, PkiError> {
 pub struct TenantPkiSpec {
     /// Immutable tenant id: the etcd user and key prefix.
     pub tenant_id: crate::ids::TenantId,
-    pub service_cidr: String,
+    pub service_cidr: Cidr,
     pub dns_domain: String,
     /// Names and addresses the apiserver is reached by from outside (endpoint, extra SANs).
     pub external_sans: Vec<String>,
@@ -733,7 +714,7 @@ mod tests {
     fn spec() -> TenantPkiSpec {
         TenantPkiSpec {
             tenant_id: crate::ids::TenantId::parse("acme-7f3k2").unwrap(),
-            service_cidr: "10.96.0.0/12".into(),
+            service_cidr: "10.96.0.0/12".parse().unwrap(),
             dns_domain: "cluster.local".into(),
             external_sans: vec!["203.0.113.10".into(), "api.acme.example".into()],
             leaf_validity: LEAF_VALIDITY,
@@ -874,20 +855,24 @@ mod tests {
         let key = KeyPair::from_pem(&pki.service_account_key).unwrap();
         assert_eq!(key.public_key_pem(), pki.service_account_pub);
         assert_eq!(
-            first_service_ip("10.96.0.0/12").unwrap().to_string(),
+            first_service_ip(&"10.96.0.0/12".parse().unwrap())
+                .unwrap()
+                .to_string(),
             "10.96.0.1"
         );
         assert_eq!(
-            first_service_ip("10.100.7.0/24").unwrap().to_string(),
+            first_service_ip(&"10.100.7.0/24".parse().unwrap())
+                .unwrap()
+                .to_string(),
             "10.100.7.1"
         );
         assert_eq!(
-            first_service_ip("fd00:10:96::/112").unwrap().to_string(),
+            first_service_ip(&"fd00:10:96::/112".parse().unwrap())
+                .unwrap()
+                .to_string(),
             "fd00:10:96::1"
         );
-        assert!(first_service_ip("10.96.0.0").is_err());
-        assert!(first_service_ip("10.96.0.0/31").is_err());
-        assert!(first_service_ip("banana/12").is_err());
+        assert!(first_service_ip(&"10.96.0.0/32".parse().unwrap()).is_err());
     }
 
     #[test]

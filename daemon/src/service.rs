@@ -79,36 +79,6 @@ pub struct TenantService {
     pub observer: Arc<dyn kamaji_core::lifecycle::ports::StepObserver>,
 }
 
-/// Fields fixed at creation: the network plan and the names baked into the PKI. (Where the
-/// tenant lives is not: a change of `datastore` or `datastore_selector` moves it in place.)
-pub fn immutable_changes(
-    old: &v1::TenantClusterSpec,
-    new: &v1::TenantClusterSpec,
-) -> Vec<FieldError> {
-    let (o, n) = (
-        old.network.clone().unwrap_or_default(),
-        new.network.clone().unwrap_or_default(),
-    );
-    let fixed = [
-        ("network.service_cidr", o.service_cidr != n.service_cidr),
-        ("network.pod_cidr", o.pod_cidr != n.pod_cidr),
-        (
-            "network.dns_service_ip",
-            o.dns_service_ip != n.dns_service_ip,
-        ),
-    ];
-    fixed
-        .into_iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(f, _)| {
-            FieldError::new(
-                f,
-                "cannot change in place; the tenant cluster must be replaced",
-            )
-        })
-        .collect()
-}
-
 /// What a new cluster's spec cannot ask: a credential rotation in progress (a new PKI has no
 /// older credentials to rotate from).
 pub fn new_cluster_rules(spec: &TenantSpec) -> Result<(), ServiceError> {
@@ -372,38 +342,14 @@ impl TenantService {
                 return Err(ServiceError::Deleting(name.to_string()));
             }
             let old = self.store.wire_spec(&rec)?;
-            let mut errors = immutable_changes(&old, new);
-            if let (Ok(from), Ok(to)) = (
-                contract::version("kubernetes_version", &old.kubernetes_version),
-                contract::version("kubernetes_version", &new.kubernetes_version),
-            ) {
-                if let Err(e) = contract::upgrade("kubernetes_version", from, to) {
-                    errors.push(e);
-                }
-            }
-            let rotation =
-                |s: &v1::TenantClusterSpec| s.encryption.as_ref().map_or(0, |e| e.key_rotation);
-            if let Err(e) = contract::key_rotation_change(
-                "encryption.key_rotation",
-                rotation(&old),
-                rotation(new),
-            ) {
-                errors.push(e);
-            }
-            if let Err(e) = contract::credential_rotation_change(
-                contract::rotation_state(old.credential_rotation.as_ref()),
-                contract::rotation_state(new.credential_rotation.as_ref()),
-            ) {
-                errors.push(e);
-            }
+            let errors = contract::change(&old, new);
             if !errors.is_empty() {
                 return Err(ServiceError::Invalid(errors));
             }
             if &old == new {
                 return Ok(wire::tenant_to_proto(&rec, old));
             }
-            let spec = wire::tenant_spec(new)
-                .map_err(|e| ServiceError::Invalid(vec![FieldError::new(e.field, e.detail)]))?;
+            let spec = contract::from_stored(new).map_err(|e| ServiceError::Invalid(vec![e]))?;
             let moving = self
                 .wants_move(&mut rec, &spec)
                 .await

@@ -1,7 +1,6 @@
-//! The v1 API's messages and kamaji's core types, converted in one place: a wire spec that the
-//! input contract passed is parsed into the typed [`TenantSpec`] here (defaults the wire leaves
-//! implicit applied here, once), records are shown as API messages here, and the store's
-//! encoding of a spec ([`WireSpec`]) is written and read here.
+//! kamajid's records shown as v1 API messages, and the store's encoding of a spec ([`WireSpec`])
+//! written and read, in one place. (A v1 spec becomes the typed one in
+//! `kamaji_proto::tenant::parse`, which the provider calls too.)
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -10,10 +9,6 @@ use kamaji_core::datastore::{
 };
 use kamaji_core::ids::{BadName, DatastoreName, TenantName};
 use kamaji_core::kek::{datastore_aad, Kek};
-use kamaji_core::spec::{
-    Addons, Audit, AuditPolicy, CredentialRotation, Encryption, Network, OidcIssuer, PerComponent,
-    Placement, Requirements, ServiceType, TenantSpec, Version,
-};
 use kamaji_core::tenant::{Phase, TenantRecord, WireSpec};
 use kamaji_proto::v1;
 use kamaji_proto::validate::pem_fingerprint;
@@ -41,146 +36,6 @@ pub fn tenant_name(name: &str) -> Result<TenantName, WireError> {
 
 pub fn datastore_name(name: &str) -> Result<DatastoreName, WireError> {
     DatastoreName::parse(name).map_err(bad("name"))
-}
-
-fn opt(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_owned())
-}
-
-fn requirements(r: Option<&v1::ResourceRequirements>) -> Requirements {
-    let r = r.cloned().unwrap_or_default();
-    Requirements {
-        cpu_request: opt(&r.cpu_request),
-        memory_request: opt(&r.memory_request),
-        cpu_limit: opt(&r.cpu_limit),
-        memory_limit: opt(&r.memory_limit),
-    }
-}
-
-/// The typed spec of a wire spec the input contract passed.
-pub fn tenant_spec(v: &v1::TenantClusterSpec) -> Result<TenantSpec, WireError> {
-    let version = Version::parse(&v.kubernetes_version).ok_or_else(|| WireError {
-        field: "kubernetes_version",
-        detail: format!("{:?} is not a Kubernetes version", v.kubernetes_version),
-    })?;
-    let net = v.network.clone().ok_or_else(|| WireError {
-        field: "network",
-        detail: "is required".into(),
-    })?;
-    let placement = if !v.datastore.is_empty() {
-        Placement::Named(DatastoreName::parse(&v.datastore).map_err(bad("datastore"))?)
-    } else if !v.datastore_selector.is_empty() {
-        Placement::Selector(v.datastore_selector.clone().into_iter().collect())
-    } else {
-        Placement::Any
-    };
-    let service_type = match v1::ServiceType::try_from(net.service_type) {
-        Ok(v1::ServiceType::ClusterIp) => ServiceType::ClusterIp,
-        Ok(v1::ServiceType::NodePort) => ServiceType::NodePort,
-        Ok(v1::ServiceType::LoadBalancer) => ServiceType::LoadBalancer,
-        _ => {
-            return Err(WireError {
-                field: "network.service_type",
-                detail: "is not set".into(),
-            })
-        }
-    };
-    let res = v.resources.clone().unwrap_or_default();
-    let x = v.extra_args.clone().unwrap_or_default();
-    Ok(TenantSpec {
-        kubernetes_version: version,
-        replicas: v.replicas,
-        placement,
-        network: Network {
-            service_cidr: net.service_cidr,
-            pod_cidr: net.pod_cidr,
-            dns_service_ip: net.dns_service_ip,
-            port: u16::try_from(net.port).map_err(|_| WireError {
-                field: "network.port",
-                detail: format!("{} is not a TCP port", net.port),
-            })?,
-            service_type,
-            endpoint_address: opt(&net.endpoint_address),
-            extra_sans: net.extra_sans,
-            authorized_networks: net.authorized_networks,
-        },
-        resources: PerComponent {
-            apiserver: requirements(res.apiserver.as_ref()),
-            controller_manager: requirements(res.controller_manager.as_ref()),
-            scheduler: requirements(res.scheduler.as_ref()),
-        },
-        admission_plugins: v.admission_plugins.clone(),
-        extra_args: PerComponent {
-            apiserver: x.apiserver.into_iter().collect(),
-            controller_manager: x.controller_manager.into_iter().collect(),
-            scheduler: x.scheduler.into_iter().collect(),
-        },
-        labels: v.labels.clone().into_iter().collect(),
-        deletion_protection: v.deletion_protection,
-        // Absent means all on.
-        addons: v.addons.map_or_else(Addons::default, |a| Addons {
-            coredns: a.coredns,
-            kube_proxy: a.kube_proxy,
-        }),
-        encryption: v
-            .encryption
-            .clone()
-            .map_or_else(Encryption::default, |e| Encryption {
-                resources: e.resources,
-                key_rotation: e.key_rotation,
-            }),
-        oidc: v
-            .authentication
-            .clone()
-            .map(|a| a.oidc.into_iter().map(oidc_issuer).collect())
-            .unwrap_or_default(),
-        audit: v.audit.as_ref().map(audit).transpose()?,
-        credential_rotation: {
-            let (generation, started) =
-                kamaji_proto::tenant::rotation_state(v.credential_rotation.as_ref());
-            CredentialRotation {
-                generation,
-                started,
-            }
-        },
-        storage_quota_bytes: (v.storage_quota_bytes > 0).then_some(v.storage_quota_bytes),
-        write_budget_bytes_per_second: (v.write_budget_bytes_per_second > 0)
-            .then_some(v.write_budget_bytes_per_second),
-    })
-}
-
-fn oidc_issuer(o: v1::OidcIssuer) -> OidcIssuer {
-    OidcIssuer {
-        issuer_url: o.issuer_url,
-        client_id: o.client_id,
-        username_claim: opt(&o.username_claim).unwrap_or_else(|| "sub".into()),
-        username_prefix: o.username_prefix,
-        groups_claim: opt(&o.groups_claim),
-        groups_prefix: o.groups_prefix,
-        ca_certificate: opt(&o.ca_certificate),
-    }
-}
-
-fn audit(a: &v1::Audit) -> Result<Audit, WireError> {
-    let policy = if !a.policy.trim().is_empty() {
-        AuditPolicy::Custom(a.policy.clone())
-    } else {
-        AuditPolicy::Preset(match a.preset.as_str() {
-            "metadata" => "Metadata",
-            "request" => "Request",
-            "request_response" => "RequestResponse",
-            other => {
-                return Err(WireError {
-                    field: "audit.preset",
-                    detail: format!("{other:?} is not a preset"),
-                })
-            }
-        })
-    };
-    Ok(Audit {
-        policy,
-        max_age_days: a.max_age_days,
-    })
 }
 
 /// The store's encoding of a wire spec: base64 protobuf, lossless across schema additions.
@@ -457,60 +312,9 @@ mod tests {
     }
 
     #[test]
-    fn security_settings_parse_with_their_defaults() {
-        let t = tenant_spec(&full_spec()).unwrap();
-        assert_eq!(t.network.authorized_networks, ["203.0.113.0/24"]);
-        assert_eq!(t.encryption.key_rotation, 2);
-        assert_eq!(
-            t.oidc[0].username_claim, "sub",
-            "the claim when none is named"
-        );
-        assert_eq!(t.oidc[0].groups_claim.as_deref(), Some("groups"));
-        assert_eq!(t.oidc[0].ca_certificate, None);
-        let audit = t.audit.unwrap();
-        assert_eq!(audit.policy, AuditPolicy::Preset("RequestResponse"));
-        assert_eq!(audit.max_age_days, 7);
-        let mut none = full_spec();
-        none.encryption = None;
-        none.audit = None;
-        none.authentication = None;
-        let t = tenant_spec(&none).unwrap();
-        assert_eq!(
-            t.encryption,
-            Encryption::default(),
-            "Secrets only, rotation 0"
-        );
-        assert!(t.oidc.is_empty() && t.audit.is_none());
-    }
-
-    #[test]
     fn a_spec_survives_the_record_round_trip() {
         let spec = full_spec();
         assert_eq!(decode_spec(&encode_spec(&spec)), Ok(spec));
         assert!(decode_spec(&WireSpec("not base64!".into())).is_err());
-    }
-
-    #[test]
-    fn a_wire_spec_parses_into_the_typed_one_with_defaults_applied_once() {
-        let t = tenant_spec(&full_spec()).unwrap();
-        assert_eq!(t.kubernetes_version.to_string(), "1.35.1");
-        assert_eq!(
-            t.placement,
-            Placement::Selector([("tier".to_owned(), "gold".to_owned())].into())
-        );
-        assert_eq!(t.network.service_type, ServiceType::LoadBalancer);
-        assert_eq!(t.network.endpoint_address.as_deref(), Some("203.0.113.7"));
-        assert_eq!(t.resources.apiserver.cpu_request.as_deref(), Some("1"));
-        assert_eq!(t.resources.apiserver.memory_request, None);
-        assert_eq!(t.addons, Addons::default(), "absent add-ons are all on");
-        let mut off = full_spec();
-        off.addons = Some(v1::Addons {
-            coredns: true,
-            kube_proxy: false,
-        });
-        assert!(!tenant_spec(&off).unwrap().addons.kube_proxy);
-        let mut bad = full_spec();
-        bad.network = None;
-        assert_eq!(tenant_spec(&bad).unwrap_err().field, "network");
     }
 }

@@ -7,29 +7,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// One input field that was refused, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// snake_case field name, nested fields dotted (`network.service_cidr`).
-    pub field: String,
-    /// What is wrong and what is allowed. Never contains secret material.
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
+pub use kamaji_model::FieldError;
 
 /// Builds a status with `code` whose message lists every violation and whose details carry them.
 pub fn field_status(code: Code, errors: &[FieldError]) -> Status {

@@ -15,29 +15,9 @@ use sha2::{Digest, Sha256};
 use crate::errors::FieldError;
 use crate::v1::DatastoreSpec;
 
-type Check = Result<(), FieldError>;
+use kamaji_model::Check;
 
-/// A DNS-1123 label: what Kubernetes accepts as a namespace name, and what we use in etcd keys.
-pub fn dns_label(field: &str, value: &str) -> Check {
-    let ok = !value.is_empty()
-        && value.len() <= 63
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !value.starts_with('-')
-        && !value.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(FieldError::new(
-            field,
-            format!(
-                "{value:?} is not a DNS-1123 label: use 1 to 63 lowercase letters, digits or '-', \
-                 starting and ending with a letter or digit"
-            ),
-        ))
-    }
-}
+pub use kamaji_model::ids::dns_label;
 
 /// etcd client URLs. Only https is allowed: a datastore must verify client certificates, which
 /// plain http cannot carry.
@@ -242,7 +222,7 @@ pub fn labels<'a>(field: &str, labels: impl IntoIterator<Item = (&'a str, &'a st
             && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
     }
     fn prefix_ok(s: &str) -> bool {
-        !s.is_empty() && s.len() <= 253 && s.split('.').all(|l| dns_label("", l).is_ok())
+        kamaji_model::ids::is_subdomain(s)
     }
     for (k, v) in labels {
         let key_ok = match k.split_once('/') {

@@ -12,6 +12,8 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use kamaji_model::change::IMMUTABLE;
+use kamaji_proto::errors::FieldError;
 use kamaji_proto::tenant as contract;
 use kamaji_proto::v1;
 use kamaji_proto::validate;
@@ -25,7 +27,7 @@ use crate::client::{report, Client, Shared};
 use crate::plan_memo::{already_exists, NameSet, PlannedDatastores};
 use crate::schema::tenant_docs::*;
 use crate::schema::*;
-use crate::tenant_cluster_state::{field_diag, status_message, TenantClusterState};
+use crate::tenant_cluster_state::{attribute_path, field_diag, status_message, TenantClusterState};
 
 pub struct TenantClusterResource {
     pub client: Shared,
@@ -236,27 +238,31 @@ pub fn schema() -> Schema {
     }
 }
 
-/// The attributes whose change replaces the cluster, as kamajid fixes them at creation.
-fn replacements(prior: &TenantClusterState, planned: &TenantClusterState) -> Vec<AttributePath> {
+/// The attributes whose change replaces the cluster: its name, and the fields kamajid fixes at
+/// creation ([`IMMUTABLE`]) that `changes` (the model's verdict) refuses or are not known yet.
+fn replacements(
+    prior: &TenantClusterState,
+    planned: &TenantClusterState,
+    changes: &[FieldError],
+    unknown: &[String],
+) -> Vec<AttributePath> {
     let mut out = Vec::new();
     if prior.name != planned.name {
         out.push(AttributePath::new("name"));
     }
-    let (p, n) = (
-        prior.network.as_ref_option().cloned().unwrap_or_default(),
-        planned.network.as_ref_option().cloned().unwrap_or_default(),
-    );
-    let net = |f: &'static str| AttributePath::new("network").attribute(f);
-    if p.service_cidr != n.service_cidr {
-        out.push(net("service_cidr"));
-    }
-    if p.pod_cidr != n.pod_cidr {
-        out.push(net("pod_cidr"));
-    }
-    if p.dns_service_ip != n.dns_service_ip {
-        out.push(net("dns_service_ip"));
+    for f in IMMUTABLE {
+        if unknown.iter().any(|u| u == f) || changes.iter().any(|e| e.field == f) {
+            out.push(attribute_path(f));
+        }
     }
     out
+}
+
+/// Whether a refusal can be judged now: no value of its block is still unknown (kamajid judges
+/// those at apply).
+fn judged_now(e: &FieldError, unknown: &[String]) -> bool {
+    let block = |f: &str| f.split(['.', '[']).next().unwrap_or_default().to_owned();
+    !unknown.iter().any(|u| block(u) == block(&e.field))
 }
 
 /// The spec in state before and the spec to send, and what is unknown in the latter. The
@@ -816,54 +822,24 @@ impl Resource for TenantClusterResource {
         if config.datastore.is_null() && planned.datastore_selector != prior.datastore_selector {
             planned.datastore = Value::Unknown;
         }
-        let replace = replacements(&prior, &planned);
+        let (old_spec, new_spec, unknown) = specs_to_send(&prior, &planned, &config);
+        let changes = contract::change(&old_spec, &new_spec);
+        let replace = replacements(&prior, &planned, &changes, &unknown);
         let protected = prior.deletion_protection.as_ref_option() == Some(&true);
         if !replace.is_empty() && protected {
             protected_error(diags, &name_of(&prior), "Replacing");
         }
         if replace.is_empty() {
-            if let (Value::Value(from), Value::Value(to)) =
-                (&prior.kubernetes_version, &planned.kubernetes_version)
-            {
-                if let (Ok(f), Ok(t)) = (
-                    contract::version("kubernetes_version", from),
-                    contract::version("kubernetes_version", to),
-                ) {
-                    if let Err(e) = contract::upgrade("kubernetes_version", f, t) {
-                        field_diag(diags, e);
-                    }
+            // What may change in place, as kamajid judges an update.
+            for e in changes {
+                if judged_now(&e, &unknown) {
+                    field_diag(diags, e);
                 }
             }
         }
-        let (old_spec, new_spec, unknown) = specs_to_send(&prior, &planned, &config);
-        // Credential rotations: one generation at a time, started before completed.
         let rotation =
             |s: &v1::TenantClusterSpec| contract::rotation_state(s.credential_rotation.as_ref());
         let rotating = rotation(&old_spec) != rotation(&new_spec);
-        if rotating
-            && unknown
-                .iter()
-                .all(|u| !u.starts_with("credential_rotation"))
-        {
-            if let Err(e) =
-                contract::credential_rotation_change(rotation(&old_spec), rotation(&new_spec))
-            {
-                field_diag(diags, e);
-            }
-        }
-        // Keys only move forward: an older one may already be retired.
-        if let (Value::Value(_), Some(from), Some(to)) = (
-            planned
-                .encryption
-                .as_ref_option()
-                .map_or(Value::Null, |e| e.key_rotation.clone()),
-            old_spec.encryption.as_ref().map(|e| e.key_rotation),
-            new_spec.encryption.as_ref().map(|e| e.key_rotation),
-        ) {
-            if let Err(e) = contract::key_rotation_change("encryption.key_rotation", from, to) {
-                field_diag(diags, e);
-            }
-        }
         let spec_changed =
             !unknown.is_empty() || old_spec != new_spec || planned.datastore != prior.datastore;
         if !replace.is_empty() {

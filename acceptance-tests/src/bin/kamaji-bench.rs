@@ -164,7 +164,7 @@ fn bench_pki() {
     let client_ca = new_ca("etcd-client-ca").expect("ca");
     let spec = kamaji_core::pki::TenantPkiSpec {
         tenant_id: TenantId::parse("bench-00001").expect("an id"),
-        service_cidr: "10.96.0.0/12".into(),
+        service_cidr: "10.96.0.0/12".parse().expect("a network"),
         dns_domain: "cluster.local".into(),
         external_sans: vec!["bench.example.com".into()],
         leaf_validity: kamaji_core::pki::LEAF_VALIDITY,

@@ -211,7 +211,7 @@ pub(crate) mod testing {
 
     pub fn inputs(coredns: bool, kube_proxy: bool) -> Inputs<'static> {
         let mut spec = crate::controlplane::testing::spec(crate::spec::ServiceType::LoadBalancer);
-        spec.network.service_cidr = "10.96.0.0/16".into();
+        spec.network.service_cidr = "10.96.0.0/16".parse().unwrap();
         spec.addons = crate::spec::Addons {
             coredns,
             kube_proxy,

@@ -23,7 +23,12 @@ pub fn service(t: &Tenant<'_>) -> Service {
         metadata: meta(t, SERVICE),
         spec: Some(ServiceSpec {
             type_: Some(t.spec.network.service_type.kubernetes_name().into()),
-            load_balancer_source_ranges: fenced_lb.then(|| net.authorized_networks.clone()),
+            load_balancer_source_ranges: fenced_lb.then(|| {
+                net.authorized_networks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            }),
             external_traffic_policy: fenced_lb.then(|| "Local".to_owned()),
             selector: Some(owner_labels(t)),
             ports: Some(vec![ServicePort {
@@ -72,7 +77,7 @@ pub fn network_policy(t: &Tenant<'_>) -> NetworkPolicy {
                     from.iter()
                         .map(|cidr| NetworkPolicyPeer {
                             ip_block: Some(IPBlock {
-                                cidr: cidr.clone(),
+                                cidr: cidr.to_string(),
                                 except: None,
                             }),
                             ..Default::default()
@@ -98,12 +103,15 @@ mod tests {
     #[test]
     fn authorized_networks_fence_the_load_balancer_and_the_api_port() {
         let mut s = spec(ServiceType::LoadBalancer);
-        s.network.authorized_networks = vec!["203.0.113.0/24".into(), "2001:db8::/32".into()];
+        s.network.authorized_networks = vec![
+            "203.0.113.0/24".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ];
         let r = rendered(&s);
         let svc = r.service.spec.as_ref().unwrap();
         assert_eq!(
             svc.load_balancer_source_ranges.as_deref(),
-            Some(&s.network.authorized_networks[..])
+            Some(&["203.0.113.0/24".to_owned(), "2001:db8::/32".to_owned()][..])
         );
         assert_eq!(svc.external_traffic_policy.as_deref(), Some("Local"));
         let rule = &r

@@ -3,10 +3,12 @@
 //!
 //! Flags follow kubeadm's static pod manifests, plus what a shared etcd needs
 //! (`--etcd-prefix=/<id>`, the tenant's etcd client certificate). `extra_args` come last and
-//! replace a default of the same name; kamajid's managed flags are refused at validation (the
-//! input contract's `MANAGED_FLAGS`).
+//! replace a default of the same name; kamajid's managed flags ([`MANAGED_FLAGS`], the list the
+//! input contract refuses them by) are never taken from them.
 
 use std::collections::BTreeMap;
+
+use kamaji_model::flags::MANAGED_FLAGS;
 
 use crate::etcd_keys::apiserver_etcd_prefix;
 use crate::ids::{TenantId, TenantName};
@@ -89,13 +91,18 @@ pub struct FlagInputs<'a> {
     pub advertise_address: Option<std::net::IpAddr>,
 }
 
+/// The defaults, then the tenant's extra flags over them, but never over a managed flag: the
+/// contract refuses those on every write, and a spec stored before a flag became managed must
+/// not override it either.
 fn render(defaults: BTreeMap<&str, String>, extra: &BTreeMap<String, String>) -> Vec<String> {
     let mut all: BTreeMap<String, String> = defaults
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
     for (k, v) in extra {
-        all.insert(k.clone(), v.clone());
+        if !MANAGED_FLAGS.contains(&k.as_str()) {
+            all.insert(k.clone(), v.clone());
+        }
     }
     all.into_iter().map(|(k, v)| format!("--{k}={v}")).collect()
 }
@@ -171,7 +178,7 @@ pub fn apiserver(spec: &TenantSpec, i: &FlagInputs<'_>) -> Vec<String> {
         ),
         ("service-account-key-file", format!("{pki}/sa.pub")),
         ("service-account-signing-key-file", format!("{pki}/sa.key")),
-        ("service-cluster-ip-range", net.service_cidr.clone()),
+        ("service-cluster-ip-range", net.service_cidr.to_string()),
         ("tls-cert-file", format!("{pki}/apiserver.crt")),
         ("tls-private-key-file", format!("{pki}/apiserver.key")),
     ]);
@@ -217,7 +224,7 @@ pub fn controller_manager(
         ("authorization-kubeconfig", conf.clone()),
         ("bind-address", i.health_bind_address.to_owned()),
         ("client-ca-file", format!("{pki}/ca-bundle.crt")),
-        ("cluster-cidr", net.pod_cidr.clone()),
+        ("cluster-cidr", net.pod_cidr.to_string()),
         ("cluster-name", tenant_name.to_string()),
         ("cluster-signing-cert-file", format!("{pki}/ca.crt")),
         ("cluster-signing-key-file", format!("{pki}/ca.key")),
@@ -231,7 +238,7 @@ pub fn controller_manager(
         ("root-ca-file", format!("{pki}/ca-bundle.crt")),
         ("secure-port", i.ports.controller_manager.to_string()),
         ("service-account-private-key-file", format!("{pki}/sa.key")),
-        ("service-cluster-ip-range", net.service_cidr.clone()),
+        ("service-cluster-ip-range", net.service_cidr.to_string()),
         ("use-service-account-credentials", "true".to_owned()),
     ]);
     render(d, &spec.extra_args.controller_manager)
@@ -327,6 +334,47 @@ mod tests {
         assert!(!f.contains(&"--authorization-mode=Node,RBAC".to_owned()));
         assert!(f.contains(&"--enable-admission-plugins=NodeRestriction,PodSecurity".to_owned()));
         assert!(scheduler(&s, &inputs(&eps, &layout)).contains(&"--v=4".to_owned()));
+    }
+
+    /// The list the contract refuses `extra_args` by and what the rendering wires in are one:
+    /// every flag that points a component at kamajid's files or the shared etcd is managed, and
+    /// none can be taken over by a tenant's extra flags.
+    #[test]
+    fn every_flag_that_wires_a_component_in_is_managed() {
+        let eps = vec!["https://e:2379".to_owned()];
+        let layout = Layout::under(std::path::Path::new("/var/lib/kamaji/acme"));
+        let mut s = spec();
+        s.encryption.resources = vec!["configmaps".into()];
+        let i = inputs(&eps, &layout);
+        let rendered = [
+            apiserver(&s, &i),
+            controller_manager(&s, &acme(), &i),
+            scheduler(&s, &i),
+        ]
+        .concat();
+        let wired: Vec<&str> = rendered
+            .iter()
+            .filter(|f| f.contains("/var/lib/kamaji/acme") || f.starts_with("--etcd-"))
+            .filter_map(|f| f.strip_prefix("--")?.split('=').next())
+            .collect();
+        assert!(wired.len() > 15, "{wired:?}");
+        let unmanaged: Vec<&&str> = wired
+            .iter()
+            .filter(|f| !MANAGED_FLAGS.contains(f))
+            .collect();
+        assert!(
+            unmanaged.is_empty(),
+            "wired in but not managed: {unmanaged:?}"
+        );
+        for flag in MANAGED_FLAGS {
+            s.extra_args.apiserver = [(flag.to_string(), "/tmp/mine".into())].into();
+            s.extra_args.controller_manager = s.extra_args.apiserver.clone();
+            let f = [apiserver(&s, &i), controller_manager(&s, &acme(), &i)].concat();
+            assert!(
+                !f.iter().any(|x| x.ends_with("=/tmp/mine")),
+                "--{flag} taken over"
+            );
+        }
     }
 
     #[test]

@@ -129,9 +129,9 @@ pub(crate) mod testing {
             replicas: 3,
             placement: Placement::Any,
             network: Network {
-                service_cidr: "10.96.0.0/12".into(),
-                pod_cidr: "10.244.0.0/16".into(),
-                dns_service_ip: "10.96.0.10".into(),
+                service_cidr: "10.96.0.0/12".parse().unwrap(),
+                pod_cidr: "10.244.0.0/16".parse().unwrap(),
+                dns_service_ip: "10.96.0.10".parse().unwrap(),
                 port: 6443,
                 service_type,
                 endpoint_address: None,
@@ -165,7 +165,7 @@ pub(crate) mod testing {
         mint(
             &TenantPkiSpec {
                 tenant_id: TenantId::parse("acme-1a2b3").unwrap(),
-                service_cidr: "10.96.0.0/12".into(),
+                service_cidr: "10.96.0.0/12".parse().unwrap(),
                 dns_domain: "cluster.local".into(),
                 external_sans: vec![],
                 leaf_validity: crate::pki::LEAF_VALIDITY,
@@ -236,7 +236,7 @@ mod tests {
         let pki = crate::pki::mint(
             &crate::pki::TenantPkiSpec {
                 tenant_id: id.clone(),
-                service_cidr: "10.96.0.0/12".into(),
+                service_cidr: "10.96.0.0/12".parse().unwrap(),
                 dns_domain: "cluster.local".into(),
                 external_sans: vec![],
                 leaf_validity: crate::pki::LEAF_VALIDITY,

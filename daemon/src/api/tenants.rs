@@ -62,12 +62,8 @@ fn checked(
     spec: Option<v1::TenantClusterSpec>,
 ) -> Result<(v1::TenantClusterSpec, TenantSpec), Status> {
     let spec = spec.ok_or_else(|| field(Code::InvalidArgument, "spec", "is required"))?;
-    let errors = contract::tenant_cluster(name, &spec);
-    if !errors.is_empty() {
-        return Err(field_status(Code::InvalidArgument, &errors));
-    }
-    let typed =
-        wire::tenant_spec(&spec).map_err(|e| field(Code::InvalidArgument, e.field, e.detail))?;
+    let typed = contract::parse(name, &spec)
+        .map_err(|errors| field_status(Code::InvalidArgument, &errors))?;
     Ok((spec, typed))
 }
 

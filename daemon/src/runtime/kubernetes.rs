@@ -386,14 +386,14 @@ mod tests {
     #[tokio::test]
     async fn apply_server_side_applies_every_object_in_order_as_kamajid() {
         let (rt, mut handle) = runtime();
-        let s = crate::wire::tenant_spec(&spec("")).unwrap();
+        let s = kamaji_proto::tenant::from_stored(&spec("")).unwrap();
         let (name, id) = acme();
         let eps = vec!["https://10.0.0.1:2379".to_owned()];
         let etcd_ca = new_ca("etcd").unwrap();
         let pki = mint(
             &TenantPkiSpec {
                 tenant_id: id.clone(),
-                service_cidr: "10.96.0.0/12".into(),
+                service_cidr: "10.96.0.0/12".parse().unwrap(),
                 dns_domain: "cluster.local".into(),
                 external_sans: vec![],
                 leaf_validity: kamaji_core::pki::LEAF_VALIDITY,
@@ -459,7 +459,7 @@ mod tests {
     #[tokio::test]
     async fn status_waits_for_the_rollout_and_takes_the_endpoint_from_the_load_balancer() {
         let (rt, mut handle) = runtime();
-        let s = crate::wire::tenant_spec(&spec("")).unwrap();
+        let s = kamaji_proto::tenant::from_stored(&spec("")).unwrap();
         let (name, id) = acme();
         let t = Tenant {
             name: &name,

@@ -303,7 +303,7 @@ impl Records for Store {
 
     fn spec(&self, rec: &TenantRecord) -> Result<TenantSpec, RecordError> {
         let v = self.wire_spec(rec)?;
-        wire::tenant_spec(&v).map_err(|e| RecordError::Corrupt {
+        kamaji_proto::tenant::from_stored(&v).map_err(|e| RecordError::Corrupt {
             what: format!("the spec of tenant {}", rec.name),
             detail: e.to_string(),
         })

@@ -44,6 +44,7 @@ use kamaji_core::controlplane::Tenant;
 use kamaji_core::ids::TenantName;
 use kamaji_core::lifecycle::ports::{PortError, Runtime, RuntimeStatus};
 use kamaji_core::pki::TenantPki;
+use kamaji_core::spec::Cidr;
 
 use ports::Persisted;
 
@@ -223,13 +224,8 @@ impl ProcessRuntime {
 
     /// Why a Service range of `cidr`'s family cannot work here: kube-apiserver needs its
     /// advertise address in the family of a single-stack Service range.
-    pub fn family_mismatch(&self, cidr: &str) -> Option<String> {
-        let net_v6 = cidr
-            .split('/')
-            .next()?
-            .parse::<std::net::IpAddr>()
-            .ok()?
-            .is_ipv6();
+    pub fn family_mismatch(&self, cidr: &Cidr) -> Option<String> {
+        let net_v6 = !cidr.is_ipv4();
         let host = &self.cfg.advertise_address;
         let addr_v6 = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => ip.is_ipv6(),

@@ -1,50 +1,31 @@
 //! A tenant cluster as kamajid means it: the typed spec every step reads. The API parses the wire
-//! spec into it once, after the input contract has checked it (`kamaji_proto::tenant`), and a
-//! stored record is decoded into it the same way; defaults the wire leaves implicit are applied
-//! there, here, once (`Addons::default`), so nothing further in re-derives them.
+//! spec into it once (`kamaji_proto::tenant::parse`, which runs every rule of this crate first),
+//! and a stored record is decoded into it the same way; the defaults clients fill in are
+//! [`defaults`], here, once.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::ids::DatastoreName;
+pub use crate::net::Cidr;
+
+/// Defaults clients fill in for unset settings (the API itself takes every field explicitly, so
+/// a stored spec never changes meaning when a default does). kubeadm's defaults where it has one.
+pub mod defaults {
+    pub const REPLICAS: u32 = 2;
+    pub const SERVICE_CIDR: &str = "10.96.0.0/12";
+    pub const POD_CIDR: &str = "10.244.0.0/16";
+    pub const DNS_SERVICE_IP: &str = "10.96.0.10";
+    pub const PORT: u32 = 6443;
+    pub const SERVICE_TYPE: &str = "LoadBalancer";
+}
 
 /// The API port of a tenant when the spec names none (kubeadm's).
-pub const DEFAULT_PORT: u16 = 6443;
+pub const DEFAULT_PORT: u16 = defaults::PORT as u16;
 
-/// A Kubernetes release `1.<minor>.<patch>`, written without a leading `v`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Version {
-    pub minor: u32,
-    pub patch: u32,
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "1.{}.{}", self.minor, self.patch)
-    }
-}
-
-impl Version {
-    /// Parses `1.35.2` or `v1.35.2`. The input contract checks versions with messages for users;
-    /// this only reads one it has passed.
-    pub fn parse(v: &str) -> Option<Self> {
-        let mut it = v.strip_prefix('v').unwrap_or(v).split('.');
-        let (major, minor, patch) = (it.next()?, it.next()?, it.next()?);
-        if it.next().is_some() || major != "1" {
-            return None;
-        }
-        Some(Self {
-            minor: minor.parse().ok()?,
-            patch: patch.parse().ok()?,
-        })
-    }
-
-    /// `v1.35.2`, as image tags and `--version` output write it.
-    pub fn tag(&self) -> String {
-        format!("v{self}")
-    }
-}
+pub use crate::version::Version;
 
 /// How the admin cluster exposes a tenant's apiserver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -77,16 +58,16 @@ pub enum Placement {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
-    pub service_cidr: String,
-    pub pod_cidr: String,
-    pub dns_service_ip: String,
+    pub service_cidr: Cidr,
+    pub pod_cidr: Cidr,
+    pub dns_service_ip: IpAddr,
     pub port: u16,
     pub service_type: ServiceType,
     /// The address workers and users reach the apiserver by, when it is not the Service's.
     pub endpoint_address: Option<String>,
     pub extra_sans: Vec<String>,
     /// Networks that may reach the apiserver; empty means any.
-    pub authorized_networks: Vec<String>,
+    pub authorized_networks: Vec<Cidr>,
 }
 
 /// Encryption at rest: Secrets always, and these resources too, with the key of this rotation.
@@ -192,22 +173,4 @@ pub struct TenantSpec {
     pub storage_quota_bytes: Option<i64>,
     /// Bytes per second it may write there; `None`: [`crate::limits::default_budget`].
     pub write_budget_bytes_per_second: Option<i64>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_read_and_write_as_kubernetes_does() {
-        let v = Version::parse("v1.37.2").unwrap();
-        assert_eq!((v.minor, v.patch), (37, 2));
-        assert_eq!(v.to_string(), "1.37.2");
-        assert_eq!(v.tag(), "v1.37.2");
-        assert_eq!(Version::parse("1.37.2"), Some(v));
-        for bad in ["2.1.0", "1.37", "1.37.2.1", "latest"] {
-            assert_eq!(Version::parse(bad), None, "{bad}");
-        }
-        assert!(Version::parse("1.36.9").unwrap() < v);
-    }
 }

@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Check, FieldError};
+
 /// Why a string is not such a name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{value:?} is not a DNS-1123 label of at most {max} characters")]
@@ -16,6 +18,8 @@ pub struct BadName {
     pub max: usize,
 }
 
+/// The one DNS-1123 label rule: what Kubernetes accepts as a namespace name, and what kamajid
+/// uses in etcd keys, user and role names.
 fn label(value: &str, max: usize) -> Result<(), BadName> {
     let ok = !value.is_empty()
         && value.len() <= max
@@ -32,6 +36,47 @@ fn label(value: &str, max: usize) -> Result<(), BadName> {
             max,
         })
     }
+}
+
+/// The longest DNS-1123 label.
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// A DNS-1123 label as a user wrote it, judged under `field`.
+pub fn dns_label(field: &str, value: &str) -> Check {
+    label(value, MAX_LABEL_LEN).map_err(|_| {
+        FieldError::new(
+            field,
+            format!(
+                "{value:?} is not a DNS-1123 label: use 1 to 63 lowercase letters, digits or '-', \
+                 starting and ending with a letter or digit"
+            ),
+        )
+    })
+}
+
+/// A DNS name (dot-separated labels, any case) or an IP address, as a certificate SAN or an
+/// endpoint host.
+pub fn host(field: &str, v: &str) -> Check {
+    if v.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.split('.')
+            .all(|l| label(&l.to_ascii_lowercase(), MAX_LABEL_LEN).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("{v:?} is neither an IP address nor a DNS name"),
+        ))
+    }
+}
+
+/// A DNS subdomain (dot-separated lowercase labels, at most 253 characters).
+pub fn is_subdomain(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 253 && v.split('.').all(|l| label(l, MAX_LABEL_LEN).is_ok())
 }
 
 macro_rules! name_type {

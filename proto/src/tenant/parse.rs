@@ -1,0 +1,286 @@
+//! A v1 tenant spec parsed into the model's typed spec: judged by every rule first when it comes
+//! from a user ([`parse`]), converted as it is when it comes from the store ([`from_stored`]).
+//! Defaults the wire leaves implicit are applied here, once.
+
+use std::str::FromStr;
+
+use kamaji_model::ids::DatastoreName;
+use kamaji_model::spec::{
+    Addons, Audit, AuditPolicy, CredentialRotation, Encryption, Network, OidcIssuer, PerComponent,
+    Placement, Requirements, ServiceType, TenantSpec, Version,
+};
+
+use crate::errors::FieldError;
+use crate::v1;
+
+/// A spec a user sent, judged by every rule ([`super::tenant_cluster`], one error per field)
+/// and then typed: what the provider checks at plan and kamajid on every write.
+pub fn parse(name: &str, v: &v1::TenantClusterSpec) -> Result<TenantSpec, Vec<FieldError>> {
+    let errors = super::tenant_cluster(name, v);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    from_stored(v).map_err(|e| vec![e])
+}
+
+fn typed<T: FromStr>(field: &str, v: &str) -> Result<T, FieldError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.parse()
+        .map_err(|e| FieldError::new(field, format!("{v:?}: {e}")))
+}
+
+fn opt(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn requirements(r: Option<&v1::ResourceRequirements>) -> Requirements {
+    let r = r.cloned().unwrap_or_default();
+    Requirements {
+        cpu_request: opt(&r.cpu_request),
+        memory_request: opt(&r.memory_request),
+        cpu_limit: opt(&r.cpu_limit),
+        memory_limit: opt(&r.memory_limit),
+    }
+}
+
+/// The typed spec of a wire spec, converted without judging it: how a stored record (which the
+/// contract passed when it was written, perhaps under older rules) is read. A value that cannot
+/// be converted at all is an error naming its field, never a default.
+pub fn from_stored(v: &v1::TenantClusterSpec) -> Result<TenantSpec, FieldError> {
+    let version = Version::parse(&v.kubernetes_version).ok_or_else(|| {
+        FieldError::new(
+            "kubernetes_version",
+            format!("{:?} is not a Kubernetes version", v.kubernetes_version),
+        )
+    })?;
+    let net = v
+        .network
+        .clone()
+        .ok_or_else(|| FieldError::new("network", "is required"))?;
+    let placement = if !v.datastore.is_empty() {
+        Placement::Named(
+            DatastoreName::parse(&v.datastore)
+                .map_err(|e| FieldError::new("datastore", e.to_string()))?,
+        )
+    } else if !v.datastore_selector.is_empty() {
+        Placement::Selector(v.datastore_selector.clone().into_iter().collect())
+    } else {
+        Placement::Any
+    };
+    let service_type = match v1::ServiceType::try_from(net.service_type) {
+        Ok(v1::ServiceType::ClusterIp) => ServiceType::ClusterIp,
+        Ok(v1::ServiceType::NodePort) => ServiceType::NodePort,
+        Ok(v1::ServiceType::LoadBalancer) => ServiceType::LoadBalancer,
+        _ => return Err(FieldError::new("network.service_type", "is not set")),
+    };
+    let res = v.resources.clone().unwrap_or_default();
+    let x = v.extra_args.clone().unwrap_or_default();
+    Ok(TenantSpec {
+        kubernetes_version: version,
+        replicas: v.replicas,
+        placement,
+        network: Network {
+            service_cidr: typed("network.service_cidr", &net.service_cidr)?,
+            pod_cidr: typed("network.pod_cidr", &net.pod_cidr)?,
+            dns_service_ip: typed("network.dns_service_ip", &net.dns_service_ip)?,
+            port: u16::try_from(net.port).map_err(|_| {
+                FieldError::new("network.port", format!("{} is not a TCP port", net.port))
+            })?,
+            service_type,
+            endpoint_address: opt(&net.endpoint_address),
+            extra_sans: net.extra_sans,
+            authorized_networks: net
+                .authorized_networks
+                .iter()
+                .map(|n| typed("network.authorized_networks", n))
+                .collect::<Result<_, _>>()?,
+        },
+        resources: PerComponent {
+            apiserver: requirements(res.apiserver.as_ref()),
+            controller_manager: requirements(res.controller_manager.as_ref()),
+            scheduler: requirements(res.scheduler.as_ref()),
+        },
+        admission_plugins: v.admission_plugins.clone(),
+        extra_args: PerComponent {
+            apiserver: x.apiserver.into_iter().collect(),
+            controller_manager: x.controller_manager.into_iter().collect(),
+            scheduler: x.scheduler.into_iter().collect(),
+        },
+        labels: v.labels.clone().into_iter().collect(),
+        deletion_protection: v.deletion_protection,
+        // Absent means all on.
+        addons: v.addons.map_or_else(Addons::default, |a| Addons {
+            coredns: a.coredns,
+            kube_proxy: a.kube_proxy,
+        }),
+        encryption: v
+            .encryption
+            .clone()
+            .map_or_else(Encryption::default, |e| Encryption {
+                resources: e.resources,
+                key_rotation: e.key_rotation,
+            }),
+        oidc: v
+            .authentication
+            .clone()
+            .map(|a| a.oidc.into_iter().map(oidc_issuer).collect())
+            .unwrap_or_default(),
+        audit: v.audit.as_ref().map(audit).transpose()?,
+        credential_rotation: {
+            let (generation, started) = super::rotation_state(v.credential_rotation.as_ref());
+            CredentialRotation {
+                generation,
+                started,
+            }
+        },
+        storage_quota_bytes: (v.storage_quota_bytes > 0).then_some(v.storage_quota_bytes),
+        write_budget_bytes_per_second: (v.write_budget_bytes_per_second > 0)
+            .then_some(v.write_budget_bytes_per_second),
+    })
+}
+
+fn oidc_issuer(o: v1::OidcIssuer) -> OidcIssuer {
+    OidcIssuer {
+        issuer_url: o.issuer_url,
+        client_id: o.client_id,
+        username_claim: opt(&o.username_claim).unwrap_or_else(|| "sub".into()),
+        username_prefix: o.username_prefix,
+        groups_claim: opt(&o.groups_claim),
+        groups_prefix: o.groups_prefix,
+        ca_certificate: opt(&o.ca_certificate),
+    }
+}
+
+fn audit(a: &v1::Audit) -> Result<Audit, FieldError> {
+    let policy = if !a.policy.trim().is_empty() {
+        AuditPolicy::Custom(a.policy.clone())
+    } else {
+        AuditPolicy::Preset(match a.preset.as_str() {
+            "metadata" => "Metadata",
+            "request" => "Request",
+            "request_response" => "RequestResponse",
+            other => {
+                return Err(FieldError::new(
+                    "audit.preset",
+                    format!("{other:?} is not a preset"),
+                ))
+            }
+        })
+    };
+    Ok(Audit {
+        policy,
+        max_age_days: a.max_age_days,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn full_spec() -> v1::TenantClusterSpec {
+        v1::TenantClusterSpec {
+            kubernetes_version: "1.35.1".into(),
+            replicas: 3,
+            datastore_selector: [("tier".into(), "gold".into())].into(),
+            network: Some(v1::Network {
+                service_cidr: "10.96.0.0/12".into(),
+                pod_cidr: "10.244.0.0/16".into(),
+                dns_service_ip: "10.96.0.10".into(),
+                port: 6443,
+                service_type: 3,
+                endpoint_address: "203.0.113.7".into(),
+                extra_sans: vec!["api.example".into()],
+                authorized_networks: vec!["203.0.113.0/24".into()],
+            }),
+            resources: Some(v1::ComponentResources {
+                apiserver: Some(v1::ResourceRequirements {
+                    cpu_request: "1".into(),
+                    ..Default::default()
+                }),
+                controller_manager: Some(Default::default()),
+                scheduler: Some(Default::default()),
+            }),
+            admission_plugins: vec!["NodeRestriction".into()],
+            extra_args: Some(v1::ExtraArgs {
+                apiserver: [("v".into(), "2".into())].into(),
+                ..Default::default()
+            }),
+            labels: [("team".into(), "a".into())].into(),
+            deletion_protection: true,
+            encryption: Some(v1::Encryption {
+                resources: vec!["configmaps".into()],
+                key_rotation: 2,
+            }),
+            authentication: Some(v1::Authentication {
+                oidc: vec![v1::OidcIssuer {
+                    issuer_url: "https://idp.example".into(),
+                    client_id: "kamaji".into(),
+                    groups_claim: "groups".into(),
+                    ..Default::default()
+                }],
+            }),
+            audit: Some(v1::Audit {
+                preset: "request_response".into(),
+                max_age_days: 7,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn security_settings_parse_with_their_defaults() {
+        let t = from_stored(&full_spec()).unwrap();
+        assert_eq!(
+            t.network.authorized_networks,
+            ["203.0.113.0/24".parse().unwrap()]
+        );
+        assert_eq!(t.encryption.key_rotation, 2);
+        assert_eq!(
+            t.oidc[0].username_claim, "sub",
+            "the claim when none is named"
+        );
+        assert_eq!(t.oidc[0].groups_claim.as_deref(), Some("groups"));
+        assert_eq!(t.oidc[0].ca_certificate, None);
+        let audit = t.audit.unwrap();
+        assert_eq!(audit.policy, AuditPolicy::Preset("RequestResponse"));
+        assert_eq!(audit.max_age_days, 7);
+        let mut none = full_spec();
+        none.encryption = None;
+        none.audit = None;
+        none.authentication = None;
+        let t = from_stored(&none).unwrap();
+        assert_eq!(
+            t.encryption,
+            Encryption::default(),
+            "Secrets only, rotation 0"
+        );
+        assert!(t.oidc.is_empty() && t.audit.is_none());
+    }
+
+    #[test]
+    fn a_wire_spec_parses_into_the_typed_one_with_defaults_applied_once() {
+        let t = from_stored(&full_spec()).unwrap();
+        assert_eq!(t.kubernetes_version.to_string(), "1.35.1");
+        assert_eq!(
+            t.placement,
+            Placement::Selector([("tier".to_owned(), "gold".to_owned())].into())
+        );
+        assert_eq!(t.network.service_type, ServiceType::LoadBalancer);
+        assert_eq!(t.network.endpoint_address.as_deref(), Some("203.0.113.7"));
+        assert_eq!(t.resources.apiserver.cpu_request.as_deref(), Some("1"));
+        assert_eq!(t.resources.apiserver.memory_request, None);
+        assert_eq!(t.addons, Addons::default(), "absent add-ons are all on");
+        let mut off = full_spec();
+        off.addons = Some(v1::Addons {
+            coredns: true,
+            kube_proxy: false,
+        });
+        assert!(!from_stored(&off).unwrap().addons.kube_proxy);
+        let mut bad = full_spec();
+        bad.network = None;
+        assert_eq!(from_stored(&bad).unwrap_err().field, "network");
+    }
+}
