@@ -114,7 +114,7 @@ fn known_map(v: &Value<BTreeMap<String, Value<String>>>) -> Option<HashMap<Strin
 
 /// RFC 3339 of a timestamp; empty when there is none.
 fn rfc3339(ts: Option<&prost_types::Timestamp>) -> String {
-    ts.map(|t| crate::tenant_cluster_state::rfc3339(t.seconds))
+    ts.map(|t| crate::tenant_cluster::rfc3339(t.seconds))
         .unwrap_or_default()
 }
 

@@ -14,9 +14,8 @@ mod number;
 mod plan_memo;
 mod provider;
 mod schema;
+mod tenant_cluster;
 mod tenant_cluster_data_source;
-mod tenant_cluster_resource;
-mod tenant_cluster_state;
 mod tenant_clusters_data_source;
 
 fn main() -> std::process::ExitCode {

@@ -14,7 +14,7 @@ use crate::plan_memo::{NameSet, PlannedDatastores};
 use crate::schema::{attributes, optional, sensitive, string};
 use crate::{
     bootstrap_token_resource, datastore_data_source, datastore_resource, datastores_data_source,
-    tenant_cluster_data_source, tenant_cluster_resource, tenant_clusters_data_source,
+    tenant_cluster, tenant_cluster_data_source, tenant_clusters_data_source,
 };
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -205,7 +205,7 @@ impl Provider for KamajiProvider {
     ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
         Some(map! {
             "datastore" => datastore_resource::DatastoreResource { client: self.client.clone(), own_names: Default::default(), tenants_leaving: self.tenants_leaving.clone(), arriving: self.datastores_arriving.clone() },
-            "tenant_cluster" => tenant_cluster_resource::TenantClusterResource { client: self.client.clone(), own_names: Default::default(), leaving: self.tenants_leaving.clone(), datastores_arriving: self.datastores_arriving.clone(), arriving: self.tenants_arriving.clone() },
+            "tenant_cluster" => tenant_cluster::TenantClusterResource { client: self.client.clone(), own_names: Default::default(), leaving: self.tenants_leaving.clone(), datastores_arriving: self.datastores_arriving.clone(), arriving: self.tenants_arriving.clone() },
             "bootstrap_token" => bootstrap_token_resource::BootstrapTokenResource { client: self.client.clone(), tenants_arriving: self.tenants_arriving.clone() },
         })
     }

@@ -14,8 +14,8 @@ use tonic::Code;
 
 use crate::client::{report, Shared};
 use crate::schema::read_only;
-use crate::tenant_cluster_resource;
-use crate::tenant_cluster_state::TenantClusterState;
+use crate::tenant_cluster;
+use crate::tenant_cluster::TenantClusterState;
 
 pub struct TenantClusterDataSource {
     pub client: Shared,
@@ -27,7 +27,7 @@ impl DataSource for TenantClusterDataSource {
     type ProviderMetaState<'a> = ValueEmpty;
 
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
-        let mut schema = tenant_cluster_resource::schema();
+        let mut schema = tenant_cluster::schema();
         schema.block = read_only(&schema.block, &["name"]);
         schema.block.description = Description::markdown(
             "Reads a tenant cluster run by kamajid: its settings, status, endpoint and admin credentials.",

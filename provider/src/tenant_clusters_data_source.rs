@@ -15,7 +15,7 @@ use crate::client::{report, Shared};
 use crate::listing;
 use crate::schema::tenant_docs::*;
 use crate::schema::*;
-use crate::tenant_cluster_state::phase_name;
+use crate::tenant_cluster::phase_name;
 
 pub struct TenantClustersDataSource {
     pub client: Shared,

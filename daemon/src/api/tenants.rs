@@ -239,3 +239,33 @@ impl TenantClusters for TenantApi {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kamaji_proto::errors::field_errors;
+    use kamaji_proto::tenant::cases::cases;
+
+    use super::*;
+
+    /// kamajid's verdict on every case of the table the provider's tests run too: a create or
+    /// an update is judged by [`checked`], and an update's change then by the rules the service
+    /// applies to the stored spec (`contract::change`).
+    #[test]
+    fn kamajid_reaches_the_shared_verdict_on_every_case() {
+        for case in cases() {
+            let mut fields: Vec<String> = match checked("acme", Some(case.new.clone())) {
+                Err(status) => field_errors(&status).into_iter().map(|e| e.field).collect(),
+                Ok(_) => case
+                    .old
+                    .as_ref()
+                    .map(|old| contract::change(old, &case.new))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| e.field)
+                    .collect(),
+            };
+            fields.sort();
+            assert_eq!(fields, case.refused, "{}", case.name);
+        }
+    }
+}

@@ -23,6 +23,8 @@ pub use kamaji_model::quantity::{quantity, quantity_value};
 pub use kamaji_model::spec::defaults;
 pub use kamaji_model::version::{version, Version, SUPPORTED_MINORS};
 
+#[cfg(any(test, feature = "cases"))]
+pub mod cases;
 mod change;
 mod parse;
 pub use change::change;

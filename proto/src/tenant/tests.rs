@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::v1::{ComponentResources, ExtraArgs};
 
