@@ -22,8 +22,10 @@
 //! RenewCertificates (the leaf certificates signed again before they expire; Apply rolls them
 //! out), Resync (the control plane and the in-tenant objects again, every resync period:
 //! drift repair) and CheckHealth (a Ready tenant that stopped answering turns Degraded and goes
-//! back through AwaitReady and Bootstrap). Delete ([`DELETE`]): RemoveControlPlane, ReleaseEtcd
-//! (role, then keys, then user), Forget (record, placement and reservation in one transaction).
+//! back through AwaitReady and Bootstrap). Delete runs the undo column ([`undo_plan`]): for a
+//! Ready tenant ([`DELETE`]) RemoveControlPlane, ReleaseEtcd (role, then keys, then user), Forget
+//! (record, placement and reservation in one transaction); for a create abandoned half-way,
+//! only the undos of the steps that may have run.
 
 pub(crate) mod limits;
 pub(crate) mod moves;
@@ -122,8 +124,47 @@ pub const MOVE: [(Step, Undo); 6] = [
     ),
 ];
 
-/// The delete flow, in order: the create flow's undos, reversed.
+/// The delete flow of a tenant whose create finished: the create flow's undos, reversed
+/// ([`undo_plan`] of a Ready tenant).
 pub const DELETE: [Step; 3] = [Step::RemoveControlPlane, Step::ReleaseEtcd, Step::Forget];
+
+/// Whether create step `step` may have touched the world for `rec`: it ran, or it started and
+/// may have stopped half-way (a crash between its effect and its record).
+fn may_have_run(rec: &TenantRecord, step: Step) -> bool {
+    match step {
+        // The record is the placement: it exists.
+        Step::Place => true,
+        // Runs once placed; a role or user may exist before it records them.
+        Step::Isolate => rec.datastore.is_some(),
+        // Runs only once the PKI is minted.
+        Step::Apply => rec.pki.is_some() || rec.done(COND_APPLIED),
+        _ => false,
+    }
+}
+
+/// What deleting `rec` runs, in order: the undo of every create step that may have run, last
+/// step first, as [`CREATE`] pairs them. A create abandoned half-way undoes what it did and
+/// nothing more.
+pub fn undo_plan(rec: &TenantRecord) -> Vec<Step> {
+    CREATE
+        .iter()
+        .rev()
+        .filter(|(step, _)| may_have_run(rec, *step))
+        .filter_map(|(_, undo)| match undo {
+            Undo::By(s) => Some(*s),
+            Undo::Nothing(_) => None,
+        })
+        .collect()
+}
+
+/// Whether undo step `step` is done for `rec` (Forget never is: it removes the record).
+fn undone(rec: &TenantRecord, step: Step) -> bool {
+    match step {
+        Step::RemoveControlPlane => rec.done(COND_REMOVED),
+        Step::ReleaseEtcd => rec.done(COND_RELEASED),
+        _ => false,
+    }
+}
 
 /// What is due besides what the record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -203,13 +244,7 @@ pub fn resync_due(rec: &TenantRecord, resync_seconds: i64, now: i64) -> bool {
 /// The step due for `rec`, if any.
 pub fn next(rec: &TenantRecord, due: Due) -> Option<Step> {
     if rec.deleting {
-        return Some(if !rec.done(COND_REMOVED) {
-            Step::RemoveControlPlane
-        } else if rec.datastore.is_some() && !rec.done(COND_RELEASED) {
-            Step::ReleaseEtcd
-        } else {
-            Step::Forget
-        });
+        return undo_plan(rec).into_iter().find(|s| !undone(rec, *s));
     }
     if rec.phase == Phase::Failed {
         return None; // terminal: only its deletion is left to do

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::fakes::*;
 use super::ports::Records;
-use super::steps::{next, Due, Step, CREATE, CREATE_RUN, DELETE};
+use super::steps::{next, undo_plan, Due, Step, Undo, CREATE, CREATE_RUN, DELETE};
 use super::*;
 use crate::controlplane::testing::spec as tenant_spec;
 use crate::datastore::DatastoreRecord;
@@ -351,6 +351,51 @@ async fn a_failure_at_every_create_step_is_reported_then_retried_to_convergence(
             rec.done(COND_RECONCILED),
             "{step:?}: the failure stays reported"
         );
+    }
+}
+
+/// A create abandoned after any of its steps (deleted half-way) runs the undo column of the
+/// steps that ran and of the one that may have begun (a crash can stop it between its effect
+/// and its record), last first, and nothing else, and leaves nothing anywhere (omicron's
+/// `action_failure_can_unwind`).
+#[tokio::test]
+async fn a_create_abandoned_after_any_step_is_undone_to_a_clean_slate() {
+    let undo_of = |step: Step| {
+        CREATE
+            .iter()
+            .find(|(s, _)| *s == step)
+            .and_then(|(_, u)| match u {
+                Undo::By(s) => Some(*s),
+                Undo::Nothing(_) => None,
+            })
+    };
+    for k in 0..=CREATE_RUN.len() {
+        let w = world();
+        let t = w.create("acme").await;
+        for step in &CREATE_RUN[..k] {
+            assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(*step));
+        }
+        w.delete(&t).await;
+        let plan = undo_plan(&w.record(&t).unwrap());
+        // The undos of the steps that ran and the next (Place's is Forget: the record is the
+        // placement).
+        let begun = &CREATE_RUN[..(k + 1).min(CREATE_RUN.len())];
+        let mut want: Vec<Step> = begun.iter().rev().filter_map(|s| undo_of(*s)).collect();
+        want.dedup();
+        if want.last() != Some(&Step::Forget) {
+            want.push(Step::Forget);
+        }
+        assert_eq!(plan, want, "after {:?}", &CREATE_RUN[..k]);
+        let mut ran = Vec::new();
+        loop {
+            match w.life.step(&t).await.unwrap() {
+                Outcome::Ran(s) => ran.push(s),
+                Outcome::Gone => break,
+                o => panic!("{o:?} after {ran:?}"),
+            }
+        }
+        assert_eq!(ran, want, "after {:?}", &CREATE_RUN[..k]);
+        w.assert_clean();
     }
 }
 
@@ -1216,7 +1261,13 @@ async fn every_move_step_whose_record_was_lost_runs_again_to_the_same_end() {
 /// tenant stays where it was, writable, with nothing left on the target.
 #[tokio::test]
 async fn a_move_abandoned_before_the_switch_leaves_the_tenant_where_it_was() {
-    for k in 1..=4 {
+    // As far as MOVE's undo column says MoveAbort undoes it.
+    let abortable = MOVE
+        .iter()
+        .take_while(|(_, u)| *u == Undo::By(Step::MoveAbort))
+        .count();
+    assert_eq!(abortable, 4, "reserve, prepare, hold, copy");
+    for k in 1..=abortable {
         let w = world();
         let (t, _) = w.moving().await;
         for (s, _) in &MOVE[..k] {
