@@ -214,20 +214,32 @@ pub fn cases() -> Vec<Case> {
             base(),
             with(|s| {
                 s.replicas = 3;
-                s.network.as_mut().map(|n| n.port = 8443);
+                if let Some(n) = s.network.as_mut() {
+                    n.port = 8443;
+                }
             }),
             &[],
         ),
         change(
             "encryption key raised",
             base(),
-            with(|s| s.encryption.as_mut().map_or((), |e| e.key_rotation = 3)),
+            with(|s| {
+                s.encryption = Some(v1::Encryption {
+                    resources: vec!["configmaps".into()],
+                    key_rotation: 3,
+                })
+            }),
             &[],
         ),
         change(
             "encryption key lowered",
             base(),
-            with(|s| s.encryption.as_mut().map_or((), |e| e.key_rotation = 1)),
+            with(|s| {
+                s.encryption = Some(v1::Encryption {
+                    resources: vec!["configmaps".into()],
+                    key_rotation: 1,
+                })
+            }),
             &["encryption.key_rotation"],
         ),
         change(
