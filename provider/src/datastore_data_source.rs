@@ -12,7 +12,7 @@ use tf_provider::{AttributePath, DataSource, Diagnostics};
 use tonic::Code;
 
 use crate::client::{report, Shared};
-use crate::datastore_resource::{self, DatastoreState};
+use crate::datastore::{self, DatastoreState};
 
 pub struct DatastoreDataSource {
     pub client: Shared,
@@ -89,7 +89,7 @@ impl DataSource for DatastoreDataSource {
     type ProviderMetaState<'a> = ValueEmpty;
 
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
-        let mut schema = datastore_resource::schema();
+        let mut schema = datastore::schema();
         schema.block.description = Description::markdown(
             "Reads a datastore registered with kamajid. Keys are never returned.",
         );

@@ -10,7 +10,7 @@ use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{DataSource, Diagnostics};
 
 use crate::client::{report, Shared};
-use crate::datastore_resource::phase_name;
+use crate::datastore::phase_name;
 use crate::listing;
 use crate::schema::docs::*;
 use crate::schema::*;

@@ -3,8 +3,8 @@
 
 mod bootstrap_token_resource;
 mod client;
+mod datastore;
 mod datastore_data_source;
-mod datastore_resource;
 mod datastores_data_source;
 mod docs;
 mod duration;

@@ -13,7 +13,7 @@ use crate::client::{Client, Settings, Shared};
 use crate::plan_memo::{NameSet, PlannedDatastores};
 use crate::schema::{attributes, optional, sensitive, string};
 use crate::{
-    bootstrap_token_resource, datastore_data_source, datastore_resource, datastores_data_source,
+    bootstrap_token_resource, datastore, datastore_data_source, datastores_data_source,
     tenant_cluster, tenant_cluster_data_source, tenant_clusters_data_source,
 };
 
@@ -204,7 +204,7 @@ impl Provider for KamajiProvider {
         _diags: &mut Diagnostics,
     ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
         Some(map! {
-            "datastore" => datastore_resource::DatastoreResource { client: self.client.clone(), own_names: Default::default(), tenants_leaving: self.tenants_leaving.clone(), arriving: self.datastores_arriving.clone() },
+            "datastore" => datastore::DatastoreResource { client: self.client.clone(), own_names: Default::default(), tenants_leaving: self.tenants_leaving.clone(), arriving: self.datastores_arriving.clone() },
             "tenant_cluster" => tenant_cluster::TenantClusterResource { client: self.client.clone(), own_names: Default::default(), leaving: self.tenants_leaving.clone(), datastores_arriving: self.datastores_arriving.clone(), arriving: self.tenants_arriving.clone() },
             "bootstrap_token" => bootstrap_token_resource::BootstrapTokenResource { client: self.client.clone(), tenants_arriving: self.tenants_arriving.clone() },
         })
