@@ -22,6 +22,11 @@ const MIB: i64 = 1024 * 1024;
 /// Per-tenant reservation used throughout (kamajid's `--tenant-reservation-mib`).
 const RESERVATION_MIB: i64 = 16;
 
+mod in_process;
+mod proc;
+use in_process::{bench_balance, bench_pki};
+use proc::*;
+
 struct Args {
     tenants: usize,
     concurrency: usize,
@@ -54,94 +59,6 @@ fn args() -> Args {
     a
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-            let rest = s.rsplit_once(')')?.1.to_owned();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
-/// PIDs of every process whose command is `comm`.
-fn pids_named(comm: &str) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
-        })
-        .collect()
-}
-
-/// Where the CPU went between two points: kamajid, the etcd processes, this process (the
-/// Kubernetes API double and the gRPC clients).
-struct CpuSample {
-    kamajid: f64,
-    etcd: f64,
-    bench: f64,
-}
-
-fn cpu_sample(kamajid: u32, etcds: &[u32]) -> CpuSample {
-    CpuSample {
-        kamajid: cpu_seconds(kamajid),
-        etcd: etcds.iter().map(|p| cpu_seconds(*p)).sum(),
-        bench: cpu_seconds(std::process::id()),
-    }
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map(|k| format!("{:.1} GiB RAM", k as f64 / 1024.0 / 1024.0))
-        .unwrap_or_default();
-    format!("{cores} cores ({cpu}), {mem}")
-}
-
 fn tenant_spec() -> v1::TenantClusterSpec {
     use kamaji_proto::tenant::defaults;
     v1::TenantClusterSpec {
@@ -157,93 +74,6 @@ fn tenant_spec() -> v1::TenantClusterSpec {
         }),
         ..Default::default()
     }
-}
-
-/// 3. The time to mint one tenant's full PKI, in-process (this binary is built in release).
-fn bench_pki() {
-    let client_ca = new_ca("etcd-client-ca").expect("ca");
-    let spec = kamaji_core::pki::TenantPkiSpec {
-        tenant_id: TenantId::parse("bench-00001").expect("an id"),
-        service_cidr: "10.96.0.0/12".parse().expect("a network"),
-        dns_domain: "cluster.local".into(),
-        external_sans: vec!["bench.example.com".into()],
-        leaf_validity: kamaji_core::pki::LEAF_VALIDITY,
-    };
-    for _ in 0..5 {
-        kamaji_core::pki::mint(&spec, &client_ca).expect("mint");
-    }
-    let mut times: Vec<f64> = (0..200)
-        .map(|_| {
-            let t = Instant::now();
-            kamaji_core::pki::mint(&spec, &client_ca).expect("mint");
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    println!(
-        "PKI: one tenant's full PKI (2 CAs, 9 certificates, SA key, 3 kubeconfigs) in p50 {:.2} ms, p99 {:.2} ms  [target <= 10 ms]",
-        percentile(&times, 0.5),
-        percentile(&times, 0.99)
-    );
-}
-
-/// 5a. Where spread puts 1000 tenants on shards of 2, 4, 8 and 8 GiB (pure placement).
-fn bench_balance(tenants: usize) {
-    let quotas = [2, 4, 8, 8];
-    let mut cands: Vec<Candidate> = quotas
-        .iter()
-        .enumerate()
-        .map(|(i, q)| Candidate {
-            name: DatastoreName::parse(&format!("shard-{}-{q}g", i + 1)).expect("a name"),
-            ready: true,
-            schedulable: true,
-            draining: false,
-            labels: BTreeMap::new(),
-            quota_bytes: q * GIB,
-            max_tenants: None,
-            tenants: 0,
-            reserved_bytes: 0,
-            used_bytes: 0,
-            file_bytes: 0,
-        })
-        .collect();
-    let req = Request {
-        reservation_bytes: RESERVATION_MIB * MIB,
-        datastore: None,
-        selector: BTreeMap::new(),
-    };
-    let mut refused = 0;
-    for _ in 0..tenants {
-        match placement::place(&req, &cands, Policy::Spread) {
-            Ok(c) => {
-                let name = c.name.clone();
-                let c = cands.iter_mut().find(|c| c.name == name).expect("chosen");
-                c.tenants += 1;
-                c.reserved_bytes += req.reservation_bytes;
-            }
-            Err(_) => refused += 1,
-        }
-    }
-    let total_q: i64 = cands.iter().map(|c| c.quota_bytes).sum();
-    let total_r: i64 = cands.iter().map(|c| c.reserved_bytes).sum();
-    let ideal = total_r as f64 / total_q as f64 * 100.0;
-    println!(
-        "Placement balance (spread, {tenants} tenants x {RESERVATION_MIB} MiB, {refused} refused): ideal utilisation {ideal:.1}% on every shard"
-    );
-    let mut worst: f64 = 0.0;
-    for c in &cands {
-        let u = c.reserved_bytes as f64 / c.quota_bytes as f64 * 100.0;
-        worst = worst.max((u - ideal).abs());
-        println!(
-            "  {:<12} quota {:>2} GiB: {:>4} tenants, utilisation {:>5.1}% ({:+.2} points from ideal)",
-            c.name.as_str(),
-            c.quota_bytes / GIB,
-            c.tenants,
-            u,
-            u - ideal
-        );
-    }
-    println!("  largest deviation from ideal: {worst:.2} points");
 }
 
 /// 1a. The raw write rate of one etcd on this disk, with as many writers as the bench uses.
