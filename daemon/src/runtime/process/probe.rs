@@ -9,7 +9,6 @@ use std::time::Duration;
 /// (loopback health endpoints with self-signed certificates). Returns the status code.
 pub async fn https_status(addr: SocketAddr, path: &str, ca: Option<&str>) -> Result<u16, String> {
     use rustls::pki_types::{CertificateDer, ServerName};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -34,22 +33,22 @@ pub async fn https_status(addr: SocketAddr, path: &str, ca: Option<&str>) -> Res
             .await
             .map_err(|e| e.to_string())?;
         let name = ServerName::IpAddress(addr.ip().into());
-        let mut tls = connector
+        let tls = connector
             .connect(name, tcp)
             .await
             .map_err(|e| e.to_string())?;
-        tls.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 512];
-        let n = tls.read(&mut buf).await.map_err(|e| e.to_string())?;
-        let head = String::from_utf8_lossy(&buf[..n]);
-        head.split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("not an HTTP response: {head:?}"))
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get(path)
+            .header(http::header::HOST, addr.to_string())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let status = sender.send_request(req).await.map(|r| r.status().as_u16());
+        conn.abort();
+        status.map_err(|e| e.to_string())
     };
     tokio::time::timeout(Duration::from_secs(3), io)
         .await
