@@ -58,16 +58,14 @@ pub fn timestamp(unix: i64) -> Option<prost_types::Timestamp> {
 /// A tenant record as the API shows it, with its (decoded) wire spec. What it keeps is
 /// measured, not recorded: the caller adds it.
 pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::TenantCluster {
-    let storage_quota_bytes = if spec.storage_quota_bytes > 0 {
-        spec.storage_quota_bytes
-    } else {
-        rec.reservation_bytes
-    };
-    let write_budget_bytes_per_second = if spec.write_budget_bytes_per_second > 0 {
-        spec.write_budget_bytes_per_second
-    } else {
-        kamaji_core::limits::default_budget(rec.reservation_bytes)
-    };
+    // The limits in effect, as the lifecycle enforces them (the reservation and its default
+    // budget where the spec sets none).
+    let limits = kamaji_proto::tenant::from_stored(&spec).map_or_else(
+        |_| kamaji_core::limits::Limits::new(rec.reservation_bytes, rec.reservation_bytes, None),
+        |typed| rec.limits(&typed),
+    );
+    let (storage_quota_bytes, write_budget_bytes_per_second) =
+        (limits.quota_bytes, limits.write_bytes_per_second);
     v1::TenantCluster {
         name: rec.name.to_string(),
         uid: rec.uid.to_string(),
@@ -260,60 +258,9 @@ pub fn status_to_proto(s: &DatastoreStatusRecord, tenant_count: u32) -> v1::Data
 mod tests {
     use super::*;
 
-    pub fn full_spec() -> v1::TenantClusterSpec {
-        v1::TenantClusterSpec {
-            kubernetes_version: "1.35.1".into(),
-            replicas: 3,
-            datastore_selector: [("tier".into(), "gold".into())].into(),
-            network: Some(v1::Network {
-                service_cidr: "10.96.0.0/12".into(),
-                pod_cidr: "10.244.0.0/16".into(),
-                dns_service_ip: "10.96.0.10".into(),
-                port: 6443,
-                service_type: 3,
-                endpoint_address: "203.0.113.7".into(),
-                extra_sans: vec!["api.example".into()],
-                authorized_networks: vec!["203.0.113.0/24".into()],
-            }),
-            resources: Some(v1::ComponentResources {
-                apiserver: Some(v1::ResourceRequirements {
-                    cpu_request: "1".into(),
-                    ..Default::default()
-                }),
-                controller_manager: Some(Default::default()),
-                scheduler: Some(Default::default()),
-            }),
-            admission_plugins: vec!["NodeRestriction".into()],
-            extra_args: Some(v1::ExtraArgs {
-                apiserver: [("v".into(), "2".into())].into(),
-                ..Default::default()
-            }),
-            labels: [("team".into(), "a".into())].into(),
-            deletion_protection: true,
-            encryption: Some(v1::Encryption {
-                resources: vec!["configmaps".into()],
-                key_rotation: 2,
-            }),
-            authentication: Some(v1::Authentication {
-                oidc: vec![v1::OidcIssuer {
-                    issuer_url: "https://idp.example".into(),
-                    client_id: "kamaji".into(),
-                    groups_claim: "groups".into(),
-                    ..Default::default()
-                }],
-            }),
-            audit: Some(v1::Audit {
-                preset: "request_response".into(),
-                max_age_days: 7,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn a_spec_survives_the_record_round_trip() {
-        let spec = full_spec();
+        let spec = kamaji_proto::tenant::cases::full();
         assert_eq!(decode_spec(&encode_spec(&spec)), Ok(spec));
         assert!(decode_spec(&WireSpec("not base64!".into())).is_err());
     }

@@ -37,6 +37,58 @@ pub fn base() -> v1::TenantClusterSpec {
     }
 }
 
+/// A valid spec with every field set: what round trips and conversions are tested with.
+pub fn full() -> v1::TenantClusterSpec {
+    v1::TenantClusterSpec {
+        kubernetes_version: "1.35.1".into(),
+        replicas: 3,
+        datastore_selector: [("tier".into(), "gold".into())].into(),
+        network: Some(v1::Network {
+            service_cidr: "10.96.0.0/12".into(),
+            pod_cidr: "10.244.0.0/16".into(),
+            dns_service_ip: "10.96.0.10".into(),
+            port: 6443,
+            service_type: 3,
+            endpoint_address: "203.0.113.7".into(),
+            extra_sans: vec!["api.example".into()],
+            authorized_networks: vec!["203.0.113.0/24".into()],
+        }),
+        resources: Some(v1::ComponentResources {
+            apiserver: Some(v1::ResourceRequirements {
+                cpu_request: "1".into(),
+                ..Default::default()
+            }),
+            controller_manager: Some(Default::default()),
+            scheduler: Some(Default::default()),
+        }),
+        admission_plugins: vec!["NodeRestriction".into()],
+        extra_args: Some(v1::ExtraArgs {
+            apiserver: [("v".into(), "2".into())].into(),
+            ..Default::default()
+        }),
+        labels: [("team".into(), "a".into())].into(),
+        deletion_protection: true,
+        encryption: Some(v1::Encryption {
+            resources: vec!["configmaps".into()],
+            key_rotation: 2,
+        }),
+        authentication: Some(v1::Authentication {
+            oidc: vec![v1::OidcIssuer {
+                issuer_url: "https://idp.example".into(),
+                client_id: "kamaji".into(),
+                groups_claim: "groups".into(),
+                ..Default::default()
+            }],
+        }),
+        audit: Some(v1::Audit {
+            preset: "request_response".into(),
+            max_age_days: 7,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn with(f: impl FnOnce(&mut v1::TenantClusterSpec)) -> v1::TenantClusterSpec {
     let mut s = base();
     f(&mut s);

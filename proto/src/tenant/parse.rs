@@ -179,60 +179,9 @@ fn audit(a: &v1::Audit) -> Result<Audit, FieldError> {
 pub(crate) mod tests {
     use super::*;
 
-    pub fn full_spec() -> v1::TenantClusterSpec {
-        v1::TenantClusterSpec {
-            kubernetes_version: "1.35.1".into(),
-            replicas: 3,
-            datastore_selector: [("tier".into(), "gold".into())].into(),
-            network: Some(v1::Network {
-                service_cidr: "10.96.0.0/12".into(),
-                pod_cidr: "10.244.0.0/16".into(),
-                dns_service_ip: "10.96.0.10".into(),
-                port: 6443,
-                service_type: 3,
-                endpoint_address: "203.0.113.7".into(),
-                extra_sans: vec!["api.example".into()],
-                authorized_networks: vec!["203.0.113.0/24".into()],
-            }),
-            resources: Some(v1::ComponentResources {
-                apiserver: Some(v1::ResourceRequirements {
-                    cpu_request: "1".into(),
-                    ..Default::default()
-                }),
-                controller_manager: Some(Default::default()),
-                scheduler: Some(Default::default()),
-            }),
-            admission_plugins: vec!["NodeRestriction".into()],
-            extra_args: Some(v1::ExtraArgs {
-                apiserver: [("v".into(), "2".into())].into(),
-                ..Default::default()
-            }),
-            labels: [("team".into(), "a".into())].into(),
-            deletion_protection: true,
-            encryption: Some(v1::Encryption {
-                resources: vec!["configmaps".into()],
-                key_rotation: 2,
-            }),
-            authentication: Some(v1::Authentication {
-                oidc: vec![v1::OidcIssuer {
-                    issuer_url: "https://idp.example".into(),
-                    client_id: "kamaji".into(),
-                    groups_claim: "groups".into(),
-                    ..Default::default()
-                }],
-            }),
-            audit: Some(v1::Audit {
-                preset: "request_response".into(),
-                max_age_days: 7,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn security_settings_parse_with_their_defaults() {
-        let t = from_stored(&full_spec()).unwrap();
+        let t = from_stored(&super::super::cases::full()).unwrap();
         assert_eq!(
             t.network.authorized_networks,
             ["203.0.113.0/24".parse().unwrap()]
@@ -247,7 +196,7 @@ pub(crate) mod tests {
         let audit = t.audit.unwrap();
         assert_eq!(audit.policy, AuditPolicy::Preset("RequestResponse"));
         assert_eq!(audit.max_age_days, 7);
-        let mut none = full_spec();
+        let mut none = super::super::cases::full();
         none.encryption = None;
         none.audit = None;
         none.authentication = None;
@@ -262,7 +211,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_wire_spec_parses_into_the_typed_one_with_defaults_applied_once() {
-        let t = from_stored(&full_spec()).unwrap();
+        let t = from_stored(&super::super::cases::full()).unwrap();
         assert_eq!(t.kubernetes_version.to_string(), "1.35.1");
         assert_eq!(
             t.placement,
@@ -273,13 +222,13 @@ pub(crate) mod tests {
         assert_eq!(t.resources.apiserver.cpu_request.as_deref(), Some("1"));
         assert_eq!(t.resources.apiserver.memory_request, None);
         assert_eq!(t.addons, Addons::default(), "absent add-ons are all on");
-        let mut off = full_spec();
+        let mut off = super::super::cases::full();
         off.addons = Some(v1::Addons {
             coredns: true,
             kube_proxy: false,
         });
         assert!(!from_stored(&off).unwrap().addons.kube_proxy);
-        let mut bad = full_spec();
+        let mut bad = super::super::cases::full();
         bad.network = None;
         assert_eq!(from_stored(&bad).unwrap_err().field, "network");
     }
