@@ -93,6 +93,25 @@ impl Cidr {
 
 /// A service or pod range as written: a network with room for at least 16 addresses.
 pub fn cidr(field: &str, v: &str) -> Result<Cidr, FieldError> {
+    // The smallest range each family may have; a longer prefix (even past the address's bits)
+    // is "too small", as users read it, before it is a syntax error.
+    let max = |ipv4: bool| if ipv4 { 28 } else { 124 };
+    let too_small = |ipv4: bool| {
+        FieldError::new(
+            field,
+            format!(
+                "{v:?} is too small; use a prefix of /{} or shorter",
+                max(ipv4)
+            ),
+        )
+    };
+    if let Some((ip, bits)) = v.split_once('/') {
+        if let (Ok(ip), Ok(bits)) = (ip.parse::<IpAddr>(), bits.parse::<u32>()) {
+            if bits > max(ip.is_ipv4()) {
+                return Err(too_small(ip.is_ipv4()));
+            }
+        }
+    }
     let net: Cidr = v.parse().map_err(|e| match e {
         BadCidr::Syntax(_) => FieldError::new(
             field,
@@ -100,13 +119,6 @@ pub fn cidr(field: &str, v: &str) -> Result<Cidr, FieldError> {
         ),
         BadCidr::HostBits(_) => FieldError::new(field, e.to_string()),
     })?;
-    let max = if net.is_ipv4() { 28 } else { 124 };
-    if net.prefix_len() > max {
-        return Err(FieldError::new(
-            field,
-            format!("{v:?} is too small; use a prefix of /{max} or shorter"),
-        ));
-    }
     Ok(net)
 }
 
@@ -150,7 +162,7 @@ mod tests {
         for (bad, says) in [
             ("10.96.0.0", "CIDR notation"),
             ("banana/12", "CIDR notation"),
-            ("10.96.0.0/33", "CIDR notation"),
+            ("10.96.0.0/33", "too small"),
             ("10.96.0.1/12", "host bits"),
             ("10.96.0.0/29", "too small"),
             ("fd00::/125", "too small"),
