@@ -205,7 +205,7 @@ impl Provider for KamajiProvider {
     ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
         Some(map! {
             "datastore" => datastore::DatastoreResource { client: self.client.clone(), own_names: Default::default(), tenants_leaving: self.tenants_leaving.clone(), arriving: self.datastores_arriving.clone() },
-            "tenant_cluster" => tenant_cluster::TenantClusterResource { client: self.client.clone(), own_names: Default::default(), leaving: self.tenants_leaving.clone(), datastores_arriving: self.datastores_arriving.clone(), arriving: self.tenants_arriving.clone() },
+            "tenant_cluster" => tenant_cluster::TenantClusterResource { client: self.client.clone(), own_names: Default::default(), leaving: self.tenants_leaving.clone(), datastores_arriving: self.datastores_arriving.clone(), arriving: self.tenants_arriving.clone(), listing: Default::default() },
             "bootstrap_token" => bootstrap_token_resource::BootstrapTokenResource { client: self.client.clone(), tenants_arriving: self.tenants_arriving.clone() },
         })
     }

@@ -11,6 +11,7 @@
 
 mod from_api;
 mod plan;
+mod refresh;
 mod report;
 mod resource;
 mod schema;
@@ -35,4 +36,6 @@ pub struct TenantClusterResource {
     pub datastores_arriving: PlannedDatastores,
     /// Tenant clusters this plan creates (bootstrap tokens may name them).
     pub arriving: NameSet,
+    /// One List for the reads of a refresh, see [`refresh`].
+    pub listing: std::sync::Arc<refresh::Listing>,
 }

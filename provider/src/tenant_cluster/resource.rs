@@ -18,6 +18,9 @@ use super::TenantClusterResource;
 use crate::client::report;
 use crate::plan_memo::already_exists;
 
+/// The largest List answer read: thousands of tenants (about 3 KiB each) fit.
+const LIST_MAX_BYTES: usize = 64 << 20;
+
 fn name_of(s: &TenantClusterState) -> String {
     s.name
         .as_ref_option()
@@ -61,7 +64,22 @@ impl Resource for TenantClusterResource {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let client = self.client.get(diags).await?;
         let name = name_of(&state);
-        match self.get(diags, &client, &name).await {
+        let listed = self
+            .listing
+            .lookup(&name, std::time::Instant::now(), || async {
+                let mut c = client
+                    .tenant_clusters()
+                    .max_decoding_message_size(LIST_MAX_BYTES);
+                c.list_tenant_clusters(v1::ListTenantClustersRequest::default())
+                    .await
+                    .map(|r| r.into_inner().tenant_clusters)
+            })
+            .await;
+        let found = match listed {
+            Some(tc) => Some(Some(tc)),
+            None => self.get(diags, &client, &name).await,
+        };
+        match found {
             Some(Some(tc)) => {
                 // Ours: a tainted one is planned next as a create of this name.
                 self.own_names.mark(&name);
@@ -285,6 +303,7 @@ impl Resource for TenantClusterResource {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let client = self.client.get(diags).await?;
+        self.listing.written().await;
         let name = name_of(&planned);
         let mut spec_source = planned.clone();
         // An unset datastore lets kamajid choose; the planned value is only "known after apply".
@@ -319,6 +338,7 @@ impl Resource for TenantClusterResource {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let client = self.client.get(diags).await?;
+        self.listing.written().await;
         let name = name_of(&prior);
         let (old_spec, spec, _) = specs_to_send(&prior, &planned, &config);
         if old_spec == spec {
@@ -353,6 +373,7 @@ impl Resource for TenantClusterResource {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<()> {
         let client = self.client.get(diags).await?;
+        self.listing.written().await;
         let name = name_of(&prior);
         match client
             .tenant_clusters()
