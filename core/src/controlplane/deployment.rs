@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, HTTPGetAction, PodSecurityContext, PodSpec,
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, PodSecurityContext, PodSpec,
     PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
     SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
 };
@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::files::files;
 use super::flags::{self, FlagInputs, Layout, Ports};
+use super::goruntime;
 use super::{meta, owner_labels, Tenant, ANNOTATION_CERTIFICATES, ANNOTATION_CONFIG, DEPLOYMENT};
 use crate::pki::TenantPki;
 use crate::spec::Requirements;
@@ -93,7 +94,9 @@ struct Component<'a> {
     args: Vec<String>,
     port: u32,
     health: &'a str,
-    resources: ResourceRequirements,
+    requirements: &'a Requirements,
+    default_cpu: &'a str,
+    default_memory: &'a str,
     mounts: Vec<VolumeMount>,
 }
 
@@ -109,6 +112,16 @@ impl Component<'_> {
             )),
             command: Some(vec![self.name.into()]),
             args: Some(self.args),
+            env: Some(
+                goruntime::env(self.requirements)
+                    .into_iter()
+                    .map(|(name, value)| EnvVar {
+                        name,
+                        value: Some(value),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             ports: Some(vec![ContainerPort {
                 name: Some("https".into()),
                 container_port: port,
@@ -117,7 +130,11 @@ impl Component<'_> {
             }]),
             startup_probe: Some(https_probe(self.health, port, 5, 60)),
             liveness_probe: Some(https_probe(self.health, port, 10, 6)),
-            resources: Some(self.resources),
+            resources: Some(resources(
+                self.requirements,
+                self.default_cpu,
+                self.default_memory,
+            )),
             security_context: Some(hardened()),
             volume_mounts: Some(self.mounts),
             // A component that fails at start says why in its log: the kubelet puts the log's
@@ -139,6 +156,7 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
         ports,
         health_bind_address: "0.0.0.0",
         advertise_address: None,
+        leader_election: true,
     };
     let res = &t.spec.resources;
     let pki_mounts = vec![
@@ -152,7 +170,9 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
         args: flags::apiserver(t.spec, &inputs),
         port: ports.apiserver,
         health: "/livez",
-        resources: resources(&res.apiserver, "250m", "512Mi"),
+        requirements: &res.apiserver,
+        default_cpu: "250m",
+        default_memory: "512Mi",
         mounts: api_mounts,
     }
     .container(t);
@@ -169,7 +189,9 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
         args: flags::controller_manager(t.spec, t.name, &inputs),
         port: ports.controller_manager,
         health: "/healthz",
-        resources: resources(&res.controller_manager, "100m", "128Mi"),
+        requirements: &res.controller_manager,
+        default_cpu: "100m",
+        default_memory: "128Mi",
         mounts: cm_mounts,
     }
     .container(t);
@@ -178,7 +200,9 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
         args: flags::scheduler(t.spec, &inputs),
         port: ports.scheduler,
         health: "/healthz",
-        resources: resources(&res.scheduler, "50m", "64Mi"),
+        requirements: &res.scheduler,
+        default_cpu: "50m",
+        default_memory: "64Mi",
         mounts: vec![mount("kubeconfigs", &layout.kubeconfig_dir)],
     }
     .container(t);

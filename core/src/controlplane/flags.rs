@@ -89,7 +89,55 @@ pub struct FlagInputs<'a> {
     /// pods on workers reach it at); None lets it pick its host's address, which in a pod is
     /// the pod IP.
     pub advertise_address: Option<std::net::IpAddr>,
+    /// Whether the controller-manager and the scheduler elect a leader. Replicated pods must,
+    /// and a rolling update runs two at once even at one replica; a runtime that never runs
+    /// two of a component at once (the process runtime's supervisor stops one before it starts
+    /// the next) needs no election, and so neither its Lease writes nor the wait for an
+    /// unreleased Lease after a restart.
+    pub leader_election: bool,
 }
+
+/// Leader election of the controller-manager and the scheduler, where they elect one. The
+/// leader renews its Lease every retry period, and each renewal is a write to the shared etcd:
+/// client-go's defaults (15 s lease, 10 s deadline, 2 s retry) cost every idle tenant a revision
+/// a second, the most a shard paid for it. Renewing every 10 s costs a fifth of that. The price:
+/// a standby takes over at most lease + jittered retry (30 + 22 s) after a leader that ended
+/// without releasing its Lease (the controller-manager never releases it before 1.36's alpha
+/// gate), and a component whose first attempt came before the apiserver's RBAC was ready tries
+/// again up to 22 s later. Running workloads notice neither; new pods wait that long.
+const LEADER_ELECTION: [(&str, &str); 4] = [
+    ("leader-elect", "true"),
+    ("leader-elect-lease-duration", "30s"),
+    ("leader-elect-renew-deadline", "20s"),
+    ("leader-elect-retry-period", "10s"),
+];
+
+/// No election: the runtime never runs two of a component at once.
+const NO_LEADER_ELECTION: [(&str, &str); 1] = [("leader-elect", "false")];
+
+fn leader_election(i: &FlagInputs<'_>) -> Vec<(&'static str, String)> {
+    let flags: &[(&'static str, &str)] = if i.leader_election {
+        &LEADER_ELECTION
+    } else {
+        &NO_LEADER_ELECTION
+    };
+    flags.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+/// The newest minor whose `APIServerIdentity` gate may still be turned off: beta and on since
+/// 1.26, and a locked GA gate would refuse `false` and stop the apiserver, so newer minors keep
+/// it until checked. With it, each apiserver renews an identity Lease every 10 s and, from 1.36
+/// (`UnknownVersionInteroperabilityProxy`, beta, which needs it), a peer endpoint lease every
+/// 10 s: two writes per idle tenant every 10 s, hard-coded. They let apiservers of different
+/// versions find each other to proxy requests for APIs only the other serves during a
+/// rolling upgrade; a tenant does without it (such a request is answered 404 for the seconds
+/// the rollout takes).
+const IDENTITY_LEASES_OFF_THROUGH_MINOR: u32 = 37;
+
+/// The feature gates that turn the identity leases off (the proxy first: it needs the
+/// identity, and the apiserver refuses a dependent gate left on).
+const IDENTITY_LEASES_OFF: &str =
+    "APIServerIdentity=false,UnknownVersionInteroperabilityProxy=false";
 
 /// The defaults, then the tenant's extra flags over them, but never over a managed flag: the
 /// contract refuses those on every write, and a spec stored before a flag became managed must
@@ -185,6 +233,9 @@ pub fn apiserver(spec: &TenantSpec, i: &FlagInputs<'_>) -> Vec<String> {
     if let Some(ip) = i.advertise_address {
         d.insert("advertise-address", ip.to_string());
     }
+    if spec.kubernetes_version.minor <= IDENTITY_LEASES_OFF_THROUGH_MINOR {
+        d.insert("feature-gates", IDENTITY_LEASES_OFF.into());
+    }
     let config = &i.layout.config_dir;
     // Always on: a shared etcd must not hold a tenant's Secrets in the clear.
     d.insert(
@@ -218,7 +269,7 @@ pub fn controller_manager(
     let net = &spec.network;
     let pki = &i.layout.pki_dir;
     let conf = format!("{}/controller-manager.conf", i.layout.kubeconfig_dir);
-    let d = BTreeMap::from([
+    let mut d = BTreeMap::from([
         ("allocate-node-cidrs", "true".to_owned()),
         ("authentication-kubeconfig", conf.clone()),
         ("authorization-kubeconfig", conf.clone()),
@@ -230,7 +281,6 @@ pub fn controller_manager(
         ("cluster-signing-key-file", format!("{pki}/ca.key")),
         ("controllers", "*,bootstrapsigner,tokencleaner".to_owned()),
         ("kubeconfig", conf),
-        ("leader-elect", "true".to_owned()),
         (
             "requestheader-client-ca-file",
             format!("{pki}/front-proxy-ca.crt"),
@@ -241,20 +291,21 @@ pub fn controller_manager(
         ("service-cluster-ip-range", net.service_cidr.to_string()),
         ("use-service-account-credentials", "true".to_owned()),
     ]);
+    d.extend(leader_election(i));
     render(d, &spec.extra_args.controller_manager)
 }
 
 /// kube-scheduler.
 pub fn scheduler(spec: &TenantSpec, i: &FlagInputs<'_>) -> Vec<String> {
     let conf = format!("{}/scheduler.conf", i.layout.kubeconfig_dir);
-    let d = BTreeMap::from([
+    let mut d = BTreeMap::from([
         ("authentication-kubeconfig", conf.clone()),
         ("authorization-kubeconfig", conf.clone()),
         ("bind-address", i.health_bind_address.to_owned()),
         ("kubeconfig", conf),
-        ("leader-elect", "true".to_owned()),
         ("secure-port", i.ports.scheduler.to_string()),
     ]);
+    d.extend(leader_election(i));
     render(d, &spec.extra_args.scheduler)
 }
 
@@ -285,6 +336,7 @@ mod tests {
             ports: Ports::pod(&spec()),
             health_bind_address: "0.0.0.0",
             advertise_address: None,
+            leader_election: true,
         }
     }
 
@@ -388,6 +440,46 @@ mod tests {
         assert!(
             f.contains(&"--cluster-signing-key-file=/var/lib/kamaji/acme/pki/ca.key".to_owned())
         );
+    }
+
+    /// What an idle tenant writes to its shard is mostly Lease renewals: leaders renew every
+    /// 10 s, a runtime that never runs two of a component elects none, the apiserver keeps no
+    /// identity Lease where the gate can be turned off, and a tenant's own flags still win.
+    #[test]
+    fn idle_components_renew_their_leases_rarely() {
+        let eps = vec!["https://e:2379".to_owned()];
+        let layout = Layout::pod();
+        let mut i = inputs(&eps, &layout);
+        for f in [
+            controller_manager(&spec(), &acme(), &i),
+            scheduler(&spec(), &i),
+        ] {
+            assert!(f.contains(&"--leader-elect=true".to_owned()), "{f:?}");
+            assert!(
+                f.contains(&"--leader-elect-retry-period=10s".to_owned()),
+                "{f:?}"
+            );
+            assert!(
+                f.contains(&"--leader-elect-lease-duration=30s".to_owned()),
+                "{f:?}"
+            );
+        }
+        i.leader_election = false;
+        for f in [
+            controller_manager(&spec(), &acme(), &i),
+            scheduler(&spec(), &i),
+        ] {
+            assert!(f.contains(&"--leader-elect=false".to_owned()), "{f:?}");
+            assert!(!f.iter().any(|f| f.starts_with("--leader-elect-")), "{f:?}");
+        }
+        let mut s = spec();
+        assert!(apiserver(&s, &i).contains(&format!("--feature-gates={IDENTITY_LEASES_OFF}")));
+        s.kubernetes_version.minor = IDENTITY_LEASES_OFF_THROUGH_MINOR + 1;
+        assert!(!apiserver(&s, &i)
+            .iter()
+            .any(|f| f.starts_with("--feature-gates")));
+        s.extra_args.scheduler = [("leader-elect-retry-period".into(), "2s".into())].into();
+        assert!(scheduler(&s, &i).contains(&"--leader-elect-retry-period=2s".to_owned()));
     }
 
     #[test]

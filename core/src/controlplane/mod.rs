@@ -1,4 +1,5 @@
-//! A tenant's control plane as pure values: the component flags ([`flags`]), the files the
+//! A tenant's control plane as pure values: the component flags ([`flags`]) and Go runtime
+//! settings ([`goruntime`]), the files the
 //! components read ([`files`]), and the objects the Kubernetes runtime applies to the admin
 //! cluster, one module per kind ([`namespace`], [`secrets`], [`deployment`], [`exposure`],
 //! [`disruption`]). Nothing here does I/O.
@@ -14,6 +15,7 @@ pub mod disruption;
 pub mod exposure;
 pub mod files;
 pub mod flags;
+pub mod goruntime;
 pub mod namespace;
 pub mod secrets;
 

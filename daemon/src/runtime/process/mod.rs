@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use kamaji_core::controlplane::files::files;
 use kamaji_core::controlplane::flags::{self, FlagInputs, Layout, Ports};
+use kamaji_core::controlplane::goruntime;
 use kamaji_core::controlplane::Tenant;
 use kamaji_core::ids::TenantName;
 use kamaji_core::lifecycle::ports::{PortError, Runtime, RuntimeStatus};
@@ -383,7 +384,15 @@ impl Runtime for ProcessRuntime {
                 .parse::<std::net::IpAddr>()
                 .ok()
                 .filter(|ip| !ip.is_loopback()),
+            // The supervisor stops a component before it starts its replacement.
+            leader_election: false,
         };
+        let res = &t.spec.resources;
+        let envs = [
+            goruntime::env(&res.apiserver),
+            goruntime::env(&res.controller_manager),
+            goruntime::env(&res.scheduler),
+        ];
         let args = [
             flags::apiserver(t.spec, &inputs),
             flags::controller_manager(t.spec, t.name, &inputs),
@@ -426,8 +435,12 @@ impl Runtime for ProcessRuntime {
         let sup = self.supervisor.clone();
         let name = tenant.to_owned();
         tokio::task::spawn_blocking(move || {
-            for (((c, bin), args), fingerprint) in
-                COMPONENTS.into_iter().zip(bins).zip(args).zip(fingerprints)
+            for ((((c, bin), args), fingerprint), env) in COMPONENTS
+                .into_iter()
+                .zip(bins)
+                .zip(args)
+                .zip(fingerprints)
+                .zip(envs)
             {
                 sup.ensure(
                     &name,
@@ -436,6 +449,7 @@ impl Runtime for ProcessRuntime {
                         bin,
                         args,
                         fingerprint,
+                        env,
                     },
                     &dir,
                 )?;

@@ -33,6 +33,9 @@ pub struct Command {
     /// files, client certificates): a change restarts it like a change of flags.
     #[serde(default)]
     pub fingerprint: String,
+    /// Environment set over kamajid's own (the Go runtime settings).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
 }
 
 /// The next backoff after `failures` consecutive failures.
@@ -107,6 +110,7 @@ impl Supervisor {
             .map_err(|e| format!("opening {}: {e}", p.log.display()))?;
         let child = tokio::process::Command::new(&p.cmd.bin)
             .args(&p.cmd.args)
+            .envs(p.cmd.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(err)
