@@ -46,6 +46,12 @@ pub const RESYNC_SECONDS: i64 = 600;
 /// kamajid checks every tenant at once, which is the right thing after a gap.
 pub const HEALTH_RESYNC: Duration = Duration::from_secs(30);
 
+/// A control plane that is starting is asked again this often, for up to [`READY_POLL_FOR`],
+/// before it is left to the next round: an apiserver is ready a few seconds after it starts,
+/// and a round (every 2 s) would add up to one more to every create, upgrade and restart.
+pub const READY_POLL: Duration = Duration::from_millis(200);
+pub const READY_POLL_FOR: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// A step ran; call again.
@@ -208,16 +214,26 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
     }
 
     /// Runs steps until the tenant converges, waits or is gone, retrying lost
-    /// compare-and-swaps. `limit` bounds the steps so a tenant stuck waiting does not spin.
+    /// compare-and-swaps. `limit` bounds the steps so a tenant stuck waiting does not spin; a
+    /// control plane that is starting is polled for a moment ([`READY_POLL_FOR`]) first.
     pub async fn converge(
         &self,
         name: &TenantName,
         limit: usize,
     ) -> Result<Outcome, LifecycleError> {
         let mut last = Outcome::Converged;
-        for _ in 0..limit {
+        let started = Instant::now();
+        let mut steps = 0;
+        while steps < limit {
+            steps += 1;
             match self.step(name).await {
                 Ok(Outcome::Ran(s)) => last = Outcome::Ran(s),
+                Ok(Outcome::Waiting(Step::AwaitReady))
+                    if started.elapsed() + READY_POLL < READY_POLL_FOR =>
+                {
+                    steps -= 1;
+                    tokio::time::sleep(READY_POLL).await;
+                }
                 Ok(o) => {
                     if o == Outcome::Gone {
                         self.set_checked(name, false);
