@@ -244,6 +244,11 @@ impl Harness {
             .expect("metrics port")
     }
 
+    /// The state etcd's metrics, `http://127.0.0.1:<port>/metrics`.
+    pub fn state_metrics_url(&self) -> &str {
+        &self.state.metrics_url
+    }
+
     /// The kamajid process id, to read its memory.
     pub fn kamajid_pid(&self) -> u32 {
         self.kamajid.id()

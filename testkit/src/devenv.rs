@@ -226,6 +226,8 @@ pub struct EtcdProcess {
     /// https://127.0.0.1:<port> (or the address it serves on)
     pub endpoint: String,
     pub data_dir: PathBuf,
+    /// Prometheus metrics over plain HTTP on loopback, `http://127.0.0.1:<port>/metrics`.
+    pub metrics_url: String,
     child: Child,
 }
 
@@ -296,7 +298,8 @@ impl EtcdProcess {
         // A failed attempt may have left a half-initialised member behind.
         let _ = std::fs::remove_dir_all(&data_dir);
         let log = base.join("etcd.log");
-        let (client, peer) = (free_port(), free_port());
+        let (client, peer, metrics) = (free_port(), free_port(), free_port());
+        let metrics_url = format!("http://127.0.0.1:{metrics}");
         let endpoint = match host {
             IpAddr::V6(h) => format!("https://[{h}]:{client}"),
             IpAddr::V4(h) => format!("https://{h}:{client}"),
@@ -320,6 +323,8 @@ impl EtcdProcess {
             .arg(&peer_url)
             .arg("--initial-cluster")
             .arg(format!("{name}={peer_url}"))
+            .arg("--listen-metrics-urls")
+            .arg(&metrics_url)
             .arg("--cert-file")
             .arg(pki_dir.join("server.crt"))
             .arg("--key-file")
@@ -353,6 +358,7 @@ impl EtcdProcess {
             name: name.to_owned(),
             endpoint,
             data_dir,
+            metrics_url: format!("{metrics_url}/metrics"),
             child,
         })
     }

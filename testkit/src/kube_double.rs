@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Bytes;
@@ -23,6 +24,19 @@ use base64::Engine;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
+
+/// Requests served, by every admin-cluster double and every tenant apiserver double of this
+/// process (for the benchmark's figures of what kamajid asks at rest).
+static ADMIN_REQUESTS: AtomicU64 = AtomicU64::new(0);
+static TENANT_REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// (admin cluster, tenant apiservers) requests served so far by this process's doubles.
+pub fn requests_served() -> (u64, u64) {
+    (
+        ADMIN_REQUESTS.load(Ordering::Relaxed),
+        TENANT_REQUESTS.load(Ordering::Relaxed),
+    )
+}
 
 #[derive(Clone, Default)]
 pub struct KubeDouble {
@@ -318,6 +332,11 @@ fn type_selector(uri: &Uri) -> Option<String> {
 }
 
 async fn handle(State(d): State<KubeDouble>, method: Method, uri: Uri, body: Bytes) -> Response {
+    if d.tenants.is_some() {
+        ADMIN_REQUESTS.fetch_add(1, Ordering::Relaxed);
+    } else {
+        TENANT_REQUESTS.fetch_add(1, Ordering::Relaxed);
+    }
     let path = uri.path().to_owned();
     let mut objects = d.objects.lock().unwrap();
     match method {

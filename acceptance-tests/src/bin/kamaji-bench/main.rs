@@ -5,7 +5,12 @@
 //! Real parts: etcd processes (TLS, client-cert auth, auth on), a release `kamajid serve`, the
 //! real terraform CLI with the release provider. The admin cluster is the Kubernetes API double.
 //!
+//! The last section (`idle`) runs real control planes (the newest built Kubernetes) through the
+//! process runtime, created with terraform, on a secured etcd shard.
+//!
 //! Usage: kamaji-bench [--tenants N] [--concurrency C] [--plan-resources P] [--skip-plan]
+//!        [--rest-seconds 60]
+//!        [--idle-tenants 20] [--idle-settle-seconds 60] [--idle-seconds 300] [--only-idle | --skip-idle]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,8 +27,12 @@ const MIB: i64 = 1024 * 1024;
 /// Per-tenant reservation used throughout (kamajid's `--tenant-reservation-mib`).
 const RESERVATION_MIB: i64 = 16;
 
+mod at_rest;
+mod idle;
 mod in_process;
 mod proc;
+use at_rest::bench_at_rest;
+use idle::{bench_idle, IdleArgs};
 use in_process::{bench_balance, bench_pki};
 use proc::*;
 
@@ -32,6 +41,10 @@ struct Args {
     concurrency: usize,
     plan_resources: usize,
     skip_plan: bool,
+    idle: IdleArgs,
+    only_idle: bool,
+    skip_idle: bool,
+    rest: Duration,
 }
 
 fn args() -> Args {
@@ -40,6 +53,14 @@ fn args() -> Args {
         concurrency: 32,
         plan_resources: 200,
         skip_plan: false,
+        idle: IdleArgs {
+            tenants: 20,
+            settle: Duration::from_secs(60),
+            window: Duration::from_secs(300),
+        },
+        only_idle: false,
+        skip_idle: false,
+        rest: Duration::from_secs(60),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -53,6 +74,16 @@ fn args() -> Args {
             "--concurrency" => a.concurrency = num("--concurrency"),
             "--plan-resources" => a.plan_resources = num("--plan-resources"),
             "--skip-plan" => a.skip_plan = true,
+            "--idle-tenants" => a.idle.tenants = num("--idle-tenants").max(1),
+            "--idle-settle-seconds" => {
+                a.idle.settle = Duration::from_secs(num("--idle-settle-seconds") as u64)
+            }
+            "--idle-seconds" => {
+                a.idle.window = Duration::from_secs(num("--idle-seconds").max(1) as u64)
+            }
+            "--only-idle" => a.only_idle = true,
+            "--skip-idle" => a.skip_idle = true,
+            "--rest-seconds" => a.rest = Duration::from_secs(num("--rest-seconds").max(1) as u64),
             other => panic!("unknown argument {other}; see the usage in the source header"),
         }
     }
@@ -483,6 +514,10 @@ async fn main() {
     ensure_built();
     println!("kamaji bench on {}", machine());
     println!();
+    if args.only_idle {
+        bench_idle(&args.idle, None).await;
+        return;
+    }
     bench_pki();
     bench_balance(1000);
 
@@ -501,7 +536,11 @@ async fn main() {
     let mut shards = Vec::new();
     let mut ds = h.client().await;
     for i in 1..=4 {
-        let e = h.etcd(&format!("shard-{i}"), EtcdSecurity::default()).await;
+        // kamajid places against the smaller of the registered quota and etcd's own (2 GiB by
+        // default): the shards are started with the 8 GiB they are registered with.
+        let e = h
+            .etcd(&format!("shard-{i}"), EtcdSecurity::with_quota(8 << 30))
+            .await;
         ds.create_datastore(v1::CreateDatastoreRequest {
             name: format!("shard-{i}"),
             spec: Some(datastore_spec(&h, &e.endpoint, 8 * GIB, "standard")),
@@ -520,22 +559,30 @@ async fn main() {
     );
     let mut per_shard: BTreeMap<String, usize> = BTreeMap::new();
     let mut t = h.tenants().await;
-    for tc in t
+    let listed_at = Instant::now();
+    let all = t
         .list_tenant_clusters(v1::ListTenantClustersRequest::default())
         .await
         .expect("list")
         .into_inner()
-        .tenant_clusters
-    {
+        .tenant_clusters;
+    let list_s = listed_at.elapsed().as_secs_f64();
+    for tc in all {
         *per_shard
             .entry(tc.status.unwrap_or_default().datastore)
             .or_default() += 1;
     }
-    println!("  tenants per shard (4 x 8 GiB, spread): {per_shard:?}");
+    println!("  tenants per shard (4 x 8 GiB, spread): {per_shard:?}; one ListTenantClusters of them all took {list_s:.3} s");
+    let shard_metrics: Vec<&str> = shards.iter().map(|s| s.metrics_url.as_str()).collect();
+    bench_at_rest(&h, &shard_metrics, args.tenants, args.rest).await;
     let tight = h.etcd("tight", EtcdSecurity::default()).await;
     bench_overcommit(&h, &tight.endpoint).await;
     if !args.skip_plan {
         bench_plan(&h, args.plan_resources.min(args.tenants));
     }
     drop(shards);
+    drop(h);
+    if !args.skip_idle {
+        bench_idle(&args.idle, Some(raw)).await;
+    }
 }

@@ -8,16 +8,30 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-pub(crate) fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// A `Name:   123 kB` field of a `/proc` text file, in KiB (0 when absent).
+pub(crate) fn kib_field(path: &str, name: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(name))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+pub(crate) fn rss_kib(pid: u32) -> u64 {
+    kib_field(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// A process's proportional set size (its private pages plus its share of the pages it shares,
+/// such as the program text of the same binary run by every tenant) and its anonymous RSS, KiB.
+pub(crate) fn pss_and_anon_kib(pid: u32) -> (u64, u64) {
+    (
+        kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:"),
+        kib_field(&format!("/proc/{pid}/status"), "RssAnon:"),
+    )
 }
 
 /// CPU seconds (user + system) a process has used so far.

@@ -67,7 +67,7 @@ pub struct ProcessConfig {
 }
 
 /// Parses `kube-apiserver --version` output, `Kubernetes v1.35.2`.
-pub fn parse_version(out: &str) -> Option<String> {
+pub fn version_from_output(out: &str) -> Option<String> {
     out.split_whitespace()
         .find(|w| w.starts_with('v') && w[1..].split('.').count() >= 3)
         .map(|w| w.trim_start_matches('v').to_owned())
@@ -186,7 +186,7 @@ impl ProcessRuntime {
                         .arg("--version")
                         .output()
                         .ok()
-                        .and_then(|o| parse_version(&String::from_utf8_lossy(&o.stdout)));
+                        .and_then(|o| version_from_output(&String::from_utf8_lossy(&o.stdout)));
                     if let Ok(mut c) = self.versions.lock() {
                         c.insert(path.clone(), (mtime, v.clone()));
                     }
@@ -544,13 +544,13 @@ mod tests {
     #[test]
     fn versions_are_read_from_the_version_flag() {
         assert_eq!(
-            parse_version("Kubernetes v1.35.2\n").as_deref(),
+            version_from_output("Kubernetes v1.35.2\n").as_deref(),
             Some("1.35.2")
         );
         assert_eq!(
-            parse_version("Kubernetes v1.36.0-rc.1").as_deref(),
+            version_from_output("Kubernetes v1.36.0-rc.1").as_deref(),
             Some("1.36.0-rc.1")
         );
-        assert_eq!(parse_version("garbage"), None);
+        assert_eq!(version_from_output("garbage"), None);
     }
 }
