@@ -157,11 +157,30 @@ async fn real_control_planes_answer_kubectl_keep_to_their_prefix_and_survive_fau
         "--from-literal=password=hunter2",
     ]);
     team_a_k.must(&["create", "namespace", "only-a"]);
-    // The controller manager really runs: it gives a new namespace its default ServiceAccount,
-    // and both it and the scheduler hold their leader Leases.
+    // The controller manager really runs: it gives a new namespace its default ServiceAccount.
+    // The scheduler really runs: with no node to offer, it marks a new pod unschedulable.
+    // Neither elects a leader on one host (the supervisor never runs two of a component), so
+    // neither keeps a Lease that would be rewritten in the shared etcd every few seconds.
     team_k.eventually(&["-n", "shop", "get", "serviceaccount", "default"], 60);
+    team_k.must(&[
+        "-n",
+        "shop",
+        "run",
+        "probe",
+        "--image=registry.k8s.io/pause:3.10",
+        "--restart=Never",
+    ]);
+    team_k.must(&[
+        "-n",
+        "shop",
+        "wait",
+        "--for=condition=PodScheduled=false",
+        "pod/probe",
+        "--timeout=60s",
+    ]);
     for lease in ["kube-controller-manager", "kube-scheduler"] {
-        team_k.eventually(&["-n", "kube-system", "get", "lease", lease], 60);
+        let r = team_k.run(&["-n", "kube-system", "get", "lease", lease]);
+        assert!(!r.ok, "{lease} elects a leader: {}", r.stdout);
     }
     // Pods on workers reach the apiserver through the `kubernetes` Service, whose endpoint the
     // apiserver publishes: this host (kube-apiserver refuses the loopback advertise address, so
