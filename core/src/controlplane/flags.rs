@@ -90,10 +90,9 @@ pub struct FlagInputs<'a> {
     /// the pod IP.
     pub advertise_address: Option<std::net::IpAddr>,
     /// Whether the controller-manager and the scheduler elect a leader. Replicated pods must,
-    /// and a rolling update runs two at once even at one replica; a runtime that never runs
-    /// two of a component at once (the process runtime's supervisor stops one before it starts
-    /// the next) needs no election, and so neither its Lease writes nor the wait for an
-    /// unreleased Lease after a restart.
+    /// and a rolling update runs two at once even at one replica. Without an election they
+    /// write no Lease, but also start their controllers before the apiserver answers, and
+    /// exit when it does not: both runtimes elect today (see the process runtime).
     pub leader_election: bool,
 }
 

@@ -384,8 +384,11 @@ impl Runtime for ProcessRuntime {
                 .parse::<std::net::IpAddr>()
                 .ok()
                 .filter(|ip| !ip.is_loopback()),
-            // The supervisor stops a component before it starts its replacement.
-            leader_election: false,
+            // Elected even on one host: a controller-manager waiting for its Lease waits for an
+            // apiserver that restarts (a key rotation, an upgrade); one that elects none starts
+            // its controllers at once, exits while the apiserver is away, and the supervisor
+            // counts those exits as a component that does not start.
+            leader_election: true,
         };
         let res = &t.spec.resources;
         let envs = [
