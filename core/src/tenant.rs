@@ -99,6 +99,19 @@ pub struct StoredPki {
     /// (sealed before this was recorded).
     #[serde(default)]
     pub certificates_expire_at: i64,
+    /// The digest of `sealed` as the store keeps it under the tenant's own key, as last read or
+    /// written; only the store sets it. The sealed set (about 20 KiB) changes only when the PKI
+    /// is issued, renewed, rotated or re-sealed, so the store rewrites it only when `sealed` no
+    /// longer has this digest, and lists records without it (`sealed` empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_as: Option<String>,
+}
+
+impl StoredPki {
+    /// Whether `sealed` was read: a record listed without its sealed set has only the digest.
+    pub fn sealed_read(&self) -> bool {
+        !self.sealed.is_empty() || self.stored_as.is_none()
+    }
 }
 
 /// What every object of the encrypted resources is written with: the key rotation, and the

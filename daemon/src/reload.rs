@@ -324,7 +324,7 @@ async fn load_kek(
         .into_iter()
         .map(|v| v.value)
         .collect();
-    let tenants = store.tenant_records().await?;
+    let tenants = store.tenant_records_sealed().await?;
     let lost: Vec<String> = sealed_values(&datastores, &tenants)
         .into_iter()
         .filter(|(aad, sealed)| fresh.open(aad, sealed).is_err())
@@ -366,7 +366,7 @@ async fn reseal(
             }
         }
     }
-    for t in store.tenant_records().await? {
+    for t in store.tenant_records_sealed().await? {
         let aad = kamaji_core::kek::tenant_aad(&t.name);
         if !t
             .pki

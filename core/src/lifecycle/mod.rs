@@ -424,6 +424,13 @@ pub fn open_pki(kek: &Kek, rec: &TenantRecord) -> Result<Option<TenantPki>, Life
     let Some(stored) = &rec.pki else {
         return Ok(None);
     };
+    if !stored.sealed_read() {
+        return Err(RecordError::Corrupt {
+            what: format!("the stored PKI of tenant {}", rec.name),
+            detail: "the record was read without its sealed PKI".into(),
+        }
+        .into());
+    }
     let json = kek.open(&tenant_aad(&rec.name), &stored.sealed)?;
     serde_json::from_str(&json).map(Some).map_err(|e| {
         RecordError::Corrupt {
@@ -444,6 +451,7 @@ pub fn seal_pki(kek: &Kek, rec: &mut TenantRecord, pki: &TenantPki) -> Result<()
         sealed: kek.seal(&tenant_aad(&rec.name), &json),
         ca_certificate: pki.ca_bundle(),
         certificates_expire_at: crate::pki::leaves_expire_at(pki),
+        stored_as: rec.pki.as_ref().and_then(|p| p.stored_as.clone()),
     });
     Ok(())
 }

@@ -561,6 +561,7 @@ fn the_next_step_follows_from_the_record_alone() {
         sealed: String::new(),
         ca_certificate: String::new(),
         certificates_expire_at: 1,
+        stored_as: None,
     });
     assert_eq!(next(&rec, due), Some(Step::Apply));
     rec.set_condition(COND_APPLIED, true, "", "", 0);

@@ -1,6 +1,7 @@
 //! Where each record lives in the state etcd; only the store builds these keys.
 //!
-//! Layout (all under `/kamajid/v1/`): `tenants/<name>`, `datastores/<name>` (spec),
+//! Layout (all under `/kamajid/v1/`): `tenants/<name>`, `pki/<name>` (the tenant's sealed PKI,
+//! written with its record when it changes), `datastores/<name>` (spec),
 //! `status/datastores/<name>` (last probe, written by the leader), `placements/<datastore>/<tenant>`
 //! (one key per placed tenant, written with the tenant record), `reservations/<datastore>` (what
 //! the placed tenants reserve there), `leader`. Every prefix ends in '/', so `a` never covers
@@ -15,6 +16,12 @@ pub fn tenants() -> String {
 }
 pub fn tenant(name: &TenantName) -> String {
     format!("{}{name}", tenants())
+}
+pub fn pkis() -> String {
+    format!("{ROOT}pki/")
+}
+pub fn pki(tenant: &TenantName) -> String {
+    format!("{}{tenant}", pkis())
 }
 pub fn datastores() -> String {
     format!("{ROOT}datastores/")

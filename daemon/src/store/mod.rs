@@ -10,7 +10,9 @@
 //!   transaction, so a tenant placed concurrently either blocks the delete or is refused;
 //! - a record that does not decode is an error ([`StoreError::Corrupt`]), never a default.
 //!
-//! Records are JSON. Secrets inside them are already sealed by the KEK.
+//! Records are JSON. Secrets inside them are already sealed by the KEK. A tenant's sealed PKI,
+//! by far the largest part of its record, is kept under its own key and rewritten only when it
+//! changes (see [`tenants`]).
 
 mod datastores;
 mod keys;
@@ -188,11 +190,22 @@ impl Store {
         &self,
         prefix: &str,
         keys_only: bool,
-        mut visit: impl FnMut(&etcd_client::KeyValue) -> Result<(), StoreError>,
+        visit: impl FnMut(&etcd_client::KeyValue) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        self.scan_at(prefix, keys_only, 0, visit).await.map(|_| ())
+    }
+
+    /// As [`Self::scan`], at `revision` (0: the current one); returns the revision read, so that
+    /// a second prefix can be read as of the same moment.
+    async fn scan_at(
+        &self,
+        prefix: &str,
+        keys_only: bool,
+        mut revision: i64,
+        mut visit: impl FnMut(&etcd_client::KeyValue) -> Result<(), StoreError>,
+    ) -> Result<i64, StoreError> {
         let end = kamaji_core::etcd_keys::prefix_end(prefix.as_bytes());
         let mut from = prefix.as_bytes().to_vec();
-        let mut revision = 0;
         let mut page = LIST_PAGE;
         loop {
             let mut opts = GetOptions::new()
@@ -223,7 +236,7 @@ impl Store {
                     from = last.key().to_vec();
                     from.push(0);
                 }
-                _ => return Ok(()),
+                _ => return Ok(revision),
             }
         }
     }

@@ -1,6 +1,15 @@
 //! Tenant records, placements and reservations: the lifecycle's [`Records`] over the state etcd.
+//!
+//! A tenant's sealed PKI (about 20 KiB) is kept under its own key (`pki/<name>`), beside a
+//! record of about 2 KiB that names it by digest ([`StoredPki::stored_as`]). The record is
+//! written at every step of the lifecycle; the sealed PKI only when it changes (issued, renewed,
+//! rotated, re-sealed), in the same transaction as the record that names it. Reading one tenant
+//! reads both in one transaction; listing reads records only (every round of the lifecycle
+//! lists them all), with `sealed` empty. Records written before the split hold the sealed PKI
+//! inline; they read as they are and are split at their next write.
 
-use etcd_client::{Txn, TxnOp};
+use etcd_client::{KeyValue, Txn, TxnOp, TxnOpResponse};
+use sha2::{Digest, Sha256};
 use kamaji_core::datastore::{DatastoreRecord, DatastoreStatusRecord, Phase, Reservation};
 use kamaji_core::ids::{DatastoreName, TenantName};
 use kamaji_core::lifecycle::ports::{Candidacy, RecordError, Records};
@@ -8,7 +17,7 @@ use kamaji_core::placement::Candidate;
 use kamaji_core::spec::TenantSpec;
 use kamaji_core::tenant::TenantRecord;
 
-use super::{at, encode, exists, keys, Store, StoreError, Versioned};
+use super::{at, decode, encode, exists, keys, Store, StoreError, Versioned};
 use crate::wire;
 
 impl Store {
@@ -23,13 +32,38 @@ impl Store {
         })
     }
 
+    /// One tenant with its sealed PKI, read in one transaction.
     pub async fn tenant_record(
         &self,
         name: &TenantName,
     ) -> Result<Option<Versioned<TenantRecord>>, StoreError> {
-        self.get(&keys::tenant(name)).await
+        let (tkey, pkey) = (keys::tenant(name), keys::pki(name));
+        let resp = self
+            .txn(
+                "get tenant",
+                Txn::new().and_then([
+                    TxnOp::get(tkey.as_str(), None),
+                    TxnOp::get(pkey.as_str(), None),
+                ]),
+            )
+            .await?;
+        let mut gets = resp.op_responses().into_iter().map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+            _ => None,
+        });
+        let (Some(record), sealed) = (gets.next().flatten(), gets.next().flatten()) else {
+            return Ok(None);
+        };
+        let mut value: TenantRecord = decode(record.key(), record.value())?;
+        join_sealed(&mut value, sealed.as_ref())?;
+        Ok(Some(Versioned {
+            value,
+            revision: record.mod_revision(),
+        }))
     }
 
+    /// Every tenant record without its sealed PKI (`sealed` empty where it is kept apart): what
+    /// the lifecycle's rounds, the API's lists and the metrics read.
     pub async fn tenant_records(&self) -> Result<Vec<TenantRecord>, StoreError> {
         Ok(self
             .list::<TenantRecord>(&keys::tenants())
@@ -39,13 +73,35 @@ impl Store {
             .collect())
     }
 
+    /// Every tenant record with its sealed PKI, both read as of one revision: for re-sealing
+    /// with a new KEK, which must see every sealed value.
+    pub async fn tenant_records_sealed(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        let mut records = Vec::new();
+        let revision = self
+            .scan_at(&keys::tenants(), false, 0, |kv| {
+                records.push(decode::<TenantRecord>(kv.key(), kv.value())?);
+                Ok(())
+            })
+            .await?;
+        let prefix = keys::pkis();
+        let mut sealed = std::collections::HashMap::new();
+        self.scan_at(&prefix, false, revision, |kv| {
+            let name = String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned();
+            sealed.insert(name, kv.clone());
+            Ok(())
+        })
+        .await?;
+        for rec in &mut records {
+            join_sealed(rec, sealed.get(rec.name.as_str()))?;
+        }
+        Ok(records)
+    }
+
     pub async fn create_tenant_record(&self, rec: &TenantRecord) -> Result<(), StoreError> {
         let key = keys::tenant(&rec.name);
-        let txn = Txn::new().when([at(&key, None)]).and_then([TxnOp::put(
-            key.as_str(),
-            encode(&key, rec)?,
-            None,
-        )]);
+        let txn = Txn::new()
+            .when([at(&key, None)])
+            .and_then(tenant_puts(rec)?);
         if self.txn("create tenant", txn).await?.succeeded() {
             Ok(())
         } else {
@@ -60,13 +116,9 @@ impl Store {
         rec: &TenantRecord,
         revision: i64,
     ) -> Result<(), StoreError> {
-        self.update(
-            &keys::tenant(&rec.name),
-            format!("tenant cluster {:?}", rec.name.as_str()),
-            rec,
-            revision,
-        )
-        .await
+        let when = vec![at(&keys::tenant(&rec.name), Some(revision))];
+        self.commit("update tenant", rec, when, tenant_puts(rec)?)
+            .await
     }
 
     async fn reservation(
@@ -133,15 +185,15 @@ impl Store {
             guard,
             exists(&keys::datastore(ds)),
         ];
-        let ops = vec![
-            TxnOp::put(tkey.as_str(), encode(&tkey, rec)?, None),
+        let mut ops = tenant_puts(rec)?;
+        ops.extend([
             TxnOp::put(
                 keys::placement(ds, &rec.name),
                 encode(&tkey, &rec.reservation_bytes)?,
                 None,
             ),
             write,
-        ];
+        ]);
         self.commit("place tenant", rec, when, ops).await
     }
 
@@ -207,7 +259,8 @@ impl Store {
             guard,
             exists(&keys::datastore(to)),
         ];
-        let ops = vec![TxnOp::put(tkey.as_str(), encode(&tkey, rec)?, None), write];
+        let mut ops = tenant_puts(rec)?;
+        ops.push(write);
         self.commit("reserve a move", rec, when, ops).await
     }
 
@@ -229,8 +282,8 @@ impl Store {
             rec.reservation_bytes,
         )?;
         let when = vec![at(&tkey, Some(revision)), guard];
-        let ops = vec![
-            TxnOp::put(tkey.as_str(), encode(&tkey, rec)?, None),
+        let mut ops = tenant_puts(rec)?;
+        ops.extend([
             TxnOp::delete(keys::placement(from, &rec.name), None),
             TxnOp::put(
                 keys::placement(to, &rec.name),
@@ -238,7 +291,7 @@ impl Store {
                 None,
             ),
             write,
-        ];
+        ]);
         self.commit("switch a move", rec, when, ops).await
     }
 
@@ -256,14 +309,18 @@ impl Store {
             rec.reservation_bytes,
         )?;
         let when = vec![at(&tkey, Some(revision)), guard];
-        let ops = vec![TxnOp::put(tkey.as_str(), encode(&tkey, rec)?, None), write];
+        let mut ops = tenant_puts(rec)?;
+        ops.push(write);
         self.commit("abandon a move", rec, when, ops).await
     }
 
     async fn release_record(&self, rec: &TenantRecord, revision: i64) -> Result<(), StoreError> {
         let tkey = keys::tenant(&rec.name);
         let mut when = vec![at(&tkey, Some(revision))];
-        let mut ops = vec![TxnOp::delete(tkey.as_str(), None)];
+        let mut ops = vec![
+            TxnOp::delete(tkey.as_str(), None),
+            TxnOp::delete(keys::pki(&rec.name), None),
+        ];
         if let Some(ds) = &rec.datastore {
             let (guard, write) = Self::reservation_delta(
                 ds,
@@ -291,6 +348,56 @@ impl Store {
         }
         self.commit("release tenant", rec, when, ops).await
     }
+}
+
+/// The digest a record names its sealed PKI by.
+fn digest(sealed: &str) -> String {
+    hex::encode(Sha256::digest(sealed.as_bytes()))
+}
+
+/// The writes that store `rec`: the record without its sealed PKI, and the sealed PKI under its
+/// own key unless the one stored there already is this one (a record read without it, or whose
+/// `sealed` still has the digest it was read with). Written in one transaction with the record,
+/// under the record's revision guard, the two never disagree.
+fn tenant_puts(rec: &TenantRecord) -> Result<Vec<TxnOp>, StoreError> {
+    let key = keys::tenant(&rec.name);
+    let mut ops = Vec::with_capacity(2);
+    let mut stored = rec.clone();
+    if let Some(p) = stored.pki.as_mut().filter(|p| p.sealed_read()) {
+        let d = digest(&p.sealed);
+        let sealed = std::mem::take(&mut p.sealed);
+        if p.stored_as.as_deref() != Some(d.as_str()) {
+            ops.push(TxnOp::put(keys::pki(&rec.name), sealed, None));
+        }
+        p.stored_as = Some(d);
+    }
+    ops.insert(0, TxnOp::put(key.as_str(), encode(&key, &stored)?, None));
+    Ok(ops)
+}
+
+/// Puts the sealed PKI read from its own key (`sealed`) into the record that names it. A record
+/// that names one the key does not hold is corrupt: never read as "no PKI", which would re-key
+/// the tenant.
+fn join_sealed(rec: &mut TenantRecord, sealed: Option<&KeyValue>) -> Result<(), StoreError> {
+    let key = keys::pki(&rec.name);
+    let Some(p) = rec.pki.as_mut().filter(|p| !p.sealed_read()) else {
+        return Ok(());
+    };
+    let corrupt = |detail: String| StoreError::Corrupt {
+        key: key.clone(),
+        detail,
+    };
+    let want = p.stored_as.clone().unwrap_or_default();
+    let kv = sealed.ok_or_else(|| corrupt("missing: the tenant's record names a sealed PKI".into()))?;
+    let text = std::str::from_utf8(kv.value())
+        .map_err(|e| corrupt(format!("not text: {e}")))?;
+    if digest(text) != want {
+        return Err(corrupt(
+            "holds another sealed PKI than the tenant's record names".into(),
+        ));
+    }
+    p.sealed = text.to_owned();
+    Ok(())
 }
 
 impl Records for Store {
