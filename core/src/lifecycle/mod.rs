@@ -291,6 +291,23 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         steps::next(rec, self.due(rec)).is_some()
     }
 
+    /// The datastores `tenants` are placed on, each read once (a round's health checks share
+    /// them); one that does not read is left out, and its tenants' checks go through their step.
+    async fn datastores_of(
+        &self,
+        tenants: &[TenantRecord],
+    ) -> HashMap<crate::ids::DatastoreName, crate::datastore::DatastoreRecord> {
+        let names: std::collections::BTreeSet<_> =
+            tenants.iter().filter_map(|t| t.datastore.clone()).collect();
+        let mut out = HashMap::new();
+        for name in names {
+            if let Ok(Some(ds)) = self.records.datastore(&name).await {
+                out.insert(name, ds);
+            }
+        }
+        out
+    }
+
     /// Marks the tenants a drain moves off now ([`drain::evictions`]) as evicted, in `tenants`
     /// too; their lifecycle then moves them.
     pub async fn drain(&self, tenants: &mut [TenantRecord]) -> Result<(), LifecycleError> {
@@ -369,33 +386,40 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             if !*leader.borrow() {
                 continue;
             }
-            let mut tenants = match self.records.tenants().await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(error = %e, "listing tenants");
-                    continue;
-                }
-            };
-            self.observer.round(&tenants);
-            if let Err(e) = self.drain(&mut tenants).await {
-                tracing::warn!(error = %e, "draining datastores");
-            }
-            let work = tenants.into_iter().filter(|t| self.pending(t)).map(|t| {
-                let me = self.clone();
-                async move {
-                    // A failed step was logged where it failed.
-                    if let Err(e) = me.converge(&t.name, 16).await {
-                        me.record_failure(&t.name, &e.to_string()).await;
-                    }
-                }
-            });
-            futures::StreamExt::for_each_concurrent(
-                futures::stream::iter(work),
-                CONCURRENCY,
-                |f| f,
-            )
-            .await;
+            self.round().await;
         }
+    }
+
+    /// One round: every tenant listed once, each that needs work converged, at most
+    /// [`CONCURRENCY`] at once; a routine health check is made from the listed record.
+    pub async fn round(&self) {
+        let mut tenants = match self.records.tenants().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing tenants");
+                return;
+            }
+        };
+        self.observer.round(&tenants);
+        if let Err(e) = self.drain(&mut tenants).await {
+            tracing::warn!(error = %e, "draining datastores");
+        }
+        let datastores = self.datastores_of(&tenants).await;
+        let work = tenants.iter().filter_map(|t| {
+            let step = steps::next(t, self.due(t))?;
+            let ds = t.datastore.as_ref().and_then(|d| datastores.get(d));
+            Some(async move {
+                if step == Step::CheckHealth && self.healthy_as_listed(t, ds).await {
+                    return;
+                }
+                // A failed step was logged where it failed.
+                if let Err(e) = self.converge(&t.name, 16).await {
+                    self.record_failure(&t.name, &e.to_string()).await;
+                }
+            })
+        });
+        futures::StreamExt::for_each_concurrent(futures::stream::iter(work), CONCURRENCY, |f| f)
+            .await;
     }
 }
 

@@ -484,6 +484,31 @@ async fn a_stored_pki_or_spec_that_does_not_decode_stops_the_tenant_and_keeps_it
 }
 
 #[tokio::test]
+async fn a_round_checks_a_healthy_tenant_from_its_listing_and_reads_it_only_when_it_is_not() {
+    let w = world();
+    let t = w.create("acme").await;
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    w.life.set_checked(&t, false);
+    let before = w.life.records.get(&t).unwrap().revision;
+    // Reading the record would fail: the routine check does not read it.
+    w.faults.arm("records.get");
+    w.life.round().await;
+    assert!(!w.life.health_due(&t), "checked");
+    assert!(
+        w.life.records.tenant(&t).await.is_err(),
+        "the armed read is still armed: the round did not read the record"
+    );
+    assert_eq!(w.life.records.get(&t).unwrap().revision, before);
+    // Unhealthy: the step reads the record and writes what it found.
+    w.life.runtime.down.lock().unwrap().insert(t.clone());
+    w.life.set_checked(&t, false);
+    w.life.round().await;
+    let rec = w.record(&t).unwrap();
+    assert_eq!(rec.phase, Phase::Degraded);
+    assert_eq!(rec.condition(COND_READY).unwrap().reason, "Unhealthy");
+}
+
+#[tokio::test]
 async fn a_ready_tenant_that_stops_answering_goes_degraded_and_comes_back_bootstrapped() {
     let w = world();
     let t = w.create("acme").await;
@@ -1361,4 +1386,31 @@ async fn a_tenant_deleted_mid_move_leaves_nothing_on_either_datastore() {
             assert_eq!((r.tenants, r.reserved_bytes), (0, 0), "{ds} at stage {k}");
         }
     }
+}
+
+#[test]
+fn resyncs_of_tenants_created_together_spread_over_the_period_and_each_comes_once_a_period() {
+    const PERIOD: i64 = 600;
+    let mut buckets = [0u32; 10];
+    for n in 0..1000 {
+        let name = TenantName::parse(&format!("t{n}")).unwrap();
+        let mut rec = TenantRecord::new(name, WireSpec::default(), 1, 0);
+        rec.phase = Phase::Ready;
+        rec.bootstrapped_at = 1_000_000;
+        let first = (rec.bootstrapped_at + 1..=rec.bootstrapped_at + PERIOD)
+            .find(|&t| steps::resync_due(&rec, PERIOD, t))
+            .expect("due within one period of its bootstrap");
+        buckets[usize::try_from((first - rec.bootstrapped_at - 1) / 60).unwrap()] += 1;
+        // Repaired then: due again exactly one period later, not before.
+        rec.bootstrapped_at = first;
+        assert!(!steps::resync_due(&rec, PERIOD, first + PERIOD - 1));
+        assert!(steps::resync_due(&rec, PERIOD, first + PERIOD));
+        rec.phase = Phase::Degraded;
+        assert!(!steps::resync_due(&rec, PERIOD, first + 10 * PERIOD));
+    }
+    // Even: each tenth of the period takes about a tenth of the fleet (100 each).
+    assert!(
+        buckets.iter().all(|&b| (50..=150).contains(&b)),
+        "{buckets:?}"
+    );
 }

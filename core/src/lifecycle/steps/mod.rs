@@ -34,7 +34,7 @@ pub(crate) mod limits;
 pub(crate) mod moves;
 mod teardown;
 
-use super::ports::{Isolation, Records, Runtime, TenantObjects};
+use super::ports::{Isolation, Records, Runtime, StepResult, TenantObjects};
 use super::{now_unix, open_pki, seal_pki, Lifecycle, LifecycleError, Outcome, Settings};
 use crate::bootstrap;
 use crate::controlplane::Tenant;
@@ -240,9 +240,27 @@ pub fn renew_due(rec: &TenantRecord, renew_before: time::Duration, now: i64) -> 
     })
 }
 
-/// Whether a Ready tenant's resync period has passed at `now`.
+/// Whether a Ready tenant's drift repair is due at `now`: once every `resync_seconds`, at a
+/// moment of the period that is the tenant's own (from its id), so that tenants created or
+/// restarted together do not all repair at once: a fleet's resyncs spread evenly over the
+/// period. Due when the last bootstrap came before the tenant's latest slot.
 pub fn resync_due(rec: &TenantRecord, resync_seconds: i64, now: i64) -> bool {
-    rec.phase == Phase::Ready && now - rec.bootstrapped_at >= resync_seconds
+    if rec.phase != Phase::Ready {
+        return false;
+    }
+    let period = resync_seconds.max(1);
+    let offset = resync_offset(rec.uid.as_str(), period);
+    let latest_slot = (now - offset).div_euclid(period) * period + offset;
+    rec.bootstrapped_at < latest_slot
+}
+
+/// A tenant's moment in a resync period of `period` seconds: FNV-1a of its id, so that every
+/// kamajid (and every restart) gives a tenant the same one.
+fn resync_offset(id: &str, period: i64) -> i64 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    i64::try_from(hash % period.unsigned_abs()).unwrap_or(0)
 }
 
 /// The step due for `rec`, if any.
@@ -373,6 +391,32 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 datastore: name.to_string(),
                 detail: "no longer registered".into(),
             })
+    }
+
+    /// A Ready tenant's routine health check from the record a round listed: neither the
+    /// record nor its datastore is read again from the state store (at thousands of tenants
+    /// those reads were most of kamajid's requests at rest). True when the control plane is
+    /// healthy; anything else (unhealthy, unreadable) is left to the step, which reads the
+    /// record again and writes what it finds under its revision.
+    pub(super) async fn healthy_as_listed(
+        &self,
+        rec: &TenantRecord,
+        ds: Option<&DatastoreRecord>,
+    ) -> bool {
+        let (Some(ds), Ok(spec)) = (ds, self.records.spec(rec)) else {
+            return false;
+        };
+        let started = std::time::Instant::now();
+        match self.runtime.status(&self.render_input(rec, &spec, ds)).await {
+            Ok(status) if status.ready => {
+                self.set_checked(&rec.name, true);
+                super::log_step(&rec.name, Step::CheckHealth, StepResult::Ran, None);
+                self.observer
+                    .performed(rec, Step::CheckHealth, StepResult::Ran, started.elapsed());
+                true
+            }
+            _ => false,
+        }
     }
 
     /// What the runtime renders the tenant from.
