@@ -180,3 +180,55 @@ async fn the_sealed_pki_is_kept_apart_and_written_only_when_it_changes() {
     assert!(raw(&store, tkey).await.is_none());
     assert!(raw(&store, pkey).await.is_none());
 }
+
+#[tokio::test]
+async fn a_list_after_a_list_shows_every_change_made_in_between() {
+    let (_dir, _etcd, store) = store().await;
+    let names: Vec<TenantName> = (0..100)
+        .map(|n| TenantName::parse(&format!("t{n:03}")).unwrap())
+        .collect();
+    for n in &names {
+        store
+            .create_tenant_record(&TenantRecord::new(n.clone(), WireSpec::default(), 1, 1))
+            .await
+            .unwrap();
+    }
+    let generations = |all: &[TenantRecord]| -> Vec<(String, i64)> {
+        all.iter()
+            .map(|r| (r.name.to_string(), r.generation))
+            .collect()
+    };
+    assert_eq!(store.tenant_records().await.unwrap().len(), 100);
+    // A few changed, one gone, one new; then many changed (read in pages, not one by one).
+    for (changed, count) in [(3, 3), (90, 90)] {
+        for n in &names[..changed] {
+            let v = store.tenant_record(n).await.unwrap().unwrap();
+            let mut rec = v.value;
+            rec.generation += count;
+            store.update_tenant_record(&rec, v.revision).await.unwrap();
+        }
+        let all = store.tenant_records().await.unwrap();
+        let want: Vec<(String, i64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let g = 1 + if i < 3 { 3 } else { 0 } + if count == 90 && i < 90 { 90 } else { 0 };
+                (n.to_string(), g)
+            })
+            .collect();
+        assert_eq!(generations(&all), want, "after {changed} changed");
+    }
+    let gone = store.tenant_record(&names[50]).await.unwrap().unwrap();
+    Records::release(&store, &gone.value, gone.revision)
+        .await
+        .unwrap();
+    let fresh = TenantName::parse("zz").unwrap();
+    store
+        .create_tenant_record(&TenantRecord::new(fresh, WireSpec::default(), 1, 1))
+        .await
+        .unwrap();
+    let all = store.tenant_records().await.unwrap();
+    assert_eq!(all.len(), 100);
+    assert!(all.iter().all(|r| r.name.as_str() != "t050"));
+    assert_eq!(all.last().unwrap().name.as_str(), "zz");
+}

@@ -64,6 +64,10 @@ const LIST_PAGE: i64 = 256;
 #[derive(Clone)]
 pub struct Store {
     client: Client,
+    /// The tenant records the last list returned, by key, with their mod revisions: a list
+    /// reads keys and revisions, and the values of only the records that changed since (the
+    /// lifecycle lists every tenant every round; at rest almost none changed).
+    listed: std::sync::Arc<std::sync::Mutex<tenants::Listed>>,
 }
 
 fn etcd(op: &'static str) -> impl FnOnce(etcd_client::Error) -> StoreError {
@@ -98,7 +102,10 @@ fn exists(key: &str) -> Compare {
 
 impl Store {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            listed: Default::default(),
+        }
     }
 
     /// The etcd client, for leader election (which owns its own key, [`Store::leader_key`]).

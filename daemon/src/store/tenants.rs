@@ -62,15 +62,64 @@ impl Store {
         }))
     }
 
-    /// Every tenant record without its sealed PKI (`sealed` empty where it is kept apart): what
-    /// the lifecycle's rounds, the API's lists and the metrics read.
+    /// Every tenant record without its sealed PKI (`sealed` empty where it is kept apart), in
+    /// name order: what the lifecycle's rounds, the API's lists and the metrics read. Reads the
+    /// keys and their revisions, then only the records that changed since the last list (all
+    /// of them, in pages, when many did), everything as of one revision.
     pub async fn tenant_records(&self) -> Result<Vec<TenantRecord>, StoreError> {
-        Ok(self
-            .list::<TenantRecord>(&keys::tenants())
-            .await?
-            .into_iter()
-            .map(|v| v.value)
-            .collect())
+        let prefix = keys::tenants();
+        let mut seen: Vec<(Vec<u8>, i64)> = Vec::new();
+        let revision = self
+            .scan_at(&prefix, true, 0, |kv| {
+                seen.push((kv.key().to_vec(), kv.mod_revision()));
+                Ok(())
+            })
+            .await?;
+        let mut known = self.take_listed();
+        let changed: Vec<&[u8]> = seen
+            .iter()
+            .filter(|(k, r)| known.get(k).map(|(at, _)| at) != Some(r))
+            .map(|(k, _)| k.as_slice())
+            .collect();
+        if changed.len() > REREAD_ONE_BY_ONE {
+            self.scan_at(&prefix, false, revision, |kv| {
+                let rec: TenantRecord = decode(kv.key(), kv.value())?;
+                known.insert(kv.key().to_vec(), (kv.mod_revision(), rec));
+                Ok(())
+            })
+            .await?;
+        } else {
+            for key in changed {
+                let opts = etcd_client::GetOptions::new().with_revision(revision);
+                let resp = self
+                    .client
+                    .clone()
+                    .get(key, Some(opts))
+                    .await
+                    .map_err(|source| StoreError::Etcd { op: "get", source })?;
+                if let Some(kv) = resp.kvs().first() {
+                    let rec: TenantRecord = decode(kv.key(), kv.value())?;
+                    known.insert(kv.key().to_vec(), (kv.mod_revision(), rec));
+                }
+            }
+        }
+        // Only what this list saw is kept: removed tenants leave the cache.
+        let mut now = Listed::new();
+        let mut out = Vec::with_capacity(seen.len());
+        for (key, _) in seen {
+            if let Some(entry) = known.remove(&key) {
+                out.push(entry.1.clone());
+                now.insert(key, entry);
+            }
+        }
+        *self.listed.lock().unwrap_or_else(|p| p.into_inner()) = now;
+        Ok(out)
+    }
+
+    /// The last list's records, taken (a list that fails midway leaves the cache empty: the
+    /// next one reads everything).
+    fn take_listed(&self) -> Listed {
+        std::mem::take(&mut *self.listed.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Every tenant record with its sealed PKI, both read as of one revision: for re-sealing
@@ -349,6 +398,12 @@ impl Store {
         self.commit("release tenant", rec, when, ops).await
     }
 }
+
+/// Tenant records by key, with their mod revisions, as a list last read them.
+pub(super) type Listed = std::collections::HashMap<Vec<u8>, (i64, TenantRecord)>;
+
+/// Past this many changed records a list reads them all in pages rather than one by one.
+const REREAD_ONE_BY_ONE: usize = 64;
 
 /// The digest a record names its sealed PKI by.
 fn digest(sealed: &str) -> String {
