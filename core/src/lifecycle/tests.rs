@@ -239,7 +239,6 @@ fn effect_of(step: Step) -> &'static str {
     match step {
         Step::Place => "records.place",
         Step::Isolate => "isolation.ensure",
-        Step::MintPki => "records.update",
         Step::Apply => "runtime.apply",
         Step::AwaitReady => "runtime.status",
         Step::Bootstrap => "objects.sync",
@@ -267,7 +266,7 @@ async fn the_create_flow_runs_its_steps_in_order_and_converges_ready() {
 async fn pods_start_once_with_the_certificate_that_names_their_address() {
     let w = world();
     let t = w.create("acme").await;
-    for step in &CREATE_RUN[..4] {
+    for step in &CREATE_RUN[..3] {
         assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(*step));
     }
     // Applied with no pods: nothing would answer on an address the certificate may not name.
@@ -299,7 +298,7 @@ async fn pods_start_once_with_the_certificate_that_names_their_address() {
         now_unix(),
     );
     w.life.records.create_tenant(&rec).await.unwrap();
-    for step in [Step::Place, Step::Isolate, Step::MintPki, Step::Apply] {
+    for step in [Step::Place, Step::Isolate, Step::Apply] {
         assert_eq!(w.life.step(&name).await.unwrap(), Outcome::Ran(step));
     }
     assert!(w.life.runtime.held.lock().unwrap().is_empty());

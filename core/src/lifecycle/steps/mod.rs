@@ -76,10 +76,9 @@ pub enum Step {
 /// The create steps as they run when the address clients use is not given up front: the first
 /// Apply starts no pods, AwaitReady records the address the runtime gave (ReissueServingCert),
 /// and the second Apply starts the pods with a serving certificate that names it.
-pub const CREATE_RUN: [Step; 8] = [
+pub const CREATE_RUN: [Step; 7] = [
     Step::Place,
     Step::Isolate,
-    Step::MintPki,
     Step::Apply,
     Step::ReissueServingCert,
     Step::Apply,
@@ -96,13 +95,11 @@ pub enum Undo {
 }
 
 /// The create flow, in order, each step with its undo.
-pub const CREATE: [(Step, Undo); 6] = [
+pub const CREATE: [(Step, Undo); 5] = [
     (Step::Place, Undo::By(Step::Forget)),
+    // Also mints the PKI, in the same write: the keys live only in the record, which Forget
+    // removes. (MintPki alone runs only for a record isolated by an older kamajid.)
     (Step::Isolate, Undo::By(Step::ReleaseEtcd)),
-    (
-        Step::MintPki,
-        Undo::Nothing("the keys live only in the record, which Forget removes"),
-    ),
     (Step::Apply, Undo::By(Step::RemoveControlPlane)),
     (Step::AwaitReady, Undo::Nothing("it only observes")),
     (
@@ -419,6 +416,37 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         }
     }
 
+    /// Mints the tenant's PKI into `rec`, with its encryption keys and the credentials
+    /// generation it starts at.
+    fn mint_into(
+        &self,
+        rec: &mut TenantRecord,
+        spec: &TenantSpec,
+        ds: &DatastoreRecord,
+        now: i64,
+    ) -> Result<(), LifecycleError> {
+        let client_ca = ds.client_ca(&self.kek)?;
+        let mut pki = mint(&pki_spec(rec, spec, &self.settings), &client_ca)?;
+        // Nothing is stored yet: everything the tenant ever writes is encrypted.
+        prepare_encryption(&mut pki, spec);
+        let want = EncryptedWith::of(&spec.encryption);
+        rec.set_condition(
+            COND_ENCRYPTED,
+            true,
+            "Encrypted",
+            format!(
+                "every object of {} is written with key-{}",
+                want.all_resources().join(", "),
+                want.rotation
+            ),
+            now,
+        );
+        rec.encrypted = Some(want);
+        // A new PKI has nothing to rotate from.
+        rec.credentials = spec.credential_rotation;
+        seal_pki(&self.kek, rec, &pki)
+    }
+
     /// What the runtime renders the tenant from.
     fn render_input<'a>(
         &'a self,
@@ -471,31 +499,18 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                     format!("etcd user {} fenced into {}", rec.uid, prefix(&rec.uid)),
                     now,
                 );
+                // Minting touches nothing outside the record and has nothing to undo, so a
+                // create saves both in one write (a crash before it isolates again: `ensure`
+                // is idempotent).
+                if rec.pki.is_none() {
+                    self.mint_into(&mut rec, &spec, &ds, now)?;
+                }
                 self.save(&rec, rev).await?;
                 Ok(Outcome::Ran(Step::Isolate))
             }
             Step::MintPki => {
                 let ds = self.datastore(&rec).await?;
-                let client_ca = ds.client_ca(&self.kek)?;
-                let mut pki = mint(&pki_spec(&rec, &spec, &self.settings), &client_ca)?;
-                // Nothing is stored yet: everything the tenant ever writes is encrypted.
-                prepare_encryption(&mut pki, &spec);
-                let want = EncryptedWith::of(&spec.encryption);
-                rec.set_condition(
-                    COND_ENCRYPTED,
-                    true,
-                    "Encrypted",
-                    format!(
-                        "every object of {} is written with key-{}",
-                        want.all_resources().join(", "),
-                        want.rotation
-                    ),
-                    now,
-                );
-                rec.encrypted = Some(want);
-                // A new PKI has nothing to rotate from.
-                rec.credentials = spec.credential_rotation;
-                seal_pki(&self.kek, &mut rec, &pki)?;
+                self.mint_into(&mut rec, &spec, &ds, now)?;
                 self.save(&rec, rev).await?;
                 Ok(Outcome::Ran(Step::MintPki))
             }
