@@ -284,7 +284,7 @@ pub async fn serve(
     let reconciler = match cfg.process.runtime {
         RuntimeKind::Kubernetes => kube_client(cfg.kubeconfig.as_deref())
             .await
-            .map(|client| parts.spawn(Arc::new(KubeRuntime::new(client)))),
+            .map(|client| parts.spawn(Arc::new(KubeRuntime::watching(client)))),
         RuntimeKind::Process => {
             let p = &cfg.process;
             let bin_dir = p.k8s_bin_dir.clone().ok_or_else(|| {

@@ -130,7 +130,10 @@ async fn the_sealed_pki_is_kept_apart_and_written_only_when_it_changes() {
     let listed = store.tenant_records().await.unwrap();
     let lp = listed[0].pki.as_ref().unwrap();
     assert!(lp.sealed.is_empty() && !lp.sealed_read());
-    assert_eq!((lp.ca_certificate.as_str(), lp.certificates_expire_at), ("CA", 9));
+    assert_eq!(
+        (lp.ca_certificate.as_str(), lp.certificates_expire_at),
+        ("CA", 9)
+    );
     let all = store.tenant_records_sealed().await.unwrap();
     assert_eq!(all[0].pki.as_ref().unwrap().sealed, sealed);
 
@@ -141,7 +144,10 @@ async fn the_sealed_pki_is_kept_apart_and_written_only_when_it_changes() {
     let v = store.tenant_record(&name).await.unwrap().unwrap();
     let mut listed = store.tenant_records().await.unwrap().remove(0);
     listed.generation += 1;
-    store.update_tenant_record(&listed, v.revision).await.unwrap();
+    store
+        .update_tenant_record(&listed, v.revision)
+        .await
+        .unwrap();
     assert_eq!(raw(&store, pkey).await.unwrap().1, pki_rev, "not rewritten");
     let v = store.tenant_record(&name).await.unwrap().unwrap();
     assert_eq!(v.value.pki.as_ref().unwrap().sealed, sealed);
@@ -176,7 +182,9 @@ async fn the_sealed_pki_is_kept_apart_and_written_only_when_it_changes() {
         .await
         .unwrap();
     let v = store.tenant_record(&name).await.unwrap().unwrap();
-    Records::release(&store, &v.value, v.revision).await.unwrap();
+    Records::release(&store, &v.value, v.revision)
+        .await
+        .unwrap();
     assert!(raw(&store, tkey).await.is_none());
     assert!(raw(&store, pkey).await.is_none());
 }

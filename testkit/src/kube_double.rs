@@ -1,6 +1,8 @@
 //! A Kubernetes API test double that behaves like a cluster for the calls kamajid makes:
-//! server-side apply (PATCH), GET of objects and of collections (with a `type=` field selector),
-//! and DELETE (a namespace takes everything in it). It stores what is applied, bumps
+//! server-side apply (PATCH), GET of objects and of collections (with a `type=` field selector;
+//! a namespaced resource also cluster-wide), watches of a collection (`watch=true`: every object
+//! as ADDED, then each change as it happens; label selectors are not applied), and DELETE (a
+//! namespace takes everything in it). It stores what is applied, bumps
 //! `metadata.generation` when a spec changes, and plays the controllers' part: a Deployment is
 //! rolled out and available at once.
 //!
@@ -38,9 +40,39 @@ pub fn requests_served() -> (u64, u64) {
     )
 }
 
+/// A change to one object, as a watch tells it.
+#[derive(Clone)]
+struct Change {
+    path: String,
+    kind: &'static str,
+    object: Value,
+}
+
+/// Every change, to every watch of this double.
+#[derive(Clone)]
+struct Changes(tokio::sync::broadcast::Sender<Change>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self(tokio::sync::broadcast::channel(8192).0)
+    }
+}
+
+impl Changes {
+    fn tell(&self, path: &str, kind: &'static str, object: &Value) {
+        // No watch open: nobody to tell.
+        let _ = self.0.send(Change {
+            path: path.to_owned(),
+            kind,
+            object: object.clone(),
+        });
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct KubeDouble {
     objects: Arc<Mutex<BTreeMap<String, Value>>>,
+    changes: Changes,
     /// Set on an admin cluster: tenant apiserver doubles by tenant namespace.
     tenants: Option<Arc<Mutex<HashMap<String, TenantServer>>>>,
     next_ip: Arc<Mutex<u32>>,
@@ -177,11 +209,20 @@ impl KubeDouble {
 
     /// Stores `obj` at `path` as if someone else had written it (drift).
     pub fn put(&self, path: &str, obj: Value) {
-        self.objects.lock().unwrap().insert(path.to_owned(), obj);
+        let mut objects = self.objects.lock().unwrap();
+        let kind = if objects.contains_key(path) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.changes.tell(path, kind, &obj);
+        objects.insert(path.to_owned(), obj);
     }
 
     pub fn remove(&self, path: &str) -> Option<Value> {
-        self.objects.lock().unwrap().remove(path)
+        let gone = self.objects.lock().unwrap().remove(path)?;
+        self.changes.tell(path, "DELETED", &gone);
+        Some(gone)
     }
 
     /// The tenant apiserver double of the tenant in namespace `ns`, once it runs.
@@ -317,6 +358,68 @@ fn is_collection(path: &str) -> bool {
     }
 }
 
+/// Whether the object at `path` is in collection `coll`: directly under it, or (a cluster-wide
+/// collection of a namespaced resource, `<group>/<resource>`) at
+/// `<group>/namespaces/<ns>/<resource>/<name>`.
+fn in_collection(coll: &str, path: &str) -> bool {
+    if let Some(rest) = path.strip_prefix(coll).and_then(|r| r.strip_prefix('/')) {
+        return !rest.contains('/');
+    }
+    let Some((group, resource)) = coll.rsplit_once('/') else {
+        return false;
+    };
+    path.strip_prefix(group)
+        .and_then(|r| r.strip_prefix("/namespaces/"))
+        .and_then(|r| r.split_once('/'))
+        .and_then(|(_, r)| r.strip_prefix(resource))
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+}
+
+/// Whether the query asks for a watch.
+fn is_watch(uri: &Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"))
+}
+
+/// One watch event, as a line of the stream.
+fn watch_line(kind: &str, object: Value) -> Result<Bytes, std::convert::Infallible> {
+    Ok(Bytes::from(format!(
+        "{}\n",
+        json!({"type": kind, "object": object})
+    )))
+}
+
+/// A watch of collection `coll`: every object in it as ADDED, then every change to it until the
+/// client goes (or falls too far behind: the stream ends and the client lists again).
+fn watch(d: &KubeDouble, objects: &BTreeMap<String, Value>, coll: String) -> Response {
+    use futures::StreamExt;
+    let rx = d.changes.0.subscribe();
+    let now: Vec<_> = objects
+        .iter()
+        .filter(|(p, _)| in_collection(&coll, p))
+        .map(|(_, o)| watch_line("ADDED", o.clone()))
+        .collect();
+    let later = futures::stream::unfold((rx, coll), |(mut rx, coll)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(c) if in_collection(&coll, &c.path) => {
+                    return Some((watch_line(c.kind, c.object), (rx, coll)));
+                }
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from_stream(
+            futures::stream::iter(now).chain(later),
+        ))
+        .unwrap_or_else(|_| status(500, "InternalError", "watch".into()))
+}
+
 /// `type=<value>` from a `fieldSelector` query parameter.
 fn type_selector(uri: &Uri) -> Option<String> {
     let q = uri.query()?;
@@ -373,6 +476,11 @@ async fn handle(State(d): State<KubeDouble>, method: Method, uri: Uri, body: Byt
                 }
                 _ => {}
             }
+            d.changes.tell(
+                &path,
+                if prev.is_some() { "MODIFIED" } else { "ADDED" },
+                &obj,
+            );
             objects.insert(path.clone(), obj.clone());
             if let Some(ns) = namespace_of(&path) {
                 d.sync_tenant(ns, &objects);
@@ -386,12 +494,14 @@ async fn handle(State(d): State<KubeDouble>, method: Method, uri: Uri, body: Byt
             if !is_collection(&path) {
                 return status(404, "NotFound", format!("{path} not found"));
             }
-            // A collection: the objects directly under the path.
-            let prefix = format!("{path}/");
+            if is_watch(&uri) {
+                return watch(&d, &objects, path);
+            }
+            // A collection: the objects in it.
             let want_type = type_selector(&uri);
             let items: Vec<Value> = objects
                 .iter()
-                .filter(|(p, _)| p.strip_prefix(&prefix).is_some_and(|r| !r.contains('/')))
+                .filter(|(p, _)| in_collection(&path, p))
                 .map(|(_, o)| o.clone())
                 .filter(|o| want_type.as_deref().is_none_or(|t| o["type"] == t))
                 .collect();
@@ -407,13 +517,20 @@ async fn handle(State(d): State<KubeDouble>, method: Method, uri: Uri, body: Byt
             let Some(obj) = objects.remove(&path) else {
                 return status(404, "NotFound", format!("{path} not found"));
             };
+            d.changes.tell(&path, "DELETED", &obj);
             // Deleting a namespace takes everything in it, its tenant apiserver included.
             if obj["kind"] == "Namespace" {
                 let ns = obj["metadata"]["name"]
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
-                objects.retain(|p, _| namespace_of(p) != Some(ns.as_str()));
+                objects.retain(|p, o| {
+                    let keep = namespace_of(p) != Some(ns.as_str());
+                    if !keep {
+                        d.changes.tell(p, "DELETED", o);
+                    }
+                    keep
+                });
                 if let Some(t) = &d.tenants {
                     t.lock().unwrap().remove(&ns);
                 }

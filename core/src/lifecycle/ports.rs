@@ -249,6 +249,15 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         t: &Tenant<'_>,
     ) -> impl Future<Output = Result<RuntimeStatus, PortError>> + Send;
+    /// A Ready tenant's routine health check: `ready` as [`Runtime::status`] would say it, from
+    /// what the runtime already knows where it can (a watch), since every Ready tenant is
+    /// checked every 30 s. The endpoint may be left out.
+    fn health(
+        &self,
+        t: &Tenant<'_>,
+    ) -> impl Future<Output = Result<RuntimeStatus, PortError>> + Send {
+        self.status(t)
+    }
     fn delete(&self, tenant: &TenantName) -> impl Future<Output = Result<bool, PortError>> + Send;
 }
 

@@ -9,13 +9,13 @@
 //! inline; they read as they are and are split at their next write.
 
 use etcd_client::{KeyValue, Txn, TxnOp, TxnOpResponse};
-use sha2::{Digest, Sha256};
 use kamaji_core::datastore::{DatastoreRecord, DatastoreStatusRecord, Phase, Reservation};
 use kamaji_core::ids::{DatastoreName, TenantName};
 use kamaji_core::lifecycle::ports::{Candidacy, RecordError, Records};
 use kamaji_core::placement::Candidate;
 use kamaji_core::spec::TenantSpec;
 use kamaji_core::tenant::TenantRecord;
+use sha2::{Digest, Sha256};
 
 use super::{at, decode, encode, exists, keys, Store, StoreError, Versioned};
 use crate::wire;
@@ -443,9 +443,9 @@ fn join_sealed(rec: &mut TenantRecord, sealed: Option<&KeyValue>) -> Result<(), 
         detail,
     };
     let want = p.stored_as.clone().unwrap_or_default();
-    let kv = sealed.ok_or_else(|| corrupt("missing: the tenant's record names a sealed PKI".into()))?;
-    let text = std::str::from_utf8(kv.value())
-        .map_err(|e| corrupt(format!("not text: {e}")))?;
+    let kv =
+        sealed.ok_or_else(|| corrupt("missing: the tenant's record names a sealed PKI".into()))?;
+    let text = std::str::from_utf8(kv.value()).map_err(|e| corrupt(format!("not text: {e}")))?;
     if digest(text) != want {
         return Err(corrupt(
             "holds another sealed PKI than the tenant's record names".into(),

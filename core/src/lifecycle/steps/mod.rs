@@ -404,7 +404,11 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             return false;
         };
         let started = std::time::Instant::now();
-        match self.runtime.status(&self.render_input(rec, &spec, ds)).await {
+        match self
+            .runtime
+            .health(&self.render_input(rec, &spec, ds))
+            .await
+        {
             Ok(status) if status.ready => {
                 self.set_checked(&rec.name, true);
                 super::log_step(&rec.name, Step::CheckHealth, StepResult::Ran, None);
@@ -557,6 +561,8 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 Ok(Outcome::Ran(Step::Resync))
             }
             Step::CheckHealth => {
+                // Reached when the round's check from what the runtime knows did not find it
+                // healthy: asked afresh before the tenant is called Degraded.
                 let ds = self.datastore(&rec).await?;
                 let status = self
                     .runtime

@@ -25,13 +25,33 @@ use kamaji_core::ids::TenantName;
 use kamaji_core::lifecycle::ports::{PortError, Runtime, RuntimeStatus};
 use kamaji_core::pki::TenantPki;
 
+mod watch;
+
 pub struct KubeRuntime {
     client: kube::Client,
+    /// kamajid's Deployments and Services as watched, for the routine health checks.
+    watched: Option<(watch::Watched<Deployment>, watch::Watched<Service>)>,
 }
 
 impl KubeRuntime {
+    /// A runtime that asks the admin cluster for every status.
     pub fn new(client: kube::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            watched: None,
+        }
+    }
+
+    /// A runtime that also watches its Deployments and Services, so that routine health
+    /// checks ask nothing of the admin cluster (needs a Tokio runtime).
+    pub fn watching(client: kube::Client) -> Self {
+        Self {
+            watched: Some((
+                watch::Watched::start(client.clone()),
+                watch::Watched::start(client.clone()),
+            )),
+            client,
+        }
     }
 
     fn err(op: &str, tenant: &TenantName, e: impl std::fmt::Display) -> PortError {
@@ -116,11 +136,9 @@ impl Runtime for KubeRuntime {
         };
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let st = d.status.clone().unwrap_or_default();
-        let rolled = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
         let updated = st.updated_replicas.unwrap_or(0);
         let available = st.available_replicas.unwrap_or(0);
-        let ready =
-            rolled && updated >= want && available >= want && st.replicas.unwrap_or(0) == want;
+        let ready = rolled_out(&d);
 
         let net = &t.spec.network;
         let reached = if let Some(address) = &net.endpoint_address {
@@ -179,6 +197,26 @@ impl Runtime for KubeRuntime {
         })
     }
 
+    async fn health(&self, t: &Tenant<'_>) -> Result<RuntimeStatus, PortError> {
+        if let Some((deployments, services)) = &self.watched {
+            let ns = t.name.namespace();
+            if let (Some(d), Some(svc)) =
+                (deployments.get(&ns, DEPLOYMENT), services.get(&ns, SERVICE))
+            {
+                let reached = t.spec.network.endpoint_address.is_some()
+                    || node_port(&svc).is_some()
+                    || service_address((*svc).clone()).is_some();
+                if rolled_out(&d) && reached {
+                    return Ok(RuntimeStatus {
+                        ready: true,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        self.status(t).await
+    }
+
     async fn delete(&self, tenant: &TenantName) -> Result<bool, PortError> {
         let api = Api::<Namespace>::all(self.client.clone());
         let ns = tenant.namespace();
@@ -193,6 +231,19 @@ impl Runtime for KubeRuntime {
             Err(e) => Err(Self::err("reading the namespace of", tenant, e)),
         }
     }
+}
+
+/// Whether the Deployment has rolled out its current generation to every desired replica and
+/// they are all available.
+fn rolled_out(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(st) = d.status.as_ref() else {
+        return false;
+    };
+    st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && st.updated_replicas.unwrap_or(0) >= want
+        && st.available_replicas.unwrap_or(0) >= want
+        && st.replicas.unwrap_or(0) == want
 }
 
 /// The node port of a `NodePort` Service's API port, once allocated.
