@@ -191,6 +191,19 @@ async fn a_real_admin_cluster_takes_every_object_patches_in_place_and_is_left_em
         k.must(&["get", "configmap", "cluster-info", "-n", "kube-public"]);
         tenant_kubectl.push(k);
     }
+    // kamajid watches its Deployments and Services in the real admin cluster (the routine
+    // health checks read the watch), and no watch was refused.
+    let log = std::fs::read_to_string(h.dir.path().join("kamajid.log")).unwrap();
+    for kind in ["Deployment", "Service"] {
+        assert!(
+            log.lines().any(
+                |l| l.contains("watching kamajid's objects in the admin cluster")
+                    && l.contains(kind)
+            ),
+            "no watch of {kind}s listed:\n{log}"
+        );
+    }
+    assert!(!log.contains("watching the admin cluster"), "{log}");
     // The pod layout's flags are what run: the apiserver's certificate files from the mounted
     // Secrets, the tenant's etcd prefix.
     let lb_uid = w.resource("kamaji_tenant_cluster.lb")["values"]["uid"]

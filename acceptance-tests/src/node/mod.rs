@@ -398,7 +398,15 @@ state = "{d}/state"
     fn check_running(&mut self) {
         for (name, p) in &mut self.procs {
             if let Ok(Some(status)) = p.try_wait() {
-                panic!("{name} exited ({status}); see {}/{name}.log", NODE_DIR);
+                // The node's directory goes with the node: its last words go with the panic.
+                let log =
+                    std::fs::read_to_string(format!("{NODE_DIR}/{name}.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "{name} exited ({status}); the end of {NODE_DIR}/{name}.log:\n{}",
+                    tail.join("\n")
+                );
             }
         }
     }

@@ -128,7 +128,9 @@ fn creation_times(out: &str) -> Vec<f64> {
     t
 }
 
-pub(crate) async fn bench_idle(a: &IdleArgs, raw_txn_per_s: Option<f64>) {
+/// `raw_txn_per_s`: the write capacity measured of a one-member shard and, if it formed, of a
+/// three-member one.
+pub(crate) async fn bench_idle(a: &IdleArgs, raw_txn_per_s: Option<(f64, Option<f64>)>) {
     let before = mem_available_kib();
     let root = tempfile::tempdir().expect("tempdir");
     let (h, tenants_dir, _) =
@@ -292,10 +294,16 @@ pub(crate) async fn bench_idle(a: &IdleArgs, raw_txn_per_s: Option<f64>) {
         "  requests the shard refused during the window: {refused} ({:.2}/s per tenant)  [target 0]",
         refused as f64 / secs / tenants as f64
     );
-    if let Some(raw) = raw_txn_per_s {
+    if let Some((raw, three)) = raw_txn_per_s {
         println!(
             "  idle tenants a shard carries at 30% of the write capacity measured here ({raw:.0} txn/s, one member): {:.0}",
             raw * 0.3 / per_tenant.max(1e-9)
         );
+        if let Some(three) = three {
+            println!(
+                "  idle tenants a three-member shard carries at 30% of its write capacity ({three:.0} txn/s: the one-member figure scaled by the three-to-one ratio above): {:.0}",
+                three * 0.3 / per_tenant.max(1e-9)
+            );
+        }
     }
 }

@@ -48,11 +48,14 @@ where
             let mark = async move {
                 if ready.wait_until_ready().await.is_ok() {
                     flag.store(true, Ordering::Relaxed);
+                    tracing::info!(kind = %K::kind(&()), objects = ready.state().len(), "watching kamajid's objects in the admin cluster");
                 }
             };
+            // Retried with backoff; said each time (a watch refused, say for want of the
+            // chart's list and watch permissions, leaves every health check asking the API).
             let run = stream.for_each(|event| async move {
                 if let Err(e) = event {
-                    tracing::debug!(kind = %K::kind(&()), error = %e, "admin-cluster watch");
+                    tracing::warn!(kind = %K::kind(&()), error = %e, "watching the admin cluster");
                 }
             });
             futures::join!(mark, run);
