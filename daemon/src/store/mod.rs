@@ -67,7 +67,7 @@ pub struct Store {
     /// The tenant records the last list returned, by key, with their mod revisions: a list
     /// reads keys and revisions, and the values of only the records that changed since (the
     /// lifecycle lists every tenant every round; at rest almost none changed).
-    listed: std::sync::Arc<std::sync::Mutex<tenants::Listed>>,
+    listed: std::sync::Arc<tokio::sync::Mutex<tenants::Listed>>,
 }
 
 fn etcd(op: &'static str) -> impl FnOnce(etcd_client::Error) -> StoreError {

@@ -67,6 +67,8 @@ impl Store {
     /// keys and their revisions, then only the records that changed since the last list (all
     /// of them, in pages, when many did), everything as of one revision.
     pub async fn tenant_records(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        // One list at a time: the next one then reads only what changed after it.
+        let mut listed = self.listed.lock().await;
         let prefix = keys::tenants();
         let mut seen: Vec<(Vec<u8>, i64)> = Vec::new();
         let revision = self
@@ -75,7 +77,8 @@ impl Store {
                 Ok(())
             })
             .await?;
-        let mut known = self.take_listed();
+        // Taken: a list that fails midway leaves nothing cached, and the next reads everything.
+        let mut known = std::mem::take(&mut *listed);
         let changed: Vec<&[u8]> = seen
             .iter()
             .filter(|(k, r)| known.get(k).map(|(at, _)| at) != Some(r))
@@ -112,14 +115,8 @@ impl Store {
                 now.insert(key, entry);
             }
         }
-        *self.listed.lock().unwrap_or_else(|p| p.into_inner()) = now;
+        *listed = now;
         Ok(out)
-    }
-
-    /// The last list's records, taken (a list that fails midway leaves the cache empty: the
-    /// next one reads everything).
-    fn take_listed(&self) -> Listed {
-        std::mem::take(&mut *self.listed.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Every tenant record with its sealed PKI, both read as of one revision: for re-sealing
@@ -403,7 +400,7 @@ impl Store {
 pub(super) type Listed = std::collections::HashMap<Vec<u8>, (i64, TenantRecord)>;
 
 /// Past this many changed records a list reads them all in pages rather than one by one.
-const REREAD_ONE_BY_ONE: usize = 64;
+const REREAD_ONE_BY_ONE: usize = 16;
 
 /// The digest a record names its sealed PKI by.
 fn digest(sealed: &str) -> String {

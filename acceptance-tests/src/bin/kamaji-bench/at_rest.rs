@@ -60,3 +60,63 @@ pub(crate) async fn bench_at_rest(h: &Harness, shards: &[&str], tenants: usize, 
         (kube.1 - kube0.1) as f64 / secs,
     );
 }
+
+/// Adds tenants `t-<from>` .. `t-<to - 1>`, `concurrency` creates at a time, and waits until
+/// `to` tenants are Ready (for the at-rest figure at a larger fleet).
+pub(crate) async fn grow(h: &Harness, from: usize, to: usize, concurrency: usize) {
+    use kamaji_proto::v1;
+    use std::time::Instant;
+    let t = h.tenants().await;
+    let start = Instant::now();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut creates = Vec::new();
+    for i in from..to {
+        let permit = sem.clone().acquire_owned().await.expect("semaphore");
+        let mut c = t.clone();
+        creates.push(tokio::spawn(async move {
+            let r = c
+                .create_tenant_cluster(v1::CreateTenantClusterRequest {
+                    name: format!("t-{i:05}"),
+                    spec: Some(crate::tenant_spec()),
+                    validate_only: false,
+                    planned_datastores: Vec::new(),
+                })
+                .await;
+            drop(permit);
+            r.unwrap_or_else(|e| panic!("create t-{i:05}: {e}"));
+        }));
+    }
+    for c in creates {
+        c.await.expect("create task");
+    }
+    let mut t = t;
+    loop {
+        let list = t
+            .list_tenant_clusters(v1::ListTenantClustersRequest::default())
+            .await
+            .expect("list")
+            .into_inner();
+        let ready = list
+            .tenant_clusters
+            .iter()
+            .filter(|tc| {
+                tc.status
+                    .as_ref()
+                    .is_some_and(|s| s.phase == v1::TenantClusterPhase::Ready as i32)
+            })
+            .count();
+        if ready >= to {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1200),
+            "only {ready} of {to} tenants Ready"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!(
+        "  {} more tenants Ready in {:.1} s ({to} in all)",
+        to - from,
+        start.elapsed().as_secs_f64()
+    );
+}

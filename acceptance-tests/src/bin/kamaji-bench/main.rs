@@ -9,7 +9,7 @@
 //! process runtime, created with terraform, on a secured etcd shard.
 //!
 //! Usage: kamaji-bench [--tenants N] [--concurrency C] [--plan-resources P] [--skip-plan]
-//!        [--rest-seconds 60]
+//!        [--rest-seconds 300] [--rest-tenants 5000]
 //!        [--idle-tenants 20] [--idle-settle-seconds 60] [--idle-seconds 300] [--only-idle | --skip-idle]
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,8 +24,11 @@ use kamaji_proto::v1;
 
 const GIB: i64 = 1024 * 1024 * 1024;
 const MIB: i64 = 1024 * 1024;
-/// Per-tenant reservation used throughout (kamajid's `--tenant-reservation-mib`).
+/// Per-tenant reservation in the placement bench.
 const RESERVATION_MIB: i64 = 16;
+/// Per-tenant reservation of the kamajid the bench runs (its `--tenant-reservation-mib`): small
+/// enough that the 5000 tenants of the at-rest figure fit on the four 8 GiB shards.
+const TENANT_RESERVATION_MIB: i64 = 4;
 
 mod at_rest;
 mod cluster;
@@ -46,6 +49,8 @@ struct Args {
     only_idle: bool,
     skip_idle: bool,
     rest: Duration,
+    /// How many Ready tenants the second at-rest figure is taken with.
+    rest_tenants: usize,
 }
 
 fn args() -> Args {
@@ -61,7 +66,8 @@ fn args() -> Args {
         },
         only_idle: false,
         skip_idle: false,
-        rest: Duration::from_secs(60),
+        rest: Duration::from_secs(300),
+        rest_tenants: 5000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -85,13 +91,14 @@ fn args() -> Args {
             "--only-idle" => a.only_idle = true,
             "--skip-idle" => a.skip_idle = true,
             "--rest-seconds" => a.rest = Duration::from_secs(num("--rest-seconds").max(1) as u64),
+            "--rest-tenants" => a.rest_tenants = num("--rest-tenants"),
             other => panic!("unknown argument {other}; see the usage in the source header"),
         }
     }
     a
 }
 
-fn tenant_spec() -> v1::TenantClusterSpec {
+pub(crate) fn tenant_spec() -> v1::TenantClusterSpec {
     use kamaji_proto::tenant::defaults;
     v1::TenantClusterSpec {
         kubernetes_version: "1.35.2".into(),
@@ -380,7 +387,7 @@ async fn bench_overcommit(h: &Harness, tight_endpoint: &str) {
         spec: Some(datastore_spec(
             h,
             tight_endpoint,
-            room * RESERVATION_MIB * MIB,
+            room * TENANT_RESERVATION_MIB * MIB,
             "tight",
         )),
     })
@@ -528,7 +535,7 @@ async fn main() {
         Some(KubeDouble::kubeconfig(&base)),
         vec![
             "--tenant-reservation-mib".into(),
-            RESERVATION_MIB.to_string(),
+            TENANT_RESERVATION_MIB.to_string(),
         ],
     )
     .await;
@@ -576,6 +583,10 @@ async fn main() {
     println!("  tenants per shard (4 x 8 GiB, spread): {per_shard:?}; one ListTenantClusters of them all took {list_s:.3} s");
     let shard_metrics: Vec<&str> = shards.iter().map(|s| s.metrics_url.as_str()).collect();
     bench_at_rest(&h, &shard_metrics, args.tenants, args.rest).await;
+    if args.rest_tenants > args.tenants {
+        at_rest::grow(&h, args.tenants, args.rest_tenants, args.concurrency).await;
+        bench_at_rest(&h, &shard_metrics, args.rest_tenants, args.rest).await;
+    }
     let tight = h.etcd("tight", EtcdSecurity::default()).await;
     bench_overcommit(&h, &tight.endpoint).await;
     if !args.skip_plan {

@@ -35,13 +35,20 @@ where
         + Sync
         + 'static,
 {
-    /// Starts watching every `K` labelled as kamajid's (needs a Tokio runtime).
-    pub fn start(client: kube::Client) -> Self {
+    /// Starts watching every `K` labelled as kamajid's (needs a Tokio runtime), keeping each as
+    /// `trim` leaves it: only what a health check reads is worth a place in kamajid's memory.
+    pub fn start(client: kube::Client, trim: fn(&mut K)) -> Self {
         let (store, writer) = reflector::store();
         let config =
             watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-        let stream =
-            reflector::reflector(writer, watcher(Api::<K>::all(client), config)).default_backoff();
+        let events = watcher(Api::<K>::all(client), config).modify(move |o: &mut K| {
+            let meta = o.meta_mut();
+            meta.managed_fields = None;
+            meta.annotations = None;
+            meta.labels = None;
+            trim(o);
+        });
+        let stream = reflector::reflector(writer, events).default_backoff();
         let synced = Arc::new(AtomicBool::new(false));
         let (flag, ready) = (synced.clone(), store.clone());
         let task = tokio::spawn(async move {
