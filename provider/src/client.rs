@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use kamaji_proto::errors::field_errors;
+use kamaji_proto::v1;
 use kamaji_proto::v1::bootstrap_tokens_client::BootstrapTokensClient;
 use kamaji_proto::v1::datastores_client::DatastoresClient;
 use kamaji_proto::v1::tenant_clusters_client::TenantClustersClient;
@@ -183,4 +184,25 @@ pub fn report(diags: &mut Diagnostics, what: &str, endpoint: &str, status: &Stat
         _ => status.message().to_owned(),
     };
     diags.root_error(format!("{what} failed"), detail);
+}
+
+/// Tenants per List page: far below gRPC's 4 MiB default answer (about 1 KiB each).
+const LIST_PAGE: i32 = 500;
+
+/// Every tenant cluster `req` selects, a page at a time (a kamajid from before pages answers
+/// with all of them in the first).
+pub async fn list_tenant_clusters(
+    c: &mut TenantClusters,
+    mut req: v1::ListTenantClustersRequest,
+) -> Result<Vec<v1::TenantCluster>, Status> {
+    req.page_size = LIST_PAGE;
+    let mut out = Vec::new();
+    loop {
+        let resp = c.list_tenant_clusters(req.clone()).await?.into_inner();
+        out.extend(resp.tenant_clusters);
+        if resp.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        req.page_token = resp.next_page_token;
+    }
 }

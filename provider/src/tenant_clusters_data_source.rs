@@ -97,13 +97,18 @@ impl DataSource for TenantClustersDataSource {
             .as_ref_option()
             .cloned()
             .unwrap_or_default();
-        let resp = match crate::client::patiently("ListTenantClusters", || {
+        let listed = match crate::client::patiently("ListTenantClusters", || {
             let mut c = client.tenant_clusters();
             let req = v1::ListTenantClustersRequest {
                 label_selector: selector.clone(),
                 datastore: datastore.clone(),
+                ..Default::default()
             };
-            async move { c.list_tenant_clusters(req).await }
+            async move {
+                crate::client::list_tenant_clusters(&mut c, req)
+                    .await
+                    .map(tonic::Response::new)
+            }
         })
         .await
         {
@@ -113,8 +118,7 @@ impl DataSource for TenantClustersDataSource {
                 return None;
             }
         };
-        let mut list: Vec<Summary> = resp
-            .tenant_clusters
+        let mut list: Vec<Summary> = listed
             .into_iter()
             .map(|t| {
                 let spec = t.spec.unwrap_or_default();

@@ -179,18 +179,17 @@ impl Resource for DatastoreResource {
         else {
             return Some(private);
         };
-        let listed = client
-            .tenant_clusters()
-            .list_tenant_clusters(v1::ListTenantClustersRequest {
+        let listed = crate::client::list_tenant_clusters(
+            &mut client.tenant_clusters(),
+            v1::ListTenantClustersRequest {
                 datastore: name.clone(),
                 ..Default::default()
-            })
-            .await;
+            },
+        )
+        .await;
         match listed {
-            Ok(r) => {
-                let staying: Vec<String> = r
-                    .into_inner()
-                    .tenant_clusters
+            Ok(all) => {
+                let staying: Vec<String> = all
                     .into_iter()
                     .map(|t| t.name)
                     .filter(|t| !self.tenants_leaving.contains(t))

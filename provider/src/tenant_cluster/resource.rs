@@ -18,9 +18,6 @@ use super::TenantClusterResource;
 use crate::client::report;
 use crate::plan_memo::already_exists;
 
-/// The largest List answer read: thousands of tenants (about 3 KiB each) fit.
-const LIST_MAX_BYTES: usize = 64 << 20;
-
 fn name_of(s: &TenantClusterState) -> String {
     s.name
         .as_ref_option()
@@ -67,12 +64,8 @@ impl Resource for TenantClusterResource {
         let listed = self
             .listing
             .lookup(&name, std::time::Instant::now(), || async {
-                let mut c = client
-                    .tenant_clusters()
-                    .max_decoding_message_size(LIST_MAX_BYTES);
-                c.list_tenant_clusters(v1::ListTenantClustersRequest::default())
-                    .await
-                    .map(|r| r.into_inner().tenant_clusters)
+                let mut c = client.tenant_clusters();
+                crate::client::list_tenant_clusters(&mut c, Default::default()).await
             })
             .await;
         let found = match listed {

@@ -91,13 +91,8 @@ pub(crate) async fn grow(h: &Harness, from: usize, to: usize, concurrency: usize
     }
     let mut t = t;
     loop {
-        let list = t
-            .list_tenant_clusters(v1::ListTenantClustersRequest::default())
+        let ready = list_all(&mut t)
             .await
-            .expect("list")
-            .into_inner();
-        let ready = list
-            .tenant_clusters
             .iter()
             .filter(|tc| {
                 tc.status
@@ -119,4 +114,30 @@ pub(crate) async fn grow(h: &Harness, from: usize, to: usize, concurrency: usize
         to - from,
         start.elapsed().as_secs_f64()
     );
+}
+
+/// Every tenant cluster, a page of 500 at a time (past about 4000 tenants one answer exceeds
+/// gRPC's default 4 MiB).
+pub(crate) async fn list_all(
+    t: &mut kamaji_proto::v1::tenant_clusters_client::TenantClustersClient<
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+    >,
+) -> Vec<kamaji_proto::v1::TenantCluster> {
+    let mut req = kamaji_proto::v1::ListTenantClustersRequest {
+        page_size: 500,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    loop {
+        let resp = t
+            .list_tenant_clusters(req.clone())
+            .await
+            .expect("list")
+            .into_inner();
+        out.extend(resp.tenant_clusters);
+        if resp.next_page_token.is_empty() {
+            return out;
+        }
+        req.page_token = resp.next_page_token;
+    }
 }
