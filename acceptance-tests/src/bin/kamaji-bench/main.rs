@@ -129,34 +129,9 @@ async fn bench_raw_etcd(h: &Harness, concurrency: usize) -> f64 {
     )
     .await
     .expect("raw etcd");
-    let run = Duration::from_secs(3);
     let mut rates = Vec::new();
     for writers in [1, concurrency] {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..writers)
-            .map(|w| {
-                let mut c = client.clone();
-                tokio::spawn(async move {
-                    let mut n = 0u64;
-                    let value = vec![b'x'; 2048];
-                    while start.elapsed() < run {
-                        let txn = etcd_client::Txn::new().and_then([etcd_client::TxnOp::put(
-                            format!("/raw/{w}/{n}"),
-                            value.clone(),
-                            None,
-                        )]);
-                        c.txn(txn).await.expect("put");
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        let mut total = 0;
-        for t in tasks {
-            total += t.await.expect("writer");
-        }
-        let rate = total as f64 / start.elapsed().as_secs_f64();
+        let rate = cluster::puts_per_second(&client, writers).await;
         println!("Raw etcd: {rate:>7.0} txn/s with {writers} writer(s) (2 KiB puts, fsync per commit batch)");
         rates.push(rate);
     }
