@@ -286,11 +286,6 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         }
     }
 
-    /// Whether a tenant needs work now.
-    pub fn pending(&self, rec: &TenantRecord) -> bool {
-        steps::next(rec, self.due(rec)).is_some()
-    }
-
     /// The datastores `tenants` are placed on, each read once (a round's health checks share
     /// them); one that does not read is left out, and its tenants' checks go through their step.
     async fn datastores_of(
