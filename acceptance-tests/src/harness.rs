@@ -250,6 +250,13 @@ impl Harness {
     }
 
     /// The kamajid process id, to read its memory.
+    /// The last `lines` lines kamajid logged: what a failing assertion shows of why.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("kamajid.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     pub fn kamajid_pid(&self) -> u32 {
         self.kamajid.id()
     }

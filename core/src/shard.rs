@@ -98,6 +98,17 @@ pub fn defrag_due(m: &MemberSize, policy: &Policy) -> bool {
         && m.free() * 100 >= m.db_size * policy.defrag_free_percent
 }
 
+/// The share of its quota a shard recovered from `NOSPACE` may still fill while keeping the
+/// history within the retention. Above it the history goes too (tenants' watches relist): a
+/// shard disarmed at 89 % full, say, raised the alarm again within seconds of writes.
+pub const RECOVERED_PERCENT: i64 = 80;
+
+/// Whether a shard that raised `NOSPACE` and whose largest file is `db_size` after compacting
+/// to the retention's mark has room enough to keep that history.
+pub fn room_with_history(db_size: i64, quota_bytes: i64) -> bool {
+    quota_bytes > 0 && db_size * 100 < quota_bytes * RECOVERED_PERCENT
+}
+
 /// The share of its quota a shard's file may reach before it takes no new tenant: past it,
 /// ordinary growth raises `NOSPACE` soon.
 pub const FULL_PERCENT: i64 = 95;
@@ -181,6 +192,11 @@ mod tests {
         );
         assert!(may_disarm(80, 100));
         assert!(!may_disarm(90, 100));
+        assert!(room_with_history(79, 100));
+        assert!(
+            !room_with_history(89, 100),
+            "would be disarmed, but fills again at once"
+        );
         assert_eq!(effective_quota(8 << 30, 2 << 30), 2 << 30);
         assert_eq!(effective_quota(1 << 30, 0), 1 << 30);
     }

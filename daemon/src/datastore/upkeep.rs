@@ -258,9 +258,9 @@ pub async fn round(
 
     if nospace {
         let mut largest = obs.largest().db_size;
-        if !shard::may_disarm(largest, quota) && !busy {
-            // History within the retention still does not fit: give it up (tenants' watches
-            // relist) rather than leave every tenant read-only.
+        if !shard::room_with_history(largest, quota) && !busy {
+            // History within the retention still leaves too little room: give it up (tenants'
+            // watches relist) rather than leave every tenant read-only, now or in a minute.
             compact_to(admin, &mut up, obs.revision, now).await?;
             for m in &mut obs.members {
                 m.size = admin.defragment(&m.endpoint).await?;
