@@ -70,6 +70,8 @@ struct Config {
     gamma_limit: Option<&'static str>,
     /// delta: one more tenant with kamajid's default resources.
     delta: bool,
+    /// delta hibernated: its Deployment scaled to nothing.
+    delta_hibernated: bool,
 }
 
 impl Config {
@@ -91,8 +93,18 @@ impl Config {
         }
         if self.delta {
             out.push_str(
-                &tenant("delta", &k8s::newest(), 1, "ClusterIP", "")
-                    .replace("var.delta_datastore", "\"shard-a\""),
+                &tenant(
+                    "delta",
+                    &k8s::newest(),
+                    1,
+                    "ClusterIP",
+                    if self.delta_hibernated {
+                        "  hibernated = true"
+                    } else {
+                        ""
+                    },
+                )
+                .replace("var.delta_datastore", "\"shard-a\""),
             );
         }
         out
@@ -256,6 +268,7 @@ async fn kamajid_from_its_chart_runs_tenant_control_planes_as_real_pods() {
         beta_version: k8s::oldest(),
         gamma_limit: None,
         delta: false,
+        delta_hibernated: false,
     };
     w.write(&config.render(&a, &b));
     let start = Instant::now();
@@ -491,6 +504,41 @@ async fn kamajid_from_its_chart_runs_tenant_control_planes_as_real_pods() {
     let allocatable = &node_json["status"]["allocatable"];
     eprintln!(
         "figure: an idle tenant's pod (default resources) uses {} MiB (cgroup working set); requests {requests:?}; node allocatable {allocatable}",
+        working_set >> 20
+    );
+
+    // delta hibernated: its pod goes, its Deployment, Service, Secrets and data stay; woken, it
+    // answers at the same endpoint with the same kubeconfig and what it stored.
+    delta_k.must(&["create", "configmap", "before-sleep"]);
+    let awake = w.resource("kamaji_tenant_cluster.delta")["values"].clone();
+    config.delta_hibernated = true;
+    w.write(&config.render(&a, &b));
+    w.must_apply();
+    let asleep = w.resource("kamaji_tenant_cluster.delta")["values"].clone();
+    assert_eq!(asleep["status"], "Hibernated", "{asleep:#}");
+    until("delta's pod gone", 120, || {
+        tenant_pods(&admin_k, "delta").is_empty()
+    })
+    .await;
+    let dep = admin_k.json(&["deployment", "control-plane", "-n", "tenant-delta"]);
+    assert_eq!(dep["spec"]["replicas"], 0, "{dep:#}");
+    assert!(
+        !delta_k.run(&["get", "ns"]).ok,
+        "a hibernated tenant answered"
+    );
+    config.delta_hibernated = false;
+    w.write(&config.render(&a, &b));
+    let start = Instant::now();
+    w.must_apply();
+    let woke = start.elapsed();
+    let back = w.resource("kamaji_tenant_cluster.delta")["values"].clone();
+    for kept in ["endpoint", "admin_kubeconfig", "cluster_ca_certificate"] {
+        assert_eq!(back[kept], awake[kept], "delta's {kept} changed");
+    }
+    delta_k.must(&["get", "configmap", "before-sleep"]);
+    eprintln!(
+        "figure: hibernation freed delta's pod ({} MiB working set); waking it took {woke:?} from \
+         terraform apply to Ready (a new pod)",
         working_set >> 20
     );
 

@@ -45,6 +45,8 @@ pub enum Phase {
     Failed,
     /// Moving to another datastore ([`Move`]).
     Moving,
+    /// The spec asks `hibernated`: the control plane is stopped, everything else kept.
+    Hibernated,
 }
 
 /// A move of the tenant's keys from one datastore to another, in flight. Each stage is

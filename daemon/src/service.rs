@@ -350,6 +350,15 @@ impl TenantService {
                 return Ok(wire::tenant_to_proto(&rec, old));
             }
             let spec = contract::from_stored(new).map_err(|e| ServiceError::Invalid(vec![e]))?;
+            if let (true, Some(m)) = (spec.hibernated && !old.hibernated, &rec.moving) {
+                return Err(ServiceError::Invalid(vec![FieldError::new(
+                    "hibernated",
+                    format!(
+                        "the cluster is moving from datastore {} to {}: hibernate it once the move is done",
+                        m.from, m.to
+                    ),
+                )]));
+            }
             let moving = self
                 .wants_move(&mut rec, &spec)
                 .await
@@ -359,7 +368,9 @@ impl TenantService {
             }
             rec.spec = wire::encode_spec(new);
             rec.generation += 1;
-            if rec.phase == Phase::Ready {
+            if rec.phase == Phase::Hibernated && !spec.hibernated {
+                rec.phase = Phase::Provisioning;
+            } else if rec.phase == Phase::Ready {
                 rec.phase = if moving {
                     Phase::Moving
                 } else if old.kubernetes_version != new.kubernetes_version {

@@ -79,6 +79,7 @@ pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::T
                 Phase::Degraded => v1::TenantClusterPhase::Degraded,
                 Phase::Failed => v1::TenantClusterPhase::Failed,
                 Phase::Moving => v1::TenantClusterPhase::Moving,
+                Phase::Hibernated => v1::TenantClusterPhase::Hibernated,
             } as i32,
             conditions: rec
                 .conditions

@@ -77,3 +77,24 @@ pub fn credential_rotation_change(from: (u32, bool), to: (u32, bool)) -> Check {
     }
     Ok(())
 }
+
+/// Fields that cannot change while the tenant is to be hibernated: what needs its control plane
+/// answering (a key rotation or a change of the encrypted resources rewrites every object
+/// through it; a credential rotation re-issues what its clients and nodes hold) and a move of
+/// its data. Waking it in the same change is allowed: the change then runs awake.
+pub const FIXED_WHILE_HIBERNATED: [&str; 4] = [
+    "encryption.key_rotation",
+    "encryption.resources",
+    "credential_rotation.generation",
+    "datastore",
+];
+
+/// What a field of [`FIXED_WHILE_HIBERNATED`] says when a change to a hibernated tenant
+/// touches it.
+pub fn fixed_while_hibernated(field: &str) -> FieldError {
+    FieldError::new(
+        field,
+        "cannot change while hibernated = true: the control plane is stopped; wake the cluster \
+         (hibernated = false), in this apply or before it",
+    )
+}

@@ -173,4 +173,6 @@ pub struct TenantSpec {
     pub storage_quota_bytes: Option<i64>,
     /// Bytes per second it may write there; `None`: [`crate::limits::default_budget`].
     pub write_budget_bytes_per_second: Option<i64>,
+    /// The control plane is stopped; everything else is kept, so waking it loses nothing.
+    pub hibernated: bool,
 }

@@ -193,6 +193,12 @@ selector the cluster's datastore no longer matches moves the cluster in place, a
         "Labels of the cluster in kamajid, used by the `kamaji_tenant_clusters` filter.";
     pub const TC_PROTECTION: &str =
         "When true, destroying or replacing the cluster is refused (at plan). Defaults to false.";
+    pub const TC_HIBERNATED: &str =
+        "When true, the control plane is stopped (no pods, no processes) and its data, PKI, endpoint, \
+         reservation and usage accounting are kept; `status` reads `Hibernated`. Setting it back to \
+         false starts the control plane again with the same endpoint and credentials. While hibernated, \
+         certificates are still renewed; a key rotation, a credential rotation and a change of datastore \
+         are refused until it is woken. Defaults to false.";
     pub const TC_UID: &str =
         "Immutable id kamajid gave the cluster; its etcd user and key prefix (`/<uid>/`).";
     pub const TC_ENDPOINT: &str = "URL of the cluster's API server, `https://host:port`.";
@@ -203,7 +209,7 @@ selector the cluster's datastore no longer matches moves the cluster in place, a
     pub const TC_CLIENT_CERT: &str = "PEM client certificate of the cluster admin.";
     pub const TC_CLIENT_KEY: &str = "PEM private key of `client_certificate`.";
     pub const TC_CURRENT_VERSION: &str = "Kubernetes version the control plane runs now.";
-    pub const TC_STATUS: &str = "`Provisioning`, `Ready`, `Upgrading`, `Moving` (to another datastore), `Degraded`, `Failed` or `Deleting`. A `Ready` cluster whose control plane stops answering (checked every 30 s) turns `Degraded` and returns to `Ready` by itself when it answers again.";
+    pub const TC_STATUS: &str = "`Provisioning`, `Ready`, `Upgrading`, `Moving` (to another datastore), `Hibernated` (`hibernated = true`: the control plane is stopped), `Degraded`, `Failed` or `Deleting`. A `Ready` cluster whose control plane stops answering (checked every 30 s) turns `Degraded` and returns to `Ready` by itself when it answers again.";
     pub const TC_STATUS_MESSAGE: &str =
         "Why the cluster is not `Ready` (its failing conditions), or `StorageQuotaExceeded: ...` while it keeps more than its storage quota; empty otherwise.";
     pub const TC_REQUIREMENTS: &str = "Requests and limits as Kubernetes quantities.";

@@ -235,7 +235,8 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
     Deployment {
         metadata: meta(t, DEPLOYMENT),
         spec: Some(DeploymentSpec {
-            replicas: Some(if t.address_known {
+            // Hibernated: the Deployment, its Secrets and Service stay; only the pods go.
+            replicas: Some(if t.address_known && !t.spec.hibernated {
                 i32::try_from(t.spec.replicas).unwrap_or(1)
             } else {
                 0

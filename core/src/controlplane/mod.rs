@@ -159,6 +159,7 @@ pub(crate) mod testing {
             credential_rotation: Default::default(),
             storage_quota_bytes: None,
             write_budget_bytes_per_second: None,
+            hibernated: false,
         }
     }
 
@@ -268,6 +269,14 @@ mod tests {
         let replicas = |known| rendered_with(&s, known).deployment.spec.unwrap().replicas;
         assert_eq!(replicas(false), Some(0));
         assert_eq!(replicas(true), Some(3));
+    }
+
+    #[test]
+    fn a_hibernated_tenant_runs_no_pod() {
+        let mut s = spec(ServiceType::LoadBalancer);
+        s.hibernated = true;
+        let d = rendered_with(&s, true).deployment;
+        assert_eq!(d.spec.unwrap().replicas, Some(0));
     }
 
     /// Every rendered object passes `kubernetes-validate --strict` for each admin-cluster

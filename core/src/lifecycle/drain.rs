@@ -5,7 +5,8 @@
 //! A few at a time per datastore (kamajid's `--drain-parallel`, [`DRAIN_PARALLEL`] by default):
 //! each move holds its tenant's writes for
 //! seconds and restarts its apiserver, so a drain must not do that to every tenant at once.
-//! Tenants whose spec names the datastore stay (the user pinned them there); a tenant that fit
+//! Tenants whose spec names the datastore stay (the user pinned them there), and so do
+//! hibernated ones (a move restarts the control plane on its target); a tenant that fit
 //! nowhere last time is tried again after [`NO_ROOM_RETRY_SECONDS`].
 
 use std::collections::BTreeSet;
@@ -47,7 +48,9 @@ pub fn evictions(
                     && !t.evict
                     && t.moving.is_none()
                     && t.phase != Phase::Failed
-                    && spec.as_ref().is_some_and(|s| !pinned(t, s))
+                    && spec
+                        .as_ref()
+                        .is_some_and(|s| !pinned(t, s) && !s.hibernated)
                     && !t.condition(COND_MOVED).is_some_and(|c| {
                         c.reason == "NoRoom" && now - c.since < NO_ROOM_RETRY_SECONDS
                     })
@@ -74,6 +77,11 @@ pub fn report(ds: &DatastoreName, tenants: &[(TenantRecord, Option<TenantSpec>)]
         }
         let why = if spec.as_ref().is_some_and(|s| pinned(t, s)) {
             format!("{} stays: its datastore attribute names {ds}", t.name)
+        } else if spec.as_ref().is_some_and(|s| s.hibernated) {
+            format!(
+                "{} stays while hibernated: wake it (hibernated = false) to move it",
+                t.name
+            )
         } else if let Some(c) = t
             .condition(COND_MOVED)
             .filter(|c| !c.ok && c.reason == "NoRoom")
@@ -115,6 +123,8 @@ mod tests {
         let mut pinned_spec = any.clone();
         pinned_spec.placement = Placement::Named(DatastoreName::parse("a").unwrap());
         let draining: BTreeSet<_> = [DatastoreName::parse("a").unwrap()].into();
+        let mut asleep = any.clone();
+        asleep.hibernated = true;
         let mut stuck = on("d-stuck", "a");
         stuck.set_condition(COND_MOVED, false, "NoRoom", "no datastore", 100);
         let tenants = vec![
@@ -122,6 +132,7 @@ mod tests {
             (on("b", "a"), Some(any.clone())),
             (on("a", "a"), Some(any.clone())),
             (on("pinned", "a"), Some(pinned_spec)),
+            (on("asleep", "a"), Some(asleep)),
             (on("elsewhere", "b"), Some(any.clone())),
             (stuck, Some(any.clone())),
         ];
@@ -154,9 +165,11 @@ mod tests {
         );
         assert_eq!(names(evictions(&later, &draining, 2, 200)), ["d-stuck"]);
         let r = report(&DatastoreName::parse("a").unwrap(), &later);
-        assert!(r.starts_with("draining: 2 tenant cluster(s) left"), "{r}");
+        assert!(r.starts_with("draining: 3 tenant cluster(s) left"), "{r}");
         assert!(
-            r.contains("d-stuck: no datastore") && r.contains("pinned stays"),
+            r.contains("d-stuck: no datastore")
+                && r.contains("pinned stays")
+                && r.contains("asleep stays while hibernated"),
             "{r}"
         );
     }

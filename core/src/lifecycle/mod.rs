@@ -276,6 +276,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             }),
             relocate: spec.as_ref().is_some_and(|s| steps::move_due(rec, s)),
             abort_move: spec.as_ref().is_some_and(|s| steps::abort_due(rec, s)),
+            hibernate: spec.as_ref().is_some_and(|s| s.hibernated),
             datastore_refusing: steps::writable_due(
                 rec,
                 rec.datastore

@@ -617,6 +617,7 @@ fn the_next_step_follows_from_the_record_alone() {
         relocate: false,
         abort_move: false,
         datastore_refusing: false,
+        hibernate: false,
     };
     assert_eq!(next(&rec, all), Some(Step::Reencrypt), "rewrites first");
     rec.set_condition(COND_BOOTSTRAPPED, false, "", "", 0);
@@ -1412,4 +1413,101 @@ fn resyncs_of_tenants_created_together_spread_over_the_period_and_each_comes_onc
         buckets.iter().all(|&b| (50..=150).contains(&b)),
         "{buckets:?}"
     );
+}
+
+#[tokio::test]
+async fn a_hibernated_tenant_stops_keeps_its_credentials_renews_and_wakes_through_bootstrap() {
+    let w = world();
+    let t = w.create("acme").await;
+    w.steps_to_converge(&t).await;
+    let awake = w.record(&t).unwrap();
+    let ca = w.pki(&t).ca.cert.clone();
+
+    w.update(&t, |s| s.hibernated = true).await;
+    assert_eq!(
+        w.steps_to_converge(&t).await,
+        [Step::Apply, Step::Hibernate]
+    );
+    let rec = w.record(&t).unwrap();
+    assert_eq!(rec.phase, Phase::Hibernated);
+    assert!(w.life.runtime.held.lock().unwrap().contains(&t), "no pods");
+    assert_eq!(rec.endpoint, awake.endpoint);
+    assert_eq!(rec.datastore, awake.datastore);
+    // Nothing that needs the control plane runs: no health check, no resync, no bootstrap.
+    let due = Due {
+        hibernate: true,
+        health: true,
+        resync: true,
+        limits: true,
+        reencrypt: true,
+        ..Due::default()
+    };
+    assert_eq!(next(&rec, due), None);
+    assert_eq!(
+        next(&rec, Due { renew: true, ..due }),
+        Some(Step::RenewCertificates),
+        "certificates are renewed while it sleeps"
+    );
+
+    // Renewal due: it runs, and the tenant stays stopped.
+    w.tamper(&t, |r| {
+        if let Some(p) = r.pki.as_mut() {
+            p.certificates_expire_at = 0;
+        }
+    })
+    .await;
+    let ran = w.steps_to_converge(&t).await;
+    assert!(ran.contains(&Step::RenewCertificates), "{ran:?}");
+    assert_eq!(w.record(&t).unwrap().phase, Phase::Hibernated);
+    assert!(w.life.runtime.held.lock().unwrap().contains(&t));
+
+    w.update(&t, |s| s.hibernated = false).await;
+    assert_eq!(
+        w.steps_to_converge(&t).await,
+        [Step::Apply, Step::AwaitReady, Step::Bootstrap]
+    );
+    let rec = w.record(&t).unwrap();
+    assert_eq!(rec.phase, Phase::Ready);
+    assert!(!w.life.runtime.held.lock().unwrap().contains(&t));
+    assert_eq!(
+        w.pki(&t).ca.cert,
+        ca,
+        "the same CA: kubeconfigs and nodes keep working"
+    );
+    assert_eq!(rec.endpoint, awake.endpoint);
+
+    // A hibernated tenant is deleted as any other.
+    w.update(&t, |s| s.hibernated = true).await;
+    w.steps_to_converge(&t).await;
+    w.delete(&t).await;
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Gone);
+    assert!(w.record(&t).is_none());
+}
+
+#[test]
+fn a_hibernated_tenant_is_not_moved_off_a_drained_datastore() {
+    let mut rec = TenantRecord::new(TenantName::parse("h").unwrap(), WireSpec::default(), 1, 0);
+    rec.datastore = Some(DatastoreName::parse("a").unwrap());
+    rec.evict = true;
+    let mut spec = tenant_spec(ServiceType::LoadBalancer);
+    assert!(steps::move_due(&rec, &spec));
+    spec.hibernated = true;
+    assert!(!steps::move_due(&rec, &spec));
+}
+
+#[tokio::test]
+async fn a_tenant_created_hibernated_starts_nothing_until_woken() {
+    let w = world();
+    let t = w.create("sleeper").await;
+    w.update(&t, |s| s.hibernated = true).await;
+    assert_eq!(
+        w.steps_to_converge(&t).await,
+        [Step::Place, Step::Isolate, Step::Apply, Step::Hibernate]
+    );
+    assert_eq!(w.record(&t).unwrap().phase, Phase::Hibernated);
+    assert!(w.life.runtime.held.lock().unwrap().contains(&t));
+    w.update(&t, |s| s.hibernated = false).await;
+    let ran = w.steps_to_converge(&t).await;
+    assert_eq!(ran.last(), Some(&Step::Bootstrap), "{ran:?}");
+    assert_eq!(w.record(&t).unwrap().phase, Phase::Ready);
 }

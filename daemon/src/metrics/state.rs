@@ -50,7 +50,7 @@ pub struct Fleet {
     pub walled: i64,
 }
 
-const PHASES: [Phase; 7] = [
+const PHASES: [Phase; 8] = [
     Phase::Provisioning,
     Phase::Ready,
     Phase::Upgrading,
@@ -58,6 +58,7 @@ const PHASES: [Phase; 7] = [
     Phase::Degraded,
     Phase::Failed,
     Phase::Moving,
+    Phase::Hibernated,
 ];
 
 impl Fleet {

@@ -319,6 +319,48 @@ pub fn cases() -> Vec<Case> {
             &["credential_rotation.phase"],
         ),
         change(
+            "hibernated, upgraded in place",
+            base(),
+            with(|s| {
+                s.hibernated = true;
+                s.kubernetes_version = "1.36.0".into();
+            }),
+            &[],
+        ),
+        change(
+            "hibernated, key raised",
+            with(|s| s.hibernated = true),
+            with(|s| {
+                s.hibernated = true;
+                s.encryption = Some(v1::Encryption {
+                    resources: vec!["configmaps".into()],
+                    key_rotation: 3,
+                })
+            }),
+            &["encryption.key_rotation"],
+        ),
+        change(
+            "hibernating while starting a credential rotation and moving",
+            base(),
+            with(|s| {
+                s.hibernated = true;
+                s.credential_rotation = rotation(1, "started");
+                s.datastore = "other".into();
+            }),
+            &["credential_rotation.generation", "datastore"],
+        ),
+        change(
+            "woken with a key raised",
+            with(|s| s.hibernated = true),
+            with(|s| {
+                s.encryption = Some(v1::Encryption {
+                    resources: vec!["configmaps".into()],
+                    key_rotation: 3,
+                })
+            }),
+            &[],
+        ),
+        change(
             "invalid new spec",
             base(),
             with(|s| s.replicas = 12),

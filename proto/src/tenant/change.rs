@@ -33,6 +33,32 @@ pub fn change(old: &TenantClusterSpec, new: &TenantClusterSpec) -> Vec<FieldErro
         )
         .err(),
     );
+    if new.hibernated {
+        let resources = |s: &TenantClusterSpec| {
+            let mut r = s
+                .encryption
+                .as_ref()
+                .map(|e| e.resources.clone())
+                .unwrap_or_default();
+            r.sort();
+            r
+        };
+        let rotation_state =
+            |s: &TenantClusterSpec| super::rotation_state(s.credential_rotation.as_ref());
+        let changed = [
+            rotation(old) != rotation(new),
+            resources(old) != resources(new),
+            rotation_state(old) != rotation_state(new),
+            old.datastore != new.datastore,
+        ];
+        errors.extend(
+            rules::FIXED_WHILE_HIBERNATED
+                .into_iter()
+                .zip(changed)
+                .filter(|(_, c)| *c)
+                .map(|(f, _)| rules::fixed_while_hibernated(f)),
+        );
+    }
     errors
 }
 

@@ -138,6 +138,7 @@ pub fn from_stored(v: &v1::TenantClusterSpec) -> Result<TenantSpec, FieldError> 
         storage_quota_bytes: (v.storage_quota_bytes > 0).then_some(v.storage_quota_bytes),
         write_budget_bytes_per_second: (v.write_budget_bytes_per_second > 0)
             .then_some(v.write_budget_bytes_per_second),
+        hibernated: v.hibernated,
     })
 }
 

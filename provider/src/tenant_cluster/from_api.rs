@@ -83,6 +83,7 @@ impl TenantClusterState {
             }),
             labels: map_like(&spec.labels, &prior.labels),
             deletion_protection: Value::Value(spec.deletion_protection),
+            hibernated: Value::Value(spec.hibernated),
             addons: {
                 let a = spec.addons.unwrap_or(v1::Addons {
                     coredns: true,

@@ -21,6 +21,9 @@ impl TenantClusterState {
         if self.deletion_protection.is_null() {
             self.deletion_protection = Value::Value(false);
         }
+        if self.hibernated.is_null() {
+            self.hibernated = Value::Value(false);
+        }
         let mut net = self.network.as_ref_option().cloned().unwrap_or_default();
         let fill = |v: &mut Value<String>, d: &str| {
             if v.is_null() {
@@ -192,6 +195,9 @@ pub(super) fn update(
     }
     if config.deletion_protection.is_null() {
         planned.deletion_protection = Value::Null;
+    }
+    if config.hibernated.is_null() {
+        planned.hibernated = Value::Null;
     }
     if let (Value::Value(p), Some(c)) = (&mut planned.addons, config.addons.as_ref_option()) {
         for (pv, cv) in [

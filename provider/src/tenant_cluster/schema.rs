@@ -51,6 +51,7 @@ pub fn schema() -> Schema {
                 ("admission_plugins", optional(list_of_strings(), TC_ADMISSION)),
                 ("labels", optional(map_of_strings(), TC_LABELS)),
                 ("deletion_protection", optional_default(boolean(), TC_PROTECTION)),
+                ("hibernated", optional_default(boolean(), TC_HIBERNATED)),
                 ("uid", computed(string(), TC_UID)),
                 ("endpoint", computed(string(), TC_ENDPOINT)),
                 ("cluster_ca_certificate", computed(string(), TC_CA)),

@@ -114,6 +114,7 @@ pub struct TenantClusterState {
     pub extra_args: Value<ExtraArgs>,
     pub labels: Value<StrMap>,
     pub deletion_protection: Value<bool>,
+    pub hibernated: Value<bool>,
     pub addons: Value<Addons>,
     pub encryption: Value<Encryption>,
     pub authentication: Value<Authentication>,

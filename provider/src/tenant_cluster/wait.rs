@@ -228,9 +228,15 @@ impl TenantClusterResource {
         };
         let generation = fallback.generation;
         let timeout = planned.timeout(verb);
+        // A hibernated cluster is done once its control plane is stopped.
+        let want = if planned.hibernated.as_ref_option() == Some(&true) {
+            v1::TenantClusterPhase::Hibernated
+        } else {
+            v1::TenantClusterPhase::Ready
+        };
         let ready = |tc: &v1::TenantCluster| {
             let st = tc.status.clone().unwrap_or_default();
-            st.phase == v1::TenantClusterPhase::Ready as i32 && st.observed_generation >= generation
+            st.phase == want as i32 && st.observed_generation >= generation
         };
         Some(
             match Self::wait(client, name, timeout, ready, Some(generation)).await {
@@ -246,7 +252,10 @@ impl TenantClusterResource {
                             let why = status_message(&last);
                             let down = unreachable.map(|u| format!(" {u}.")).unwrap_or_default();
                             diags.root_error(
-                            format!("Tenant cluster {name:?} did not become Ready"),
+                            format!(
+                                "Tenant cluster {name:?} did not become {}",
+                                phase_name(want as i32)
+                            ),
                             format!(
                                 "{verb} waited {}s; the cluster is {}{}.{down} kamajid keeps reconciling it; \
                                  raise timeouts.{verb} or fix the cause, then apply again.",

@@ -165,7 +165,8 @@ impl Isolation for MemIsolation {
 pub struct MemRuntime {
     /// Tenant → (version, serving certificate) applied.
     pub applied: Mutex<BTreeMap<TenantName, (String, String)>>,
-    /// Tenants applied with no pods, their address not known yet (`Tenant::address_known`).
+    /// Tenants applied with no pods: their address not known yet (`Tenant::address_known`),
+    /// or hibernated.
     pub held: Mutex<BTreeSet<TenantName>>,
     /// Tenants whose control plane stopped answering.
     pub down: Mutex<BTreeSet<TenantName>>,
@@ -193,7 +194,7 @@ impl Runtime for MemRuntime {
             pki.encryption_keys.iter().map(|k| k.name()).collect(),
         );
         let mut held = self.held.lock().unwrap();
-        if t.address_known {
+        if t.address_known && !t.spec.hibernated {
             held.remove(t.name);
         } else {
             held.insert(t.name.clone());

@@ -126,9 +126,13 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         self.runtime
             .apply(&self.render_input(&rec, spec, &ds), &pki)
             .await?;
-        if rec.observed_generation < rec.generation
+        if rec.phase == Phase::Hibernated && !spec.hibernated {
+            // Woken: it goes through AwaitReady and Bootstrap as a new one does.
+            rec.phase = Phase::Provisioning;
+        } else if rec.observed_generation < rec.generation
             && rec.observed_generation > 0
             && rec.moving.is_none()
+            && rec.phase != Phase::Hibernated
         {
             rec.phase = Phase::Upgrading;
         }

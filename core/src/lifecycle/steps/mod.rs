@@ -58,6 +58,7 @@ pub enum Step {
     Reencrypt,
     EnforceLimits,
     AwaitDatastore,
+    Hibernate,
     RenewCertificates,
     Resync,
     CheckHealth,
@@ -189,6 +190,8 @@ pub struct Due {
     pub abort_move: bool,
     /// The tenant's datastore refuses writes, or did when last recorded ([`writable_due`]).
     pub datastore_refusing: bool,
+    /// The spec asks the control plane stopped (`hibernated`).
+    pub hibernate: bool,
 }
 
 /// Whether the datastore's refusal of writes (`refusing`, as its last health round found)
@@ -203,7 +206,9 @@ pub fn move_due(rec: &TenantRecord, spec: &TenantSpec) -> bool {
     let Some(current) = &rec.datastore else {
         return false;
     };
+    // A hibernated tenant is not moved: a drain waits for it to wake (or go).
     rec.moving.is_none()
+        && !spec.hibernated
         && match &spec.placement {
             Placement::Named(n) => n != current,
             _ => rec.evict,
@@ -300,6 +305,15 @@ pub fn next(rec: &TenantRecord, due: Due) -> Option<Step> {
     }
     if !rec.done(COND_APPLIED) || rec.observed_generation < rec.generation {
         return Some(Step::Apply);
+    }
+    // Hibernated: the apply above stopped the control plane. Only renewal goes on (its apply
+    // keeps it stopped), so that waking finds certificates that have not expired; nothing
+    // that needs the control plane answering runs until then.
+    if due.hibernate && rec.moving.is_none() {
+        if rec.phase != Phase::Hibernated {
+            return Some(Step::Hibernate);
+        }
+        return due.renew.then_some(Step::RenewCertificates);
     }
     if !rec.done(COND_READY) {
         return Some(Step::AwaitReady);
@@ -540,6 +554,26 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             Step::Reencrypt => self.reencrypt(rec, rev, &spec, now).await,
             Step::EnforceLimits => self.enforce_limits(rec, rev, &spec, now).await,
             Step::AwaitDatastore => self.await_datastore(rec, rev, now).await,
+            Step::Hibernate => {
+                rec.phase = Phase::Hibernated;
+                rec.set_condition(
+                    COND_READY,
+                    false,
+                    "Hibernated",
+                    "hibernated = true: the control plane is stopped",
+                    now,
+                );
+                // Waking goes through Bootstrap again (in-tenant objects may have drifted).
+                rec.set_condition(
+                    COND_BOOTSTRAPPED,
+                    false,
+                    "Hibernated",
+                    "bootstrapped again when woken",
+                    now,
+                );
+                self.save(&rec, rev).await?;
+                Ok(Outcome::Ran(Step::Hibernate))
+            }
             Step::MoveReserve => self.move_reserve(rec, rev, &spec, now).await,
             Step::MovePrepare
             | Step::MoveHold

@@ -368,6 +368,15 @@ impl Runtime for ProcessRuntime {
                 write_private(&Path::new(under).join(name), content.as_bytes()).map_err(fail)?;
             }
         }
+        if t.spec.hibernated {
+            // The files stay (renewed certificates land in them); the processes go, and the
+            // ports stay assigned so waking serves at the same endpoint.
+            let sup = self.supervisor.clone();
+            let name = tenant.to_owned();
+            return tokio::task::spawn_blocking(move || sup.stop_tenant(&name, &dir))
+                .await
+                .map_err(|e| Self::err("stopping", tenant, e.to_string()));
+        }
         let inputs = FlagInputs {
             tenant_id: t.id,
             etcd_endpoints: t.etcd_endpoints,
@@ -484,6 +493,14 @@ impl Runtime for ProcessRuntime {
         } else {
             format!("https://{host}:{}", p.ports.apiserver)
         });
+        if t.spec.hibernated {
+            return Ok(RuntimeStatus {
+                ready: false,
+                endpoint,
+                message: "hibernated: the control plane is stopped".into(),
+                stalled: None,
+            });
+        }
         if let Some(why) = self.supervisor.problems(t.name.as_str()) {
             return Ok(RuntimeStatus {
                 ready: false,
