@@ -23,7 +23,9 @@ trap 'rm -rf "$work"' EXIT
   --set nodeSelector.role=control-planes \
   --set 'tolerations[0].key=control-planes' --set 'tolerations[0].operator=Exists' \
   --set 'tolerations[0].effect=NoSchedule' \
+  --set issuer.enabled=true --set issuer.baseUrl=https://oidc.example.com/kamaji \
   >"$work/production.yaml"
+grep -q "name: kamajid-issuer$" "$work/production.yaml" || { echo "manifests: no issuer Service" >&2; exit 1; }
 "$helm" template kamajid "$chart" --namespace kamaji-system \
   --set stateEtcd.bundled.persistence.enabled=true >"$work/persistent.yaml"
 # A required value left out is refused with what to set.
@@ -31,6 +33,10 @@ if "$helm" template kamajid "$chart" --set 'stateEtcd.endpoints={https://e:2379}
   echo "manifests: stateEtcd.endpoints without stateEtcd.existingSecret rendered" >&2; exit 1
 fi
 grep -q "stateEtcd.existingSecret is required" "$work/err" || { cat "$work/err" >&2; exit 1; }
+if "$helm" template kamajid "$chart" --set issuer.enabled=true >/dev/null 2>"$work/err"; then
+  echo "manifests: issuer.enabled without issuer.baseUrl rendered" >&2; exit 1
+fi
+grep -q "issuer.baseUrl is required" "$work/err" || { cat "$work/err" >&2; exit 1; }
 
 # The monitoring objects (prometheus-operator's kinds, outside the upstream schemas): rendered
 # when asked for, the alerts as promtool checks and tests them, the dashboard as JSON.

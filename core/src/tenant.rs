@@ -189,6 +189,10 @@ pub struct TenantRecord {
     /// Move off the current datastore: it no longer matches the selector, or it is drained.
     #[serde(default)]
     pub evict: bool,
+    /// The service-account issuer the control plane was last applied with (None: never
+    /// applied, or applied by a kamajid that did not record it: the in-cluster one).
+    #[serde(default)]
+    pub service_account_issuer: Option<String>,
 }
 
 impl TenantRecord {
@@ -215,6 +219,7 @@ impl TenantRecord {
             credentials: Default::default(),
             moving: None,
             evict: false,
+            service_account_issuer: None,
         }
     }
 

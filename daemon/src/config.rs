@@ -324,6 +324,17 @@ pub struct ServeConfig {
         value_parser = clap::value_parser!(u16).range(1..=64)
     )]
     pub drain_parallel: u16,
+    /// The https URL where --issuer-listen is published (an ingress or TLS proxy in front of
+    /// it). A tenant with `public_issuer` signs its service-account tokens as the issuer
+    /// `<this URL>/<tenant uid>`, whose OpenID Connect discovery document and key set kamajid
+    /// serves. Unset: tenants cannot ask for a public issuer.
+    #[arg(long, env = "KAMAJID_SERVICE_ACCOUNT_ISSUER_BASE_URL")]
+    pub service_account_issuer_base_url: Option<String>,
+    /// Plain-HTTP address serving tenants' discovery documents
+    /// (`/<uid>/.well-known/openid-configuration`) and key sets (`/<uid>/openid/v1/jwks`):
+    /// read-only and unauthenticated, as OIDC clients fetch them. Unset: not served.
+    #[arg(long, env = "KAMAJID_ISSUER_LISTEN")]
+    pub issuer_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub process: ProcessRuntimeConfig,
     #[command(flatten)]
@@ -407,11 +418,43 @@ impl ServeConfig {
             time::Duration::seconds(before),
         ))
     }
+
+    /// The issuer base URL, checked: OIDC issuers are https URLs without a query or fragment
+    /// (the apiserver refuses a key-set URL that is not https).
+    pub fn issuer_base(&self) -> Result<Option<String>, String> {
+        let Some(url) = &self.service_account_issuer_base_url else {
+            return Ok(None);
+        };
+        let rest = url.strip_prefix("https://").ok_or_else(|| {
+            format!("--service-account-issuer-base-url is {url:?}: an https:// URL")
+        })?;
+        if rest.is_empty() || rest.starts_with('/') || rest.contains(['?', '#', ' ']) {
+            return Err(format!(
+                "--service-account-issuer-base-url is {url:?}: an https:// URL with a host and no query or fragment"
+            ));
+        }
+        Ok(Some(url.trim_end_matches('/').to_owned()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_issuer_base_is_an_https_url_with_a_host() {
+        assert_eq!(serve(&[]).issuer_base(), Ok(None));
+        assert_eq!(
+            serve(&["--service-account-issuer-base-url=https://oidc.example.com/k/"]).issuer_base(),
+            Ok(Some("https://oidc.example.com/k".into()))
+        );
+        for bad in ["http://oidc.example.com", "https://", "https://x/?a=b"] {
+            let e = serve(&[&format!("--service-account-issuer-base-url={bad}")])
+                .issuer_base()
+                .unwrap_err();
+            assert!(e.contains("--service-account-issuer-base-url"), "{e}");
+        }
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         let mut argv = vec![

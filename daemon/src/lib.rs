@@ -19,6 +19,7 @@ pub mod api;
 pub mod config;
 pub mod datastore;
 pub mod etcd;
+pub mod issuer;
 pub mod leader;
 pub mod metrics;
 pub mod observe;

@@ -194,6 +194,7 @@ pub async fn serve(
         crate::reload::load_identity(&cfg.tls_cert_file, &cfg.tls_key_file)
             .map_err(|e| ServeError::Config(e.to_string()))?,
     ));
+    let issuer_base = cfg.issuer_base().map_err(ServeError::Config)?;
     let store = connect_state(&cfg.state_etcd).await?;
     let probes_listener = crate::observe::bind(cfg.metrics_listen)
         .await
@@ -201,6 +202,14 @@ pub async fn serve(
             addr: cfg.metrics_listen,
             source,
         })?;
+    let issuer_listener = match cfg.issuer_listen {
+        Some(addr) => Some(
+            crate::issuer::bind(addr)
+                .await
+                .map_err(|source| ServeError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let prober = Arc::new(EtcdProber {
         timeout: cfg.probe_timeout(),
@@ -217,6 +226,27 @@ pub async fn serve(
         },
         shutdown.clone(),
     ));
+    let issuers = match (issuer_listener, &issuer_base) {
+        (Some(listener), Some(base)) => {
+            info!(addr = ?listener.local_addr().ok(), base = %base, "serving service-account issuers");
+            Some(tokio::spawn(crate::issuer::serve(
+                listener,
+                crate::issuer::Issuers {
+                    store: store.clone(),
+                    kek: kek.clone(),
+                    base: base.clone(),
+                },
+                shutdown.clone(),
+            )))
+        }
+        (Some(_), None) => {
+            return Err(ServeError::Config(
+                "--issuer-listen serves issuers under --service-account-issuer-base-url: set both"
+                    .into(),
+            ))
+        }
+        _ => None,
+    };
     let id = format!(
         "{}-{}",
         std::process::id(),
@@ -274,6 +304,7 @@ pub async fn serve(
             certificate_validity,
             certificate_renew_before,
             drain_parallel: usize::from(cfg.drain_parallel),
+            issuer_base: issuer_base.clone(),
         },
         etcd_timeout: cfg.probe_timeout(),
         wake: wake.clone(),
@@ -320,6 +351,7 @@ pub async fn serve(
         reservation_bytes: cfg.tenant_reservation_mib.saturating_mul(1024 * 1024),
         usage: usage.clone(),
         observer: metrics.clone(),
+        issuer_base: issuer_base.clone(),
     });
     let tenants = TenantClustersServer::with_interceptor(
         TenantApi {
@@ -389,6 +421,9 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Transport(error_chain(&e)));
     let _ = tokio::join!(campaign, health, measuring, probes, reloading, rekeying);
+    if let Some(i) = issuers {
+        let _ = i.await;
+    }
     if let Some(r) = reconciler {
         let _ = r.await;
     }

@@ -77,6 +77,8 @@ pub struct TenantService {
     pub usage: Arc<UsageTracker>,
     /// Told about creates and updates refused for want of a datastore (metrics).
     pub observer: Arc<dyn kamaji_core::lifecycle::ports::StepObserver>,
+    /// Where this kamajid publishes service-account issuers (`--service-account-issuer-base-url`).
+    pub issuer_base: Option<String>,
 }
 
 /// What a new cluster's spec cannot ask: a credential rotation in progress (a new PKI has no
@@ -101,6 +103,18 @@ fn placement_field(spec: &TenantSpec) -> &'static str {
 }
 
 impl TenantService {
+    /// A public issuer needs a kamajid that publishes issuers.
+    fn issuer_rules(&self, spec: &TenantSpec) -> Result<(), ServiceError> {
+        if spec.public_issuer && self.issuer_base.is_none() {
+            return Err(ServiceError::Invalid(vec![FieldError::new(
+                "public_issuer",
+                "this kamajid publishes no service-account issuer: its operator starts it with \
+                 --service-account-issuer-base-url (and --issuer-listen); until then set it to false",
+            )]));
+        }
+        Ok(())
+    }
+
     async fn record(&self, name: &TenantName) -> Result<Versioned<TenantRecord>, ServiceError> {
         self.store
             .tenant_record(name)
@@ -248,6 +262,7 @@ impl TenantService {
         planned: &[v1::PlannedDatastore],
     ) -> Result<(), ServiceError> {
         new_cluster_rules(spec)?;
+        self.issuer_rules(spec)?;
         let planned = planned
             .iter()
             .filter_map(|p| {
@@ -304,6 +319,7 @@ impl TenantService {
         spec: &TenantSpec,
     ) -> Result<v1::TenantCluster, ServiceError> {
         new_cluster_rules(spec)?;
+        self.issuer_rules(spec)?;
         if let Err(e) = self.check_placement(spec).await {
             self.refused(&e);
             return Err(e);
@@ -350,6 +366,7 @@ impl TenantService {
                 return Ok(wire::tenant_to_proto(&rec, old));
             }
             let spec = contract::from_stored(new).map_err(|e| ServiceError::Invalid(vec![e]))?;
+            self.issuer_rules(&spec)?;
             if let (true, Some(m)) = (spec.hibernated && !old.hibernated, &rec.moving) {
                 return Err(ServiceError::Invalid(vec![FieldError::new(
                     "hibernated",

@@ -125,6 +125,7 @@ pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::T
             write_budget_bytes_per_second,
             storage_write_bytes_per_second: None,
             storage_history_bytes: None,
+            service_account_issuer: rec.service_account_issuer.clone().unwrap_or_default(),
         }),
         generation: rec.generation,
         create_time: timestamp(rec.create_time),

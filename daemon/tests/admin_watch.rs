@@ -67,6 +67,7 @@ async fn a_healthy_tenant_is_checked_from_the_watch_and_a_broken_one_from_the_ad
         etcd_endpoints: &endpoints,
         etcd_ca_certificate: "",
         dns_domain: "cluster.local",
+        issuer_base: None,
         address_known: true,
     };
     rt.apply(&t, &pki).await.unwrap();

@@ -134,6 +134,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         reservation_bytes: DEFAULT_RESERVATION_BYTES,
         usage,
         observer: Arc::new(kamaji_core::lifecycle::ports::Unobserved),
+        issuer_base: None,
     });
     let api = TenantApi {
         service: service.clone(),
@@ -376,6 +377,24 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
             Code::InvalidArgument,
             vec!["name".to_owned(), "kubernetes_version".to_owned()]
         )
+    );
+    // A public issuer from a kamajid that publishes none: refused at plan, naming the field.
+    let err = c
+        .create_tenant_cluster(v1::CreateTenantClusterRequest {
+            name: "public".into(),
+            spec: Some(v1::TenantClusterSpec {
+                public_issuer: true,
+                ..tenant_spec("1.34.3")
+            }),
+            validate_only: true,
+            planned_datastores: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_errors(&err)[0].field, "public_issuer", "{err:?}");
+    assert!(
+        err.message().contains("--service-account-issuer-base-url"),
+        "{err:?}"
     );
     let update = |s| v1::UpdateTenantClusterRequest {
         name: "acme".into(),

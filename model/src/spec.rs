@@ -175,4 +175,7 @@ pub struct TenantSpec {
     pub write_budget_bytes_per_second: Option<i64>,
     /// The control plane is stopped; everything else is kept, so waking it loses nothing.
     pub hibernated: bool,
+    /// Its service-account issuer is published by kamajid (discovery document and key set), so
+    /// that clouds' IAM and Vault can trust its tokens.
+    pub public_issuer: bool,
 }

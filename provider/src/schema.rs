@@ -199,6 +199,16 @@ selector the cluster's datastore no longer matches moves the cluster in place, a
          false starts the control plane again with the same endpoint and credentials. While hibernated, \
          certificates are still renewed; a key rotation, a credential rotation and a change of datastore \
          are refused until it is woken. Defaults to false.";
+    pub const TC_PUBLIC_ISSUER: &str =
+        "When true, kamajid publishes the cluster's service-account issuer: its OpenID Connect discovery \
+         document and key set are served, unauthenticated, at `service_account_issuer`, so that a \
+         cloud's IAM, Vault or any OIDC library can verify the cluster's service-account tokens \
+         (workload identity). Needs a kamajid started with `--service-account-issuer-base-url`. \
+         Tokens issued before it was turned on stay valid. Defaults to false.";
+    pub const TC_SA_ISSUER: &str =
+        "The issuer (`iss`) of the service-account tokens the control plane signs: with `public_issuer`, \
+         `<kamajid's --service-account-issuer-base-url>/<uid>`, where `/.well-known/openid-configuration` \
+         and `/openid/v1/jwks` are served; else the in-cluster `https://kubernetes.default.svc.<domain>`.";
     pub const TC_UID: &str =
         "Immutable id kamajid gave the cluster; its etcd user and key prefix (`/<uid>/`).";
     pub const TC_ENDPOINT: &str = "URL of the cluster's API server, `https://host:port`.";

@@ -126,6 +126,8 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
         certificate_validity_seconds: 365 * 86_400,
         certificate_renew_before_seconds: 30 * 86_400,
         drain_parallel: kamaji_core::lifecycle::drain::DRAIN_PARALLEL as u16,
+        service_account_issuer_base_url: None,
+        issuer_listen: None,
         process: ProcessRuntimeConfig {
             // An admin cluster wins; else local processes when binaries are given.
             runtime: if cfg.kubeconfig.is_none() && cfg.k8s_bin_dir.is_some() {

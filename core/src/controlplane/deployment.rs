@@ -157,6 +157,7 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
         health_bind_address: "0.0.0.0",
         advertise_address: None,
         leader_election: true,
+        issuer_base: t.issuer_base,
     };
     let res = &t.spec.resources;
     let pki_mounts = vec![

@@ -94,6 +94,8 @@ pub struct FlagInputs<'a> {
     /// write no Lease, but also start their controllers before the apiserver answers, and
     /// exit when it does not: both runtimes elect today (see the process runtime).
     pub leader_election: bool,
+    /// [`Tenant::issuer_base`](super::Tenant::issuer_base).
+    pub issuer_base: Option<&'a str>,
 }
 
 /// Leader election of the controller-manager and the scheduler, where they elect one. The
@@ -156,6 +158,8 @@ fn render(defaults: BTreeMap<&str, String>, extra: &BTreeMap<String, String>) ->
 
 /// kube-apiserver.
 pub fn apiserver(spec: &TenantSpec, i: &FlagInputs<'_>) -> Vec<String> {
+    let in_cluster = in_cluster_issuer(i.dns_domain);
+    let issuer = service_account_issuer(spec, i.tenant_id, i.dns_domain, i.issuer_base);
     let net = &spec.network;
     let port = i.ports.apiserver;
     let pki = &i.layout.pki_dir;
@@ -219,10 +223,7 @@ pub fn apiserver(spec: &TenantSpec, i: &FlagInputs<'_>) -> Vec<String> {
         ("requestheader-group-headers", "X-Remote-Group".to_owned()),
         ("requestheader-username-headers", "X-Remote-User".to_owned()),
         ("secure-port", port.to_string()),
-        (
-            "service-account-issuer",
-            format!("https://kubernetes.default.svc.{}", i.dns_domain),
-        ),
+        ("service-account-issuer", issuer.clone()),
         ("service-account-key-file", format!("{pki}/sa.pub")),
         ("service-account-signing-key-file", format!("{pki}/sa.key")),
         ("service-cluster-ip-range", net.service_cidr.to_string()),
@@ -256,7 +257,46 @@ pub fn apiserver(spec: &TenantSpec, i: &FlagInputs<'_>) -> Vec<String> {
         d.insert("audit-log-maxbackup", "10".into());
         d.insert("audit-log-maxsize", "100".into());
     }
-    render(d, &spec.extra_args.apiserver)
+    let public = issuer != in_cluster;
+    if public {
+        d.insert(
+            "service-account-jwks-uri",
+            format!("{issuer}{}", crate::pki::issuer::JWKS_PATH),
+        );
+        // Tokens bound to the in-cluster issuer before the public one was turned on stay valid.
+        d.insert("api-audiences", format!("{issuer},{in_cluster}"));
+    }
+    let mut args = render(d, &spec.extra_args.apiserver);
+    if public {
+        // Every issuer given is accepted, the first one signs: again right after it.
+        let at = args
+            .iter()
+            .position(|a| a.starts_with("--service-account-issuer="))
+            .map_or(args.len(), |p| p + 1);
+        args.insert(at, format!("--service-account-issuer={in_cluster}"));
+    }
+    args
+}
+
+/// The issuer every tenant's service-account tokens had before public issuers: reachable only
+/// inside the cluster.
+pub fn in_cluster_issuer(dns_domain: &str) -> String {
+    format!("https://kubernetes.default.svc.{dns_domain}")
+}
+
+/// A tenant's service-account issuer: `<base>/<id>` when its spec asks for a public one and
+/// kamajid publishes issuers at `base`, else [`in_cluster_issuer`]. The id, not the name: a
+/// cluster created again under the same name must not inherit the trust given to the first.
+pub fn service_account_issuer(
+    spec: &TenantSpec,
+    id: &TenantId,
+    dns_domain: &str,
+    base: Option<&str>,
+) -> String {
+    match base {
+        Some(b) if spec.public_issuer => format!("{}/{id}", b.trim_end_matches('/')),
+        _ => in_cluster_issuer(dns_domain),
+    }
 }
 
 /// kube-controller-manager, with the bootstrap-token controllers `kubeadm join` relies on.
@@ -336,7 +376,42 @@ mod tests {
             health_bind_address: "0.0.0.0",
             advertise_address: None,
             leader_election: true,
+            issuer_base: None,
         }
+    }
+
+    #[test]
+    fn a_public_issuer_signs_and_the_in_cluster_one_is_still_accepted() {
+        let eps = vec!["https://10.0.0.1:2379".to_owned()];
+        let layout = Layout::pod();
+        let mut s = spec();
+        s.public_issuer = true;
+        let mut i = inputs(&eps, &layout);
+        let without_base = apiserver(&s, &i);
+        assert!(without_base.contains(
+            &"--service-account-issuer=https://kubernetes.default.svc.cluster.local".into()
+        ));
+        i.issuer_base = Some("https://oidc.example.com/");
+        let f = apiserver(&s, &i);
+        let issuers: Vec<_> = f
+            .iter()
+            .filter(|a| a.starts_with("--service-account-issuer="))
+            .collect();
+        assert_eq!(
+            issuers,
+            [
+                "--service-account-issuer=https://oidc.example.com/acme-x1y2z",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            ]
+        );
+        for want in [
+            "--service-account-jwks-uri=https://oidc.example.com/acme-x1y2z/openid/v1/jwks",
+            "--api-audiences=https://oidc.example.com/acme-x1y2z,https://kubernetes.default.svc.cluster.local",
+        ] {
+            assert!(f.iter().any(|x| x == want), "{want} missing from {f:?}");
+        }
+        s.public_issuer = false;
+        assert_eq!(apiserver(&s, &i), without_base, "off: as before");
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct Tenant<'a> {
     /// PEM CA of the datastore's servers.
     pub etcd_ca_certificate: &'a str,
     pub dns_domain: &'a str,
+    /// Where kamajid publishes tenants' service-account issuers (`--service-account-issuer-base-url`);
+    /// a tenant with `public_issuer` is the issuer `<base>/<id>` ([`flags::service_account_issuer`]).
+    pub issuer_base: Option<&'a str>,
     /// Whether the address clients reach the API server at is known (recorded, or given as
     /// `endpoint_address`). Until it is, the Deployment runs no pods: its serving certificate
     /// is re-issued for that address as soon as the runtime gives it, and pods started before
@@ -160,6 +163,7 @@ pub(crate) mod testing {
             storage_quota_bytes: None,
             write_budget_bytes_per_second: None,
             hibernated: false,
+            public_issuer: false,
         }
     }
 
@@ -197,6 +201,7 @@ pub(crate) mod testing {
                 etcd_endpoints: &eps,
                 etcd_ca_certificate: &etcd_ca.cert,
                 dns_domain: "cluster.local",
+                issuer_base: None,
                 address_known,
             },
             &pki(),
@@ -255,6 +260,7 @@ mod tests {
             etcd_endpoints: &eps,
             etcd_ca_certificate: &etcd_ca.cert,
             dns_domain: "cluster.local",
+            issuer_base: None,
             address_known: true,
         };
         assert_eq!(

@@ -99,6 +99,8 @@ pub struct Settings {
     pub certificate_renew_before: time::Duration,
     /// Tenants of one draining datastore moved off it at the same time.
     pub drain_parallel: usize,
+    /// The https URL kamajid's issuer endpoint is published at; None: it publishes none.
+    pub issuer_base: Option<String>,
 }
 
 /// Leaf certificates are renewed this long before they expire, by default: a month leaves
@@ -114,6 +116,7 @@ impl Default for Settings {
             certificate_validity: crate::pki::LEAF_VALIDITY,
             certificate_renew_before: RENEW_BEFORE,
             drain_parallel: drain::DRAIN_PARALLEL,
+            issuer_base: None,
         }
     }
 }

@@ -18,6 +18,7 @@
 
 mod encryption;
 mod inspect;
+pub mod issuer;
 mod kubeconfig;
 mod sign;
 mod tenant;

@@ -85,7 +85,7 @@ impl Cert {
     }
 }
 
-fn spec() -> TenantPkiSpec {
+pub(super) fn spec() -> TenantPkiSpec {
     TenantPkiSpec {
         tenant_id: crate::ids::TenantId::parse("acme-7f3k2").unwrap(),
         service_cidr: "10.96.0.0/12".parse().unwrap(),

@@ -97,6 +97,8 @@ impl Env {
             certificate_validity_seconds: 365 * 86_400,
             certificate_renew_before_seconds: 30 * 86_400,
             drain_parallel: kamaji_core::lifecycle::drain::DRAIN_PARALLEL as u16,
+            service_account_issuer_base_url: None,
+            issuer_listen: None,
             process: Default::default(),
             shards: Default::default(),
         };

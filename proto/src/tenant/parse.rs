@@ -139,6 +139,7 @@ pub fn from_stored(v: &v1::TenantClusterSpec) -> Result<TenantSpec, FieldError> 
         write_budget_bytes_per_second: (v.write_budget_bytes_per_second > 0)
             .then_some(v.write_budget_bytes_per_second),
         hibernated: v.hibernated,
+        public_issuer: v.public_issuer,
     })
 }
 

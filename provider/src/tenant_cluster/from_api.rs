@@ -84,6 +84,7 @@ impl TenantClusterState {
             labels: map_like(&spec.labels, &prior.labels),
             deletion_protection: Value::Value(spec.deletion_protection),
             hibernated: Value::Value(spec.hibernated),
+            public_issuer: Value::Value(spec.public_issuer),
             addons: {
                 let a = spec.addons.unwrap_or(v1::Addons {
                     coredns: true,
@@ -171,6 +172,7 @@ impl TenantClusterState {
             ),
             client_key: secret(creds.map(|c| &c.client_key), &prior.client_key),
             current_version: text(&st.current_version),
+            service_account_issuer: text(&st.service_account_issuer),
             status: Value::Value(phase_name(st.phase).to_owned()),
             status_message: Value::Value(status_message(tc)),
             certificates_expire_at: match &st.certificates_expire_at {

@@ -24,6 +24,9 @@ impl TenantClusterState {
         if self.hibernated.is_null() {
             self.hibernated = Value::Value(false);
         }
+        if self.public_issuer.is_null() {
+            self.public_issuer = Value::Value(false);
+        }
         let mut net = self.network.as_ref_option().cloned().unwrap_or_default();
         let fill = |v: &mut Value<String>, d: &str| {
             if v.is_null() {
@@ -117,6 +120,7 @@ impl TenantClusterState {
         self.admin_kubeconfig = Value::Unknown;
         self.client_certificate = Value::Unknown;
         self.client_key = Value::Unknown;
+        self.service_account_issuer = Value::Unknown;
         self.unknown_status()
     }
 }
@@ -198,6 +202,9 @@ pub(super) fn update(
     }
     if config.hibernated.is_null() {
         planned.hibernated = Value::Null;
+    }
+    if config.public_issuer.is_null() {
+        planned.public_issuer = Value::Null;
     }
     if let (Value::Value(p), Some(c)) = (&mut planned.addons, config.addons.as_ref_option()) {
         for (pv, cv) in [

@@ -224,6 +224,9 @@ impl Resource for TenantClusterResource {
             }
         } else if spec_changed {
             planned = planned.unknown_status();
+            if old_spec.public_issuer != new_spec.public_issuer {
+                planned.service_account_issuer = Value::Unknown;
+            }
             if rotating {
                 // Re-issued by the rotation: the CA bundle, its hash and the admin's credentials.
                 planned.cluster_ca_certificate = Value::Unknown;

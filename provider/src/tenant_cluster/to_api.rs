@@ -261,6 +261,7 @@ impl TenantClusterState {
                 .copied()
                 .unwrap_or(false),
             hibernated: self.hibernated.as_ref_option().copied().unwrap_or(false),
+            public_issuer: self.public_issuer.as_ref_option().copied().unwrap_or(false),
             addons: Some(v1::Addons {
                 coredns: r.boolean("addons.coredns", &addons.coredns, true),
                 kube_proxy: r.boolean("addons.kube_proxy", &addons.kube_proxy, true),

@@ -137,6 +137,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             rec.phase = Phase::Upgrading;
         }
         rec.observed_generation = rec.generation;
+        rec.service_account_issuer = Some(self.issuer_of(&rec, spec));
         rec.set_condition(
             COND_APPLIED,
             true,

@@ -465,6 +465,16 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         seal_pki(&self.kek, rec, &pki)
     }
 
+    /// The service-account issuer the tenant's apiserver is applied with.
+    fn issuer_of(&self, rec: &TenantRecord, spec: &TenantSpec) -> String {
+        crate::controlplane::flags::service_account_issuer(
+            spec,
+            &rec.uid,
+            &self.settings.dns_domain,
+            self.settings.issuer_base.as_deref(),
+        )
+    }
+
     /// What the runtime renders the tenant from.
     fn render_input<'a>(
         &'a self,
@@ -479,6 +489,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             etcd_endpoints: &ds.endpoints,
             etcd_ca_certificate: &ds.ca_certificate,
             dns_domain: &self.settings.dns_domain,
+            issuer_base: self.settings.issuer_base.as_deref(),
             address_known: rec.endpoint.is_some() || spec.network.endpoint_address.is_some(),
         }
     }
@@ -591,6 +602,8 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                     .apply(&self.render_input(&rec, &spec, &ds), &pki)
                     .await?;
                 self.bootstrap(&mut rec, &spec, &pki, now).await?;
+                // Records from before the issuer was recorded learn it here.
+                rec.service_account_issuer = Some(self.issuer_of(&rec, &spec));
                 self.save(&rec, rev).await?;
                 Ok(Outcome::Ran(Step::Resync))
             }

@@ -81,6 +81,7 @@ async fn apply_server_side_applies_every_object_in_order_as_kamajid() {
         etcd_endpoints: &eps,
         etcd_ca_certificate: &etcd_ca.cert,
         dns_domain: "cluster.local",
+        issuer_base: None,
         address_known: true,
     };
     let server = tokio::spawn(async move {
@@ -141,6 +142,7 @@ async fn status_waits_for_the_rollout_and_takes_the_endpoint_from_the_load_balan
         etcd_endpoints: &[],
         etcd_ca_certificate: "",
         dns_domain: "cluster.local",
+        issuer_base: None,
         address_known: true,
     };
     let server = tokio::spawn(async move {

@@ -398,6 +398,7 @@ impl Runtime for ProcessRuntime {
             // its controllers at once, exits while the apiserver is away, and the supervisor
             // counts those exits as a component that does not start.
             leader_election: true,
+            issuer_base: t.issuer_base,
         };
         let res = &t.spec.resources;
         let envs = [
