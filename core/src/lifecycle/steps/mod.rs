@@ -32,6 +32,7 @@ use create::{choose, prepare_encryption};
 mod day2;
 pub(crate) mod limits;
 pub(crate) mod moves;
+mod routine;
 mod teardown;
 
 use super::ports::{Isolation, Records, Runtime, StepResult, TenantObjects};
@@ -404,36 +405,6 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             })
     }
 
-    /// A Ready tenant's routine health check from the record a round listed: neither the
-    /// record nor its datastore is read again from the state store (at thousands of tenants
-    /// those reads were most of kamajid's requests at rest). True when the control plane is
-    /// healthy; anything else (unhealthy, unreadable) is left to the step, which reads the
-    /// record again and writes what it finds under its revision.
-    pub(super) async fn healthy_as_listed(
-        &self,
-        rec: &TenantRecord,
-        ds: Option<&DatastoreRecord>,
-    ) -> bool {
-        let (Some(ds), Ok(spec)) = (ds, self.records.spec(rec)) else {
-            return false;
-        };
-        let started = std::time::Instant::now();
-        match self
-            .runtime
-            .health(&self.render_input(rec, &spec, ds))
-            .await
-        {
-            Ok(status) if status.ready => {
-                self.set_checked(&rec.name, true);
-                super::log_step(&rec.name, Step::CheckHealth, StepResult::Ran, None);
-                self.observer
-                    .performed(rec, Step::CheckHealth, StepResult::Ran, started.elapsed());
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// Mints the tenant's PKI into `rec`, with its encryption keys and the credentials
     /// generation it starts at.
     fn mint_into(
@@ -565,26 +536,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             Step::Reencrypt => self.reencrypt(rec, rev, &spec, now).await,
             Step::EnforceLimits => self.enforce_limits(rec, rev, &spec, now).await,
             Step::AwaitDatastore => self.await_datastore(rec, rev, now).await,
-            Step::Hibernate => {
-                rec.phase = Phase::Hibernated;
-                rec.set_condition(
-                    COND_READY,
-                    false,
-                    "Hibernated",
-                    "hibernated = true: the control plane is stopped",
-                    now,
-                );
-                // Waking goes through Bootstrap again (in-tenant objects may have drifted).
-                rec.set_condition(
-                    COND_BOOTSTRAPPED,
-                    false,
-                    "Hibernated",
-                    "bootstrapped again when woken",
-                    now,
-                );
-                self.save(&rec, rev).await?;
-                Ok(Outcome::Ran(Step::Hibernate))
-            }
+            Step::Hibernate => self.hibernate(rec, rev, now).await,
             Step::MoveReserve => self.move_reserve(rec, rev, &spec, now).await,
             Step::MovePrepare
             | Step::MoveHold
@@ -594,37 +546,8 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             Step::MoveAbort => self.move_abort(rec, rev, now).await,
             Step::RotateCredentials => self.rotate(rec, rev, &spec, now).await,
             Step::RenewCertificates => self.renew(rec, rev, &spec, now).await,
-            Step::Resync => {
-                // Drift repair: what kamajid owns in the runtime and inside the tenant, again.
-                let pki = self.pki(&rec)?;
-                let ds = self.datastore(&rec).await?;
-                self.runtime
-                    .apply(&self.render_input(&rec, &spec, &ds), &pki)
-                    .await?;
-                self.bootstrap(&mut rec, &spec, &pki, now).await?;
-                // Records from before the issuer was recorded learn it here.
-                rec.service_account_issuer = Some(self.issuer_of(&rec, &spec));
-                self.save(&rec, rev).await?;
-                Ok(Outcome::Ran(Step::Resync))
-            }
-            Step::CheckHealth => {
-                // Reached when the round's check from what the runtime knows did not find it
-                // healthy: asked afresh before the tenant is called Degraded.
-                let ds = self.datastore(&rec).await?;
-                let status = self
-                    .runtime
-                    .status(&self.render_input(&rec, &spec, &ds))
-                    .await?;
-                self.set_checked(&rec.name, status.ready);
-                if status.ready {
-                    return Ok(Outcome::Converged);
-                }
-                tracing::warn!(tenant = %rec.name, reason = %status.message, "control plane unhealthy");
-                rec.phase = Phase::Degraded;
-                rec.set_condition(COND_READY, false, "Unhealthy", status.message, now);
-                self.save(&rec, rev).await?;
-                Ok(Outcome::Ran(Step::CheckHealth))
-            }
+            Step::Resync => self.resync(rec, rev, &spec, now).await,
+            Step::CheckHealth => self.check_health(rec, rev, &spec, now).await,
             Step::RemoveControlPlane | Step::ReleaseEtcd | Step::Forget => {
                 self.teardown(step, rec, rev).await
             }
