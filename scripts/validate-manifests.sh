@@ -24,8 +24,11 @@ trap 'rm -rf "$work"' EXIT
   --set 'tolerations[0].key=control-planes' --set 'tolerations[0].operator=Exists' \
   --set 'tolerations[0].effect=NoSchedule' \
   --set issuer.enabled=true --set issuer.baseUrl=https://oidc.example.com/kamaji \
+  --set 'config.servedVersions={1.36.3,1.37.2}' \
   >"$work/production.yaml"
 grep -q "name: kamajid-issuer$" "$work/production.yaml" || { echo "manifests: no issuer Service" >&2; exit 1; }
+grep -A1 "KAMAJID_SERVED_VERSIONS" "$work/production.yaml" | grep -q '"1.36.3,1.37.2"' \
+  || { echo "manifests: served versions not passed to kamajid" >&2; exit 1; }
 "$helm" template kamajid "$chart" --namespace kamaji-system \
   --set stateEtcd.bundled.persistence.enabled=true >"$work/persistent.yaml"
 # A required value left out is refused with what to set.

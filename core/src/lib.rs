@@ -17,6 +17,8 @@
 //! - [`usage`]: what each tenant keeps in a shared etcd, kept current from the shard's events;
 //!   [`limits`]: its storage quota and write budget, metered, and the walls that enforce them.
 //! - [`controlplane`]: component flags, files and the admin-cluster objects of a tenant.
+//! - [`maintenance`]: automatic upgrades: release channels' targets, maintenance windows and
+//!   exclusions, one tenant of a datastore at a time.
 //! - [`bootstrap`]: the objects inside a tenant that `kubeadm join` needs, and bootstrap tokens.
 
 pub use kamaji_model::{ids, spec};
@@ -29,6 +31,7 @@ pub mod etcd_release;
 pub mod kek;
 pub mod lifecycle;
 pub mod limits;
+pub mod maintenance;
 pub mod pki;
 pub mod placement;
 pub mod shard;

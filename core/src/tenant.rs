@@ -193,6 +193,26 @@ pub struct TenantRecord {
     /// applied, or applied by a kamajid that did not record it: the in-cluster one).
     #[serde(default)]
     pub service_account_issuer: Option<String>,
+    /// The version kamajid moved the tenant to by its release channel; the spec's
+    /// `kubernetes_version` is then a floor ([`crate::maintenance::desired`]).
+    #[serde(default)]
+    pub auto_version: Option<String>,
+    /// The last version change of the control plane, automatic or not.
+    #[serde(default)]
+    pub last_upgrade: Option<UpgradeRecord>,
+}
+
+/// A version change of a tenant's control plane: recorded when the apply that rolls it out
+/// runs, finished when the tenant is Ready on the new version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UpgradeRecord {
+    pub from: String,
+    pub to: String,
+    /// Started by the release channel, not by a change of the spec.
+    pub automatic: bool,
+    /// Unix seconds; `finished_at` 0 while it runs.
+    pub started_at: i64,
+    pub finished_at: i64,
 }
 
 impl TenantRecord {
@@ -220,6 +240,8 @@ impl TenantRecord {
             moving: None,
             evict: false,
             service_account_issuer: None,
+            auto_version: None,
+            last_upgrade: None,
         }
     }
 

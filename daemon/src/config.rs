@@ -335,10 +335,23 @@ pub struct ServeConfig {
     /// read-only and unauthenticated, as OIDC clients fetch them. Unset: not served.
     #[arg(long, env = "KAMAJID_ISSUER_LISTEN")]
     pub issuer_listen: Option<SocketAddr>,
+    /// Kubernetes versions this kamajid runs control planes of (the binaries or images it has),
+    /// comma-separated, e.g. `1.36.3,1.37.2`: what tenants' release channels upgrade them to.
+    /// Nothing else is ever fetched to decide it. Unset: no automatic upgrades.
+    #[arg(long, env = "KAMAJID_SERVED_VERSIONS", value_delimiter = ',', value_parser = served_version)]
+    pub served_versions: Vec<kamaji_core::spec::Version>,
+    /// The patch from which the `stable` release channel moves tenants to a new minor (2: from
+    /// `1.38.2` on, once the `.0` and `.1` releases have had their fixes).
+    #[arg(long, env = "KAMAJID_STABLE_AFTER_PATCHES", default_value_t = kamaji_core::maintenance::STABLE_AFTER_PATCHES)]
+    pub stable_after_patches: u32,
     #[command(flatten)]
     pub process: ProcessRuntimeConfig,
     #[command(flatten)]
     pub shards: ShardConfig,
+}
+
+fn served_version(v: &str) -> Result<kamaji_core::spec::Version, String> {
+    kamaji_proto::tenant::version("--served-versions", v.trim()).map_err(|e| e.message)
 }
 
 /// How kamajid keeps its etcd datastores (shards) healthy.
@@ -421,6 +434,14 @@ impl ServeConfig {
 
     /// The issuer base URL, checked: OIDC issuers are https URLs without a query or fragment
     /// (the apiserver refuses a key-set URL that is not https).
+    /// The versions this kamajid serves, for release channels.
+    pub fn served(&self) -> kamaji_core::maintenance::Served {
+        kamaji_core::maintenance::Served::new(
+            self.served_versions.clone(),
+            self.stable_after_patches,
+        )
+    }
+
     pub fn issuer_base(&self) -> Result<Option<String>, String> {
         let Some(url) = &self.service_account_issuer_base_url else {
             return Ok(None);

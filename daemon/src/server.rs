@@ -305,6 +305,7 @@ pub async fn serve(
             certificate_renew_before,
             drain_parallel: usize::from(cfg.drain_parallel),
             issuer_base: issuer_base.clone(),
+            served: cfg.served(),
         },
         etcd_timeout: cfg.probe_timeout(),
         wake: wake.clone(),
@@ -352,6 +353,7 @@ pub async fn serve(
         usage: usage.clone(),
         observer: metrics.clone(),
         issuer_base: issuer_base.clone(),
+        served: cfg.served(),
     });
     let tenants = TenantClustersServer::with_interceptor(
         TenantApi {

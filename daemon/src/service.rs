@@ -79,6 +79,8 @@ pub struct TenantService {
     pub observer: Arc<dyn kamaji_core::lifecycle::ports::StepObserver>,
     /// Where this kamajid publishes service-account issuers (`--service-account-issuer-base-url`).
     pub issuer_base: Option<String>,
+    /// The Kubernetes versions this kamajid serves (`--served-versions`), for release channels.
+    pub served: kamaji_core::maintenance::Served,
 }
 
 /// What a new cluster's spec cannot ask: a credential rotation in progress (a new PKI has no
@@ -115,6 +117,27 @@ impl TenantService {
         Ok(())
     }
 
+    /// The automatic upgrade `rec`'s release channel has in store now, if any.
+    fn next_upgrade(
+        &self,
+        rec: &TenantRecord,
+        spec: Option<&v1::TenantClusterSpec>,
+    ) -> Option<v1::PlannedUpgrade> {
+        let spec = contract::from_stored(spec?).ok()?;
+        let running = kamaji_core::maintenance::running(rec)?;
+        let p = kamaji_core::maintenance::planned(
+            &spec.maintenance,
+            running,
+            &self.served,
+            now_unix(),
+        )?;
+        Some(v1::PlannedUpgrade {
+            to_version: p.to.to_string(),
+            not_before: p.not_before.and_then(wire::timestamp),
+            waiting_for: p.waiting_for.unwrap_or_default(),
+        })
+    }
+
     async fn record(&self, name: &TenantName) -> Result<Versioned<TenantRecord>, ServiceError> {
         self.store
             .tenant_record(name)
@@ -134,6 +157,7 @@ impl TenantService {
             st.storage_keys = m.map(|m| m.usage.keys);
             st.storage_write_bytes_per_second = m.map(|m| m.write_bytes_per_second);
             st.storage_history_bytes = m.map(|m| m.history_bytes);
+            st.next_upgrade = self.next_upgrade(rec, tc.spec.as_ref());
         }
         Ok(tc)
     }

@@ -126,6 +126,18 @@ pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::T
             storage_write_bytes_per_second: None,
             storage_history_bytes: None,
             service_account_issuer: rec.service_account_issuer.clone().unwrap_or_default(),
+            last_upgrade: rec.last_upgrade.as_ref().map(|u| v1::UpgradeRecord {
+                from_version: u.from.clone(),
+                to_version: u.to.clone(),
+                automatic: u.automatic,
+                started_at: timestamp(u.started_at),
+                finished_at: (u.finished_at > 0)
+                    .then(|| timestamp(u.finished_at))
+                    .flatten(),
+            }),
+            // What the release channel has in store depends on the clock and on the versions
+            // kamajid serves: the service fills it in.
+            next_upgrade: None,
         }),
         generation: rec.generation,
         create_time: timestamp(rec.create_time),

@@ -10,7 +10,8 @@
 //! - [`flags`]: the flags kamajid manages and the admission plugins per minor; [`audit`]: audit
 //!   policies; [`bounds`]: the ranges numbers fall in.
 //! - [`spec`]: the typed tenant spec and the defaults clients fill in.
-//! - [`change`]: what may change in place, and how.
+//! - [`change`]: what may change in place, and how; [`maintenance`]: release channels,
+//!   maintenance windows and exclusions.
 
 pub mod audit;
 pub mod bounds;
@@ -18,6 +19,7 @@ pub mod change;
 pub mod error;
 pub mod flags;
 pub mod ids;
+pub mod maintenance;
 pub mod net;
 pub mod quantity;
 pub mod spec;

@@ -178,4 +178,7 @@ pub struct TenantSpec {
     /// Its service-account issuer is published by kamajid (discovery document and key set), so
     /// that clouds' IAM and Vault can trust its tokens.
     pub public_issuer: bool,
+    /// Which versions kamajid moves the tenant to by itself, and when: `kubernetes_version` is
+    /// then the floor, and the version it runs is the record's.
+    pub maintenance: crate::maintenance::Maintenance,
 }

@@ -19,6 +19,10 @@ pub fn boolean() -> AttributeType {
 pub fn list_of_strings() -> AttributeType {
     AttributeType::List(Box::new(AttributeType::String))
 }
+/// An object of the named fields (a computed attribute read as one value).
+pub fn object<const N: usize>(fields: [(&str, AttributeType); N]) -> AttributeType {
+    AttributeType::Object(fields.into_iter().map(|(k, t)| (k.to_owned(), t)).collect())
+}
 pub fn map_of_strings() -> AttributeType {
     AttributeType::Map(Box::new(AttributeType::String))
 }
@@ -178,7 +182,8 @@ control plane and reports its endpoint and credentials. Apply returns once the c
     pub const TC_NAME: &str =
         "Name, a DNS-1123 label of at most 50 characters. Changing it replaces the cluster.";
     pub const TC_VERSION: &str = "Kubernetes version, e.g. `1.35.2` (1.33 to 1.37). Changes happen in place: patch releases \
-forward, or the next minor; skipping a minor or going down is refused at plan.";
+forward, or the next minor; skipping a minor or going down is refused at plan. With a `release_channel`, \
+the floor: kamajid may run a newer version (`current_version`) without this changing.";
     pub const TC_REPLICAS: &str = "Control-plane replicas, 1 to 9. Defaults to 2.";
     pub const TC_DATASTORE: &str =
         "Datastore to place the cluster on. Unset lets kamajid choose one with room (and matching \
@@ -218,7 +223,28 @@ selector the cluster's datastore no longer matches moves the cluster in place, a
         "kubeconfig with cluster-admin rights (group `system:masters`).";
     pub const TC_CLIENT_CERT: &str = "PEM client certificate of the cluster admin.";
     pub const TC_CLIENT_KEY: &str = "PEM private key of `client_certificate`.";
-    pub const TC_CURRENT_VERSION: &str = "Kubernetes version the control plane runs now.";
+    pub const TC_CURRENT_VERSION: &str = "Kubernetes version the control plane runs now. With a \
+`release_channel`, kamajid may have moved it past `kubernetes_version`, which is then a floor: the \
+configuration keeps saying what it says, and a plan stays empty.";
+    pub const TC_RELEASE_CHANNEL: &str = "Which versions kamajid upgrades the cluster to by itself, \
+inside `maintenance_window` and outside every `maintenance_exclusion`, one cluster of a datastore at \
+a time: `none` (default: only what `kubernetes_version` says), `patch` (the newest patch of the \
+running minor that kamajid serves) or `stable` (also the next minor, once kamajid serves a patch of \
+it from its stable threshold on, `.2` by default). Versions come from the list kamajid's operator \
+gives it (`--served-versions`), never from the internet. With a channel, `kubernetes_version` is a \
+floor and `current_version` says what runs.";
+    pub const TC_MAINTENANCE_WINDOW: &str =
+        "When automatic upgrades may start, every week, in UTC. \
+Without it they may start at any time.";
+    pub const TC_MAINTENANCE_EXCLUSION: &str = "A period in which automatic upgrades (or those to \
+another minor) do not start, e.g. a release freeze. Repeat the block for several.";
+    pub const TC_LAST_UPGRADE: &str = "The last version change of the control plane, automatic or \
+not: `from_version`, `to_version`, `automatic`, `started_at` and `finished_at` (RFC 3339; null \
+while it runs). Null before the first one.";
+    pub const TC_NEXT_UPGRADE: &str = "The automatic upgrade the release channel has in store: \
+`to_version`, `not_before` (the first moment the window and the exclusions allow it; kamajid also \
+upgrades one cluster of a datastore at a time) and `waiting_for` (the exclusion holding it back \
+now, if one does). Null when there is none.";
     pub const TC_STATUS: &str = "`Provisioning`, `Ready`, `Upgrading`, `Moving` (to another datastore), `Hibernated` (`hibernated = true`: the control plane is stopped), `Degraded`, `Failed` or `Deleting`. A `Ready` cluster whose control plane stops answering (checked every 30 s) turns `Degraded` and returns to `Ready` by itself when it answers again.";
     pub const TC_STATUS_MESSAGE: &str =
         "Why the cluster is not `Ready` (its failing conditions), or `StorageQuotaExceeded: ...` while it keeps more than its storage quota; empty otherwise.";

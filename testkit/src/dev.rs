@@ -128,6 +128,13 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
         drain_parallel: kamaji_core::lifecycle::drain::DRAIN_PARALLEL as u16,
         service_account_issuer_base_url: None,
         issuer_listen: None,
+        // The versions whose binaries are here (`v<version>/`): what release channels move to.
+        served_versions: cfg
+            .k8s_bin_dir
+            .as_deref()
+            .map(versions_in)
+            .unwrap_or_default(),
+        stable_after_patches: kamaji_core::maintenance::STABLE_AFTER_PATCHES,
         process: ProcessRuntimeConfig {
             // An admin cluster wins; else local processes when binaries are given.
             runtime: if cfg.kubeconfig.is_none() && cfg.k8s_bin_dir.is_some() {
@@ -169,4 +176,14 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
     drop(datastores);
     drop(state);
     result.map_err(DevError::from)
+}
+
+/// The Kubernetes versions of the `v<version>/` directories in `dir`.
+fn versions_in(dir: &std::path::Path) -> Vec<kamaji_core::spec::Version> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| kamaji_core::spec::Version::parse(&e.file_name().to_string_lossy()))
+        .collect()
 }

@@ -164,6 +164,7 @@ pub(crate) mod testing {
             write_budget_bytes_per_second: None,
             hibernated: false,
             public_issuer: false,
+            maintenance: Default::default(),
         }
     }
 

@@ -29,8 +29,8 @@ use crate::pki::{PkiError, TenantPki};
 use crate::placement::Policy;
 use crate::tenant::{Phase, TenantRecord, COND_RECONCILED};
 use ports::{
-    Isolation, PortError, RecordError, Records, Runtime, StepObserver, StepResult, TenantObjects,
-    Unobserved,
+    Clock, Isolation, PortError, RecordError, Records, Runtime, StepObserver, StepResult,
+    TenantObjects, Unobserved,
 };
 pub use steps::Step;
 pub use steps::MOVE;
@@ -101,6 +101,8 @@ pub struct Settings {
     pub drain_parallel: usize,
     /// The https URL kamajid's issuer endpoint is published at; None: it publishes none.
     pub issuer_base: Option<String>,
+    /// The Kubernetes versions kamajid runs control planes of, for release channels.
+    pub served: crate::maintenance::Served,
 }
 
 /// Leaf certificates are renewed this long before they expire, by default: a month leaves
@@ -117,6 +119,10 @@ impl Default for Settings {
             certificate_renew_before: RENEW_BEFORE,
             drain_parallel: drain::DRAIN_PARALLEL,
             issuer_base: None,
+            served: crate::maintenance::Served::new(
+                Vec::new(),
+                crate::maintenance::STABLE_AFTER_PATCHES,
+            ),
         }
     }
 }
@@ -138,6 +144,7 @@ pub struct Lifecycle<R, I, T, O> {
     checked: Mutex<HashMap<TenantName, Instant>>,
     /// Told about every step performed (metrics).
     pub(crate) observer: Arc<dyn StepObserver>,
+    clock: Arc<dyn Clock>,
 }
 
 /// The current time, unix seconds.
@@ -164,7 +171,28 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             placing: Default::default(),
             checked: Default::default(),
             observer: Arc::new(Unobserved),
+            clock: Arc::new(ports::SystemClock),
         }
+    }
+
+    /// The same lifecycle on `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The current time, unix seconds, by the lifecycle's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// `rec`'s spec as its steps apply it: the version is the one it is to run
+    /// ([`crate::maintenance::desired`]), which a release channel may have moved past the
+    /// spec's.
+    pub fn spec_of(&self, rec: &TenantRecord) -> Result<crate::spec::TenantSpec, RecordError> {
+        let mut spec = self.records.spec(rec)?;
+        spec.kubernetes_version = crate::maintenance::desired(rec, &spec);
+        Ok(spec)
     }
 
     /// The same lifecycle, telling `observer` about every step it performs.
@@ -252,9 +280,9 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
 
     /// What is due for `rec` now besides what its record says.
     fn due(&self, rec: &TenantRecord) -> steps::Due {
-        let now = now_unix();
+        let now = self.now();
         // A spec that does not decode is reported by the step that needs it.
-        let spec = self.records.spec(rec).ok();
+        let spec = self.spec_of(rec).ok();
         steps::Due {
             resync: steps::resync_due(rec, self.settings.resync_seconds, now),
             health: self.health_due(&rec.name),
@@ -329,7 +357,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             &with_specs,
             &draining,
             self.settings.drain_parallel,
-            now_unix(),
+            self.now(),
         ) {
             let Some(mut v) = self.records.tenant(&name).await? else {
                 continue;
@@ -349,6 +377,39 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         Ok(())
     }
 
+    /// Starts the automatic upgrades due now ([`crate::maintenance::due_upgrades`]): records the
+    /// version each tenant moves to, as a new generation, in `tenants` too; their lifecycle then
+    /// applies it as it applies a changed spec.
+    pub async fn start_upgrades(&self, tenants: &mut [TenantRecord]) -> Result<(), LifecycleError> {
+        if self.settings.served.versions().is_empty() {
+            return Ok(());
+        }
+        let with_specs: Vec<_> = tenants
+            .iter()
+            .map(|t| (t.clone(), self.spec_of(t).ok()))
+            .collect();
+        let now = self.now();
+        for (name, to) in crate::maintenance::due_upgrades(&with_specs, &self.settings.served, now)
+        {
+            let Some(mut v) = self.records.tenant(&name).await? else {
+                continue;
+            };
+            v.value.auto_version = Some(to.to_string());
+            v.value.generation += 1;
+            match self.records.update_tenant(&v.value, v.revision).await {
+                Ok(()) => {
+                    tracing::info!(tenant = %name, to = %to, "automatic upgrade starts");
+                    if let Some(t) = tenants.iter_mut().find(|t| t.name == name) {
+                        *t = v.value;
+                    }
+                }
+                Err(RecordError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Records a failed step on the tenant: `Reconciled` false with the reason, phase Degraded
     /// (unless it is being deleted). Best effort: the next round retries the step anyway.
     pub async fn record_failure(&self, name: &TenantName, message: &str) {
@@ -357,7 +418,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 v.value.phase = Phase::Degraded;
             }
             v.value
-                .set_condition(COND_RECONCILED, false, "StepFailed", message, now_unix());
+                .set_condition(COND_RECONCILED, false, "StepFailed", message, self.now());
             let _ = self.records.update_tenant(&v.value, v.revision).await;
         }
     }
@@ -402,6 +463,9 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         self.observer.round(&tenants);
         if let Err(e) = self.drain(&mut tenants).await {
             tracing::warn!(error = %e, "draining datastores");
+        }
+        if let Err(e) = self.start_upgrades(&mut tenants).await {
+            tracing::warn!(error = %e, "starting automatic upgrades");
         }
         let datastores = self.datastores_of(&tenants).await;
         let work = tenants.iter().filter_map(|t| {

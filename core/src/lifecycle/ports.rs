@@ -348,3 +348,18 @@ pub trait StepObserver: Send + Sync {
 pub struct Unobserved;
 
 impl StepObserver for Unobserved {}
+
+/// What time it is, in unix seconds: the system's clock in kamajid, one a test sets where the
+/// subject is time itself (maintenance windows, exclusions).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> i64;
+}
+
+/// The system's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        super::now_unix()
+    }
+}

@@ -1511,3 +1511,77 @@ async fn a_tenant_created_hibernated_starts_nothing_until_woken() {
     assert_eq!(ran.last(), Some(&Step::Bootstrap), "{ran:?}");
     assert_eq!(w.record(&t).unwrap().phase, Phase::Ready);
 }
+
+/// A clock the test sets.
+#[derive(Default)]
+struct TestClock(std::sync::atomic::AtomicI64);
+
+impl ports::Clock for TestClock {
+    fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl TestClock {
+    fn set(&self, rfc3339: &str) {
+        let t = kamaji_model::maintenance::timestamp("t", rfc3339).unwrap();
+        self.0.store(t, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_release_channel_upgrades_inside_its_window_and_leaves_the_spec_as_written() {
+    use kamaji_model::maintenance::{window, Maintenance, ReleaseChannel};
+    let clock = Arc::new(TestClock::default());
+    let mut w = world();
+    w.life = w.life.with_clock(clock.clone());
+    w.life.settings.served = crate::maintenance::Served::new(
+        ["1.35.2", "1.35.4"]
+            .iter()
+            .map(|v| crate::spec::Version::parse(v).unwrap())
+            .collect(),
+        2,
+    );
+    // A Friday noon.
+    clock.set("2026-12-04T12:00:00Z");
+    let t = w.create("acme").await;
+    w.steps_to_converge(&t).await;
+    w.update(&t, |s| {
+        s.maintenance = Maintenance {
+            channel: ReleaseChannel::Patch,
+            window: Some(window("w", "02:00", 2, &["saturday".into()]).unwrap()),
+            exclusions: vec![],
+        }
+    })
+    .await;
+    w.steps_to_converge(&t).await;
+    w.life.round().await;
+    let rec = w.record(&t).unwrap();
+    assert_eq!(
+        rec.current_version.as_deref(),
+        Some("1.35.2"),
+        "outside the window"
+    );
+    assert_eq!(rec.auto_version, None);
+
+    clock.set("2026-12-05T02:30:00Z");
+    w.life.round().await;
+    w.steps_to_converge(&t).await;
+    let rec = w.record(&t).unwrap();
+    assert_eq!(rec.phase, Phase::Ready);
+    assert_eq!(rec.current_version.as_deref(), Some("1.35.4"));
+    assert_eq!(w.life.runtime.applied.lock().unwrap()[&t].0, "1.35.4");
+    let u = rec.last_upgrade.clone().unwrap();
+    assert_eq!(
+        (u.from.as_str(), u.to.as_str(), u.automatic),
+        ("1.35.2", "1.35.4", true)
+    );
+    assert_eq!(u.started_at, clock.now());
+    assert!(u.finished_at >= u.started_at);
+    // The spec is as the user wrote it: a GitOps plan has nothing to change.
+    let spec = w.life.records.spec(&rec).unwrap();
+    assert_eq!(spec.kubernetes_version.to_string(), "1.35.2");
+    // Nothing newer is served: the next round leaves it.
+    w.life.round().await;
+    assert_eq!(w.record(&t).unwrap().generation, rec.generation);
+}

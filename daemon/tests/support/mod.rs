@@ -99,6 +99,8 @@ impl Env {
             drain_parallel: kamaji_core::lifecycle::drain::DRAIN_PARALLEL as u16,
             service_account_issuer_base_url: None,
             issuer_listen: None,
+            served_versions: Vec::new(),
+            stable_after_patches: kamaji_core::maintenance::STABLE_AFTER_PATCHES,
             process: Default::default(),
             shards: Default::default(),
         };

@@ -85,7 +85,31 @@ pub fn full() -> v1::TenantClusterSpec {
             max_age_days: 7,
             ..Default::default()
         }),
+        release_channel: "stable".into(),
+        maintenance_window: Some(window("02:00", 4, &["saturday", "sunday"])),
+        maintenance_exclusions: vec![exclusion(
+            "2026-11-27T00:00:00Z",
+            "2026-12-01T00:00:00Z",
+            "no_minor_upgrades",
+        )],
         ..Default::default()
+    }
+}
+
+fn window(start: &str, duration_hours: u32, days: &[&str]) -> v1::MaintenanceWindow {
+    v1::MaintenanceWindow {
+        start: start.into(),
+        duration_hours,
+        days: days.iter().map(|d| (*d).to_owned()).collect(),
+    }
+}
+
+fn exclusion(start: &str, end: &str, scope: &str) -> v1::MaintenanceExclusion {
+    v1::MaintenanceExclusion {
+        name: "freeze".into(),
+        start: start.into(),
+        end: end.into(),
+        scope: scope.into(),
     }
 }
 
@@ -137,6 +161,47 @@ fn change(
 pub fn cases() -> Vec<Case> {
     vec![
         create("valid", base(), &[]),
+        create(
+            "release channel with a window and an exclusion",
+            with(|s| {
+                s.release_channel = "patch".into();
+                s.maintenance_window = Some(window("23:30", 4, &["friday"]));
+                s.maintenance_exclusions = vec![exclusion(
+                    "2026-12-24T00:00:00Z",
+                    "2027-01-02T00:00:00Z",
+                    "",
+                )];
+            }),
+            &[],
+        ),
+        create(
+            "unknown release channel",
+            with(|s| s.release_channel = "rapid".into()),
+            &["release_channel"],
+        ),
+        create(
+            "window out of bounds",
+            with(|s| s.maintenance_window = Some(window("24:00", 25, &["funday"]))),
+            &[
+                "maintenance_window.days",
+                "maintenance_window.duration_hours",
+                "maintenance_window.start",
+            ],
+        ),
+        create(
+            "exclusion ending before it starts, and of no scope",
+            with(|s| {
+                s.maintenance_exclusions = vec![
+                    exclusion("2026-12-24T00:00:00Z", "2026-12-01T00:00:00Z", ""),
+                    exclusion("2026-12-24T00:00:00Z", "2026-12-25T00:00:00Z", "some"),
+                ]
+            }),
+            &[
+                "maintenance_exclusion",
+                "maintenance_exclusion[0].end",
+                "maintenance_exclusion[1].scope",
+            ],
+        ),
         create(
             "unsupported minor",
             with(|s| s.kubernetes_version = "1.20.1".into()),

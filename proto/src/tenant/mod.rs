@@ -18,6 +18,7 @@ pub use kamaji_model::change::{
 };
 pub use kamaji_model::flags::*;
 pub use kamaji_model::ids::host;
+use kamaji_model::maintenance::{Maintenance, ReleaseChannel};
 pub use kamaji_model::net::{authorized_network, cidr};
 pub use kamaji_model::quantity::{quantity, quantity_value};
 pub use kamaji_model::spec::defaults;
@@ -413,9 +414,53 @@ pub fn tenant_cluster(name: &str, spec: &TenantClusterSpec) -> Vec<FieldError> {
             errs.push(e);
         }
     }
+    if let Err(e) = maintenance(spec) {
+        errs.extend(e);
+    }
     let mut seen = std::collections::HashSet::new();
     errs.retain(|e| seen.insert(e.field.clone()));
     errs
+}
+
+/// The release channel, window and exclusions of `spec`, typed; every refusal, one per
+/// attribute (exclusions as the HCL names its blocks, `maintenance_exclusion[i]`).
+pub fn maintenance(spec: &TenantClusterSpec) -> Result<Maintenance, Vec<FieldError>> {
+    let mut errs = Vec::new();
+    let channel = ReleaseChannel::parse("release_channel", &spec.release_channel)
+        .map_err(|e| errs.push(e))
+        .unwrap_or_default();
+    let window = spec.maintenance_window.as_ref().and_then(|w| {
+        kamaji_model::maintenance::window("maintenance_window", &w.start, w.duration_hours, &w.days)
+            .map_err(|e| errs.extend(e))
+            .ok()
+    });
+    let mut exclusions = Vec::new();
+    for (i, x) in spec.maintenance_exclusions.iter().enumerate() {
+        match kamaji_model::maintenance::exclusion(
+            &format!("maintenance_exclusion[{i}]"),
+            &x.name,
+            &x.start,
+            &x.end,
+            &x.scope,
+        ) {
+            Ok(x) => exclusions.push(x),
+            Err(e) => errs.extend(e),
+        }
+    }
+    if let Err(e) = kamaji_model::maintenance::exclusion_names(
+        "maintenance_exclusion",
+        spec.maintenance_exclusions.iter().map(|x| x.name.as_str()),
+    ) {
+        errs.push(e);
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(Maintenance {
+        channel,
+        window,
+        exclusions,
+    })
 }
 
 /// Whether `r` (absent: generation 0, completed) is a started rotation, and its generation.

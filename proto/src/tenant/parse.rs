@@ -140,6 +140,7 @@ pub fn from_stored(v: &v1::TenantClusterSpec) -> Result<TenantSpec, FieldError> 
             .then_some(v.write_budget_bytes_per_second),
         hibernated: v.hibernated,
         public_issuer: v.public_issuer,
+        maintenance: super::maintenance(v).map_err(|mut e| e.remove(0))?,
     })
 }
 

@@ -85,6 +85,42 @@ impl TenantClusterState {
             deletion_protection: Value::Value(spec.deletion_protection),
             hibernated: Value::Value(spec.hibernated),
             public_issuer: Value::Value(spec.public_issuer),
+            release_channel: Value::Value(if spec.release_channel.is_empty() {
+                "none".to_owned()
+            } else {
+                spec.release_channel.clone()
+            }),
+            maintenance_window: match &spec.maintenance_window {
+                Some(w) => Value::Value(MaintenanceWindow {
+                    start: Value::Value(w.start.clone()),
+                    duration_hours: Value::Value(w.duration_hours.into()),
+                    days: list_like(
+                        &w.days,
+                        &prior
+                            .maintenance_window
+                            .as_ref_option()
+                            .map_or(Value::Null, |p| p.days.clone()),
+                    ),
+                }),
+                None => Value::Null,
+            },
+            maintenance_exclusion: Value::Value(
+                spec.maintenance_exclusions
+                    .iter()
+                    .map(|x| {
+                        Value::Value(MaintenanceExclusion {
+                            name: Value::Value(x.name.clone()),
+                            start: Value::Value(x.start.clone()),
+                            end: Value::Value(x.end.clone()),
+                            scope: Value::Value(if x.scope.is_empty() {
+                                "no_upgrades".to_owned()
+                            } else {
+                                x.scope.clone()
+                            }),
+                        })
+                    })
+                    .collect(),
+            ),
             addons: {
                 let a = spec.addons.unwrap_or(v1::Addons {
                     coredns: true,
@@ -173,6 +209,24 @@ impl TenantClusterState {
             client_key: secret(creds.map(|c| &c.client_key), &prior.client_key),
             current_version: text(&st.current_version),
             service_account_issuer: text(&st.service_account_issuer),
+            last_upgrade: match &st.last_upgrade {
+                Some(u) => Value::Value(LastUpgrade {
+                    from_version: Value::Value(u.from_version.clone()),
+                    to_version: Value::Value(u.to_version.clone()),
+                    automatic: Value::Value(u.automatic),
+                    started_at: u.started_at.as_ref().map(|t| rfc3339(t.seconds)).into(),
+                    finished_at: u.finished_at.as_ref().map(|t| rfc3339(t.seconds)).into(),
+                }),
+                None => Value::Null,
+            },
+            next_upgrade: match &st.next_upgrade {
+                Some(n) => Value::Value(NextUpgrade {
+                    to_version: Value::Value(n.to_version.clone()),
+                    not_before: n.not_before.as_ref().map(|t| rfc3339(t.seconds)).into(),
+                    waiting_for: text(&n.waiting_for),
+                }),
+                None => Value::Null,
+            },
             status: Value::Value(phase_name(st.phase).to_owned()),
             status_message: Value::Value(status_message(tc)),
             certificates_expire_at: match &st.certificates_expire_at {

@@ -92,6 +92,20 @@ impl TenantClusterState {
                 a.max_age_days = Value::Value(AUDIT_MAX_AGE_DAYS.into());
             }
         }
+        fill(&mut self.release_channel, "none");
+        if let Value::Value(w) = &mut self.maintenance_window {
+            if w.duration_hours.is_null() {
+                w.duration_hours = Value::Value(WINDOW_HOURS.into());
+            }
+        }
+        if let Value::Value(list) = &mut self.maintenance_exclusion {
+            for x in list.iter_mut().filter_map(|x| match x {
+                Value::Value(x) => Some(x),
+                _ => None,
+            }) {
+                fill(&mut x.scope, "no_upgrades");
+            }
+        }
         if self.timeouts.is_null() {
             self.timeouts = Value::Value(Timeouts::default());
         }
@@ -109,6 +123,8 @@ impl TenantClusterState {
         self.storage_keys = Value::Unknown;
         self.storage_write_bytes_per_second = Value::Unknown;
         self.storage_history_bytes = Value::Unknown;
+        self.last_upgrade = Value::Unknown;
+        self.next_upgrade = Value::Unknown;
         self
     }
 
@@ -205,6 +221,29 @@ pub(super) fn update(
     }
     if config.public_issuer.is_null() {
         planned.public_issuer = Value::Null;
+    }
+    if config.release_channel.is_null() {
+        planned.release_channel = Value::Null;
+    }
+    if let (Value::Value(p), Some(c)) = (
+        &mut planned.maintenance_window,
+        config.maintenance_window.as_ref_option(),
+    ) {
+        if c.duration_hours.is_null() {
+            p.duration_hours = Value::Null;
+        }
+    }
+    if let (Value::Value(pl), Value::Value(cl)) = (
+        &mut planned.maintenance_exclusion,
+        &config.maintenance_exclusion,
+    ) {
+        for (px, cx) in pl.iter_mut().zip(cl) {
+            if let (Value::Value(px), Value::Value(cx)) = (px, cx) {
+                if cx.scope.is_null() {
+                    px.scope = Value::Null;
+                }
+            }
+        }
     }
     if let (Value::Value(p), Some(c)) = (&mut planned.addons, config.addons.as_ref_option()) {
         for (pv, cv) in [
@@ -322,6 +361,31 @@ mod tests {
             fields.sort();
             assert_eq!(fields, case.refused, "{}", case.name);
         }
+    }
+
+    /// Release channel, window and exclusions read back from Terraform values as kamajid
+    /// stored them, defaults included (an unset channel is "none", sent as the API's empty one).
+    #[test]
+    fn maintenance_settings_round_trip() {
+        let full = kamaji_proto::tenant::cases::full();
+        let (spec, unknown) = written(&full).with_defaults().spec();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(spec.release_channel, full.release_channel);
+        assert_eq!(spec.maintenance_window, full.maintenance_window);
+        assert_eq!(spec.maintenance_exclusions, full.maintenance_exclusions);
+        let plain = written(&kamaji_proto::tenant::cases::base()).with_defaults();
+        assert_eq!(plain.release_channel, Value::Value("none".to_owned()));
+        let (spec, _) = plain.spec();
+        assert_eq!(spec.release_channel, "");
+        let mut defaulted = written(&full);
+        if let Value::Value(w) = &mut defaulted.maintenance_window {
+            w.duration_hours = Value::Null;
+        }
+        let (spec, _) = defaulted.with_defaults().spec();
+        assert_eq!(
+            spec.maintenance_window.unwrap().duration_hours,
+            WINDOW_HOURS
+        );
     }
 
     #[test]

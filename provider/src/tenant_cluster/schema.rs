@@ -53,6 +53,7 @@ pub fn schema() -> Schema {
                 ("deletion_protection", optional_default(boolean(), TC_PROTECTION)),
                 ("hibernated", optional_default(boolean(), TC_HIBERNATED)),
                 ("public_issuer", optional_default(boolean(), TC_PUBLIC_ISSUER)),
+                ("release_channel", optional_default(string(), TC_RELEASE_CHANNEL)),
                 ("uid", computed(string(), TC_UID)),
                 ("endpoint", computed(string(), TC_ENDPOINT)),
                 ("cluster_ca_certificate", computed(string(), TC_CA)),
@@ -62,6 +63,30 @@ pub fn schema() -> Schema {
                 ("client_key", sensitive(computed(string(), TC_CLIENT_KEY))),
                 ("current_version", computed(string(), TC_CURRENT_VERSION)),
                 ("service_account_issuer", computed(string(), TC_SA_ISSUER)),
+                (
+                    "last_upgrade",
+                    computed(
+                        object([
+                            ("from_version", string()),
+                            ("to_version", string()),
+                            ("automatic", boolean()),
+                            ("started_at", string()),
+                            ("finished_at", string()),
+                        ]),
+                        TC_LAST_UPGRADE,
+                    ),
+                ),
+                (
+                    "next_upgrade",
+                    computed(
+                        object([
+                            ("to_version", string()),
+                            ("not_before", string()),
+                            ("waiting_for", string()),
+                        ]),
+                        TC_NEXT_UPGRADE,
+                    ),
+                ),
                 ("status", computed(string(), TC_STATUS)),
                 ("status_message", computed(string(), TC_STATUS_MESSAGE)),
                 ("certificates_expire_at", computed(string(), TC_CERTS_EXPIRE)),
@@ -158,6 +183,33 @@ pub fn schema() -> Schema {
                             ("preset", optional(string(), "`metadata`, `request` or `request_response`: what each event records. Secrets, ConfigMaps and token requests are recorded at `metadata` whatever the preset; health checks not at all.")),
                             ("policy", optional(string(), "An `audit.k8s.io/v1` Policy document (YAML), instead of a preset.")),
                             ("max_age_days", optional_default(number(), "Days audit log files are kept, 1 to 3650. Defaults to 30.")),
+                        ]),
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "maintenance_window".to_owned(),
+                    tf_provider::schema::NestedBlock::Optional(Block {
+                        version: 1,
+                        description: Description::markdown(TC_MAINTENANCE_WINDOW),
+                        attributes: attributes([
+                            ("start", required(string(), "When the window opens, `HH:MM` in UTC, e.g. `\"02:00\"`.")),
+                            ("duration_hours", optional_default(number(), "How long it stays open, 1 to 24 hours; it may run past midnight. Defaults to 4. An upgrade that starts inside the window may finish after it.")),
+                            ("days", optional(list_of_strings(), "Days it opens on, `monday` to `sunday`; unset means every day.")),
+                        ]),
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "maintenance_exclusion".to_owned(),
+                    tf_provider::schema::NestedBlock::List(Block {
+                        version: 1,
+                        description: Description::markdown(TC_MAINTENANCE_EXCLUSION),
+                        attributes: attributes([
+                            ("name", required(string(), "What it is for; `next_upgrade.waiting_for` names it while it holds an upgrade back.")),
+                            ("start", required(string(), "RFC 3339 time it starts, e.g. `2026-11-27T00:00:00Z`.")),
+                            ("end", required(string(), "RFC 3339 time it ends; at most 180 days after `start`.")),
+                            ("scope", optional_default(string(), "`no_upgrades` (default): no automatic upgrade starts; `no_minor_upgrades`: patches still do, minors wait.")),
                         ]),
                         ..Default::default()
                     }),

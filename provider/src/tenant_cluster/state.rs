@@ -57,6 +57,42 @@ pub struct Audit {
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceWindow {
+    pub start: Value<String>,
+    pub duration_hours: Value<Number>,
+    pub days: Value<StrList>,
+}
+
+/// Hours a maintenance window lasts when `duration_hours` is unset.
+pub const WINDOW_HOURS: u32 = 4;
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceExclusion {
+    pub name: Value<String>,
+    pub start: Value<String>,
+    pub end: Value<String>,
+    pub scope: Value<String>,
+}
+
+/// `last_upgrade`, as kamajid recorded it.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastUpgrade {
+    pub from_version: Value<String>,
+    pub to_version: Value<String>,
+    pub automatic: Value<bool>,
+    pub started_at: Value<String>,
+    pub finished_at: Value<String>,
+}
+
+/// `next_upgrade`: what the release channel has in store.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NextUpgrade {
+    pub to_version: Value<String>,
+    pub not_before: Value<String>,
+    pub waiting_for: Value<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CredentialRotation {
     pub generation: Value<Number>,
     pub phase: Value<String>,
@@ -123,6 +159,11 @@ pub struct TenantClusterState {
     #[serde(with = "one_block")]
     pub audit: Value<Audit>,
     pub credential_rotation: Value<CredentialRotation>,
+    pub release_channel: Value<String>,
+    /// At most one `maintenance_window {}` block: null when there is none.
+    #[serde(with = "one_block")]
+    pub maintenance_window: Value<MaintenanceWindow>,
+    pub maintenance_exclusion: Value<Vec<Value<MaintenanceExclusion>>>,
     pub storage_quota_bytes: Value<Number>,
     pub write_budget_bytes_per_second: Value<Number>,
     /// Absent from the data source's schema, hence never serialized when null.
@@ -137,6 +178,8 @@ pub struct TenantClusterState {
     pub client_key: Value<String>,
     pub current_version: Value<String>,
     pub service_account_issuer: Value<String>,
+    pub last_upgrade: Value<LastUpgrade>,
+    pub next_upgrade: Value<NextUpgrade>,
     pub status: Value<String>,
     pub status_message: Value<String>,
     pub certificates_expire_at: Value<String>,

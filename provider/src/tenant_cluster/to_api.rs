@@ -231,6 +231,42 @@ impl TenantClusterState {
             policy: r.string("audit.policy", &a.policy, ""),
             max_age_days: r.int("audit.max_age_days", &a.max_age_days, AUDIT_MAX_AGE_DAYS),
         });
+        let maintenance_window =
+            self.maintenance_window
+                .as_ref_option()
+                .map(|w| v1::MaintenanceWindow {
+                    start: r.string("maintenance_window.start", &w.start, ""),
+                    duration_hours: r.int(
+                        "maintenance_window.duration_hours",
+                        &w.duration_hours,
+                        WINDOW_HOURS,
+                    ),
+                    days: r.list("maintenance_window.days", &w.days),
+                });
+        let maintenance_exclusions: Vec<v1::MaintenanceExclusion> = self
+            .maintenance_exclusion
+            .as_ref_option()
+            .map(|l| {
+                l.iter()
+                    .enumerate()
+                    .filter_map(|(i, x)| x.as_ref_option().map(|x| (i, x)))
+                    .map(|(i, x)| {
+                        let f = |k: &str| format!("maintenance_exclusion[{i}].{k}");
+                        v1::MaintenanceExclusion {
+                            name: r.string(&f("name"), &x.name, ""),
+                            start: r.string(&f("start"), &x.start, ""),
+                            end: r.string(&f("end"), &x.end, ""),
+                            scope: r.string(&f("scope"), &x.scope, "no_upgrades"),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // "none" is sent as the API's empty default, as a spec without a channel was stored.
+        let release_channel = match r.string("release_channel", &self.release_channel, "") {
+            c if c == "none" => String::new(),
+            c => c,
+        };
         let res = self.resources.as_ref_option().cloned().unwrap_or_default();
         let resources = v1::ComponentResources {
             apiserver: r.requirements("resources.apiserver", &res.apiserver),
@@ -262,6 +298,9 @@ impl TenantClusterState {
                 .unwrap_or(false),
             hibernated: self.hibernated.as_ref_option().copied().unwrap_or(false),
             public_issuer: self.public_issuer.as_ref_option().copied().unwrap_or(false),
+            release_channel,
+            maintenance_window,
+            maintenance_exclusions,
             addons: Some(v1::Addons {
                 coredns: r.boolean("addons.coredns", &addons.coredns, true),
                 kube_proxy: r.boolean("addons.kube_proxy", &addons.kube_proxy, true),

@@ -138,6 +138,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         }
         rec.observed_generation = rec.generation;
         rec.service_account_issuer = Some(self.issuer_of(&rec, spec));
+        record_upgrade(&mut rec, spec, now);
         rec.set_condition(
             COND_APPLIED,
             true,
@@ -274,4 +275,27 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         );
         Ok(())
     }
+}
+
+/// Records the version change the apply of `spec` rolls out, if it is one: from the version
+/// `rec` was last Ready on, started now (an apply of the same change again keeps the record).
+fn record_upgrade(rec: &mut TenantRecord, spec: &TenantSpec, now: i64) {
+    let to = spec.kubernetes_version.to_string();
+    let Some(from) = rec.current_version.clone().filter(|c| *c != to) else {
+        return;
+    };
+    if rec
+        .last_upgrade
+        .as_ref()
+        .is_some_and(|u| u.to == to && u.finished_at == 0)
+    {
+        return;
+    }
+    rec.last_upgrade = Some(UpgradeRecord {
+        automatic: rec.auto_version.as_deref() == Some(to.as_str()),
+        from,
+        to,
+        started_at: now,
+        finished_at: 0,
+    });
 }

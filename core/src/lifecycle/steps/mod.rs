@@ -36,7 +36,7 @@ mod routine;
 mod teardown;
 
 use super::ports::{Isolation, Records, Runtime, StepResult, TenantObjects};
-use super::{now_unix, open_pki, seal_pki, Lifecycle, LifecycleError, Outcome, Settings};
+use super::{open_pki, seal_pki, Lifecycle, LifecycleError, Outcome, Settings};
 use crate::bootstrap;
 use crate::controlplane::Tenant;
 use crate::datastore::DatastoreRecord;
@@ -482,11 +482,11 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         mut rec: TenantRecord,
         rev: i64,
     ) -> Result<Outcome, LifecycleError> {
-        let now = now_unix();
+        let now = self.now();
         if rec.deleting {
             return self.teardown(step, rec, rev).await;
         }
-        let spec = self.records.spec(&rec)?;
+        let spec = self.spec_of(&rec)?;
         match step {
             Step::Place => self.place(rec, rev, &spec, now).await,
             Step::Isolate => {
@@ -527,6 +527,11 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                     Phase::Ready
                 };
                 rec.current_version = Some(spec.kubernetes_version.to_string());
+                if let Some(u) = rec.last_upgrade.as_mut().filter(|u| u.finished_at == 0) {
+                    if u.to == spec.kubernetes_version.to_string() {
+                        u.finished_at = now;
+                    }
+                }
                 if rec.condition(COND_RECONCILED).is_some() {
                     rec.set_condition(COND_RECONCILED, true, "Converged", "", now);
                 }

@@ -14,7 +14,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         rec: &TenantRecord,
         ds: Option<&DatastoreRecord>,
     ) -> bool {
-        let (Some(ds), Ok(spec)) = (ds, self.records.spec(rec)) else {
+        let (Some(ds), Ok(spec)) = (ds, self.spec_of(rec)) else {
             return false;
         };
         let started = std::time::Instant::now();

@@ -8,7 +8,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         mut rec: TenantRecord,
         rev: i64,
     ) -> Result<Outcome, LifecycleError> {
-        let now = now_unix();
+        let now = self.now();
         match step {
             Step::RemoveControlPlane => {
                 if self.runtime.delete(&rec.name).await? {
