@@ -22,7 +22,7 @@
 # - gcc, libc6-dev (its static libc.a) and binutils (strip): the static sandbox (pause) image,
 #   compiled from the k8s.io/kubernetes module's pause.c as upstream builds it.
 # - helm, CoreDNS and promtool: the chart's lint, template and install, the admin cluster's DNS,
-#   and the parser of kamajid's metrics and its alert rules
+#   and the parser of kamajid's metrics and its alert rules; the Konnectivity server and agent
 #   (scripts/go-tool.sh: built from their Go modules at the versions in tools/upstream/PROGRAMS).
 # - zip, gnupg: the provider's release archives and their detached signature (scripts/release.sh);
 #   unzip: the release test reads an archive back. gnupg brings gpg-agent, which signing needs.
@@ -130,6 +130,10 @@ fi
 "$root/scripts/go-tool.sh" helm >/dev/null
 "$root/scripts/go-tool.sh" coredns >/dev/null
 "$root/scripts/go-tool.sh" promtool >/dev/null
+# The Konnectivity server (beside tenant apiservers with network.konnectivity) and agent (what
+# the tunnel's test runs inside a network namespace): sigs.k8s.io/apiserver-network-proxy.
+"$root/scripts/go-tool.sh" konnectivity-server >/dev/null
+"$root/scripts/go-tool.sh" konnectivity-agent >/dev/null
 
 tofu_bin=$("$root/scripts/tofu.sh")
 [ -x "$tofu_bin" ] || { say "OpenTofu is not available"; exit 1; }

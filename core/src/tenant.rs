@@ -200,6 +200,10 @@ pub struct TenantRecord {
     /// The last version change of the control plane, automatic or not.
     #[serde(default)]
     pub last_upgrade: Option<UpgradeRecord>,
+    /// `host:port` where the Konnectivity agents inside the tenant dial its server, as the
+    /// runtime last reported it.
+    #[serde(default)]
+    pub tunnel: Option<String>,
 }
 
 /// A version change of a tenant's control plane: recorded when the apply that rolls it out
@@ -242,6 +246,7 @@ impl TenantRecord {
             service_account_issuer: None,
             auto_version: None,
             last_upgrade: None,
+            tunnel: None,
         }
     }
 

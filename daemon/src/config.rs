@@ -46,6 +46,7 @@ impl Default for ProcessRuntimeConfig {
             process_dir: PathBuf::from("/var/lib/kamajid/tenants"),
             process_port_range: 16443..=17442,
             advertise_address: "127.0.0.1".into(),
+            konnectivity_server_bin: None,
         }
     }
 }
@@ -80,6 +81,10 @@ pub struct ProcessRuntimeConfig {
     /// Host or IP address workers and clients reach process-runtime apiservers at.
     #[arg(long, env = "KAMAJID_ADVERTISE_ADDRESS", default_value = "127.0.0.1")]
     pub advertise_address: String,
+    /// The konnectivity server binary the process runtime runs beside the apiserver of a tenant
+    /// with `network.konnectivity`; unset: `konnectivity-server` in --k8s-bin-dir.
+    #[arg(long, env = "KAMAJID_KONNECTIVITY_SERVER_BIN")]
+    pub konnectivity_server_bin: Option<PathBuf>,
 }
 
 /// How kamajid writes its log (to stderr).

@@ -329,6 +329,10 @@ pub async fn serve(
             info!(bin_dir = %bin_dir.display(), dir = %p.process_dir.display(), "control-plane runtime: local processes");
             let rt = ProcessRuntime::start(ProcessConfig {
                 dir: p.process_dir.clone(),
+                konnectivity_server: p
+                    .konnectivity_server_bin
+                    .clone()
+                    .unwrap_or_else(|| bin_dir.join("konnectivity-server")),
                 bin_dir,
                 ports: p.process_port_range.clone(),
                 advertise_address: p.advertise_address.clone(),

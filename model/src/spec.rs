@@ -68,6 +68,9 @@ pub struct Network {
     pub extra_sans: Vec<String>,
     /// Networks that may reach the apiserver; empty means any.
     pub authorized_networks: Vec<Cidr>,
+    /// The apiserver reaches the cluster's network through a Konnectivity tunnel the nodes'
+    /// agents open, so workers may sit where the control plane cannot dial them.
+    pub konnectivity: bool,
 }
 
 /// Encryption at rest: Secrets always, and these resources too, with the key of this rotation.

@@ -226,6 +226,14 @@ selector the cluster's datastore no longer matches moves the cluster in place, a
     pub const TC_CURRENT_VERSION: &str = "Kubernetes version the control plane runs now. With a \
 `release_channel`, kamajid may have moved it past `kubernetes_version`, which is then a floor: the \
 configuration keeps saying what it says, and a plan stays empty.";
+    pub const TC_KONNECTIVITY: &str =
+        "The apiserver reaches nodes, pods and services (`kubectl logs`, \
+`exec`, `port-forward`, admission webhooks and aggregated APIs served in the cluster) through a \
+[Konnectivity](https://kubernetes.io/docs/tasks/extend-kubernetes/setup-konnectivity/) tunnel: a \
+konnectivity server runs beside the apiserver and kamajid installs the agent in the cluster \
+(DaemonSet `kube-system/konnectivity-agent`, host network), which dials out to it from every node. \
+Turn it on when workers sit in networks the control plane cannot reach. Defaults to `false` (an \
+existing cluster keeps how it was); changes in place.";
     pub const TC_RELEASE_CHANNEL: &str = "Which versions kamajid upgrades the cluster to by itself, \
 inside `maintenance_window` and outside every `maintenance_exclusion`, one cluster of a datastore at \
 a time: `none` (default: only what `kubernetes_version` says), `patch` (the newest patch of the \

@@ -146,6 +146,7 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
             process_dir: dir.join("tenants"),
             process_port_range: 16443..=16542,
             advertise_address: "127.0.0.1".into(),
+            konnectivity_server_bin: None,
         },
         shards: Default::default(),
     };

@@ -18,6 +18,7 @@
 
 pub mod addons;
 pub mod config;
+pub mod konnectivity;
 pub mod quota;
 pub mod tokens;
 
@@ -45,6 +46,8 @@ pub struct Inputs<'a> {
     pub ca_pem: &'a str,
     pub spec: &'a TenantSpec,
     pub dns_domain: &'a str,
+    /// `host:port` the Konnectivity agents dial, once the runtime reports it.
+    pub tunnel: Option<&'a str>,
 }
 
 /// `host:port` of an `https://host:port` endpoint, as `kubeadm join` takes it.
@@ -187,6 +190,9 @@ pub fn render(i: &Inputs<'_>) -> Vec<Value> {
     if i.spec.addons.coredns {
         objs.extend(addons::coredns(i));
     }
+    if let (true, Some(tunnel)) = (i.spec.network.konnectivity, i.tunnel) {
+        objs.extend(konnectivity::agent(i, tunnel));
+    }
     objs
 }
 
@@ -199,6 +205,9 @@ pub fn disabled_addons(i: &Inputs<'_>) -> Vec<Value> {
     }
     if !i.spec.addons.coredns {
         objs.extend(addons::coredns(i));
+    }
+    if !i.spec.network.konnectivity {
+        objs.extend(konnectivity::agent(i, ""));
     }
     objs
 }
@@ -222,6 +231,7 @@ pub(crate) mod testing {
             ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
             spec: Box::leak(Box::new(spec)),
             dns_domain: "cluster.local",
+            tunnel: None,
         }
     }
 

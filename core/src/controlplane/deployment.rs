@@ -264,7 +264,7 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
                         ),
                         (
                             ANNOTATION_CONFIG.to_owned(),
-                            files(t, pki, "").config_sha256(),
+                            files(t, pki, "", &Layout::pod().konnectivity_socket).config_sha256(),
                         ),
                     ])),
                     ..Default::default()

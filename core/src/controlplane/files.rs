@@ -30,8 +30,8 @@ impl TenantFiles {
 }
 
 /// The files of tenant `t`; `local_server` is the URL the controller-manager and scheduler
-/// reach their apiserver at.
-pub fn files(t: &Tenant<'_>, pki: &TenantPki, local_server: &str) -> TenantFiles {
+/// reach their apiserver at, `socket` the konnectivity server's.
+pub fn files(t: &Tenant<'_>, pki: &TenantPki, local_server: &str, socket: &str) -> TenantFiles {
     let cluster = t.name.as_str();
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     let mut config_files = vec![(
@@ -43,6 +43,12 @@ pub fn files(t: &Tenant<'_>, pki: &TenantPki, local_server: &str) -> TenantFiles
     }
     if let Some(p) = config::audit_policy(t.spec) {
         config_files.push(("audit-policy.yaml", p));
+    }
+    if t.spec.network.konnectivity {
+        config_files.push((
+            super::konnectivity::EGRESS_CONFIG,
+            pretty(&super::konnectivity::egress_selector(socket)),
+        ));
     }
     TenantFiles {
         config: config_files,

@@ -24,6 +24,8 @@ pub struct Layout {
     pub config_dir: String,
     /// Where the audit log goes: `-` (stdout) in a pod, a file on a host.
     pub audit_log: String,
+    /// The konnectivity server's Unix socket, which the apiserver dials.
+    pub konnectivity_socket: String,
 }
 
 impl Layout {
@@ -37,6 +39,11 @@ impl Layout {
             kubeconfig_dir: "/etc/kubernetes/kubeconfig".into(),
             config_dir: "/etc/kubernetes/config".into(),
             audit_log: "-".into(),
+            konnectivity_socket: format!(
+                "{}/{}",
+                super::konnectivity::POD_SOCKET_DIR,
+                super::konnectivity::SOCKET_NAME
+            ),
         }
     }
 
@@ -48,6 +55,8 @@ impl Layout {
             kubeconfig_dir: dir.display().to_string(),
             config_dir: dir.join("config").display().to_string(),
             audit_log: dir.join("audit.log").display().to_string(),
+            // Short: a socket's path has at most 107 bytes, and tenant names up to 63.
+            konnectivity_socket: dir.join("knp.sock").display().to_string(),
         }
     }
 }
@@ -243,6 +252,12 @@ pub fn apiserver(spec: &TenantSpec, i: &FlagInputs<'_>) -> Vec<String> {
         format!("{config}/encryption-config.yaml"),
     );
     d.insert("encryption-provider-config-automatic-reload", "true".into());
+    if net.konnectivity {
+        d.insert(
+            "egress-selector-config-file",
+            format!("{config}/{}", super::konnectivity::EGRESS_CONFIG),
+        );
+    }
     if !spec.oidc.is_empty() {
         d.insert(
             "authentication-config",

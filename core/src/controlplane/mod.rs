@@ -16,6 +16,7 @@ pub mod exposure;
 pub mod files;
 pub mod flags;
 pub mod goruntime;
+pub mod konnectivity;
 pub mod namespace;
 pub mod secrets;
 
@@ -142,6 +143,7 @@ pub(crate) mod testing {
                 endpoint_address: None,
                 extra_sans: vec![],
                 authorized_networks: vec![],
+                konnectivity: false,
             },
             resources: PerComponent {
                 apiserver: Requirements {

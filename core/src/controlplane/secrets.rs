@@ -29,6 +29,7 @@ pub fn secrets(t: &Tenant<'_>, pki: &TenantPki) -> Vec<Secret> {
         t,
         pki,
         &format!("https://localhost:{}", t.spec.network.port),
+        &super::flags::Layout::pod().konnectivity_socket,
     );
     vec![
         secret(t, "pki", &f.pki),

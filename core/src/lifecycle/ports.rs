@@ -235,6 +235,8 @@ pub struct RuntimeStatus {
     /// Why it will not become ready as configured, if a component keeps failing the same way
     /// right after it starts (in the component's own words): no use waiting for it.
     pub stalled: Option<String>,
+    /// `host:port` Konnectivity agents dial, when the tenant has the tunnel.
+    pub tunnel: Option<String>,
 }
 
 /// Where tenant control planes run: pods in an admin cluster, or local processes. `apply` of an

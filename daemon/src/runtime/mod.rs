@@ -16,8 +16,16 @@ pub trait Capabilities: Send + Sync {
 }
 
 impl Capabilities for kubernetes::KubeRuntime {
-    fn refuses(&self, _spec: &TenantSpec) -> Vec<FieldError> {
-        Vec::new()
+    fn refuses(&self, spec: &TenantSpec) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if spec.network.konnectivity {
+            errs.push(FieldError::new(
+                "network.konnectivity",
+                "this kamajid runs control planes as pods, which do not run a konnectivity \
+                 server yet (the process runtime does); leave it false",
+            ));
+        }
+        errs
     }
 }
 
@@ -37,6 +45,11 @@ impl Capabilities for process::ProcessRuntime {
         }
         if let Some(why) = self.family_mismatch(&spec.network.service_cidr) {
             errs.push(FieldError::new("network.service_cidr", why));
+        }
+        if spec.network.konnectivity {
+            if let Err(e) = self.konnectivity_binary() {
+                errs.push(FieldError::new("network.konnectivity", e.detail));
+            }
         }
         errs
     }

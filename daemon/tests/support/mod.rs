@@ -262,6 +262,7 @@ impl Runtime for MemoryRuntime {
             endpoint,
             message: "rolling out".into(),
             stalled: None,
+            tunnel: None,
         })
     }
     async fn delete(&self, tenant: &TenantName) -> Result<bool, PortError> {

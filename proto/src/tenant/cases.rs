@@ -52,6 +52,7 @@ pub fn full() -> v1::TenantClusterSpec {
             endpoint_address: "203.0.113.7".into(),
             extra_sans: vec!["api.example".into()],
             authorized_networks: vec!["203.0.113.0/24".into()],
+            konnectivity: true,
         }),
         resources: Some(v1::ComponentResources {
             apiserver: Some(v1::ResourceRequirements {

@@ -96,6 +96,7 @@ pub fn from_stored(v: &v1::TenantClusterSpec) -> Result<TenantSpec, FieldError> 
                 .iter()
                 .map(|n| typed("network.authorized_networks", n))
                 .collect::<Result<_, _>>()?,
+            konnectivity: net.konnectivity,
         },
         resources: PerComponent {
             apiserver: requirements(res.apiserver.as_ref()),

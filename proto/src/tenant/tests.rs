@@ -14,6 +14,7 @@ fn good() -> TenantClusterSpec {
             endpoint_address: String::new(),
             extra_sans: vec!["api.acme.example".into()],
             authorized_networks: vec!["203.0.113.0/24".into(), "2001:db8::/32".into()],
+            konnectivity: false,
         }),
         ..Default::default()
     }

@@ -69,6 +69,7 @@ impl TenantClusterState {
                 },
                 extra_sans: list_like(&net.extra_sans, &pnet.extra_sans),
                 authorized_networks: list_like(&net.authorized_networks, &pnet.authorized_networks),
+                konnectivity: Value::Value(net.konnectivity),
             }),
             resources: Value::Value(Resources {
                 apiserver: requirements(res.apiserver.as_ref()),

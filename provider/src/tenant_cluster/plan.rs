@@ -40,6 +40,9 @@ impl TenantClusterState {
         if net.port.is_null() {
             net.port = Value::Value(defaults::PORT.into());
         }
+        if net.konnectivity.is_null() {
+            net.konnectivity = Value::Value(false);
+        }
         self.network = Value::Value(net);
         self.resources = Value::Value(
             self.resources
@@ -287,6 +290,9 @@ pub(super) fn update(
         }
         if c.port.is_null() {
             p.port = Value::Null;
+        }
+        if c.konnectivity.is_null() {
+            p.konnectivity = Value::Null;
         }
     }
     planned = planned.with_defaults();

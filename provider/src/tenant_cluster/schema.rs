@@ -112,6 +112,7 @@ pub fn schema() -> Schema {
                             ("endpoint_address", optional(string(), TC_ENDPOINT_ADDRESS)),
                             ("extra_sans", optional(list_of_strings(), TC_EXTRA_SANS)),
                             ("authorized_networks", optional(list_of_strings(), TC_AUTHORIZED_NETWORKS)),
+                            ("konnectivity", optional_default(boolean(), TC_KONNECTIVITY)),
                         ]),
                         Default::default(),
                     ),

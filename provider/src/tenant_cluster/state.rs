@@ -25,6 +25,7 @@ pub struct Network {
     pub endpoint_address: Value<String>,
     pub extra_sans: Value<StrList>,
     pub authorized_networks: Value<StrList>,
+    pub konnectivity: Value<bool>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]

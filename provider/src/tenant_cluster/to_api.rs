@@ -180,6 +180,7 @@ impl TenantClusterState {
             endpoint_address: r.string("network.endpoint_address", &net.endpoint_address, ""),
             extra_sans: r.list("network.extra_sans", &net.extra_sans),
             authorized_networks: r.list("network.authorized_networks", &net.authorized_networks),
+            konnectivity: r.boolean("network.konnectivity", &net.konnectivity, false),
         };
         let enc = self.encryption.as_ref_option().cloned().unwrap_or_default();
         let encryption = v1::Encryption {

@@ -220,6 +220,7 @@ impl Runtime for MemRuntime {
                 "rolling out".into()
             },
             stalled,
+            tunnel: None,
         })
     }
 

@@ -53,6 +53,7 @@ fn bootstrap_objects(
         ca_pem: &pki.ca_bundle(),
         spec,
         dns_domain,
+        tunnel: rec.tunnel.as_deref(),
     };
     let (mut apply, mut remove) = (
         bootstrap::render(&inputs),
@@ -232,6 +233,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             }
         };
         rec.endpoint = Some(endpoint);
+        rec.tunnel = status.tunnel;
         rec.set_condition(COND_READY, true, "Ready", "", now);
         // Answering again (new, upgraded, or back from Degraded): what kubeadm join needs is
         // applied again before the tenant reads Ready.

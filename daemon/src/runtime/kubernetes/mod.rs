@@ -138,6 +138,7 @@ impl Runtime for KubeRuntime {
                 endpoint: None,
                 message: "control-plane deployment not found".into(),
                 stalled: None,
+                tunnel: None,
             });
         };
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -200,6 +201,7 @@ impl Runtime for KubeRuntime {
             endpoint,
             message,
             stalled,
+            tunnel: None,
         })
     }
 

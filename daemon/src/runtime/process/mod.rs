@@ -41,6 +41,7 @@ use std::time::Duration;
 use kamaji_core::controlplane::files::files;
 use kamaji_core::controlplane::flags::{self, FlagInputs, Layout, Ports};
 use kamaji_core::controlplane::goruntime;
+use kamaji_core::controlplane::konnectivity::{self as knp, ServerPorts};
 use kamaji_core::controlplane::Tenant;
 use kamaji_core::ids::TenantName;
 use kamaji_core::lifecycle::ports::{PortError, Runtime, RuntimeStatus};
@@ -53,6 +54,14 @@ pub const APISERVER: &str = "kube-apiserver";
 pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 pub const SCHEDULER: &str = "kube-scheduler";
 pub const COMPONENTS: [&str; 3] = [APISERVER, CONTROLLER_MANAGER, SCHEDULER];
+/// Runs beside the apiserver when the tenant has a Konnectivity tunnel.
+pub const KONNECTIVITY_SERVER: &str = "konnectivity-server";
+pub const ALL_COMPONENTS: [&str; 4] = [
+    APISERVER,
+    CONTROLLER_MANAGER,
+    SCHEDULER,
+    KONNECTIVITY_SERVER,
+];
 
 #[derive(Debug, Clone)]
 pub struct ProcessConfig {
@@ -64,6 +73,8 @@ pub struct ProcessConfig {
     pub ports: RangeInclusive<u16>,
     /// Host or IP workers and clients reach apiservers at.
     pub advertise_address: String,
+    /// The konnectivity server binary (`sigs.k8s.io/apiserver-network-proxy`'s `cmd/server`).
+    pub konnectivity_server: PathBuf,
 }
 
 /// Parses `kube-apiserver --version` output, `Kubernetes v1.35.2`.
@@ -112,7 +123,7 @@ impl ProcessRuntime {
             versions: Mutex::default(),
         });
         for (tenant, dir) in rt.tenant_dirs() {
-            for c in COMPONENTS {
+            for c in ALL_COMPONENTS {
                 let cmd: Option<Command> = std::fs::read(dir.join(format!("{c}.cmd")))
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok());
@@ -278,22 +289,7 @@ impl ProcessRuntime {
             }
         }
         let _one = self.allocating.lock();
-        let mut taken = BTreeSet::new();
-        for (_, d) in self.tenant_dirs() {
-            if let Some(p) = std::fs::read(d.join("ports.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Persisted>(&b).ok())
-            {
-                for port in [
-                    p.ports.apiserver,
-                    p.ports.controller_manager,
-                    p.ports.scheduler,
-                ] {
-                    taken.insert(u16::try_from(port).unwrap_or(0));
-                }
-            }
-        }
-        let ports = pick_ports(&self.cfg.ports, &taken, |p| {
+        let ports = pick_ports(&self.cfg.ports, &self.taken_ports(), |p| {
             std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()
         })
         .ok_or_else(|| {
@@ -307,10 +303,105 @@ impl ProcessRuntime {
                 ),
             )
         })?;
-        let json = serde_json::to_vec(&Persisted { ports })
-            .map_err(|e| Self::err("writing the ports of", tenant, e.to_string()))?;
+        let json = serde_json::to_vec(&Persisted {
+            ports,
+            konnectivity: None,
+        })
+        .map_err(|e| Self::err("writing the ports of", tenant, e.to_string()))?;
         write_private(&file, &json).map_err(|e| Self::err("writing the ports of", tenant, e))?;
         Ok(ports)
+    }
+
+    /// Every port handed out to a tenant of this host.
+    fn taken_ports(&self) -> BTreeSet<u16> {
+        let mut taken = BTreeSet::new();
+        for (_, d) in self.tenant_dirs() {
+            if let Some(p) = std::fs::read(d.join("ports.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Persisted>(&b).ok())
+            {
+                let k = p
+                    .konnectivity
+                    .map_or(Vec::new(), |k| vec![k.agent, k.admin, k.health]);
+                for port in [
+                    p.ports.apiserver,
+                    p.ports.controller_manager,
+                    p.ports.scheduler,
+                ]
+                .into_iter()
+                .chain(k)
+                {
+                    taken.insert(u16::try_from(port).unwrap_or(0));
+                }
+            }
+        }
+        taken
+    }
+
+    /// The tenant's konnectivity server ports: recorded beside its others once given, else
+    /// three new ones from the range (kept when the tunnel is turned off, so turning it on
+    /// again gives agents the same address).
+    fn konnectivity_ports(&self, tenant: &str, dir: &Path) -> Result<ServerPorts, PortError> {
+        let file = dir.join("ports.json");
+        let read = || {
+            std::fs::read(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Persisted>(&b).map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    Self::err(
+                        "reading the ports of",
+                        tenant,
+                        format!("{}: {e}", file.display()),
+                    )
+                })
+        };
+        if let Some(k) = read()?.konnectivity {
+            return Ok(k);
+        }
+        let _one = self.allocating.lock();
+        let mut persisted = read()?;
+        let got = pick_ports(&self.cfg.ports, &self.taken_ports(), |p| {
+            std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()
+        })
+        .ok_or_else(|| {
+            Self::err(
+                "starting the konnectivity server of",
+                tenant,
+                format!(
+                    "no three free ports left in {}-{}; widen --process-port-range",
+                    self.cfg.ports.start(),
+                    self.cfg.ports.end()
+                ),
+            )
+        })?;
+        let k = ServerPorts {
+            agent: got.apiserver,
+            admin: got.controller_manager,
+            health: got.scheduler,
+        };
+        persisted.konnectivity = Some(k);
+        let json = serde_json::to_vec(&persisted)
+            .map_err(|e| Self::err("writing the ports of", tenant, e.to_string()))?;
+        write_private(&file, &json).map_err(|e| Self::err("writing the ports of", tenant, e))?;
+        Ok(k)
+    }
+
+    /// The konnectivity server binary, checked to be there.
+    pub fn konnectivity_binary(&self) -> Result<PathBuf, PortError> {
+        let bin = &self.cfg.konnectivity_server;
+        match std::fs::metadata(bin) {
+            Ok(m) if m.is_file() => Ok(bin.clone()),
+            _ => Err(PortError {
+                op: "running a konnectivity server".into(),
+                detail: format!(
+                    "no konnectivity server at {} (sigs.k8s.io/apiserver-network-proxy {}: \
+                     scripts/go-tool.sh konnectivity-server builds it); give its path with \
+                     --konnectivity-server-bin",
+                    bin.display(),
+                    knp::VERSION
+                ),
+            }),
+        }
     }
 }
 
@@ -357,7 +448,7 @@ impl Runtime for ProcessRuntime {
         private_dir(Path::new(&layout.config_dir)).map_err(fail)?;
         let ports = self.ports(tenant, &dir)?;
         let local = format!("https://127.0.0.1:{}", ports.apiserver);
-        let f = files(t, pki, &local);
+        let f = files(t, pki, &local, &layout.konnectivity_socket);
         for (set, under) in [
             (&f.pki, &layout.pki_dir),
             (&f.etcd_pki, &layout.etcd_pki_dir),
@@ -444,10 +535,27 @@ impl Runtime for ProcessRuntime {
             ]),
             digest(&["scheduler.conf"]),
         ];
+        // The tunnel's server, beside the apiserver; gone when the tunnel is turned off.
+        let tunnel = if t.spec.network.konnectivity {
+            let ports = self.konnectivity_ports(tenant, &dir)?;
+            Some(Command {
+                bin: self.konnectivity_binary()?,
+                args: knp::server(&layout, ports, "127.0.0.1", 1),
+                // It reads its certificate and kubeconfig at start.
+                fingerprint: digest(&["apiserver.crt", "apiserver.key", "controller-manager.conf"]),
+                env: Vec::new(),
+            })
+        } else {
+            None
+        };
         // Replacing a process waits for the old one to end: off the async workers.
         let sup = self.supervisor.clone();
         let name = tenant.to_owned();
         tokio::task::spawn_blocking(move || {
+            match tunnel {
+                Some(cmd) => sup.ensure(&name, KONNECTIVITY_SERVER, cmd, &dir)?,
+                None => sup.stop(&name, KONNECTIVITY_SERVER, &dir),
+            }
             for ((((c, bin), args), fingerprint), env) in COMPONENTS
                 .into_iter()
                 .zip(bins)
@@ -486,6 +594,7 @@ impl Runtime for ProcessRuntime {
                 endpoint: None,
                 message: "control plane not started".into(),
                 stalled: None,
+                tunnel: None,
             });
         };
         let host = &self.cfg.advertise_address;
@@ -500,6 +609,7 @@ impl Runtime for ProcessRuntime {
                 endpoint,
                 message: "hibernated: the control plane is stopped".into(),
                 stalled: None,
+                tunnel: None,
             });
         }
         if let Some(why) = self.supervisor.problems(t.name.as_str()) {
@@ -507,6 +617,7 @@ impl Runtime for ProcessRuntime {
                 ready: false,
                 endpoint,
                 stalled: self.supervisor.stalled(t.name.as_str()),
+                tunnel: None,
                 message: why,
             });
         }
@@ -529,11 +640,22 @@ impl Runtime for ProcessRuntime {
                 Err(e) => waiting.push(format!("{c} {path}: {e}")),
             }
         }
+        let tunnel = p
+            .konnectivity
+            .filter(|_| t.spec.network.konnectivity)
+            .map(|k| {
+                if host.contains(':') {
+                    format!("[{host}]:{}", k.agent)
+                } else {
+                    format!("{host}:{}", k.agent)
+                }
+            });
         Ok(RuntimeStatus {
             ready: waiting.is_empty(),
             endpoint,
             message: waiting.join("; "),
             stalled: self.supervisor.stalled(t.name.as_str()),
+            tunnel,
         })
     }
 

@@ -45,6 +45,9 @@ pub fn overlaps_ephemeral(ports: &RangeInclusive<u16>, ephemeral: &str) -> Optio
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Persisted {
     pub ports: Ports,
+    /// The konnectivity server's, once the tenant had a tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub konnectivity: Option<kamaji_core::controlplane::konnectivity::ServerPorts>,
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{write_private, COMPONENTS};
+use super::{write_private, ALL_COMPONENTS, KONNECTIVITY_SERVER};
 
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A process up this long has its failure count forgotten.
@@ -269,7 +269,7 @@ impl Supervisor {
     /// right after it starts: the component, and the last error it logged.
     pub fn stalled(&self, tenant: &str) -> Option<String> {
         let procs = self.procs.lock().ok()?;
-        let out: Vec<String> = COMPONENTS
+        let out: Vec<String> = ALL_COMPONENTS
             .iter()
             .filter_map(|c| {
                 let p = procs.get(&(tenant.to_owned(), *c))?;
@@ -290,8 +290,10 @@ impl Supervisor {
     pub fn problems(&self, tenant: &str) -> Option<String> {
         let procs = self.procs.lock().ok()?;
         let mut out = Vec::new();
-        for c in COMPONENTS {
+        for c in ALL_COMPONENTS {
             match procs.get(&(tenant.to_owned(), c)) {
+                // Run only when the tenant has the tunnel.
+                None if c == KONNECTIVITY_SERVER => {}
                 None => out.push(format!("{c} not started")),
                 Some(p) if p.pid.is_none() => out.push(format!(
                     "{c} {} ({} restarts; log {})",
@@ -310,7 +312,7 @@ impl Supervisor {
         let Ok(procs) = self.procs.lock() else {
             return Vec::new();
         };
-        COMPONENTS
+        ALL_COMPONENTS
             .iter()
             .filter_map(|c| {
                 procs
@@ -320,11 +322,44 @@ impl Supervisor {
             .collect()
     }
 
+    /// Ends one component of a tenant, if it runs, and forgets it (its files go too, so a
+    /// restarted kamajid does not adopt it).
+    pub fn stop(&self, tenant: &str, component: &'static str, dir: &Path) {
+        let known = self
+            .procs
+            .lock()
+            .ok()
+            .and_then(|mut procs| procs.remove(&(tenant.to_owned(), component)));
+        let from_files = std::fs::read_to_string(dir.join(format!("{component}.pid")))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .zip(
+                std::fs::read(dir.join(format!("{component}.cmd")))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Command>(&b).ok()),
+            );
+        if let Some(mut p) = known {
+            if let Some(pid) = p.pid {
+                stop_pid(pid, &p.cmd.bin);
+            }
+            if let Some(mut child) = p.child.take() {
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+            }
+        } else if let Some((pid, cmd)) = from_files {
+            stop_pid(pid, &cmd.bin);
+        }
+        for f in ["pid", "cmd"] {
+            let _ = std::fs::remove_file(dir.join(format!("{component}.{f}")));
+        }
+    }
+
     /// Ends a tenant's processes and forgets them; also those only known from PID files.
     pub fn stop_tenant(&self, tenant: &str, dir: &Path) {
         let mut known = Vec::new();
         if let Ok(mut procs) = self.procs.lock() {
-            for c in COMPONENTS {
+            for c in ALL_COMPONENTS {
                 if let Some(mut p) = procs.remove(&(tenant.to_owned(), c)) {
                     if let Some(pid) = p.pid {
                         known.push((pid, p.cmd.bin.clone()));
@@ -338,7 +373,7 @@ impl Supervisor {
                 }
             }
         }
-        for c in COMPONENTS {
+        for c in ALL_COMPONENTS {
             let pid = std::fs::read_to_string(dir.join(format!("{c}.pid")))
                 .ok()
                 .and_then(|s| s.trim().parse::<u32>().ok());
