@@ -8,6 +8,8 @@
 #   registry.k8s.io/pause:3.10.2    the sandbox, built from k8s.io/kubernetes' build/pause/linux/pause.c
 #   registry.k8s.io/etcd:<tools/etcd-build/VERSION>-0   etcd and etcdctl at /usr/local/bin
 #   registry.k8s.io/coredns/coredns:<tools/upstream/PROGRAMS>   /coredns
+#   registry.k8s.io/kas-network-proxy/proxy-server, proxy-agent:<tools/upstream/PROGRAMS>
+#       /proxy-server, /proxy-agent (Konnectivity)
 #   kamaji/kamajid:<crate version>  daemon/deploy/image/rootfs.sh's layout (what the Dockerfile builds)
 #
 # Each is one layer on an empty base, committed with timestamp 0 (the same inputs give the same
@@ -95,6 +97,15 @@ build_all() {
   mkdir -p "$work/coredns" && cp "$coredns" "$work/coredns/coredns"
   build "registry.k8s.io/coredns/coredns:$(awk '$1 == "coredns" {print $3}' "$root/tools/upstream/PROGRAMS")" \
     "$work/coredns" 65532:65532 '["/coredns"]'
+  # The Konnectivity server (beside tenant apiservers) and agent (the tenant add-on), at
+  # /proxy-server and /proxy-agent as upstream's images have them.
+  local knp_version knp
+  knp_version=$(awk '$1 == "konnectivity-server" {print $3}' "$root/tools/upstream/PROGRAMS")
+  for knp in server agent; do
+    mkdir -p "$work/proxy-$knp"
+    cp "$("$root/scripts/go-tool.sh" "konnectivity-$knp")" "$work/proxy-$knp/proxy-$knp"
+    build "registry.k8s.io/kas-network-proxy/proxy-$knp:$knp_version" "$work/proxy-$knp" 65532:65532 "[\"/proxy-$knp\"]"
+  done
   # kamajid, laid out as the Dockerfile lays it out.
   profile=${KAMAJI_BUILD_PROFILE:-debug}
   kamajid=${KAMAJID_BIN:-$root/target/$profile/kamajid}

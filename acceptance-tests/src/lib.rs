@@ -11,6 +11,7 @@ pub mod k8s;
 pub mod node;
 pub mod oidc;
 pub mod shard;
+pub mod tunnel;
 
 mod harness;
 mod hcl;

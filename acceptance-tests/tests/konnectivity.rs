@@ -7,10 +7,10 @@
 //! it; turning the tunnel on and off happens in place.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use acceptance_tests::k8s::{self, Kubectl};
+use acceptance_tests::tunnel::*;
 use acceptance_tests::*;
 
 /// The host's end of the link into the namespace, where agents dial the server.
@@ -64,18 +64,14 @@ impl Netns {
         ns
     }
 
-    fn spawn(&self, program: &Path, args: &[String], dir: &Path, log: &Path) -> Child {
-        let log = std::fs::File::create(log).unwrap();
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .arg(program)
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting a program in the namespace")
+    fn spawn(&self, program: &Path, args: &[String], dir: &Path, log: &Path) -> Killed {
+        spawn(
+            &["ip", "netns", "exec", &self.name],
+            program,
+            args,
+            dir,
+            log,
+        )
     }
 }
 
@@ -95,79 +91,6 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["link", "del", &self.host_if])
             .output();
-    }
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn go_tool(name: &str) -> PathBuf {
-    let out = Command::new(workspace().join("scripts/go-tool.sh"))
-        .arg(name)
-        .output()
-        .expect("scripts/go-tool.sh");
-    assert!(
-        out.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-/// The kubelet-like endpoint's files: `/healthz` and the container log `kubectl logs` asks for.
-fn kubelet_files(dir: &Path) {
-    std::fs::create_dir_all(dir.join("containerLogs/default/p")).unwrap();
-    // kubectl's --request-timeout reaches the kubelet as a query, which openssl's server takes
-    // as part of the file name.
-    for name in ["healthz", "healthz?timeout=10s"] {
-        std::fs::write(dir.join(name), "kubelet inside the namespace\n").unwrap();
-    }
-    std::fs::write(
-        dir.join("containerLogs/default/p/c"),
-        "a line the node logged\n",
-    )
-    .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(vec!["n1".to_owned()]).unwrap();
-    p.subject_alt_names
-        .push(rcgen::SanType::IpAddress(NODE_IP.parse().unwrap()));
-    let cert = p.self_signed(&key).unwrap();
-    std::fs::write(dir.join("kubelet.crt"), cert.pem()).unwrap();
-    std::fs::write(dir.join("kubelet.key"), key.serialize_pem()).unwrap();
-}
-
-/// `kubectl get --raw` of the node's `/healthz` through the apiserver, with a short timeout.
-fn node_healthz(k: &Kubectl) -> Result<String, String> {
-    let r = k.run(&[
-        "get",
-        "--raw",
-        "/api/v1/nodes/n1/proxy/healthz",
-        "--request-timeout=10s",
-    ]);
-    if r.ok {
-        Ok(r.stdout)
-    } else {
-        Err(format!("{}{}", r.stdout, r.stderr))
-    }
-}
-
-fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) => assert!(
-                start.elapsed() < Duration::from_secs(secs),
-                "{what} within {secs}s: {e}"
-            ),
-        }
-        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
@@ -219,49 +142,14 @@ resource "kamaji_tenant_cluster" "t" {{
 
     // A node whose kubelet listens inside the namespace only.
     let files = root.path().join("kubelet");
-    kubelet_files(&files);
-    let openssl = PathBuf::from("openssl");
-    let _kubelet = Killed(
-        ns.spawn(
-            &openssl,
-            &[
-                "s_server",
-                "-accept",
-                &format!("{NODE_IP}:10250"),
-                "-cert",
-                "kubelet.crt",
-                "-key",
-                "kubelet.key",
-                "-WWW",
-                "-quiet",
-            ]
-            .map(String::from),
-            &files,
-            &root.path().join("kubelet.log"),
-        ),
+    kubelet_files(&files, NODE_IP);
+    let _kubelet = ns.spawn(
+        &PathBuf::from("openssl"),
+        &kubelet_args(&format!("{NODE_IP}:10250")),
+        &files,
+        &root.path().join("kubelet.log"),
     );
-    k.must_with(
-        &["apply", "-f", "-"],
-        r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}"#,
-    );
-    k.must(&[
-        "patch",
-        "node",
-        "n1",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &format!(
-            r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"{NODE_IP}"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":10250}}}}}}}}"#
-        ),
-    ]);
-    // The controller-manager creates the namespace's default ServiceAccount, which pods need.
-    k.eventually(&["get", "serviceaccount", "default"], 60);
-    k.must_with(
-        &["apply", "-f", "-"],
-        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
-            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10.2"}]}}"#,
-    );
+    register_node(&k, NODE_IP, 10250);
     // Without the tunnel the apiserver cannot reach it.
     let direct = node_healthz(&k);
     assert!(
@@ -278,54 +166,24 @@ resource "kamaji_tenant_cluster" "t" {{
         tenants_dir.join("tunnel/konnectivity-server.pid").exists(),
         "no konnectivity server runs"
     );
-    let ds_json = k.json(&["daemonset", "-n", "kube-system", "konnectivity-agent"]);
-    let args = ds_json["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
-    assert!(
-        args.contains(&format!("--proxy-server-host={HOST_IP}")),
-        "{args}"
-    );
-    let port = args
-        .split("--proxy-server-port=")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("the agent's server port")
-        .to_owned();
+    let (host, port) = agent_daemonset_target(&k);
+    assert_eq!(host, HOST_IP);
 
     // The agent, inside the namespace, with a token as its DaemonSet's projected volume has it.
-    let token = k.must(&[
-        "create",
-        "token",
-        "konnectivity-agent",
-        "-n",
-        "kube-system",
-        "--audience=system:konnectivity-server",
-    ]);
-    std::fs::write(root.path().join("agent.token"), token.trim()).unwrap();
-    std::fs::write(
-        root.path().join("ca.crt"),
+    let args = agent_args(
+        &k,
         t["cluster_ca_certificate"].as_str().unwrap(),
-    )
-    .unwrap();
-    let agent_args = |r: &Path| {
-        vec![
-            format!("--proxy-server-host={HOST_IP}"),
-            format!("--proxy-server-port={port}"),
-            format!("--ca-cert={}", r.join("ca.crt").display()),
-            format!(
-                "--service-account-token-path={}",
-                r.join("agent.token").display()
-            ),
-            format!("--agent-identifiers=ipv4={NODE_IP}"),
-            "--admin-server-port=18133".into(),
-            "--health-server-port=18134".into(),
-        ]
-    };
-    let agent = Killed(ns.spawn(
+        root.path(),
+        &host,
+        &port,
+        NODE_IP,
+    );
+    let agent = ns.spawn(
         &agent_bin,
-        &agent_args(root.path()),
+        &args,
         root.path(),
         &root.path().join("agent.log"),
-    ));
+    );
     let agent_log = root.path().join("agent.log");
     let body = until("the node's /healthz through the tunnel", 90, || {
         node_healthz(&k).map_err(|e| {
@@ -335,9 +193,9 @@ resource "kamaji_tenant_cluster" "t" {{
             )
         })
     });
-    assert!(body.contains("kubelet inside the namespace"), "{body}");
+    assert!(body.contains(HEALTHZ), "{body}");
     let logs = k.must(&["logs", "p", "-c", "c"]);
-    assert!(logs.contains("a line the node logged"), "{logs}");
+    assert!(logs.contains(LOG_LINE), "{logs}");
 
     // The agent stopped: the same requests fail.
     drop(agent);

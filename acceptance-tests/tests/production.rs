@@ -15,6 +15,7 @@ use acceptance_tests::admin_cluster::AdminCluster;
 use acceptance_tests::chart::{Installed, NAMESPACE};
 use acceptance_tests::k8s::{self, Kubectl};
 use acceptance_tests::node;
+use acceptance_tests::tunnel;
 use acceptance_tests::*;
 
 /// kamajid's NodePort on the host.
@@ -72,6 +73,8 @@ struct Config {
     delta: bool,
     /// delta hibernated: its Deployment scaled to nothing.
     delta_hibernated: bool,
+    /// delta with a Konnectivity tunnel.
+    delta_konnectivity: bool,
 }
 
 impl Config {
@@ -104,7 +107,15 @@ impl Config {
                         ""
                     },
                 )
-                .replace("var.delta_datastore", "\"shard-a\""),
+                .replace("var.delta_datastore", "\"shard-a\"")
+                .replace(
+                    "service_type = \"ClusterIP\"\n",
+                    if self.delta_konnectivity {
+                        "service_type = \"ClusterIP\"\n    konnectivity = true\n"
+                    } else {
+                        "service_type = \"ClusterIP\"\n"
+                    },
+                ),
             );
         }
         out
@@ -269,6 +280,7 @@ async fn kamajid_from_its_chart_runs_tenant_control_planes_as_real_pods() {
         gamma_limit: None,
         delta: false,
         delta_hibernated: false,
+        delta_konnectivity: false,
     };
     w.write(&config.render(&a, &b));
     let start = Instant::now();
@@ -540,6 +552,94 @@ async fn kamajid_from_its_chart_runs_tenant_control_planes_as_real_pods() {
         "figure: hibernation freed delta's pod ({} MiB working set); waking it took {woke:?} from \
          terraform apply to Ready (a new pod)",
         working_set >> 20
+    );
+
+    // delta with a Konnectivity tunnel, in place: the server runs as a fourth container of its
+    // pod, its Service gains the agents' port, and its apiserver reaches a kubelet-like
+    // endpoint on this host only through an agent run here, dialing the address the agent
+    // add-on inside delta is given: with the tunnel on, the apiserver sends what is for nodes
+    // nowhere else, so without an agent the same request fails.
+    config.delta_konnectivity = true;
+    w.write(&config.render(&a, &b));
+    w.must_apply();
+    until(
+        "delta's pod Ready with its konnectivity server",
+        180,
+        || {
+            let pods = tenant_pods(&admin_k, "delta");
+            pods.len() == 1 && pods[0].2 && pods[0].1.iter().any(|i| i.contains("proxy-server"))
+        },
+    )
+    .await;
+    let svc = admin_k.json(&["service", "kube-apiserver", "-n", "tenant-delta"]);
+    assert!(
+        svc["spec"]["ports"]
+            .to_string()
+            .contains("\"konnectivity\""),
+        "{svc:#}"
+    );
+    let (host, port) = tunnel::agent_daemonset_target(&delta_k);
+    let kdir = dir.path().join("tunnel");
+    std::fs::create_dir_all(&kdir).unwrap();
+    // The apiserver proxies to no loopback address: the node's own.
+    let node_ip = node_json["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+        .and_then(|x| x["address"].as_str())
+        .expect("the admin node's InternalIP")
+        .to_owned();
+    let kubelet_port = free_port();
+    tunnel::kubelet_files(&kdir, &node_ip);
+    let _kubelet = tunnel::spawn(
+        &[],
+        std::path::Path::new("openssl"),
+        &tunnel::kubelet_args(&format!("{node_ip}:{kubelet_port}")),
+        &kdir,
+        &kdir.join("kubelet.log"),
+    );
+    tunnel::register_node(&delta_k, &node_ip, kubelet_port);
+    let direct = tunnel::node_healthz(&delta_k);
+    assert!(direct.is_err(), "reached without an agent: {direct:?}");
+    let direct = direct.unwrap_err();
+    let args = tunnel::agent_args(
+        &delta_k,
+        back["cluster_ca_certificate"].as_str().unwrap(),
+        &kdir,
+        &host,
+        &port,
+        &node_ip,
+    );
+    let agent = tunnel::spawn(
+        &[],
+        &tunnel::go_tool("konnectivity-agent"),
+        &args,
+        &kdir,
+        &kdir.join("agent.log"),
+    );
+    let body = tunnel::until("delta's node /healthz through the tunnel", 90, || {
+        tunnel::node_healthz(&delta_k).map_err(|e| {
+            format!(
+                "{e}\nagent log:\n{}",
+                std::fs::read_to_string(kdir.join("agent.log")).unwrap_or_default()
+            )
+        })
+    });
+    assert!(body.contains(tunnel::HEALTHZ), "{body}");
+    let logs = delta_k.must(&["logs", "p", "-c", "c"]);
+    assert!(logs.contains(tunnel::LOG_LINE), "{logs}");
+    drop(agent);
+    tunnel::until(
+        "a refusal once the agent is gone",
+        60,
+        || match tunnel::node_healthz(&delta_k) {
+            Ok(b) => Err(format!("still answered: {b}")),
+            Err(_) => Ok(()),
+        },
+    );
+    eprintln!(
+        "figure: delta's apiserver (in its pod) reached a node through its konnectivity-server \
+         container and an agent dialing {host}:{port}; without an agent: {}",
+        direct.trim()
     );
 
     // alpha moved to shard-b: kamajid copies its keys, the real Deployment controller re-rolls

@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::files::files;
 use super::flags::{self, FlagInputs, Layout, Ports};
 use super::goruntime;
+use super::konnectivity as knp;
 use super::{meta, owner_labels, Tenant, ANNOTATION_CERTIFICATES, ANNOTATION_CONFIG, DEPLOYMENT};
 use crate::pki::TenantPki;
 use crate::spec::Requirements;
@@ -145,6 +146,42 @@ impl Component<'_> {
     }
 }
 
+/// The konnectivity server beside the apiserver: agents dial its port `konnectivity` (the
+/// Service's too); its health is plain HTTP.
+fn konnectivity_container(layout: &Layout, replicas: u32, mounts: Vec<VolumeMount>) -> Container {
+    let health = Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/healthz".into()),
+            port: IntOrString::Int(i32::try_from(knp::POD_PORTS.health).unwrap_or(8134)),
+            scheme: Some("HTTP".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(10),
+        failure_threshold: Some(6),
+        timeout_seconds: Some(5),
+        ..Default::default()
+    };
+    Container {
+        name: "konnectivity-server".into(),
+        image: Some(format!("{}:{}", knp::SERVER_IMAGE, knp::VERSION)),
+        command: Some(vec!["/proxy-server".into()]),
+        args: Some(knp::server(layout, knp::POD_PORTS, "0.0.0.0", replicas)),
+        ports: Some(vec![ContainerPort {
+            name: Some("konnectivity".into()),
+            container_port: i32::try_from(knp::POD_PORTS.agent).unwrap_or(8132),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        liveness_probe: Some(health.clone()),
+        readiness_probe: Some(health),
+        resources: Some(resources(&Requirements::default(), "20m", "32Mi")),
+        security_context: Some(hardened()),
+        volume_mounts: Some(mounts),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    }
+}
+
 pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
     let layout = Layout::pod();
     let ports = Ports::pod(t.spec);
@@ -166,6 +203,16 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
     ];
     let mut api_mounts = pki_mounts.clone();
     api_mounts.push(mount("config", &layout.config_dir));
+    let tunnel = t.spec.network.konnectivity;
+    // The konnectivity server's socket, which the apiserver dials.
+    let socket_mount = VolumeMount {
+        name: "konnectivity".into(),
+        mount_path: knp::POD_SOCKET_DIR.into(),
+        ..Default::default()
+    };
+    if tunnel {
+        api_mounts.push(socket_mount.clone());
+    }
     let mut apiserver = Component {
         name: "kube-apiserver",
         args: flags::apiserver(t.spec, &inputs),
@@ -207,6 +254,17 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
         mounts: vec![mount("kubeconfigs", &layout.kubeconfig_dir)],
     }
     .container(t);
+    let konnectivity_server = tunnel.then(|| {
+        konnectivity_container(
+            &layout,
+            t.spec.replicas,
+            vec![
+                mount("pki", &layout.pki_dir),
+                mount("kubeconfigs", &layout.kubeconfig_dir),
+                socket_mount,
+            ],
+        )
+    });
     let secret_volume = |name: &str| Volume {
         name: name.into(),
         secret: Some(SecretVolumeSource {
@@ -284,13 +342,25 @@ pub fn deployment(t: &Tenant<'_>, pki: &TenantPki) -> Deployment {
                         ..Default::default()
                     }),
                     topology_spread_constraints: Some(topology_spread_constraints),
-                    containers: vec![apiserver, controller_manager, scheduler],
-                    volumes: Some(vec![
-                        secret_volume("pki"),
-                        secret_volume("etcd-pki"),
-                        secret_volume("kubeconfigs"),
-                        secret_volume("config"),
-                    ]),
+                    containers: [apiserver, controller_manager, scheduler]
+                        .into_iter()
+                        .chain(konnectivity_server)
+                        .collect(),
+                    volumes: Some(
+                        [
+                            secret_volume("pki"),
+                            secret_volume("etcd-pki"),
+                            secret_volume("kubeconfigs"),
+                            secret_volume("config"),
+                        ]
+                        .into_iter()
+                        .chain(tunnel.then(|| Volume {
+                            name: "konnectivity".into(),
+                            empty_dir: Some(Default::default()),
+                            ..Default::default()
+                        }))
+                        .collect(),
+                    ),
                     ..Default::default()
                 }),
             },
@@ -368,5 +438,64 @@ mod tests {
             .as_ref()
             .unwrap()
             .contains(&"--controllers=*,bootstrapsigner,tokencleaner".to_owned()));
+    }
+
+    #[test]
+    fn a_tunnel_adds_the_konnectivity_server_beside_the_apiserver_sharing_its_socket() {
+        let mut s = spec(ServiceType::LoadBalancer);
+        s.network.konnectivity = true;
+        let r = rendered(&s);
+        let pod = r
+            .deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .clone()
+            .unwrap();
+        let server = pod
+            .containers
+            .iter()
+            .find(|c| c.name == "konnectivity-server")
+            .expect("a konnectivity server container");
+        assert_eq!(
+            server.image.as_deref(),
+            Some("registry.k8s.io/kas-network-proxy/proxy-server:v0.36.0")
+        );
+        assert!(server
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--server-count=3".to_owned()));
+        let mounts_socket = |c: &k8s_openapi::api::core::v1::Container| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == "konnectivity" && m.mount_path == "/run/konnectivity")
+        };
+        assert!(mounts_socket(server) && mounts_socket(&pod.containers[0]));
+        assert!(pod.containers[0].args.as_ref().unwrap().contains(
+            &"--egress-selector-config-file=/etc/kubernetes/config/egress-selector.yaml".to_owned()
+        ));
+        let ports: Vec<_> = r
+            .service
+            .spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(ports, [6443, 8132]);
+        // Off: three containers, no socket volume, one Service port.
+        let off = rendered(&spec(ServiceType::LoadBalancer));
+        let pod = off.deployment.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.containers.len(), 3);
+        assert!(pod
+            .volumes
+            .unwrap()
+            .iter()
+            .all(|v| v.name != "konnectivity"));
     }
 }

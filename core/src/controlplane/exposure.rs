@@ -15,6 +15,9 @@ use crate::spec::ServiceType;
 /// With authorized networks, a load balancer admits only them (`loadBalancerSourceRanges`) and
 /// keeps the client's address (`externalTrafficPolicy: Local`), so the NetworkPolicy can check
 /// it too.
+/// The Service's (and container's) port for Konnectivity agents.
+pub const KONNECTIVITY_PORT: u32 = super::konnectivity::POD_PORTS.agent;
+
 pub fn service(t: &Tenant<'_>) -> Service {
     let net = &t.spec.network;
     let fenced_lb =
@@ -31,13 +34,25 @@ pub fn service(t: &Tenant<'_>) -> Service {
             }),
             external_traffic_policy: fenced_lb.then(|| "Local".to_owned()),
             selector: Some(owner_labels(t)),
-            ports: Some(vec![ServicePort {
-                name: Some("https".into()),
-                port: i32::from(t.spec.network.port),
-                target_port: Some(IntOrString::String("https".into())),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
+            ports: Some(
+                [ServicePort {
+                    name: Some("https".into()),
+                    port: i32::from(t.spec.network.port),
+                    target_port: Some(IntOrString::String("https".into())),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]
+                .into_iter()
+                // Where the nodes' Konnectivity agents dial in.
+                .chain(net.konnectivity.then(|| ServicePort {
+                    name: Some("konnectivity".into()),
+                    port: i32::try_from(KONNECTIVITY_PORT).unwrap_or(8132),
+                    target_port: Some(IntOrString::String("konnectivity".into())),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }))
+                .collect(),
+            ),
             ..Default::default()
         }),
         ..Default::default()
@@ -68,11 +83,23 @@ pub fn network_policy(t: &Tenant<'_>) -> NetworkPolicy {
             }),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(i32::from(t.spec.network.port))),
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                }]),
+                // The agents on the nodes dial in from where the nodes are, as kubelets do.
+                ports: Some(
+                    [i32::from(t.spec.network.port)]
+                        .into_iter()
+                        .chain(
+                            t.spec
+                                .network
+                                .konnectivity
+                                .then(|| i32::try_from(KONNECTIVITY_PORT).unwrap_or(8132)),
+                        )
+                        .map(|p| NetworkPolicyPort {
+                            port: Some(IntOrString::Int(p)),
+                            protocol: Some("TCP".into()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
                 from: (!from.is_empty()).then(|| {
                     from.iter()
                         .map(|cidr| NetworkPolicyPeer {

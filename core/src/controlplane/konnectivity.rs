@@ -149,3 +149,23 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod version {
+    /// The release pods run is the one built for tests and images (`tools/upstream/PROGRAMS`).
+    #[test]
+    fn the_imaged_release_is_the_built_one() {
+        let programs = include_str!("../../../tools/upstream/PROGRAMS");
+        for name in ["konnectivity-server", "konnectivity-agent"] {
+            let line = programs
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .unwrap_or_else(|| panic!("{name} is not in tools/upstream/PROGRAMS"));
+            assert_eq!(
+                line.split_whitespace().nth(2),
+                Some(super::VERSION),
+                "{line}"
+            );
+        }
+    }
+}

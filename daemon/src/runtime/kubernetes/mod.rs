@@ -148,8 +148,11 @@ impl Runtime for KubeRuntime {
         let ready = rolled_out(&d);
 
         let net = &t.spec.network;
+        let tunnel_port =
+            u16::try_from(kamaji_core::controlplane::exposure::KONNECTIVITY_PORT).unwrap_or(8132);
+        // The host and port clients reach the apiserver at, and the port agents dial there.
         let reached = if let Some(address) = &net.endpoint_address {
-            Some((address.clone(), net.port))
+            Some((address.clone(), net.port, Some(tunnel_port)))
         } else {
             let svc = Api::<Service>::namespaced(self.client.clone(), &ns)
                 .get_opt(SERVICE)
@@ -161,19 +164,29 @@ impl Runtime for KubeRuntime {
                         .list(&ListParams::default())
                         .await
                         .map_err(|e| Self::err("listing the nodes for", t.name, e))?;
-                    node_address(&nodes.items).zip(node_port(&svc))
+                    let tunnel = tunnel_node_port(&svc);
+                    node_address(&nodes.items)
+                        .zip(node_port(&svc))
+                        .map(|(h, p)| (h, p, tunnel))
                 }
-                Some(svc) => service_address(svc).map(|h| (h, net.port)),
+                Some(svc) => service_address(svc).map(|h| (h, net.port, Some(tunnel_port))),
                 None => None,
             }
         };
-        let endpoint = reached.map(|(h, port)| {
+        let host_port = |h: &str, port: u16| {
             if h.contains(':') {
-                format!("https://[{h}]:{port}")
+                format!("[{h}]:{port}")
             } else {
-                format!("https://{h}:{port}")
+                format!("{h}:{port}")
             }
-        });
+        };
+        let endpoint = reached
+            .as_ref()
+            .map(|(h, port, _)| format!("https://{}", host_port(h, *port)));
+        let tunnel = reached
+            .as_ref()
+            .filter(|_| net.konnectivity)
+            .and_then(|(h, _, t)| t.map(|t| host_port(h, t)));
         let (message, stalled) = if ready && endpoint.is_none() {
             (
                 format!(
@@ -201,7 +214,7 @@ impl Runtime for KubeRuntime {
             endpoint,
             message,
             stalled,
-            tunnel: None,
+            tunnel,
         })
     }
 
@@ -261,6 +274,19 @@ fn node_port(svc: &Service) -> Option<u16> {
         return None;
     }
     let port = spec.ports.as_ref()?.first()?.node_port?;
+    u16::try_from(port).ok()
+}
+
+/// The node port agents dial on a `NodePort` Service with a Konnectivity port.
+fn tunnel_node_port(svc: &Service) -> Option<u16> {
+    let port = svc
+        .spec
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| p.name.as_deref() == Some("konnectivity"))?
+        .node_port?;
     u16::try_from(port).ok()
 }
 
