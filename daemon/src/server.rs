@@ -337,6 +337,14 @@ pub async fn serve(
                 ports: p.process_port_range.clone(),
                 advertise_address: p.advertise_address.clone(),
             })?;
+            let unrunnable = rt.unrunnable(&cfg.served_versions);
+            if !unrunnable.is_empty() {
+                return Err(ServeError::Config(format!(
+                    "--served-versions names versions this host cannot run, which release \
+                     channels would upgrade tenants to: {}",
+                    unrunnable.join("; ")
+                )));
+            }
             Some(parts.spawn(rt))
         }
     };

@@ -146,7 +146,8 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
             process_dir: dir.join("tenants"),
             process_port_range: 16443..=16542,
             advertise_address: "127.0.0.1".into(),
-            konnectivity_server_bin: None,
+            // Where scripts/go-tool.sh builds it, when the bin dir has none.
+            konnectivity_server_bin: konnectivity_server(cfg.k8s_bin_dir.as_deref()),
         },
         shards: Default::default(),
     };
@@ -179,12 +180,38 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
     result.map_err(DevError::from)
 }
 
-/// The Kubernetes versions of the `v<version>/` directories in `dir`.
+/// The Kubernetes versions of the `v<version>/` directories in `dir` that hold the control plane.
 fn versions_in(dir: &std::path::Path) -> Vec<kamaji_core::spec::Version> {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
+        // Only complete ones (a build may have been interrupted).
+        .filter(|e| {
+            [
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+            ]
+            .iter()
+            .all(|c| e.path().join(c).is_file())
+        })
         .filter_map(|e| kamaji_core::spec::Version::parse(&e.file_name().to_string_lossy()))
         .collect()
+}
+
+/// The konnectivity server for the process runtime: `konnectivity-server` in `bin_dir` if there
+/// is one, else the one `scripts/go-tool.sh` built at the release kamajid runs, if built.
+fn konnectivity_server(bin_dir: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    if bin_dir.is_some_and(|d| d.join("konnectivity-server").is_file()) {
+        return None;
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")))?;
+    let built = cache.join(format!(
+        "kamaji/tools/konnectivity-server-{v}/konnectivity-server",
+        v = kamaji_core::controlplane::konnectivity::VERSION
+    ));
+    built.is_file().then_some(built)
 }

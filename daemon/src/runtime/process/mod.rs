@@ -263,6 +263,19 @@ impl ProcessRuntime {
             .collect()
     }
 
+    /// Of `versions` (what kamajid is told it serves), those whose binaries are not here, each
+    /// with why: a release channel would move tenants to a version that cannot start.
+    pub fn unrunnable(&self, versions: &[kamaji_core::spec::Version]) -> Vec<String> {
+        versions
+            .iter()
+            .filter_map(|v| {
+                self.binaries(&v.to_string())
+                    .err()
+                    .map(|e| format!("{v}: {}", e.detail))
+            })
+            .collect()
+    }
+
     /// The tenant's ports: those recorded in its directory, else three new ones. A recorded
     /// file that does not decode is an error, not a reason to move the tenant to other ports.
     fn ports(&self, tenant: &str, dir: &Path) -> Result<Ports, PortError> {
@@ -683,6 +696,42 @@ impl Runtime for ProcessRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fake component that reports `version` as the real ones do.
+    fn fake_binaries(dir: &Path, version: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir.join(format!("v{version}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for c in COMPONENTS {
+            let p = d.join(c);
+            std::fs::write(&p, format!("#!/bin/sh\necho Kubernetes v{version}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn served_versions_without_their_binaries_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bins = tmp.path().join("bin");
+        fake_binaries(&bins, "1.37.2");
+        let rt = ProcessRuntime::start(ProcessConfig {
+            dir: tmp.path().join("tenants"),
+            bin_dir: bins.clone(),
+            ports: 16443..=16543,
+            advertise_address: "127.0.0.1".into(),
+            konnectivity_server: bins.join("konnectivity-server"),
+        })
+        .unwrap();
+        let v = |s: &str| kamaji_core::spec::Version::parse(s).unwrap();
+        assert!(rt.unrunnable(&[v("1.37.2")]).is_empty());
+        let missing = rt.unrunnable(&[v("1.37.2"), v("1.36.3")]);
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(
+            missing[0].starts_with("1.36.3: no kube-apiserver for Kubernetes v1.36.3"),
+            "{missing:?}"
+        );
+        assert!(rt.konnectivity_binary().is_err());
+    }
 
     #[test]
     fn versions_are_read_from_the_version_flag() {
