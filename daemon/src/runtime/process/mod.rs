@@ -30,7 +30,7 @@ pub use ports::{overlaps_ephemeral, pick_ports};
 pub use probe::https_status;
 pub use supervisor::{backoff, Command, Supervisor};
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -39,9 +39,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kamaji_core::controlplane::files::files;
-use kamaji_core::controlplane::flags::{self, FlagInputs, Layout, Ports};
+use kamaji_core::controlplane::flags::{self, FlagInputs, Layout};
 use kamaji_core::controlplane::goruntime;
-use kamaji_core::controlplane::konnectivity::{self as knp, ServerPorts};
+use kamaji_core::controlplane::konnectivity as knp;
 use kamaji_core::controlplane::Tenant;
 use kamaji_core::ids::TenantName;
 use kamaji_core::lifecycle::ports::{PortError, Runtime, RuntimeStatus};
@@ -274,129 +274,6 @@ impl ProcessRuntime {
                     .map(|e| format!("{v}: {}", e.detail))
             })
             .collect()
-    }
-
-    /// The tenant's ports: those recorded in its directory, else three new ones. A recorded
-    /// file that does not decode is an error, not a reason to move the tenant to other ports.
-    fn ports(&self, tenant: &str, dir: &Path) -> Result<Ports, PortError> {
-        let file = dir.join("ports.json");
-        match std::fs::read(&file) {
-            Ok(b) => {
-                return serde_json::from_slice::<Persisted>(&b)
-                    .map(|p| p.ports)
-                    .map_err(|e| {
-                        Self::err(
-                            "reading the ports of",
-                            tenant,
-                            format!("{} does not decode: {e}", file.display()),
-                        )
-                    })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Self::err(
-                    "reading the ports of",
-                    tenant,
-                    format!("{}: {e}", file.display()),
-                ))
-            }
-        }
-        let _one = self.allocating.lock();
-        let ports = pick_ports(&self.cfg.ports, &self.taken_ports(), |p| {
-            std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()
-        })
-        .ok_or_else(|| {
-            Self::err(
-                "starting the control plane of",
-                tenant,
-                format!(
-                    "no three free ports left in {}-{}; widen --process-port-range",
-                    self.cfg.ports.start(),
-                    self.cfg.ports.end()
-                ),
-            )
-        })?;
-        let json = serde_json::to_vec(&Persisted {
-            ports,
-            konnectivity: None,
-        })
-        .map_err(|e| Self::err("writing the ports of", tenant, e.to_string()))?;
-        write_private(&file, &json).map_err(|e| Self::err("writing the ports of", tenant, e))?;
-        Ok(ports)
-    }
-
-    /// Every port handed out to a tenant of this host.
-    fn taken_ports(&self) -> BTreeSet<u16> {
-        let mut taken = BTreeSet::new();
-        for (_, d) in self.tenant_dirs() {
-            if let Some(p) = std::fs::read(d.join("ports.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Persisted>(&b).ok())
-            {
-                let k = p
-                    .konnectivity
-                    .map_or(Vec::new(), |k| vec![k.agent, k.admin, k.health]);
-                for port in [
-                    p.ports.apiserver,
-                    p.ports.controller_manager,
-                    p.ports.scheduler,
-                ]
-                .into_iter()
-                .chain(k)
-                {
-                    taken.insert(u16::try_from(port).unwrap_or(0));
-                }
-            }
-        }
-        taken
-    }
-
-    /// The tenant's konnectivity server ports: recorded beside its others once given, else
-    /// three new ones from the range (kept when the tunnel is turned off, so turning it on
-    /// again gives agents the same address).
-    fn konnectivity_ports(&self, tenant: &str, dir: &Path) -> Result<ServerPorts, PortError> {
-        let file = dir.join("ports.json");
-        let read = || {
-            std::fs::read(&file)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<Persisted>(&b).map_err(|e| e.to_string()))
-                .map_err(|e| {
-                    Self::err(
-                        "reading the ports of",
-                        tenant,
-                        format!("{}: {e}", file.display()),
-                    )
-                })
-        };
-        if let Some(k) = read()?.konnectivity {
-            return Ok(k);
-        }
-        let _one = self.allocating.lock();
-        let mut persisted = read()?;
-        let got = pick_ports(&self.cfg.ports, &self.taken_ports(), |p| {
-            std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()
-        })
-        .ok_or_else(|| {
-            Self::err(
-                "starting the konnectivity server of",
-                tenant,
-                format!(
-                    "no three free ports left in {}-{}; widen --process-port-range",
-                    self.cfg.ports.start(),
-                    self.cfg.ports.end()
-                ),
-            )
-        })?;
-        let k = ServerPorts {
-            agent: got.apiserver,
-            admin: got.controller_manager,
-            health: got.scheduler,
-        };
-        persisted.konnectivity = Some(k);
-        let json = serde_json::to_vec(&persisted)
-            .map_err(|e| Self::err("writing the ports of", tenant, e.to_string()))?;
-        write_private(&file, &json).map_err(|e| Self::err("writing the ports of", tenant, e))?;
-        Ok(k)
     }
 
     /// The konnectivity server binary, checked to be there.
