@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "kamaji/v1/datastores.proto",
             "kamaji/v1/tenant_clusters.proto",
             "kamaji/v1/bootstrap_tokens.proto",
+            "kamaji/v1/tenant_backups.proto",
         ],
         &["."],
     )?;

@@ -23,6 +23,7 @@
 
 pub use kamaji_model::{ids, spec};
 
+pub mod backup;
 pub mod bootstrap;
 pub mod controlplane;
 pub mod datastore;

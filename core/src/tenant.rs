@@ -25,6 +25,8 @@ pub const COND_ENCRYPTED: &str = "EncryptedAtRest";
 pub const COND_CREDENTIALS: &str = "CredentialsRotated";
 /// How the last (or the running) move between datastores went.
 pub const COND_MOVED: &str = "Moved";
+/// A tenant created from a backup has its objects written back (before its first Apply).
+pub const COND_RESTORED: &str = "Restored";
 /// False while the tenant's datastore refuses every write (an etcd alarm such as `NOSPACE`): the
 /// tenant is not Ready then, whatever else holds.
 pub const COND_WRITABLE: &str = "DatastoreWritable";

@@ -340,6 +340,13 @@ pub struct ServeConfig {
     /// read-only and unauthenticated, as OIDC clients fetch them. Unset: not served.
     #[arg(long, env = "KAMAJID_ISSUER_LISTEN")]
     pub issuer_listen: Option<SocketAddr>,
+    /// Where tenant backups are kept: a directory (`/var/lib/kamajid/backups`, or
+    /// `file:///...`), or S3-compatible object storage, `s3://<bucket>[/<prefix>]`, with the
+    /// endpoint, region and credentials from the usual `AWS_*` variables (`AWS_ENDPOINT_URL`,
+    /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP=true` for an
+    /// endpoint without TLS). Archives are encrypted with the KEK. Unset: no backups.
+    #[arg(long, env = "KAMAJID_BACKUP_STORE")]
+    pub backup_store: Option<String>,
     /// Kubernetes versions this kamajid runs control planes of (the binaries or images it has),
     /// comma-separated, e.g. `1.36.3,1.37.2`: what tenants' release channels upgrade them to.
     /// Nothing else is ever fetched to decide it. Unset: no automatic upgrades.

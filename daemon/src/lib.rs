@@ -16,6 +16,7 @@
 //!   [`observe`]: the plain-HTTP port probes (and operators) watch it through.
 
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod datastore;
 pub mod etcd;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use kamaji_proto::v1::bootstrap_tokens_server::BootstrapTokensServer;
 use kamaji_proto::v1::datastores_server::DatastoresServer;
+use kamaji_proto::v1::tenant_backups_server::TenantBackupsServer;
 use kamaji_proto::v1::tenant_clusters_server::TenantClustersServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,6 +19,7 @@ use kamaji_core::lifecycle::{Lifecycle, Settings};
 use kamaji_core::placement::Policy;
 
 use crate::api::auth::{Tokens, TokensError};
+use crate::api::backups::BackupApi;
 use crate::api::bootstrap_tokens::BootstrapTokenApi;
 use crate::api::datastores::DatastoreApi;
 use crate::api::tenants::TenantApi;
@@ -136,6 +138,7 @@ struct LifecycleParts {
     leading: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<crate::metrics::Metrics>,
+    backups: Option<Arc<crate::backup::Backups>>,
 }
 
 impl LifecycleParts {
@@ -150,7 +153,8 @@ impl LifecycleParts {
         let life = Arc::new(
             Lifecycle::new(
                 self.store,
-                EtcdIsolation::new(self.kek.clone(), self.etcd_timeout, self.usage, self.shards),
+                EtcdIsolation::new(self.kek.clone(), self.etcd_timeout, self.usage, self.shards)
+                    .with_backups(self.backups.clone()),
                 runtime,
                 KubeTenantObjects,
                 self.kek,
@@ -292,7 +296,21 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
+    let backups = match &cfg.backup_store {
+        Some(url) => {
+            let opened = crate::backup::store::open(url)
+                .map_err(|e| ServeError::Config(format!("--backup-store: {e}")))?;
+            info!(store = %opened.describe, "backup store");
+            Some(crate::backup::Backups::new(
+                opened,
+                store.clone(),
+                kek.clone(),
+            ))
+        }
+        None => None,
+    };
     let parts = LifecycleParts {
+        backups: backups.clone(),
         store: store.clone(),
         kek: kek.clone(),
         usage: usage.clone(),
@@ -366,11 +384,20 @@ pub async fn serve(
         observer: metrics.clone(),
         issuer_base: issuer_base.clone(),
         served: cfg.served(),
+        backups: backups.clone(),
     });
     let tenants = TenantClustersServer::with_interceptor(
         TenantApi {
             service: service.clone(),
             runtime,
+        },
+        tokens.clone().interceptor(),
+    );
+    let backups_api = TenantBackupsServer::with_interceptor(
+        BackupApi {
+            service: service.clone(),
+            backups,
+            etcd_timeout: cfg.probe_timeout(),
         },
         tokens.clone().interceptor(),
     );
@@ -393,6 +420,7 @@ pub async fn serve(
             kamaji_proto::v1::datastores_server::SERVICE_NAME,
             kamaji_proto::v1::tenant_clusters_server::SERVICE_NAME,
             kamaji_proto::v1::bootstrap_tokens_server::SERVICE_NAME,
+            kamaji_proto::v1::tenant_backups_server::SERVICE_NAME,
         ],
         shutdown.clone(),
     );
@@ -425,6 +453,7 @@ pub async fn serve(
         .add_service(datastores)
         .add_service(tenants)
         .add_service(tokens_api)
+        .add_service(backups_api)
         .serve_with_incoming_shutdown(incoming, async move {
             while !*shutdown.borrow() {
                 if shutdown.changed().await.is_err() {

@@ -81,6 +81,8 @@ pub struct TenantService {
     pub issuer_base: Option<String>,
     /// The Kubernetes versions this kamajid serves (`--served-versions`), for release channels.
     pub served: kamaji_core::maintenance::Served,
+    /// Backups a new tenant may be restored from (`--backup-store`); `None`: none.
+    pub backups: Option<Arc<crate::backup::Backups>>,
 }
 
 /// What a new cluster's spec cannot ask: a credential rotation in progress (a new PKI has no
@@ -105,6 +107,37 @@ fn placement_field(spec: &TenantSpec) -> &'static str {
 }
 
 impl TenantService {
+    /// A cluster restored from a backup: the backup exists, this kamajid can read it, and its
+    /// objects were written by a Kubernetes the new cluster's can read. With `whole`, the archive
+    /// is also read through and checked against its digest: a corrupt one is refused before the
+    /// cluster exists.
+    async fn restore_rules(&self, spec: &TenantSpec, whole: bool) -> Result<(), ServiceError> {
+        let Some(id) = &spec.restore_from else {
+            return Ok(());
+        };
+        let invalid = |m: String| ServiceError::Invalid(vec![FieldError::new("restore_from", m)]);
+        let Some(backups) = &self.backups else {
+            return Err(invalid(
+                "kamajid has no backup store to restore from (start it with --backup-store)".into(),
+            ));
+        };
+        let record = match backups.record(id).await {
+            Ok(r) => r,
+            Err(crate::backup::BackupError::Records(e)) => return Err(e.into()),
+            Err(e) => return Err(invalid(e.to_string())),
+        };
+        kamaji_core::backup::restorable(&record.kubernetes_version, spec.kubernetes_version)
+            .map_err(invalid)?;
+        if whole {
+            match backups.check(id).await {
+                Ok(_) => {}
+                Err(crate::backup::BackupError::Records(e)) => return Err(e.into()),
+                Err(e) => return Err(invalid(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
     /// A public issuer needs a kamajid that publishes issuers.
     fn issuer_rules(&self, spec: &TenantSpec) -> Result<(), ServiceError> {
         if spec.public_issuer && self.issuer_base.is_none() {
@@ -138,7 +171,10 @@ impl TenantService {
         })
     }
 
-    async fn record(&self, name: &TenantName) -> Result<Versioned<TenantRecord>, ServiceError> {
+    pub(crate) async fn record(
+        &self,
+        name: &TenantName,
+    ) -> Result<Versioned<TenantRecord>, ServiceError> {
         self.store
             .tenant_record(name)
             .await?
@@ -287,6 +323,7 @@ impl TenantService {
     ) -> Result<(), ServiceError> {
         new_cluster_rules(spec)?;
         self.issuer_rules(spec)?;
+        self.restore_rules(spec, false).await?;
         let planned = planned
             .iter()
             .filter_map(|p| {
@@ -344,6 +381,7 @@ impl TenantService {
     ) -> Result<v1::TenantCluster, ServiceError> {
         new_cluster_rules(spec)?;
         self.issuer_rules(spec)?;
+        self.restore_rules(spec, true).await?;
         if let Err(e) = self.check_placement(spec).await {
             self.refused(&e);
             return Err(e);

@@ -136,6 +136,7 @@ async fn create_watch_upgrade_protect_and_delete_a_tenant_through_the_api() {
         observer: Arc::new(kamaji_core::lifecycle::ports::Unobserved),
         issuer_base: None,
         served: Default::default(),
+        backups: None,
     });
     let api = TenantApi {
         service: service.clone(),

@@ -5,12 +5,14 @@
 use crate::error::{Check, FieldError};
 pub use crate::version::upgrade;
 
-/// Fields fixed at creation: the network plan, baked into the PKI and every Service. Changing
+/// Fields fixed at creation: the network plan, baked into the PKI and every Service, and the
+/// backup a cluster was created from. Changing
 /// one replaces the cluster (Terraform plans the replacement; kamajid refuses the update).
-pub const IMMUTABLE: [&str; 3] = [
+pub const IMMUTABLE: [&str; 4] = [
     "network.service_cidr",
     "network.pod_cidr",
     "network.dns_service_ip",
+    "restore_from",
 ];
 
 /// What a field fixed at creation says when an update changes it.

@@ -184,4 +184,6 @@ pub struct TenantSpec {
     /// Which versions kamajid moves the tenant to by itself, and when: `kubernetes_version` is
     /// then the floor, and the version it runs is the record's.
     pub maintenance: crate::maintenance::Maintenance,
+    /// Created from this backup (its id) rather than empty; fixed at creation.
+    pub restore_from: Option<String>,
 }

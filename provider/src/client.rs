@@ -7,6 +7,7 @@ use kamaji_proto::errors::field_errors;
 use kamaji_proto::v1;
 use kamaji_proto::v1::bootstrap_tokens_client::BootstrapTokensClient;
 use kamaji_proto::v1::datastores_client::DatastoresClient;
+use kamaji_proto::v1::tenant_backups_client::TenantBackupsClient;
 use kamaji_proto::v1::tenant_clusters_client::TenantClustersClient;
 use tf_provider::{AttributePath, Diagnostics};
 use tokio::sync::RwLock;
@@ -48,6 +49,7 @@ impl tonic::service::Interceptor for AuthToken {
 pub type Datastores = DatastoresClient<InterceptedService<Channel, AuthToken>>;
 pub type TenantClusters = TenantClustersClient<InterceptedService<Channel, AuthToken>>;
 pub type BootstrapTokens = BootstrapTokensClient<InterceptedService<Channel, AuthToken>>;
+pub type TenantBackups = TenantBackupsClient<InterceptedService<Channel, AuthToken>>;
 
 /// A configured client. Cheap to clone: clones share one HTTP/2 connection.
 #[derive(Clone)]
@@ -101,6 +103,10 @@ impl Client {
 
     pub fn bootstrap_tokens(&self) -> BootstrapTokens {
         BootstrapTokensClient::with_interceptor(self.channel.clone(), self.token.clone())
+    }
+
+    pub fn tenant_backups(&self) -> TenantBackups {
+        TenantBackupsClient::with_interceptor(self.channel.clone(), self.token.clone())
     }
 }
 

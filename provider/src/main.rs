@@ -14,6 +14,8 @@ mod number;
 mod plan_memo;
 mod provider;
 mod schema;
+mod tenant_backup_resource;
+mod tenant_backups_data_source;
 mod tenant_cluster;
 mod tenant_cluster_data_source;
 mod tenant_clusters_data_source;

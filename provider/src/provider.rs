@@ -14,7 +14,8 @@ use crate::plan_memo::{NameSet, PlannedDatastores};
 use crate::schema::{attributes, optional, sensitive, string};
 use crate::{
     bootstrap_token_resource, datastore, datastore_data_source, datastores_data_source,
-    tenant_cluster, tenant_cluster_data_source, tenant_clusters_data_source,
+    tenant_backup_resource, tenant_backups_data_source, tenant_cluster, tenant_cluster_data_source,
+    tenant_clusters_data_source,
 };
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -207,6 +208,7 @@ impl Provider for KamajiProvider {
             "datastore" => datastore::DatastoreResource { client: self.client.clone(), own_names: Default::default(), tenants_leaving: self.tenants_leaving.clone(), arriving: self.datastores_arriving.clone() },
             "tenant_cluster" => tenant_cluster::TenantClusterResource { client: self.client.clone(), own_names: Default::default(), leaving: self.tenants_leaving.clone(), datastores_arriving: self.datastores_arriving.clone(), arriving: self.tenants_arriving.clone(), listing: Default::default() },
             "bootstrap_token" => bootstrap_token_resource::BootstrapTokenResource { client: self.client.clone(), tenants_arriving: self.tenants_arriving.clone() },
+            "tenant_backup" => tenant_backup_resource::TenantBackupResource { client: self.client.clone() },
         })
     }
 
@@ -219,6 +221,7 @@ impl Provider for KamajiProvider {
             "datastores" => datastores_data_source::DatastoresDataSource { client: self.client.clone() },
             "tenant_cluster" => tenant_cluster_data_source::TenantClusterDataSource { client: self.client.clone() },
             "tenant_clusters" => tenant_clusters_data_source::TenantClustersDataSource { client: self.client.clone() },
+            "tenant_backups" => tenant_backups_data_source::TenantBackupsDataSource { client: self.client.clone() },
         })
     }
 }

@@ -135,6 +135,8 @@ pub async fn run_dev(cfg: DevConfig) -> Result<(), DevError> {
             .map(versions_in)
             .unwrap_or_default(),
         stable_after_patches: kamaji_core::maintenance::STABLE_AFTER_PATCHES,
+        // Backups of the dev environment's tenants stay beside it.
+        backup_store: Some(format!("file://{}", dir.join("backups").display())),
         process: ProcessRuntimeConfig {
             // An admin cluster wins; else local processes when binaries are given.
             runtime: if cfg.kubeconfig.is_none() && cfg.k8s_bin_dir.is_some() {

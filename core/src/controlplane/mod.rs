@@ -167,6 +167,7 @@ pub(crate) mod testing {
             hibernated: false,
             public_issuer: false,
             maintenance: Default::default(),
+            restore_from: None,
         }
     }
 

@@ -27,7 +27,7 @@ use crate::ids::TenantName;
 use crate::kek::{tenant_aad, Kek, KekError};
 use crate::pki::{PkiError, TenantPki};
 use crate::placement::Policy;
-use crate::tenant::{Phase, TenantRecord, COND_RECONCILED};
+use crate::tenant::{Phase, TenantRecord, COND_RECONCILED, COND_RESTORED};
 use ports::{
     Clock, Isolation, PortError, RecordError, Records, Runtime, StepObserver, StepResult,
     TenantObjects, Unobserved,
@@ -308,6 +308,9 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
             relocate: spec.as_ref().is_some_and(|s| steps::move_due(rec, s)),
             abort_move: spec.as_ref().is_some_and(|s| steps::abort_due(rec, s)),
             hibernate: spec.as_ref().is_some_and(|s| s.hibernated),
+            restore: spec
+                .as_ref()
+                .is_some_and(|s| s.restore_from.is_some() && !rec.done(COND_RESTORED)),
             datastore_refusing: steps::writable_due(
                 rec,
                 rec.datastore

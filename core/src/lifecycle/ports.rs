@@ -214,6 +214,25 @@ pub trait Isolation: Send + Sync + 'static {
         to: &DatastoreRecord,
         id: &TenantId,
     ) -> impl Future<Output = Result<Copied, PortError>> + Send;
+
+    /// Replaces whatever tenant `id` holds on `ds` with the keys of backup `backup` (read whole
+    /// and checked against its recorded digest before the first write, so a corrupt archive
+    /// touches nothing), written under `id`'s prefix. What was written, and the encryption keys
+    /// the backup's objects need. Idempotent: a repeat after a crash writes it all again.
+    fn restore(
+        &self,
+        ds: &DatastoreRecord,
+        id: &TenantId,
+        backup: &str,
+    ) -> impl Future<Output = Result<Restored, PortError>> + Send;
+}
+
+/// What a restore wrote, and what the restored objects need to be read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Restored {
+    pub keys: i64,
+    pub bytes: i64,
+    pub secrets: crate::backup::archive::Secrets,
 }
 
 /// What a copy between datastores moved, checked on both sides.

@@ -5,6 +5,7 @@
 //! carry a google.rpc.BadRequest naming the attribute.
 
 pub mod auth;
+pub mod backups;
 pub mod bootstrap_tokens;
 pub mod datastores;
 pub mod tenants;

@@ -37,6 +37,8 @@ pub struct EtcdIsolation {
     admins: Mutex<HashMap<DatastoreName, (i64, Client)>>,
     usage: Arc<UsageTracker>,
     shards: Arc<Shards>,
+    /// Where backups are read from for restores; `None`: kamajid has no backup store.
+    backups: Option<Arc<crate::backup::Backups>>,
 }
 
 fn failed(op: &str, id: &TenantId, detail: String) -> PortError {
@@ -44,6 +46,30 @@ fn failed(op: &str, id: &TenantId, detail: String) -> PortError {
         op: format!("{op} for tenant {id}"),
         detail,
     }
+}
+
+/// A new client of datastore `ds` as its administrator; on failure, what was being done and why.
+pub async fn connect_admin(
+    ds: &DatastoreRecord,
+    kek: &Kek,
+    timeout: Duration,
+) -> Result<Client, (String, String)> {
+    let creds = ds.admin_credentials(kek).map_err(|e| {
+        (
+            "opening the admin key of its datastore".to_owned(),
+            e.to_string(),
+        )
+    })?;
+    let tls = EtcdTls {
+        ca_pem: Some(creds.ca_certificate),
+        identity: Some((creds.client_certificate, creds.client_key)),
+    };
+    connect(&creds.endpoints, &tls, timeout).await.map_err(|e| {
+        (
+            format!("connecting to datastore {}", ds.name),
+            error_chain(&e),
+        )
+    })
 }
 
 /// Runs one etcd call, treating an answer containing `benign` (e.g. "already exists") as
@@ -77,7 +103,14 @@ impl EtcdIsolation {
             admins: Mutex::default(),
             usage,
             shards,
+            backups: None,
         }
+    }
+
+    /// Restores read backups from `backups`.
+    pub fn with_backups(mut self, backups: Option<Arc<crate::backup::Backups>>) -> Self {
+        self.backups = backups;
+        self
     }
 
     async fn admin(&self, ds: &DatastoreRecord, id: &TenantId) -> Result<Client, PortError> {
@@ -88,22 +121,9 @@ impl EtcdIsolation {
                 }
             }
         }
-        let creds = ds
-            .admin_credentials(&self.kek)
-            .map_err(|e| failed("opening the admin key of its datastore", id, e.to_string()))?;
-        let tls = EtcdTls {
-            ca_pem: Some(creds.ca_certificate),
-            identity: Some((creds.client_certificate, creds.client_key)),
-        };
-        let client = connect(&creds.endpoints, &tls, self.timeout)
+        let client = connect_admin(ds, &self.kek, self.timeout)
             .await
-            .map_err(|e| {
-                failed(
-                    &format!("connecting to datastore {}", ds.name),
-                    id,
-                    error_chain(&e),
-                )
-            })?;
+            .map_err(|(op, detail)| failed(&op, id, detail))?;
         if let Ok(mut cache) = self.admins.lock() {
             cache.insert(ds.name.clone(), (ds.update_time, client.clone()));
         }
@@ -273,6 +293,26 @@ impl Isolation for EtcdIsolation {
             transfer::copy(&src, &dst, id).await
         })
         .await
+    }
+
+    async fn restore(
+        &self,
+        ds: &DatastoreRecord,
+        id: &TenantId,
+        backup: &str,
+    ) -> Result<kamaji_core::lifecycle::ports::Restored, PortError> {
+        let Some(backups) = &self.backups else {
+            return Err(failed(
+                &format!("restoring backup {backup}"),
+                id,
+                "kamajid has no backup store (start it with --backup-store)".into(),
+            ));
+        };
+        let admin = self.admin(ds, id).await?;
+        backups
+            .restore(backup, &admin, id)
+            .await
+            .map_err(|e| failed(&format!("restoring backup {backup}"), id, e.to_string()))
     }
 
     fn metered(&self, ds: &DatastoreName, id: &TenantId) -> Option<Metered> {

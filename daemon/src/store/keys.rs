@@ -4,7 +4,8 @@
 //! written with its record when it changes), `datastores/<name>` (spec),
 //! `status/datastores/<name>` (last probe, written by the leader), `placements/<datastore>/<tenant>`
 //! (one key per placed tenant, written with the tenant record), `reservations/<datastore>` (what
-//! the placed tenants reserve there), `leader`. Every prefix ends in '/', so `a` never covers
+//! the placed tenants reserve there), `backups/<id>` (a tenant backup's record; the archive is in
+//! the backup store), `leader`. Every prefix ends in '/', so `a` never covers
 //! `ab`.
 
 use kamaji_core::ids::{DatastoreName, TenantName};
@@ -46,4 +47,10 @@ pub fn reservation(datastore: &DatastoreName) -> String {
 }
 pub fn leader() -> String {
     format!("{ROOT}leader")
+}
+pub fn backups() -> String {
+    format!("{ROOT}backups/")
+}
+pub fn backup(id: &str) -> String {
+    format!("{}{id}", backups())
 }

@@ -14,6 +14,7 @@
 //! by far the largest part of its record, is kept under its own key and rewritten only when it
 //! changes (see [`tenants`]).
 
+mod backups;
 mod datastores;
 mod keys;
 mod tenants;

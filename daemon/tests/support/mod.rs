@@ -101,6 +101,7 @@ impl Env {
             issuer_listen: None,
             served_versions: Vec::new(),
             stable_after_patches: kamaji_core::maintenance::STABLE_AFTER_PATCHES,
+            backup_store: None,
             process: Default::default(),
             shards: Default::default(),
         };

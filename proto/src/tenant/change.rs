@@ -64,6 +64,9 @@ pub fn change(old: &TenantClusterSpec, new: &TenantClusterSpec) -> Vec<FieldErro
 
 /// The value of a field fixed at creation, as written.
 fn fixed<'a>(s: &'a TenantClusterSpec, field: &str) -> &'a str {
+    if field == "restore_from" {
+        return &s.restore_from;
+    }
     let Some(n) = &s.network else { return "" };
     match field {
         "network.service_cidr" => &n.service_cidr,

@@ -142,6 +142,7 @@ pub fn from_stored(v: &v1::TenantClusterSpec) -> Result<TenantSpec, FieldError> 
         hibernated: v.hibernated,
         public_issuer: v.public_issuer,
         maintenance: super::maintenance(v).map_err(|mut e| e.remove(0))?,
+        restore_from: backup_id("restore_from", &v.restore_from)?,
     })
 }
 
@@ -236,4 +237,22 @@ pub(crate) mod tests {
         bad.network = None;
         assert_eq!(from_stored(&bad).unwrap_err().field, "network");
     }
+}
+
+/// A backup id as a user writes it: empty for none.
+fn backup_id(field: &str, v: &str) -> Result<Option<String>, FieldError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let ok = v.len() <= 120
+        && v.starts_with(|c: char| c.is_ascii_lowercase())
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        return Err(FieldError::new(
+            field,
+            format!("{v:?} is not a backup id (the id of a kamaji_tenant_backup, such as \"prod-20261206101500-1a2b\")"),
+        ));
+    }
+    Ok(Some(v.to_owned()))
 }

@@ -86,6 +86,11 @@ impl TenantClusterState {
             deletion_protection: Value::Value(spec.deletion_protection),
             hibernated: Value::Value(spec.hibernated),
             public_issuer: Value::Value(spec.public_issuer),
+            restore_from: if spec.restore_from.is_empty() {
+                Value::Null
+            } else {
+                Value::Value(spec.restore_from.clone())
+            },
             release_channel: Value::Value(if spec.release_channel.is_empty() {
                 "none".to_owned()
             } else {

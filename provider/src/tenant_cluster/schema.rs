@@ -53,6 +53,7 @@ pub fn schema() -> Schema {
                 ("deletion_protection", optional_default(boolean(), TC_PROTECTION)),
                 ("hibernated", optional_default(boolean(), TC_HIBERNATED)),
                 ("public_issuer", optional_default(boolean(), TC_PUBLIC_ISSUER)),
+                ("restore_from", optional(string(), TC_RESTORE_FROM)),
                 ("release_channel", optional_default(string(), TC_RELEASE_CHANNEL)),
                 ("uid", computed(string(), TC_UID)),
                 ("endpoint", computed(string(), TC_ENDPOINT)),

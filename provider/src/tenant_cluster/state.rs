@@ -153,6 +153,7 @@ pub struct TenantClusterState {
     pub deletion_protection: Value<bool>,
     pub hibernated: Value<bool>,
     pub public_issuer: Value<bool>,
+    pub restore_from: Value<String>,
     pub addons: Value<Addons>,
     pub encryption: Value<Encryption>,
     pub authentication: Value<Authentication>,

@@ -299,6 +299,7 @@ impl TenantClusterState {
                 .unwrap_or(false),
             hibernated: self.hibernated.as_ref_option().copied().unwrap_or(false),
             public_issuer: self.public_issuer.as_ref_option().copied().unwrap_or(false),
+            restore_from: r.string("restore_from", &self.restore_from, ""),
             release_channel,
             maintenance_window,
             maintenance_exclusions,

@@ -20,6 +20,10 @@ pub struct MemIsolation {
     pub debt: Arc<Mutex<BTreeMap<TenantId, i64>>>,
     /// What is enforced on each tenant of each datastore.
     pub guards: Arc<Mutex<BTreeMap<(DatastoreName, TenantId), crate::limits::Guard>>>,
+    /// Backups a restore can read: id → the secrets it carries.
+    pub backups: Arc<Mutex<BTreeMap<String, crate::backup::archive::Secrets>>>,
+    /// Restores written: (datastore, tenant, backup).
+    pub restored: Arc<Mutex<Vec<(DatastoreName, TenantId, String)>>>,
     pub faults: Faults,
 }
 
@@ -155,6 +159,41 @@ impl Isolation for MemIsolation {
         Ok(Copied {
             keys: 10,
             bytes: 1000,
+        })
+    }
+
+    async fn restore(
+        &self,
+        ds: &DatastoreRecord,
+        id: &TenantId,
+        backup: &str,
+    ) -> Result<crate::lifecycle::ports::Restored, PortError> {
+        self.faults.hit("isolation.restore")?;
+        assert!(
+            self.users
+                .lock()
+                .unwrap()
+                .contains(&(ds.name.clone(), id.clone())),
+            "restored before the tenant is isolated"
+        );
+        let secrets = self
+            .backups
+            .lock()
+            .unwrap()
+            .get(backup)
+            .cloned()
+            .ok_or_else(|| PortError {
+                op: format!("restoring backup {backup}"),
+                detail: "no such backup".into(),
+            })?;
+        self.restored
+            .lock()
+            .unwrap()
+            .push((ds.name.clone(), id.clone(), backup.to_owned()));
+        Ok(crate::lifecycle::ports::Restored {
+            keys: 10,
+            bytes: 1000,
+            secrets,
         })
     }
 }

@@ -32,6 +32,7 @@ use create::{choose, prepare_encryption};
 mod day2;
 pub(crate) mod limits;
 pub(crate) mod moves;
+mod restore;
 mod routine;
 mod teardown;
 
@@ -51,6 +52,7 @@ pub enum Step {
     Place,
     Isolate,
     MintPki,
+    Restore,
     RotateCredentials,
     Apply,
     AwaitReady,
@@ -97,11 +99,15 @@ pub enum Undo {
 }
 
 /// The create flow, in order, each step with its undo.
-pub const CREATE: [(Step, Undo); 5] = [
+pub const CREATE: [(Step, Undo); 6] = [
     (Step::Place, Undo::By(Step::Forget)),
     // Also mints the PKI, in the same write: the keys live only in the record, which Forget
     // removes. (MintPki alone runs only for a record isolated by an older kamajid.)
     (Step::Isolate, Undo::By(Step::ReleaseEtcd)),
+    (
+        Step::Restore,
+        Undo::Nothing("it writes only under the tenant's etcd prefix, which ReleaseEtcd deletes"),
+    ),
     (Step::Apply, Undo::By(Step::RemoveControlPlane)),
     (Step::AwaitReady, Undo::Nothing("it only observes")),
     (
@@ -193,6 +199,8 @@ pub struct Due {
     pub datastore_refusing: bool,
     /// The spec asks the control plane stopped (`hibernated`).
     pub hibernate: bool,
+    /// The tenant is created from a backup whose objects are not written back yet.
+    pub restore: bool,
 }
 
 /// Whether the datastore's refusal of writes (`refusing`, as its last health round found)
@@ -282,6 +290,10 @@ pub fn next(rec: &TenantRecord, due: Due) -> Option<Step> {
     }
     if rec.pki.is_none() {
         return Some(Step::MintPki);
+    }
+    // Before the first Apply: the apiserver starts on the restored objects.
+    if due.restore {
+        return Some(Step::Restore);
     }
     // A move goes on before anything else: from its hold to its switch the tenant cannot write.
     if due.abort_move {
@@ -514,6 +526,7 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 self.save(&rec, rev).await?;
                 Ok(Outcome::Ran(Step::MintPki))
             }
+            Step::Restore => self.restore(rec, rev, &spec, now).await,
             Step::Apply => self.apply(rec, rev, &spec, now).await,
             Step::AwaitReady | Step::ReissueServingCert => {
                 self.await_ready(rec, rev, &spec, now).await
