@@ -23,7 +23,8 @@
 #   compiled from the k8s.io/kubernetes module's pause.c as upstream builds it.
 # - helm, CoreDNS and promtool: the chart's lint, template and install, the admin cluster's DNS,
 #   and the parser of kamajid's metrics and its alert rules; the Konnectivity server and agent
-#   (scripts/go-tool.sh: built from their Go modules at the versions in tools/upstream/PROGRAMS).
+#   and gofakes3, the S3-compatible server the backup tests use (scripts/go-tool.sh: built from
+#   their Go modules at the versions in tools/upstream/PROGRAMS).
 # - zip, gnupg: the provider's release archives and their detached signature (scripts/release.sh);
 #   unzip: the release test reads an archive back. gnupg brings gpg-agent, which signing needs.
 # - flock: one build of the Kubernetes programs at a time (Debian util-linux).
@@ -134,6 +135,8 @@ fi
 # the tunnel's test runs inside a network namespace): sigs.k8s.io/apiserver-network-proxy.
 "$root/scripts/go-tool.sh" konnectivity-server >/dev/null
 "$root/scripts/go-tool.sh" konnectivity-agent >/dev/null
+# An S3-compatible server (gofakes3) the backup tests store archives in, on loopback.
+"$root/scripts/go-tool.sh" gofakes3 >/dev/null
 
 tofu_bin=$("$root/scripts/tofu.sh")
 [ -x "$tofu_bin" ] || { say "OpenTofu is not available"; exit 1; }
