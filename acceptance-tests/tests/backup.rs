@@ -22,6 +22,10 @@ resource "kamaji_tenant_cluster" "src" {{
   kubernetes_version = "{src_version}"
   datastore          = kamaji_datastore.a.name
   network {{}}
+  backup_schedule {{
+    interval        = "1m"
+    retention_count = 1
+  }}
 }}
 {extra}
 "#,
@@ -123,8 +127,15 @@ async fn a_backup_of_a_tenant_on_one_shard_restores_into_a_new_tenant_on_another
         format!("file://{}", archive.display())
     );
     let listing = w.state_json();
-    let ids = find(&listing, "data.kamaji_tenant_backups.src")["values"]["ids"].clone();
-    assert_eq!(ids, serde_json::json!([id]));
+    let backups = find(&listing, "data.kamaji_tenant_backups.src")["values"]["backups"].clone();
+    let listed: Vec<&serde_json::Value> = backups
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["labels"]["reason"] == "before-migration")
+        .collect();
+    assert_eq!(listed.len(), 1, "{backups:#}");
+    assert_eq!(listed[0]["id"], id.as_str());
     assert_eq!(w.plan_code().code, 0, "a backup plans no change once taken");
     // Written after the backup: not in it.
     admin.must(&["-n", "team", "create", "configmap", "after"]);
@@ -254,6 +265,36 @@ async fn a_backup_of_a_tenant_on_one_shard_restores_into_a_new_tenant_on_another
         "nothing was created"
     );
     std::fs::write(&archive, &good).unwrap();
+
+    // The schedule (every minute, keeping one) ran meanwhile: its last run is reported, and
+    // exactly one scheduled backup is kept beside the one asked for.
+    w.write(&hcl(
+        &version,
+        &format!("{BACKUP}{}", restored("copy", &version, "b")),
+        &a,
+        &b,
+    ));
+    acceptance_tests::tunnel::until("two scheduled backups", 150, || {
+        let runs = h.log_tail(4000).matches("scheduled backup let go").count();
+        (runs >= 1)
+            .then_some(())
+            .ok_or(format!("{runs} pruned so far"))
+    });
+    w.must_apply();
+    let src = w.resource("kamaji_tenant_cluster.src")["values"].clone();
+    assert!(src["last_backup_at"].is_string(), "{src:#}");
+    assert_eq!(src["last_backup_error"], "", "{src:#}");
+    assert!(src["next_backup_at"].is_string(), "{src:#}");
+    let listing = w.state_json();
+    let backups = find(&listing, "data.kamaji_tenant_backups.src")["values"]["backups"].clone();
+    let scheduled: Vec<&serde_json::Value> = backups
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["labels"]["kamaji.clastix.io/scheduled"] == "true")
+        .collect();
+    assert_eq!(scheduled.len(), 1, "retention_count = 1: {backups:#}");
+    assert_eq!(scheduled[0]["id"], src["last_backup_id"]);
 
     // Destroyed: the clusters go, and so does the archive.
     w.write(&hcl(

@@ -202,6 +202,9 @@ pub struct TenantRecord {
     /// The last version change of the control plane, automatic or not.
     #[serde(default)]
     pub last_upgrade: Option<UpgradeRecord>,
+    /// The last backup its schedule took (or tried to).
+    #[serde(default)]
+    pub last_backup: Option<crate::backup::schedule::ScheduledRun>,
     /// `host:port` where the Konnectivity agents inside the tenant dial its server, as the
     /// runtime last reported it.
     #[serde(default)]
@@ -248,6 +251,7 @@ impl TenantRecord {
             service_account_issuer: None,
             auto_version: None,
             last_upgrade: None,
+            last_backup: None,
             tunnel: None,
         }
     }

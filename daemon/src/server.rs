@@ -393,6 +393,18 @@ pub async fn serve(
         },
         tokens.clone().interceptor(),
     );
+    // Backup schedules run on the leader, beside the lifecycle.
+    let scheduling = backups.clone().map(|b| {
+        tokio::spawn(
+            Arc::new(crate::backup::schedule::Scheduler {
+                service: service.clone(),
+                backups: b,
+                etcd_timeout: cfg.probe_timeout(),
+                clock: Arc::new(kamaji_core::lifecycle::ports::SystemClock),
+            })
+            .run(leading_rx.clone(), shutdown.clone()),
+        )
+    });
     let backups_api = TenantBackupsServer::with_interceptor(
         BackupApi {
             service: service.clone(),
@@ -469,6 +481,9 @@ pub async fn serve(
     }
     if let Some(r) = reconciler {
         let _ = r.await;
+    }
+    if let Some(s) = scheduling {
+        let _ = s.await;
     }
     info!("kamajid stopped");
     served

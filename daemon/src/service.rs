@@ -194,6 +194,20 @@ impl TenantService {
             st.storage_write_bytes_per_second = m.map(|m| m.write_bytes_per_second);
             st.storage_history_bytes = m.map(|m| m.history_bytes);
             st.next_upgrade = self.next_upgrade(rec, tc.spec.as_ref());
+            if let Some(run) = &rec.last_backup {
+                st.last_backup_time = wire::timestamp(run.at);
+                st.last_backup_id = run.id.clone().unwrap_or_default();
+                st.last_backup_error = run.error.clone().unwrap_or_default();
+            }
+            let schedule = tc
+                .spec
+                .as_ref()
+                .and_then(|s| contract::from_stored(s).ok())
+                .and_then(|s| s.backup_schedule);
+            st.next_backup_time = schedule.and_then(|s| {
+                let at = kamaji_core::backup::schedule::next_at(&s, rec.last_backup.as_ref());
+                wire::timestamp(at.max(now_unix()))
+            });
         }
         Ok(tc)
     }

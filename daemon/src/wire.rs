@@ -138,6 +138,11 @@ pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::T
             // What the release channel has in store depends on the clock and on the versions
             // kamajid serves: the service fills it in.
             next_upgrade: None,
+            // Filled in by the service, from the record and the schedule.
+            last_backup_time: None,
+            last_backup_id: String::new(),
+            last_backup_error: String::new(),
+            next_backup_time: None,
         }),
         generation: rec.generation,
         create_time: timestamp(rec.create_time),

@@ -14,6 +14,7 @@
 //!   maintenance windows and exclusions.
 
 pub mod audit;
+pub mod backup;
 pub mod bounds;
 pub mod change;
 pub mod error;

@@ -186,4 +186,6 @@ pub struct TenantSpec {
     pub maintenance: crate::maintenance::Maintenance,
     /// Created from this backup (its id) rather than empty; fixed at creation.
     pub restore_from: Option<String>,
+    /// kamajid backs the tenant up on this schedule; `None`: only when asked.
+    pub backup_schedule: Option<crate::backup::BackupSchedule>,
 }

@@ -204,6 +204,15 @@ selector the cluster's datastore no longer matches moves the cluster in place, a
          false starts the control plane again with the same endpoint and credentials. While hibernated, \
          certificates are still renewed; a key rotation, a credential rotation and a change of datastore \
          are refused until it is woken. Defaults to false.";
+    pub const TC_BACKUP_SCHEDULE: &str = "kamajid backs the cluster up on this schedule (one `kamaji_tenant_backup`-like backup each time, labelled `kamaji.clastix.io/scheduled`), on its leader, and deletes scheduled backups beyond the retention. Needs a kamajid with a backup store (`--backup-store`). `last_backup_at`, `last_backup_id`, `last_backup_error` and `next_backup_at` report on it; `kamaji_tenant_backups` lists the backups.";
+    pub const TC_LAST_BACKUP_AT: &str =
+        "When the backup schedule last ran (RFC 3339, UTC); null before its first run.";
+    pub const TC_LAST_BACKUP_ID: &str =
+        "The backup the schedule's last run made (empty when it failed).";
+    pub const TC_LAST_BACKUP_ERROR: &str =
+        "Why the schedule's last run failed; empty when it succeeded.";
+    pub const TC_NEXT_BACKUP_AT: &str =
+        "When the backup schedule runs next (RFC 3339, UTC); null without a schedule.";
     pub const TC_RESTORE_FROM: &str = "Create the cluster from this backup (the `id` of a `kamaji_tenant_backup`, or one of `kamaji_tenant_backups`' `ids`) rather than empty: every object the backed-up cluster kept, Secrets included (read with the encryption keys the backup carries), written back before its control plane first starts. The new cluster has its own CA, endpoint and credentials: kubeconfigs, service-account tokens and nodes of the backed-up cluster are not trusted by it (nodes join it anew). The backup must come from Kubernetes of `kubernetes_version`'s minor or the one before; an archive that does not match its digest is refused before anything is created. Changing it replaces the cluster.";
     pub const TC_PUBLIC_ISSUER: &str =
         "When true, kamajid publishes the cluster's service-account issuer: its OpenID Connect discovery \

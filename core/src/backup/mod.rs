@@ -6,9 +6,11 @@
 //! the prefix of the tenant it restores.
 
 pub mod archive;
+pub mod schedule;
 #[cfg(test)]
 mod tests;
 
+pub use kamaji_model::backup::BackupSchedule;
 use kamaji_model::version::Version;
 
 /// A backup as kamajid records it (the archive holds the data; this says what and where it is).

@@ -3,6 +3,7 @@
 //! under a (new) tenant's prefix. Pages flow from etcd to the store and back as they are read:
 //! memory stays flat whatever the tenant holds.
 
+pub mod schedule;
 pub mod store;
 
 use std::sync::Arc;

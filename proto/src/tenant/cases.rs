@@ -181,6 +181,26 @@ pub fn cases() -> Vec<Case> {
             &["release_channel"],
         ),
         create(
+            "backup schedule out of bounds",
+            with(|s| {
+                s.backup_schedule = Some(v1::BackupSchedule {
+                    interval: "30s".into(),
+                    retention_count: 5000,
+                    retention_max_age: "a week".into(),
+                })
+            }),
+            &[
+                "backup_schedule.interval",
+                "backup_schedule.retention_count",
+                "backup_schedule.retention_max_age",
+            ],
+        ),
+        create(
+            "a restore from something that is not a backup id",
+            with(|s| s.restore_from = "Not An Id!".into()),
+            &["restore_from"],
+        ),
+        create(
             "window out of bounds",
             with(|s| s.maintenance_window = Some(window("24:00", 25, &["funday"]))),
             &[

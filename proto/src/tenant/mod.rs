@@ -414,6 +414,19 @@ pub fn tenant_cluster(name: &str, spec: &TenantClusterSpec) -> Vec<FieldError> {
             errs.push(e);
         }
     }
+    if let Err(e) = parse::backup_id("restore_from", &spec.restore_from) {
+        errs.push(e);
+    }
+    if let Some(b) = &spec.backup_schedule {
+        if let Err(e) = kamaji_model::backup::schedule(
+            "backup_schedule",
+            &b.interval,
+            b.retention_count,
+            &b.retention_max_age,
+        ) {
+            errs.extend(e);
+        }
+    }
     if let Err(e) = maintenance(spec) {
         errs.extend(e);
     }

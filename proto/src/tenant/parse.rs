@@ -143,6 +143,19 @@ pub fn from_stored(v: &v1::TenantClusterSpec) -> Result<TenantSpec, FieldError> 
         public_issuer: v.public_issuer,
         maintenance: super::maintenance(v).map_err(|mut e| e.remove(0))?,
         restore_from: backup_id("restore_from", &v.restore_from)?,
+        backup_schedule: v
+            .backup_schedule
+            .as_ref()
+            .map(|b| {
+                kamaji_model::backup::schedule(
+                    "backup_schedule",
+                    &b.interval,
+                    b.retention_count,
+                    &b.retention_max_age,
+                )
+                .map_err(|mut e| e.remove(0))
+            })
+            .transpose()?,
     })
 }
 
@@ -240,7 +253,7 @@ pub(crate) mod tests {
 }
 
 /// A backup id as a user writes it: empty for none.
-fn backup_id(field: &str, v: &str) -> Result<Option<String>, FieldError> {
+pub(super) fn backup_id(field: &str, v: &str) -> Result<Option<String>, FieldError> {
     if v.is_empty() {
         return Ok(None);
     }

@@ -96,6 +96,21 @@ impl TenantClusterState {
             } else {
                 spec.release_channel.clone()
             }),
+            backup_schedule: match &spec.backup_schedule {
+                Some(b) => Value::Value(BackupScheduleBlock {
+                    interval: Value::Value(b.interval.clone()),
+                    retention_count: Value::Value(
+                        if b.retention_count == 0 {
+                            kamaji_model::backup::DEFAULT_RETENTION_COUNT
+                        } else {
+                            b.retention_count
+                        }
+                        .into(),
+                    ),
+                    retention_max_age: text(&b.retention_max_age),
+                }),
+                None => Value::Null,
+            },
             maintenance_window: match &spec.maintenance_window {
                 Some(w) => Value::Value(MaintenanceWindow {
                     start: Value::Value(w.start.clone()),
@@ -233,6 +248,18 @@ impl TenantClusterState {
                 }),
                 None => Value::Null,
             },
+            last_backup_at: st
+                .last_backup_time
+                .as_ref()
+                .map(|t| rfc3339(t.seconds))
+                .into(),
+            last_backup_id: Value::Value(st.last_backup_id.clone()),
+            last_backup_error: Value::Value(st.last_backup_error.clone()),
+            next_backup_at: st
+                .next_backup_time
+                .as_ref()
+                .map(|t| rfc3339(t.seconds))
+                .into(),
             status: Value::Value(phase_name(st.phase).to_owned()),
             status_message: Value::Value(status_message(tc)),
             certificates_expire_at: match &st.certificates_expire_at {

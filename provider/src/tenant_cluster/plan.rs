@@ -101,6 +101,12 @@ impl TenantClusterState {
                 w.duration_hours = Value::Value(WINDOW_HOURS.into());
             }
         }
+        if let Value::Value(b) = &mut self.backup_schedule {
+            if b.retention_count.is_null() {
+                b.retention_count =
+                    Value::Value(kamaji_model::backup::DEFAULT_RETENTION_COUNT.into());
+            }
+        }
         if let Value::Value(list) = &mut self.maintenance_exclusion {
             for x in list.iter_mut().filter_map(|x| match x {
                 Value::Value(x) => Some(x),
@@ -128,6 +134,10 @@ impl TenantClusterState {
         self.storage_history_bytes = Value::Unknown;
         self.last_upgrade = Value::Unknown;
         self.next_upgrade = Value::Unknown;
+        self.last_backup_at = Value::Unknown;
+        self.last_backup_id = Value::Unknown;
+        self.last_backup_error = Value::Unknown;
+        self.next_backup_at = Value::Unknown;
         self
     }
 
@@ -234,6 +244,14 @@ pub(super) fn update(
     ) {
         if c.duration_hours.is_null() {
             p.duration_hours = Value::Null;
+        }
+    }
+    if let (Value::Value(p), Some(c)) = (
+        &mut planned.backup_schedule,
+        config.backup_schedule.as_ref_option(),
+    ) {
+        if c.retention_count.is_null() {
+            p.retention_count = Value::Null;
         }
     }
     if let (Value::Value(pl), Value::Value(cl)) = (

@@ -88,6 +88,10 @@ pub fn schema() -> Schema {
                         TC_NEXT_UPGRADE,
                     ),
                 ),
+                ("last_backup_at", computed(string(), TC_LAST_BACKUP_AT)),
+                ("last_backup_id", computed(string(), TC_LAST_BACKUP_ID)),
+                ("last_backup_error", computed(string(), TC_LAST_BACKUP_ERROR)),
+                ("next_backup_at", computed(string(), TC_NEXT_BACKUP_AT)),
                 ("status", computed(string(), TC_STATUS)),
                 ("status_message", computed(string(), TC_STATUS_MESSAGE)),
                 ("certificates_expire_at", computed(string(), TC_CERTS_EXPIRE)),
@@ -185,6 +189,19 @@ pub fn schema() -> Schema {
                             ("preset", optional(string(), "`metadata`, `request` or `request_response`: what each event records. Secrets, ConfigMaps and token requests are recorded at `metadata` whatever the preset; health checks not at all.")),
                             ("policy", optional(string(), "An `audit.k8s.io/v1` Policy document (YAML), instead of a preset.")),
                             ("max_age_days", optional_default(number(), "Days audit log files are kept, 1 to 3650. Defaults to 30.")),
+                        ]),
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "backup_schedule".to_owned(),
+                    tf_provider::schema::NestedBlock::Optional(Block {
+                        version: 1,
+                        description: Description::markdown(TC_BACKUP_SCHEDULE),
+                        attributes: attributes([
+                            ("interval", required(string(), "Time between two backups, in minutes, hours or days: `\"30m\"`, `\"6h\"`, `\"1d\"`; from 1m to 366d. The first backup is taken as soon as the schedule is set; a failed one is tried again after 5 minutes.")),
+                            ("retention_count", optional_default(number(), "Scheduled backups kept, the newest; 1 to 1000, default 7. Backups taken by a `kamaji_tenant_backup` are never deleted by the schedule.")),
+                            ("retention_max_age", optional(string(), "Scheduled backups older than this are deleted, whatever the count (the newest always stays), e.g. `\"30d\"`.")),
                         ]),
                         ..Default::default()
                     }),

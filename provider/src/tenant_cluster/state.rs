@@ -64,6 +64,14 @@ pub struct MaintenanceWindow {
     pub days: Value<StrList>,
 }
 
+/// `backup_schedule {}`: how often kamajid backs the cluster up, and how many it keeps.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupScheduleBlock {
+    pub interval: Value<String>,
+    pub retention_count: Value<Number>,
+    pub retention_max_age: Value<String>,
+}
+
 /// Hours a maintenance window lasts when `duration_hours` is unset.
 pub const WINDOW_HOURS: u32 = 4;
 
@@ -166,6 +174,9 @@ pub struct TenantClusterState {
     #[serde(with = "one_block")]
     pub maintenance_window: Value<MaintenanceWindow>,
     pub maintenance_exclusion: Value<Vec<Value<MaintenanceExclusion>>>,
+    /// At most one `backup_schedule {}` block: null when there is none.
+    #[serde(with = "one_block")]
+    pub backup_schedule: Value<BackupScheduleBlock>,
     pub storage_quota_bytes: Value<Number>,
     pub write_budget_bytes_per_second: Value<Number>,
     /// Absent from the data source's schema, hence never serialized when null.
@@ -182,6 +193,10 @@ pub struct TenantClusterState {
     pub service_account_issuer: Value<String>,
     pub last_upgrade: Value<LastUpgrade>,
     pub next_upgrade: Value<NextUpgrade>,
+    pub last_backup_at: Value<String>,
+    pub last_backup_id: Value<String>,
+    pub last_backup_error: Value<String>,
+    pub next_backup_at: Value<String>,
     pub status: Value<String>,
     pub status_message: Value<String>,
     pub certificates_expire_at: Value<String>,

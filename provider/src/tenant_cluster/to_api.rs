@@ -282,6 +282,22 @@ impl TenantClusterState {
             scheduler: r.map("extra_args.scheduler", &x.scheduler),
         };
         let addons = self.addons.as_ref_option().cloned().unwrap_or_default();
+        let backup_schedule = self
+            .backup_schedule
+            .as_ref_option()
+            .map(|b| v1::BackupSchedule {
+                interval: r.string("backup_schedule.interval", &b.interval, ""),
+                retention_count: r.int(
+                    "backup_schedule.retention_count",
+                    &b.retention_count,
+                    kamaji_model::backup::DEFAULT_RETENTION_COUNT,
+                ),
+                retention_max_age: r.string(
+                    "backup_schedule.retention_max_age",
+                    &b.retention_max_age,
+                    "",
+                ),
+            });
         let spec = v1::TenantClusterSpec {
             kubernetes_version: r.string("kubernetes_version", &self.kubernetes_version, ""),
             replicas: r.int("replicas", &self.replicas, defaults::REPLICAS),
@@ -300,6 +316,7 @@ impl TenantClusterState {
             hibernated: self.hibernated.as_ref_option().copied().unwrap_or(false),
             public_issuer: self.public_issuer.as_ref_option().copied().unwrap_or(false),
             restore_from: r.string("restore_from", &self.restore_from, ""),
+            backup_schedule,
             release_channel,
             maintenance_window,
             maintenance_exclusions,
