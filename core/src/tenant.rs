@@ -49,6 +49,47 @@ pub enum Phase {
     Moving,
     /// The spec asks `hibernated`: the control plane is stopped, everything else kept.
     Hibernated,
+    /// Rolled back in place to a backup ([`InPlaceRestore`]): writes held, control plane
+    /// stopped, its prefix replaced, then started again.
+    Restoring,
+}
+
+/// An in-place restore in flight: the tenant's prefix replaced by a backup's keys. Each stage
+/// is recorded once its effect is done, so a kamajid killed anywhere resumes from it; the
+/// tenant never serves half its objects (its control plane is stopped from `Stopped` until the
+/// write is whole).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InPlaceRestore {
+    pub backup: String,
+    pub stage: RestoreStage,
+    pub requested_at: i64,
+    /// When writes were held (0: not yet).
+    pub held_at: i64,
+    pub keys: i64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RestoreStage {
+    /// Asked for; nothing done yet.
+    Requested,
+    /// The tenant's role is read-only: nothing it runs can write any more.
+    Held,
+    /// Its control plane is stopped.
+    Stopped,
+    /// Its prefix holds exactly the backup's keys.
+    Written,
+}
+
+/// The last in-place restore, once done.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RestoreRecord {
+    pub backup: String,
+    pub requested_at: i64,
+    /// When its writes were held again (the control plane is then starting).
+    pub released_at: i64,
+    /// Seconds its writes were held.
+    pub held_seconds: i64,
+    pub keys: i64,
 }
 
 /// A move of the tenant's keys from one datastore to another, in flight. Each stage is
@@ -188,6 +229,12 @@ pub struct TenantRecord {
     /// A move between datastores in flight.
     #[serde(default)]
     pub moving: Option<Move>,
+    /// An in-place restore in flight.
+    #[serde(default)]
+    pub restoring: Option<InPlaceRestore>,
+    /// The last in-place restore, once its writes were released.
+    #[serde(default)]
+    pub last_restore: Option<RestoreRecord>,
     /// Move off the current datastore: it no longer matches the selector, or it is drained.
     #[serde(default)]
     pub evict: bool,
@@ -247,6 +294,8 @@ impl TenantRecord {
             encrypted: None,
             credentials: Default::default(),
             moving: None,
+            restoring: None,
+            last_restore: None,
             evict: false,
             service_account_issuer: None,
             auto_version: None,

@@ -80,6 +80,7 @@ pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::T
                 Phase::Failed => v1::TenantClusterPhase::Failed,
                 Phase::Moving => v1::TenantClusterPhase::Moving,
                 Phase::Hibernated => v1::TenantClusterPhase::Hibernated,
+                Phase::Restoring => v1::TenantClusterPhase::Restoring,
             } as i32,
             conditions: rec
                 .conditions
@@ -143,6 +144,18 @@ pub fn tenant_to_proto(rec: &TenantRecord, spec: v1::TenantClusterSpec) -> v1::T
             last_backup_id: String::new(),
             last_backup_error: String::new(),
             next_backup_time: None,
+            last_restore: rec.last_restore.as_ref().map(|r| v1::LastRestore {
+                backup_id: r.backup.clone(),
+                requested_time: timestamp(r.requested_at),
+                released_time: timestamp(r.released_at),
+                write_hold_seconds: r.held_seconds,
+                keys: r.keys,
+            }),
+            restoring_backup_id: rec
+                .restoring
+                .as_ref()
+                .map(|r| r.backup.clone())
+                .unwrap_or_default(),
         }),
         generation: rec.generation,
         create_time: timestamp(rec.create_time),

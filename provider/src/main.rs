@@ -19,6 +19,7 @@ mod tenant_backups_data_source;
 mod tenant_cluster;
 mod tenant_cluster_data_source;
 mod tenant_clusters_data_source;
+mod tenant_restore_resource;
 
 fn main() -> std::process::ExitCode {
     // `terraform-provider-kamaji docs <repo root>` writes the registry documentation.

@@ -15,7 +15,7 @@ use crate::schema::{attributes, optional, sensitive, string};
 use crate::{
     bootstrap_token_resource, datastore, datastore_data_source, datastores_data_source,
     tenant_backup_resource, tenant_backups_data_source, tenant_cluster, tenant_cluster_data_source,
-    tenant_clusters_data_source,
+    tenant_clusters_data_source, tenant_restore_resource,
 };
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -209,6 +209,7 @@ impl Provider for KamajiProvider {
             "tenant_cluster" => tenant_cluster::TenantClusterResource { client: self.client.clone(), own_names: Default::default(), leaving: self.tenants_leaving.clone(), datastores_arriving: self.datastores_arriving.clone(), arriving: self.tenants_arriving.clone(), listing: Default::default() },
             "bootstrap_token" => bootstrap_token_resource::BootstrapTokenResource { client: self.client.clone(), tenants_arriving: self.tenants_arriving.clone() },
             "tenant_backup" => tenant_backup_resource::TenantBackupResource { client: self.client.clone() },
+            "tenant_restore" => tenant_restore_resource::TenantRestoreResource { client: self.client.clone() },
         })
     }
 

@@ -1676,3 +1676,141 @@ async fn a_restore_interrupted_or_failing_runs_again_and_a_missing_backup_starts
     let why = rec.condition(COND_RECONCILED).unwrap();
     assert!(why.message.contains("no such backup"), "{why:?}");
 }
+
+/// What an in-place restore request through the API records.
+fn restore_requested(backup: &str) -> impl FnOnce(&mut TenantRecord) + '_ {
+    move |rec| {
+        rec.restoring = Some(InPlaceRestore {
+            backup: backup.into(),
+            stage: RestoreStage::Requested,
+            requested_at: 1,
+            held_at: 0,
+            keys: 0,
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_in_place_restore_holds_writes_stops_writes_back_releases_and_starts_again() {
+    let w = world();
+    let t = w.create("acme").await;
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    let key_before = w.pki(&t).encryption_keys[0].clone();
+    // A backup taken before a key rotation: its objects need a key the tenant retired since.
+    let old = crate::pki::EncryptionKey::generate(7);
+    w.life.isolation.backups.lock().unwrap().insert(
+        "acme-1".into(),
+        crate::backup::archive::Secrets {
+            encryption_keys: vec![old.clone()],
+            encrypted_resources: vec![],
+        },
+    );
+    w.tamper(&t, restore_requested("acme-1")).await;
+    let (ds, id) = (w.shard.clone(), w.record(&t).unwrap().uid);
+    let held = |w: &World| {
+        w.life
+            .isolation
+            .held
+            .lock()
+            .unwrap()
+            .contains(&(ds.clone(), id.clone()))
+    };
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::RestoreHold)
+    );
+    assert!(held(&w));
+    assert_eq!(w.record(&t).unwrap().phase, Phase::Restoring);
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::RestoreStop)
+    );
+    assert!(w.life.runtime.held.lock().unwrap().contains(&t), "stopped");
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::RestoreWrite)
+    );
+    assert_eq!(w.life.isolation.restored.lock().unwrap().len(), 1);
+    assert!(held(&w), "still held until the write is whole");
+    assert_eq!(
+        w.life.step(&t).await.unwrap(),
+        Outcome::Ran(Step::RestoreRelease)
+    );
+    assert!(!held(&w));
+    let ran = w.steps_to_converge(&t).await;
+    assert_eq!(ran[0], Step::Apply, "started again: {ran:?}");
+    assert!(ran.contains(&Step::Bootstrap));
+    // The backup's key read its objects, which were then rewritten with the tenant's own.
+    assert!(ran.contains(&Step::Reencrypt), "{ran:?}");
+    let rec = w.record(&t).unwrap();
+    assert_eq!(rec.phase, Phase::Ready);
+    assert!(rec.restoring.is_none());
+    let last = rec.last_restore.unwrap();
+    assert_eq!(last.backup, "acme-1");
+    assert!(last.held_seconds >= 0);
+    let pki = w.pki(&t);
+    assert_eq!(pki.encryption_keys, [key_before]);
+}
+
+#[tokio::test]
+async fn every_in_place_restore_stage_whose_record_was_lost_runs_again_to_the_same_end() {
+    let stages = [
+        Step::RestoreHold,
+        Step::RestoreStop,
+        Step::RestoreWrite,
+        Step::RestoreRelease,
+    ];
+    for (i, step) in stages.into_iter().enumerate() {
+        let w = world();
+        backup_secrets(&w, "acme-1");
+        let t = w.create("acme").await;
+        assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+        w.tamper(&t, restore_requested("acme-1")).await;
+        for s in &stages[..i] {
+            assert_eq!(w.life.step(&t).await.unwrap(), Outcome::Ran(*s));
+        }
+        w.faults.arm("records.update");
+        assert!(w.life.step(&t).await.is_err(), "{step:?}");
+        assert_eq!(w.record(&t).unwrap().restoring.unwrap().stage as usize, i);
+        assert_eq!(
+            w.life.converge(&t, 30).await.unwrap(),
+            Outcome::Converged,
+            "{step:?}"
+        );
+        w.assert_ready(&t);
+        let rec = w.record(&t).unwrap();
+        assert!(
+            rec.restoring.is_none() && rec.last_restore.is_some(),
+            "{step:?}"
+        );
+        assert!(
+            w.life.isolation.held.lock().unwrap().is_empty(),
+            "{step:?}: released"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_backup_encrypted_with_another_clusters_key_of_the_same_name_is_not_restored_in_place() {
+    let w = world();
+    let t = w.create("acme").await;
+    assert_eq!(w.life.converge(&t, 20).await.unwrap(), Outcome::Converged);
+    let rotation = w.pki(&t).encryption_keys[0].rotation;
+    w.life.isolation.backups.lock().unwrap().insert(
+        "other-1".into(),
+        crate::backup::archive::Secrets {
+            encryption_keys: vec![crate::pki::EncryptionKey::generate(rotation)],
+            encrypted_resources: vec![],
+        },
+    );
+    w.tamper(&t, restore_requested("other-1")).await;
+    for _ in 0..2 {
+        w.life.step(&t).await.unwrap();
+    }
+    let err = w.life.step(&t).await.unwrap_err();
+    assert!(err.to_string().contains("new cluster"), "{err}");
+    assert_eq!(
+        w.record(&t).unwrap().restoring.unwrap().stage,
+        RestoreStage::Stopped
+    );
+}

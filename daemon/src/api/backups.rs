@@ -181,15 +181,144 @@ impl TenantBackups for BackupApi {
         }))
     }
 
+    async fn restore_tenant_backup(
+        &self,
+        req: Request<v1::RestoreTenantBackupRequest>,
+    ) -> Result<Response<v1::RestoreTenantBackupResponse>, Status> {
+        let req = req.into_inner();
+        let name = wire::tenant_name(&req.tenant_cluster)
+            .map_err(|e| field(Code::InvalidArgument, "tenant_cluster", e.detail))?;
+        let backups = self.backups()?;
+        let refused = |m: String| field(Code::FailedPrecondition, "backup_id", m);
+        let record = backups.record(&req.id).await.map_err(|e| match e {
+            BackupError::NotFound(_) => field(Code::NotFound, "backup_id", e.to_string()),
+            e => backup_status(e),
+        })?;
+        // The archive read whole and checked now: a corrupt one touches nothing.
+        let checked = backups.check(&req.id).await.map_err(|e| match e {
+            e @ (BackupError::Archive { .. } | BackupError::Digest { .. }) => {
+                field(Code::DataLoss, "backup_id", e.to_string())
+            }
+            e => backup_status(e),
+        })?;
+        for _ in 0..5 {
+            let v = self.service.record(&name).await.map_err(service_status)?;
+            let mut rec = v.value;
+            let busy = |why: &str| {
+                field(
+                    Code::FailedPrecondition,
+                    "tenant_cluster",
+                    format!("tenant cluster {name:?} cannot be restored in place now: {why}"),
+                )
+            };
+            if rec.deleting {
+                return Err(busy("it is being deleted"));
+            }
+            if rec.moving.is_some() {
+                return Err(busy("it is moving to another datastore"));
+            }
+            if let Some(r) = &rec.restoring {
+                return Err(busy(&format!(
+                    "it is being restored from backup {}",
+                    r.backup
+                )));
+            }
+            if rec.phase == kamaji_core::tenant::Phase::Hibernated {
+                return Err(busy("it is hibernated; wake it first (hibernated = false)"));
+            }
+            let Some(running) = rec
+                .current_version
+                .as_deref()
+                .and_then(kamaji_core::spec::Version::parse)
+            else {
+                return Err(busy("it has not been Ready yet"));
+            };
+            kamaji_core::backup::restorable(&record.kubernetes_version, running)
+                .map_err(&refused)?;
+            let pki = open_pki(&self.service.kek, &rec)
+                .map_err(|e| Status::internal(e.to_string()))?
+                .ok_or_else(|| busy("it has no PKI yet"))?;
+            for k in &checked.secrets.encryption_keys {
+                if pki
+                    .encryption_keys
+                    .iter()
+                    .any(|o| o.rotation == k.rotation && o.secret != k.secret)
+                {
+                    return Err(refused(format!(
+                        "backup {} was encrypted with another cluster's {}: restore it into a new \
+                         cluster (restore_from) instead",
+                        record.id,
+                        k.name()
+                    )));
+                }
+            }
+            let now = now_unix();
+            rec.restoring = Some(kamaji_core::tenant::InPlaceRestore {
+                backup: record.id.clone(),
+                stage: kamaji_core::tenant::RestoreStage::Requested,
+                requested_at: now,
+                held_at: 0,
+                keys: 0,
+            });
+            match self
+                .service
+                .store
+                .update_tenant_record(&rec, v.revision)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(tenant = %name, backup = %record.id, "in-place restore requested");
+                    self.service.wake.notify_one();
+                    return Ok(Response::new(v1::RestoreTenantBackupResponse {
+                        requested_time: Some(prost_types::Timestamp {
+                            seconds: now,
+                            nanos: 0,
+                        }),
+                    }));
+                }
+                Err(crate::store::StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(super::store_status(e)),
+            }
+        }
+        Err(Status::aborted(format!(
+            "tenant cluster {name:?} kept changing; retry"
+        )))
+    }
+
     async fn delete_tenant_backup(
         &self,
         req: Request<v1::DeleteTenantBackupRequest>,
     ) -> Result<Response<v1::DeleteTenantBackupResponse>, Status> {
         let backups = self.backups()?;
-        backups
-            .delete(&req.into_inner().id)
+        let id = req.into_inner().id;
+        // A restore still reading it would fail half-way: it stays until they are done.
+        let records = self
+            .service
+            .store
+            .tenant_records()
             .await
-            .map_err(backup_status)?;
+            .map_err(super::store_status)?;
+        for rec in records {
+            let in_place = rec.restoring.as_ref().is_some_and(|r| r.backup == id);
+            let from = !rec.done(kamaji_core::tenant::COND_RESTORED)
+                && self
+                    .service
+                    .store
+                    .wire_spec(&rec)
+                    .is_ok_and(|s| s.restore_from == id);
+            if in_place || from {
+                return Err(field(
+                    Code::FailedPrecondition,
+                    "id",
+                    format!(
+                        "backup {id} is being restored into tenant cluster {:?}; delete it once \
+                         that restore is done",
+                        rec.name.as_str()
+                    ),
+                ));
+            }
+        }
+        backups.delete(&id).await.map_err(backup_status)?;
         Ok(Response::new(v1::DeleteTenantBackupResponse {}))
     }
 }

@@ -20,7 +20,7 @@ mod to_api;
 mod wait;
 
 pub use from_api::rfc3339;
-pub use report::phase_name;
+pub use report::{phase_name, status_message};
 pub use schema::schema;
 pub use state::*;
 

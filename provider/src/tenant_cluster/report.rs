@@ -16,6 +16,7 @@ pub fn phase_name(p: i32) -> &'static str {
         v1::TenantClusterPhase::Failed => "Failed",
         v1::TenantClusterPhase::Moving => "Moving",
         v1::TenantClusterPhase::Hibernated => "Hibernated",
+        v1::TenantClusterPhase::Restoring => "Restoring",
         v1::TenantClusterPhase::Unspecified => "Unknown",
     }
 }

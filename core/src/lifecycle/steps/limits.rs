@@ -36,11 +36,18 @@ pub fn limits_due(rec: &TenantRecord, spec: &TenantSpec, m: Option<&Metered>) ->
     m.guard.wall != Wall::Down || m.guard.soft != want.any()
 }
 
-/// Whether a move holds the tenant's writes on datastore `ds` now (its role there read-only).
+/// Whether a move or an in-place restore holds the tenant's writes on datastore `ds` now (its role
+/// there read-only).
 pub fn held_on(rec: &TenantRecord, ds: &crate::ids::DatastoreName) -> bool {
-    rec.moving
+    let restoring = rec
+        .restoring
         .as_ref()
-        .is_some_and(|m| &m.from == ds && matches!(m.stage, MoveStage::Held | MoveStage::Copied))
+        .is_some_and(|r| r.stage >= RestoreStage::Held)
+        && rec.datastore.as_ref() == Some(ds);
+    restoring
+        || rec.moving.as_ref().is_some_and(|m| {
+            &m.from == ds && matches!(m.stage, MoveStage::Held | MoveStage::Copied)
+        })
 }
 
 /// The soft wall's objects for what `rec` records it is walled for (the quota's message when

@@ -53,6 +53,10 @@ pub enum Step {
     Isolate,
     MintPki,
     Restore,
+    RestoreHold,
+    RestoreStop,
+    RestoreWrite,
+    RestoreRelease,
     RotateCredentials,
     Apply,
     AwaitReady,
@@ -308,6 +312,15 @@ pub fn next(rec: &TenantRecord, due: Due) -> Option<Step> {
         None if due.relocate => return Some(Step::MoveReserve),
         None => {}
     }
+    // An in-place restore goes on before anything else too: from its hold to its release the
+    // tenant cannot write, and its control plane stays stopped until its objects are whole.
+    match rec.restoring.as_ref().map(|r| r.stage) {
+        Some(RestoreStage::Requested) => return Some(Step::RestoreHold),
+        Some(RestoreStage::Held) => return Some(Step::RestoreStop),
+        Some(RestoreStage::Stopped) => return Some(Step::RestoreWrite),
+        Some(RestoreStage::Written) => return Some(Step::RestoreRelease),
+        None => {}
+    }
     // A datastore that refuses writes: nothing below can work, and the tenant is not Ready.
     if due.datastore_refusing {
         return Some(Step::AwaitDatastore);
@@ -527,6 +540,9 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
                 Ok(Outcome::Ran(Step::MintPki))
             }
             Step::Restore => self.restore(rec, rev, &spec, now).await,
+            Step::RestoreHold | Step::RestoreStop | Step::RestoreWrite | Step::RestoreRelease => {
+                self.restore_in_place(step, rec, rev, &spec, now).await
+            }
             Step::Apply => self.apply(rec, rev, &spec, now).await,
             Step::AwaitReady | Step::ReissueServingCert => {
                 self.await_ready(rec, rev, &spec, now).await
