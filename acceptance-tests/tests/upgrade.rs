@@ -13,8 +13,8 @@ use kamaji_proto::v1;
 
 /// The last landed version; the ones before it stay tested too (an installation may skip a
 /// version).
-const LANDED: &str = "746f5ed";
-const EARLIER: [&str; 1] = ["bf81a44"];
+const LANDED: &str = "04e1041";
+const EARLIER: [&str; 2] = ["746f5ed", "bf81a44"];
 
 fn fixture(commit: &str) -> PathBuf {
     workspace()

@@ -54,6 +54,13 @@ resource "kamaji_tenant_cluster" "payments" {
     apiserver = { "max-requests-inflight" = "800" }
   }
 
+  # Backed up every 6 hours to kamajid's backup store; the last 28 (a week) are kept.
+  backup_schedule {
+    interval          = "6h"
+    retention_count   = 28
+    retention_max_age = "7d"
+  }
+
   labels              = { team = "payments", env = "prod" }
   deletion_protection = true
 

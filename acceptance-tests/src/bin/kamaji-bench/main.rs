@@ -11,6 +11,7 @@
 //! Usage: kamaji-bench [--tenants N] [--concurrency C] [--plan-resources P] [--skip-plan]
 //!        [--rest-seconds 300] [--rest-tenants 5000]
 //!        [--idle-tenants 20] [--idle-settle-seconds 60] [--idle-seconds 300] [--only-idle | --skip-idle]
+//!        [--only-backup]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ const RESERVATION_MIB: i64 = 16;
 const TENANT_RESERVATION_MIB: i64 = 4;
 
 mod at_rest;
+mod backup;
 mod cluster;
 mod idle;
 mod in_process;
@@ -47,6 +49,8 @@ struct Args {
     skip_plan: bool,
     idle: IdleArgs,
     only_idle: bool,
+    /// Only the backup figures (6b).
+    only_backup: bool,
     skip_idle: bool,
     rest: Duration,
     /// How many Ready tenants the second at-rest figure is taken with.
@@ -65,6 +69,7 @@ fn args() -> Args {
             window: Duration::from_secs(300),
         },
         only_idle: false,
+        only_backup: false,
         skip_idle: false,
         rest: Duration::from_secs(300),
         rest_tenants: 5000,
@@ -89,6 +94,7 @@ fn args() -> Args {
                 a.idle.window = Duration::from_secs(num("--idle-seconds").max(1) as u64)
             }
             "--only-idle" => a.only_idle = true,
+            "--only-backup" => a.only_backup = true,
             "--skip-idle" => a.skip_idle = true,
             "--rest-seconds" => a.rest = Duration::from_secs(num("--rest-seconds").max(1) as u64),
             "--rest-tenants" => a.rest_tenants = num("--rest-tenants"),
@@ -155,6 +161,31 @@ async fn put_many(
             let (mut c, value) = (c.clone(), value.clone());
             async move {
                 c.put(format!("/t{}/configmaps/k{i}", i % tenants), value, None)
+                    .await
+                    .expect("put");
+            }
+        })
+        .buffer_unordered(writers)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// Puts `n` keys of `value_len` bytes under `prefix` (`configmaps/default/c<i>`), `writers` at a
+/// time.
+pub(crate) async fn put_many_under(
+    c: &etcd_client::Client,
+    prefix: &str,
+    n: usize,
+    value_len: usize,
+    writers: usize,
+) {
+    use futures::StreamExt;
+    let value = vec![b'v'; value_len];
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (mut c, value) = (c.clone(), value.clone());
+            async move {
+                c.put(format!("{prefix}configmaps/default/c{i:06}"), value, None)
                     .await
                     .expect("put");
             }
@@ -514,8 +545,13 @@ async fn main() {
         ],
     )
     .await;
+    if args.only_backup {
+        backup::bench_backup(&h).await;
+        return;
+    }
     let raw = bench_raw_etcd(&h, args.concurrency).await;
     bench_usage(&h).await;
+    backup::bench_backup(&h).await;
     let mut shards = Vec::new();
     let mut ds = h.client().await;
     for i in 1..=4 {
