@@ -334,7 +334,10 @@ async fn a_backup_cut_short_leaves_nothing_and_a_restore_cut_short_is_completed_
         backups.delete(&extra.id).await.unwrap();
     }
     assert!(cut, "the backup always finished before it could be cut");
-    assert_eq!(backups.list("src").await.unwrap(), [taken.clone()]);
+    assert_eq!(
+        backups.list("src").await.unwrap(),
+        std::slice::from_ref(&taken)
+    );
     let archives = walk(&store_dir)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "kbak"))

@@ -193,6 +193,24 @@ fn audit(a: &v1::Audit) -> Result<Audit, FieldError> {
     })
 }
 
+/// A backup id as a user writes it: empty for none.
+pub(super) fn backup_id(field: &str, v: &str) -> Result<Option<String>, FieldError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let ok = v.len() <= 120
+        && v.starts_with(|c: char| c.is_ascii_lowercase())
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        return Err(FieldError::new(
+            field,
+            format!("{v:?} is not a backup id (the id of a kamaji_tenant_backup, such as \"prod-20261206101500-1a2b\")"),
+        ));
+    }
+    Ok(Some(v.to_owned()))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -250,22 +268,4 @@ pub(crate) mod tests {
         bad.network = None;
         assert_eq!(from_stored(&bad).unwrap_err().field, "network");
     }
-}
-
-/// A backup id as a user writes it: empty for none.
-pub(super) fn backup_id(field: &str, v: &str) -> Result<Option<String>, FieldError> {
-    if v.is_empty() {
-        return Ok(None);
-    }
-    let ok = v.len() <= 120
-        && v.starts_with(|c: char| c.is_ascii_lowercase())
-        && v.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !ok {
-        return Err(FieldError::new(
-            field,
-            format!("{v:?} is not a backup id (the id of a kamaji_tenant_backup, such as \"prod-20261206101500-1a2b\")"),
-        ));
-    }
-    Ok(Some(v.to_owned()))
 }
