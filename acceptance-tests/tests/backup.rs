@@ -60,6 +60,18 @@ resource "kamaji_tenant_cluster" "{name}" {{
     )
 }
 
+/// A cluster restored from b1 that keeps the backed-up cluster's identity.
+const TWIN: &str = r#"
+resource "kamaji_tenant_cluster" "twin" {
+  name                  = "twin"
+  kubernetes_version    = kamaji_tenant_cluster.src.kubernetes_version
+  datastore             = kamaji_datastore.a.name
+  restore_from          = kamaji_tenant_backup.b1.id
+  restore_keep_identity = true
+  network {}
+}
+"#;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_of_a_tenant_on_one_shard_restores_into_a_new_tenant_on_another() {
     let root = tempfile::tempdir().unwrap();
@@ -143,7 +155,7 @@ async fn a_backup_of_a_tenant_on_one_shard_restores_into_a_new_tenant_on_another
     // Restored into a new tenant on the other shard.
     w.write(&hcl(
         &version,
-        &format!("{BACKUP}{}", restored("copy", &version, "b")),
+        &format!("{BACKUP}{TWIN}{}", restored("copy", &version, "b")),
         &a,
         &b,
     ));
@@ -208,13 +220,29 @@ async fn a_backup_of_a_tenant_on_one_shard_restores_into_a_new_tenant_on_another
     assert_eq!(on_b, 0);
     assert_eq!(w.plan_code().code, 0, "a restored cluster plans no change");
 
+    // The twin kept src's identity: src's own admin credentials work against it.
+    let twin = w.resource("kamaji_tenant_cluster.twin")["values"].clone();
+    assert_eq!(twin["status"], "Ready", "{twin:#}");
+    assert_eq!(
+        twin["cluster_ca_certificate"],
+        src["cluster_ca_certificate"]
+    );
+    assert_ne!(twin["endpoint"], src["endpoint"]);
+    let src_creds_at_twin = src["admin_kubeconfig"].as_str().unwrap().replace(
+        src["endpoint"].as_str().unwrap(),
+        twin["endpoint"].as_str().unwrap(),
+    );
+    let at_twin = Kubectl::new(&w.dir.join("twin-as-src.kubeconfig"), &src_creds_at_twin);
+    let cm = at_twin.json(&["-n", "team", "configmap", "before"]);
+    assert_eq!(cm["data"]["k"], "v");
+
     // A backup from a newer minor: refused at plan, naming restore_from.
     let oldest = k8s::oldest();
     if oldest != version {
         w.write(&hcl(
             &version,
             &format!(
-                "{BACKUP}{}{}",
+                "{BACKUP}{TWIN}{}{}",
                 restored("copy", &version, "b"),
                 restored("old", &oldest, "a")
             ),
@@ -240,7 +268,7 @@ async fn a_backup_of_a_tenant_on_one_shard_restores_into_a_new_tenant_on_another
     w.write(&hcl(
         &version,
         &format!(
-            "{BACKUP}{}{}",
+            "{BACKUP}{TWIN}{}{}",
             restored("copy", &version, "b"),
             restored("bad", &version, "a")
         ),
@@ -270,7 +298,7 @@ async fn a_backup_of_a_tenant_on_one_shard_restores_into_a_new_tenant_on_another
     // exactly one scheduled backup is kept beside the one asked for.
     w.write(&hcl(
         &version,
-        &format!("{BACKUP}{}", restored("copy", &version, "b")),
+        &format!("{BACKUP}{TWIN}{}", restored("copy", &version, "b")),
         &a,
         &b,
     ));
@@ -299,7 +327,7 @@ async fn a_backup_of_a_tenant_on_one_shard_restores_into_a_new_tenant_on_another
     // Destroyed: the clusters go, and so does the archive.
     w.write(&hcl(
         &version,
-        &format!("{BACKUP}{}", restored("copy", &version, "b")),
+        &format!("{BACKUP}{TWIN}{}", restored("copy", &version, "b")),
         &a,
         &b,
     ));

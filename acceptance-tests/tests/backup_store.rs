@@ -128,6 +128,7 @@ fn secrets() -> Secrets {
     Secrets {
         encryption_keys: vec![EncryptionKey::generate(2), EncryptionKey::generate(1)],
         encrypted_resources: vec!["configmaps".into()],
+        identity: None,
     }
 }
 

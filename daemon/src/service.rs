@@ -130,6 +130,15 @@ impl TenantService {
             .map_err(invalid)?;
         if whole {
             match backups.check(id).await {
+                Ok(c) if spec.restore_keep_identity && c.secrets.identity.is_none() => {
+                    return Err(ServiceError::Invalid(vec![FieldError::new(
+                        "restore_keep_identity",
+                        format!(
+                            "backup {id} carries no identity (it was taken by an older kamajid): \
+                             restore it without restore_keep_identity"
+                        ),
+                    )]))
+                }
                 Ok(_) => {}
                 Err(crate::backup::BackupError::Records(e)) => return Err(e.into()),
                 Err(e) => return Err(invalid(e.to_string())),

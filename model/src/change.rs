@@ -8,11 +8,12 @@ pub use crate::version::upgrade;
 /// Fields fixed at creation: the network plan, baked into the PKI and every Service, and the
 /// backup a cluster was created from. Changing
 /// one replaces the cluster (Terraform plans the replacement; kamajid refuses the update).
-pub const IMMUTABLE: [&str; 4] = [
+pub const IMMUTABLE: [&str; 5] = [
     "network.service_cidr",
     "network.pod_cidr",
     "network.dns_service_ip",
     "restore_from",
+    "restore_keep_identity",
 ];
 
 /// What a field fixed at creation says when an update changes it.

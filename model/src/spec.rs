@@ -186,6 +186,8 @@ pub struct TenantSpec {
     pub maintenance: crate::maintenance::Maintenance,
     /// Created from this backup (its id) rather than empty; fixed at creation.
     pub restore_from: Option<String>,
+    /// Restored with the backed-up cluster's CA and keys rather than its own; fixed at creation.
+    pub restore_keep_identity: bool,
     /// kamajid backs the tenant up on this schedule; `None`: only when asked.
     pub backup_schedule: Option<crate::backup::BackupSchedule>,
 }

@@ -44,6 +44,20 @@ pub struct Header {
 pub struct Secrets {
     pub encryption_keys: Vec<EncryptionKey>,
     pub encrypted_resources: Vec<String>,
+    /// The backed-up cluster's PKI, for a restore into a new cluster that keeps its identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+}
+
+/// A cluster's PKI as JSON (its CA and service-account keys among it). Debug never shows it.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Identity(pub String);
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Identity(..)")
+    }
 }
 
 /// Counts written last: a reader that saw no trailer holds a cut archive.

@@ -21,6 +21,7 @@ fn archive(kek: &Kek, n: usize, size: usize) -> (Vec<u8>, Secrets) {
     let secrets = Secrets {
         encryption_keys: vec![EncryptionKey::generate(3)],
         encrypted_resources: vec!["configmaps".into()],
+        identity: None,
     };
     let (mut w, mut out) = Writer::start(kek, header(), &secrets).unwrap();
     for i in 0..n {

@@ -168,6 +168,7 @@ pub(crate) mod testing {
             public_issuer: false,
             maintenance: Default::default(),
             restore_from: None,
+            restore_keep_identity: false,
             backup_schedule: None,
         }
     }

@@ -1599,6 +1599,7 @@ fn backup_secrets(w: &World, id: &str) -> crate::backup::archive::Secrets {
             crate::pki::EncryptionKey::generate(6),
         ],
         encrypted_resources: vec!["configmaps".into()],
+        identity: None,
     };
     w.life
         .isolation
@@ -1703,6 +1704,7 @@ async fn an_in_place_restore_holds_writes_stops_writes_back_releases_and_starts_
         crate::backup::archive::Secrets {
             encryption_keys: vec![old.clone()],
             encrypted_resources: vec![],
+            identity: None,
         },
     );
     w.tamper(&t, restore_requested("acme-1")).await;
@@ -1801,6 +1803,7 @@ async fn a_backup_encrypted_with_another_clusters_key_of_the_same_name_is_not_re
         crate::backup::archive::Secrets {
             encryption_keys: vec![crate::pki::EncryptionKey::generate(rotation)],
             encrypted_resources: vec![],
+            identity: None,
         },
     );
     w.tamper(&t, restore_requested("other-1")).await;
@@ -1813,4 +1816,49 @@ async fn a_backup_encrypted_with_another_clusters_key_of_the_same_name_is_not_re
         w.record(&t).unwrap().restoring.unwrap().stage,
         RestoreStage::Stopped
     );
+}
+
+#[tokio::test]
+async fn a_restore_that_keeps_the_identity_takes_the_backups_ca_but_its_own_datastore_certificate()
+{
+    let w = world();
+    let src = w.create("src").await;
+    assert_eq!(w.life.converge(&src, 20).await.unwrap(), Outcome::Converged);
+    let theirs = w.pki(&src);
+    let mut secrets = backup_secrets(&w, "src-1");
+    secrets.identity = Some(crate::backup::archive::Identity(
+        serde_json::to_string(&theirs).unwrap(),
+    ));
+    w.life
+        .isolation
+        .backups
+        .lock()
+        .unwrap()
+        .insert("src-1".into(), secrets);
+    let t = w.create("twin").await;
+    w.update(&t, |s| {
+        s.restore_from = Some("src-1".into());
+        s.restore_keep_identity = true;
+    })
+    .await;
+    assert_eq!(w.life.converge(&t, 30).await.unwrap(), Outcome::Converged);
+    assert_eq!(w.record(&t).unwrap().phase, Phase::Ready);
+    let ours = w.pki(&t);
+    assert_eq!(ours.ca, theirs.ca);
+    assert_eq!(ours.service_account_key, theirs.service_account_key);
+    assert_ne!(
+        ours.etcd_client.cert, theirs.etcd_client.cert,
+        "its own datastore user"
+    );
+
+    // A backup without an identity cannot be restored keeping one.
+    backup_secrets(&w, "plain-1");
+    let u = w.create("nameless").await;
+    w.update(&u, |s| {
+        s.restore_from = Some("plain-1".into());
+        s.restore_keep_identity = true;
+    })
+    .await;
+    let err = w.life.converge(&u, 10).await.unwrap_err();
+    assert!(err.to_string().contains("carries no identity"), "{err}");
 }

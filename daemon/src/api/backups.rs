@@ -107,6 +107,9 @@ pub async fn take(
     let secrets = Secrets {
         encryption_keys: pki.encryption_keys.clone(),
         encrypted_resources: pki.encrypted_resources.clone(),
+        identity: serde_json::to_string(&pki)
+            .ok()
+            .map(kamaji_core::backup::archive::Identity),
     };
     let ds = service
         .store

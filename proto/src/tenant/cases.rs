@@ -196,6 +196,11 @@ pub fn cases() -> Vec<Case> {
             ],
         ),
         create(
+            "an identity kept from no backup",
+            with(|s| s.restore_keep_identity = true),
+            &["restore_keep_identity"],
+        ),
+        create(
             "a restore from something that is not a backup id",
             with(|s| s.restore_from = "Not An Id!".into()),
             &["restore_from"],

@@ -67,6 +67,9 @@ fn fixed<'a>(s: &'a TenantClusterSpec, field: &str) -> &'a str {
     if field == "restore_from" {
         return &s.restore_from;
     }
+    if field == "restore_keep_identity" {
+        return if s.restore_keep_identity { "true" } else { "" };
+    }
     let Some(n) = &s.network else { return "" };
     match field {
         "network.service_cidr" => &n.service_cidr,

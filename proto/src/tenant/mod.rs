@@ -417,6 +417,12 @@ pub fn tenant_cluster(name: &str, spec: &TenantClusterSpec) -> Vec<FieldError> {
     if let Err(e) = parse::backup_id("restore_from", &spec.restore_from) {
         errs.push(e);
     }
+    if spec.restore_keep_identity && spec.restore_from.is_empty() {
+        errs.push(FieldError::new(
+            "restore_keep_identity",
+            "keeps the identity of the backup restore_from names: set restore_from too",
+        ));
+    }
     if let Some(b) = &spec.backup_schedule {
         if let Err(e) = kamaji_model::backup::schedule(
             "backup_schedule",

@@ -143,6 +143,7 @@ pub fn from_stored(v: &v1::TenantClusterSpec) -> Result<TenantSpec, FieldError> 
         public_issuer: v.public_issuer,
         maintenance: super::maintenance(v).map_err(|mut e| e.remove(0))?,
         restore_from: backup_id("restore_from", &v.restore_from)?,
+        restore_keep_identity: v.restore_keep_identity,
         backup_schedule: v
             .backup_schedule
             .as_ref()

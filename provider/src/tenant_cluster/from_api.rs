@@ -86,6 +86,7 @@ impl TenantClusterState {
             deletion_protection: Value::Value(spec.deletion_protection),
             hibernated: Value::Value(spec.hibernated),
             public_issuer: Value::Value(spec.public_issuer),
+            restore_keep_identity: Value::Value(spec.restore_keep_identity),
             restore_from: if spec.restore_from.is_empty() {
                 Value::Null
             } else {

@@ -27,6 +27,9 @@ impl TenantClusterState {
         if self.public_issuer.is_null() {
             self.public_issuer = Value::Value(false);
         }
+        if self.restore_keep_identity.is_null() {
+            self.restore_keep_identity = Value::Value(false);
+        }
         let mut net = self.network.as_ref_option().cloned().unwrap_or_default();
         let fill = |v: &mut Value<String>, d: &str| {
             if v.is_null() {
@@ -177,7 +180,13 @@ pub(super) fn replacements(
 /// Whether a refusal can be judged now: no value of its block is still unknown (kamajid judges
 /// those at apply).
 pub(super) fn judged_now(e: &FieldError, unknown: &[String]) -> bool {
-    let block = |f: &str| f.split(['.', '[']).next().unwrap_or_default().to_owned();
+    let block = |f: &str| {
+        super::to_api::depends_on(f)
+            .split(['.', '['])
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
     !unknown.iter().any(|u| block(u) == block(&e.field))
 }
 
@@ -234,6 +243,9 @@ pub(super) fn update(
     }
     if config.public_issuer.is_null() {
         planned.public_issuer = Value::Null;
+    }
+    if config.restore_keep_identity.is_null() {
+        planned.restore_keep_identity = Value::Null;
     }
     if config.release_channel.is_null() {
         planned.release_channel = Value::Null;

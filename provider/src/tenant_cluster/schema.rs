@@ -54,6 +54,7 @@ pub fn schema() -> Schema {
                 ("hibernated", optional_default(boolean(), TC_HIBERNATED)),
                 ("public_issuer", optional_default(boolean(), TC_PUBLIC_ISSUER)),
                 ("restore_from", optional(string(), TC_RESTORE_FROM)),
+                ("restore_keep_identity", optional_default(boolean(), TC_RESTORE_KEEP_IDENTITY)),
                 ("release_channel", optional_default(string(), TC_RELEASE_CHANNEL)),
                 ("uid", computed(string(), TC_UID)),
                 ("endpoint", computed(string(), TC_ENDPOINT)),

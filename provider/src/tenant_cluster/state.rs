@@ -162,6 +162,7 @@ pub struct TenantClusterState {
     pub hibernated: Value<bool>,
     pub public_issuer: Value<bool>,
     pub restore_from: Value<String>,
+    pub restore_keep_identity: Value<bool>,
     pub addons: Value<Addons>,
     pub encryption: Value<Encryption>,
     pub authentication: Value<Authentication>,

@@ -316,6 +316,11 @@ impl TenantClusterState {
             hibernated: self.hibernated.as_ref_option().copied().unwrap_or(false),
             public_issuer: self.public_issuer.as_ref_option().copied().unwrap_or(false),
             restore_from: r.string("restore_from", &self.restore_from, ""),
+            restore_keep_identity: r.boolean(
+                "restore_keep_identity",
+                &self.restore_keep_identity,
+                false,
+            ),
             backup_schedule,
             release_channel,
             maintenance_window,
@@ -382,6 +387,7 @@ impl TenantClusterState {
             });
         }
         let judged = |field: &str| {
+            let field = depends_on(field);
             !unknown
                 .iter()
                 .any(|u| field == u || field.starts_with(&format!("{u}.")))
@@ -532,5 +538,14 @@ mod tests {
         assert!(detail(Number::Other("1.5".into()))[0]
             .1
             .contains("not a whole number"));
+    }
+}
+
+/// The attribute whose value a refusal of `field` is judged with, when it is another one: whether
+/// an identity can be kept depends on `restore_from`, often a reference unknown at plan.
+pub(super) fn depends_on(field: &str) -> &str {
+    match field {
+        "restore_keep_identity" => "restore_from",
+        f => f,
     }
 }

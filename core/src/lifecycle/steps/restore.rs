@@ -17,6 +17,14 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         let ds = self.datastore(&rec).await?;
         let restored = self.isolation.restore(&ds, &rec.uid, backup).await?;
         let mut pki = self.pki(&rec)?;
+        if spec.restore_keep_identity {
+            pki = keep_identity(pki, &restored.secrets).map_err(|detail| {
+                crate::lifecycle::ports::PortError {
+                    op: format!("restoring the identity of backup {backup}"),
+                    detail,
+                }
+            })?;
+        }
         adopt(&mut pki, &mut rec, &restored.secrets);
         seal_pki(&self.kek, &mut rec, &pki)?;
         rec.set_condition(
@@ -32,6 +40,24 @@ impl<R: Records, I: Isolation, T: Runtime, O: TenantObjects> Lifecycle<R, I, T, 
         self.save(&rec, rev).await?;
         Ok(Outcome::Ran(Step::Restore))
     }
+}
+
+/// The backed-up cluster's PKI in place of `own` (CA, front-proxy CA, service-account keys and
+/// the certificates they signed), but for the datastore client certificate, which must stay the
+/// one the new cluster's datastore trusts for its own etcd user. The serving certificate is
+/// re-issued for the new address by the Apply that follows.
+pub(super) fn keep_identity(
+    own: TenantPki,
+    secrets: &crate::backup::archive::Secrets,
+) -> Result<TenantPki, String> {
+    let identity = secrets.identity.as_ref().ok_or(
+        "the backup carries no identity (it was taken by an older kamajid): restore it without \
+         restore_keep_identity",
+    )?;
+    let mut kept: TenantPki = serde_json::from_str(&identity.0)
+        .map_err(|e| format!("the backup's identity does not decode: {e}"))?;
+    kept.etcd_client = own.etcd_client;
+    Ok(kept)
 }
 
 /// Makes `pki` read what the backup's objects were encrypted with: the backup's keys, in their
