@@ -50,7 +50,7 @@ pub(crate) async fn bench_backup(h: &Harness) {
         let mut rec = TenantRecord::new(name, WireSpec(String::new()), 64 << 20, 0);
         rec.current_version = Some("1.37.2".into());
         let prefix = kamaji_core::etcd_keys::prefix(&rec.uid);
-        crate::put_many_under(&cs, &prefix, n, 1024, 64).await;
+        put_many_under(&cs, &prefix, n, 1024, 64).await;
         let before = rss_kib(me);
         let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
         let sampling = {
@@ -103,4 +103,29 @@ pub(crate) async fn bench_backup(h: &Harness) {
         "Backup time per object, 100k over 1k objects: {:.2} (1: linear in the tenant's size)",
         large / small
     );
+}
+
+/// Puts `n` keys of `value_len` bytes under `prefix` (`configmaps/default/c<i>`), `writers` at a
+/// time.
+async fn put_many_under(
+    c: &etcd_client::Client,
+    prefix: &str,
+    n: usize,
+    value_len: usize,
+    writers: usize,
+) {
+    use futures::StreamExt;
+    let value = vec![b'v'; value_len];
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (mut c, value) = (c.clone(), value.clone());
+            async move {
+                c.put(format!("{prefix}configmaps/default/c{i:06}"), value, None)
+                    .await
+                    .expect("put");
+            }
+        })
+        .buffer_unordered(writers)
+        .collect::<Vec<_>>()
+        .await;
 }

@@ -170,31 +170,6 @@ async fn put_many(
         .await;
 }
 
-/// Puts `n` keys of `value_len` bytes under `prefix` (`configmaps/default/c<i>`), `writers` at a
-/// time.
-pub(crate) async fn put_many_under(
-    c: &etcd_client::Client,
-    prefix: &str,
-    n: usize,
-    value_len: usize,
-    writers: usize,
-) {
-    use futures::StreamExt;
-    let value = vec![b'v'; value_len];
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let (mut c, value) = (c.clone(), value.clone());
-            async move {
-                c.put(format!("{prefix}configmaps/default/c{i:06}"), value, None)
-                    .await
-                    .expect("put");
-            }
-        })
-        .buffer_unordered(writers)
-        .collect::<Vec<_>>()
-        .await;
-}
-
 /// 6. What measuring per-tenant usage costs on one shard: the first scan, and following writes.
 async fn bench_usage(h: &Harness) {
     use kamajid::datastore::usage::UsageTracker;
