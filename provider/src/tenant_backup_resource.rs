@@ -100,14 +100,9 @@ fn text(v: &Value<String>) -> String {
     v.as_ref_option().cloned().unwrap_or_default()
 }
 
-/// RFC 3339 of a timestamp, as every resource writes times.
+/// RFC 3339 of an API timestamp (empty when absent), as the tenant cluster writes times.
 pub fn rfc3339(ts: Option<&prost_types::Timestamp>) -> String {
-    ts.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    ts.map_or_else(String::new, |t| crate::tenant_cluster::rfc3339(t.seconds))
 }
 
 impl TenantBackupState {
