@@ -416,6 +416,15 @@ impl TenantClusterState {
     }
 }
 
+/// The attribute whose value a refusal of `field` is judged with, when it is another one: whether
+/// an identity can be kept depends on `restore_from`, often a reference unknown at plan.
+pub(super) fn depends_on(field: &str) -> &str {
+    match field {
+        "restore_keep_identity" => "restore_from",
+        f => f,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,14 +547,5 @@ mod tests {
         assert!(detail(Number::Other("1.5".into()))[0]
             .1
             .contains("not a whole number"));
-    }
-}
-
-/// The attribute whose value a refusal of `field` is judged with, when it is another one: whether
-/// an identity can be kept depends on `restore_from`, often a reference unknown at plan.
-pub(super) fn depends_on(field: &str) -> &str {
-    match field {
-        "restore_keep_identity" => "restore_from",
-        f => f,
     }
 }
